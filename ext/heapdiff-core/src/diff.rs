@@ -1,0 +1,375 @@
+//! The diff: objects of `after` that `before` did not have and, given a third dump, that
+//! `later` still has, grouped by allocation site.
+//!
+//! Identity is not the address alone. Ruby reuses the slots of freed objects, so the same
+//! address in two dumps can be two different objects. Two records are the same object
+//! when they sit at the same address with the same type and class, and, where allocation
+//! tracing recorded them, the same generation (GC count at allocation) and file:line.
+//! Compaction moves objects; it is detected from objects that are older than a dump yet
+//! missing from it, reported as a warning, and handled (see `Pairing`).
+
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::heap::{Heap, ABSENT};
+use crate::intern::NONE;
+use crate::object_type::ObjectType;
+
+/// The C struct name of the allocation tracer's own DATA object.
+const TRACER_STRUCT: &[u8] = b"ObjectTracing/allocation_info_tracer";
+
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    /// Keep what is filtered by default: the allocation tracer's own object and objects
+    /// allocated by heapdiff itself.
+    pub include_noise: bool,
+    /// Objects allocated in files under these prefixes are heapdiff's own (noise).
+    pub own_paths: Vec<Vec<u8>>,
+}
+
+/// One allocation site (type, class, file, line) and the objects retained there.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub object_type: ObjectType,
+    pub class_name: Option<String>,
+    /// DATA struct name or IMEMO type, when the group's objects agree on one.
+    pub subtype: Option<Vec<u8>>,
+    pub file: Option<Vec<u8>>,
+    pub line: Option<u32>,
+    pub count: u64,
+    pub memsize: u64,
+    /// Rows in the `after` heap.
+    pub members: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub groups: Vec<Group>,
+    pub total_count: u64,
+    pub total_memsize: u64,
+    pub warnings: Vec<String>,
+    /// Objects left out as noise (tracer, heapdiff's own allocations).
+    pub filtered: u64,
+    /// Three-dump diffs: new objects in `after` that `later` no longer has.
+    pub freed_before_later: u64,
+}
+
+pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOptions) -> Report {
+    let mut warnings = Vec::new();
+    let first = Pairing::new(before, after);
+    if first.moved > 0 {
+        warnings.push(compaction_warning(before, after, first.moved));
+    }
+    let second = later.map(|later| Pairing::new(after, later));
+    if let (Some(second), Some(later)) = (&second, later) {
+        if second.moved > 0 {
+            warnings.push(compaction_warning(after, later, second.moved));
+        }
+    }
+    let noise = Noise::new(after, options);
+
+    // New in `after`: not in `before`, and not older than `before` (an older object
+    // missing from `before` was moved by compaction, not allocated since).
+    let new: Vec<u32> = (0..after.len() as u32)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .filter(|&i| {
+            let i = i as usize;
+            first.counterpart(i).is_none() && !first.is_older_than_earlier(i)
+        })
+        .collect();
+
+    let mut filtered = 0u64;
+    let mut kept: Vec<u32> = Vec::with_capacity(new.len());
+    for &i in &new {
+        if noise.is_noise(i as usize) {
+            filtered += 1;
+        } else {
+            kept.push(i);
+        }
+    }
+
+    let mut freed_before_later = 0;
+    if let (Some(second), Some(later)) = (&second, later) {
+        // Still alive in `later`: found at its address, or, when `later` was compacted,
+        // matched by content among `later`'s moved objects.
+        let alive: Vec<bool> = kept
+            .par_iter()
+            .with_min_len(1 << 12)
+            .map(|&i| second.counterpart_in_later(i as usize).is_some())
+            .collect();
+        let mut moved_pool = if second.moved > 0 {
+            second.moved_by_content(later)
+        } else {
+            HashMap::new()
+        };
+        let mut retained = Vec::with_capacity(kept.len());
+        for (&i, &is_alive) in kept.iter().zip(&alive) {
+            let alive = is_alive
+                || moved_pool
+                    .get_mut(&content_key(after, i as usize, &second.earlier_to_later))
+                    .is_some_and(|n| {
+                        if *n > 0 {
+                            *n -= 1;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+            if alive {
+                retained.push(i);
+            } else {
+                freed_before_later += 1;
+            }
+        }
+        kept = retained;
+    }
+
+    let groups = group(after, &kept);
+    Report {
+        total_count: groups.iter().map(|g| g.count).sum(),
+        total_memsize: groups.iter().map(|g| g.memsize).sum(),
+        groups,
+        warnings,
+        filtered,
+        freed_before_later,
+    }
+}
+
+fn compaction_warning(earlier: &Heap, later: &Heap, moved: u64) -> String {
+    format!(
+        "{moved} object(s) in {} were allocated before {} was taken but are not at their address in it: the heap was compacted between the two dumps (GC.compact or GC.auto_compact). They are matched by allocation site and generation instead of address; objects without allocation tracing cannot be matched that way.",
+        later.source.display(),
+        earlier.source.display()
+    )
+}
+
+/// How two dumps of one process relate: which rows are the same object.
+struct Pairing<'a> {
+    earlier: &'a Heap,
+    later: &'a Heap,
+    /// Maps the later heap's interned ids to the earlier heap's (files, by bytes).
+    later_to_earlier: Vec<u32>,
+    /// And the other way round.
+    earlier_to_later: Vec<u32>,
+    /// The largest generation in `earlier`: objects of a smaller generation existed
+    /// when `earlier` was taken.
+    earlier_max_generation: Option<u32>,
+    /// Objects of `later` older than `earlier` that `earlier` does not have at their
+    /// address: the evidence of compaction.
+    moved: u64,
+}
+
+impl<'a> Pairing<'a> {
+    fn new(earlier: &'a Heap, later: &'a Heap) -> Pairing<'a> {
+        let later_to_earlier = translate(later, earlier);
+        let earlier_to_later = translate(earlier, later);
+        let earlier_max_generation = earlier
+            .columns
+            .generation
+            .par_iter()
+            .copied()
+            .filter(|&g| g != ABSENT)
+            .max();
+        let mut pairing = Pairing {
+            earlier,
+            later,
+            later_to_earlier,
+            earlier_to_later,
+            earlier_max_generation,
+            moved: 0,
+        };
+        pairing.moved = (0..later.len())
+            .into_par_iter()
+            .with_min_len(1 << 14)
+            .filter(|&i| pairing.counterpart(i).is_none() && pairing.is_older_than_earlier(i))
+            .count() as u64;
+        pairing
+    }
+
+    /// Did row `i` of `later` exist before `earlier` was taken?
+    fn is_older_than_earlier(&self, i: usize) -> bool {
+        match (self.later.generation(i), self.earlier_max_generation) {
+            (Some(g), Some(max)) => g < max,
+            _ => false,
+        }
+    }
+
+    /// The row of `earlier` that is the same object as row `i` of `later`.
+    fn counterpart(&self, i: usize) -> Option<usize> {
+        let j = self.earlier.find(self.later.columns.address[i])?;
+        same_object(self.later, i, self.earlier, j, &self.later_to_earlier).then_some(j)
+    }
+
+    /// The row of `later` that is the same object as row `i` of `earlier`.
+    fn counterpart_in_later(&self, i: usize) -> Option<usize> {
+        let j = self.later.find(self.earlier.columns.address[i])?;
+        same_object(self.earlier, i, self.later, j, &self.earlier_to_later).then_some(j)
+    }
+
+    /// `later`'s moved objects counted by content, keyed in `later`'s ids.
+    fn moved_by_content(&self, later: &Heap) -> HashMap<ContentKey, u64> {
+        let mut pool = HashMap::new();
+        for i in 0..later.len() {
+            if self.counterpart(i).is_none() && self.is_older_than_earlier(i) {
+                *pool.entry(content_key_own(later, i)).or_insert(0) += 1;
+            }
+        }
+        pool
+    }
+}
+
+/// Type, class, file, line, generation: what identifies a traced object apart from
+/// its address.
+type ContentKey = (ObjectType, u64, u32, u32, u32);
+
+fn content_key_own(heap: &Heap, i: usize) -> ContentKey {
+    let c = &heap.columns;
+    (
+        c.object_type[i],
+        c.class[i],
+        c.file[i],
+        c.line[i],
+        c.generation[i],
+    )
+}
+
+/// The content key of row `i` of `heap`, with the file id translated into the other
+/// heap's ids.
+fn content_key(heap: &Heap, i: usize, to_other: &[u32]) -> ContentKey {
+    let c = &heap.columns;
+    (
+        c.object_type[i],
+        c.class[i],
+        to_other[c.file[i] as usize],
+        c.line[i],
+        c.generation[i],
+    )
+}
+
+/// Are row `i` of `a` and row `j` of `b` (at the same address) the same object?
+/// `a_to_b` translates `a`'s interned ids into `b`'s.
+fn same_object(a: &Heap, i: usize, b: &Heap, j: usize, a_to_b: &[u32]) -> bool {
+    let (ca, cb) = (&a.columns, &b.columns);
+    if ca.object_type[i] != cb.object_type[j] {
+        return false;
+    }
+    // IMEMO class fields are bogus before 3.2; compare classes elsewhere only.
+    if ca.object_type[i] != ObjectType::Imemo && ca.class[i] != cb.class[j] {
+        return false;
+    }
+    let (ga, gb) = (ca.generation[i], cb.generation[j]);
+    if ga != ABSENT && gb != ABSENT && ga != gb {
+        return false;
+    }
+    // Tracing records the allocation site; untraced objects have none on both sides.
+    a_to_b[ca.file[i] as usize] == cb.file[j] && ca.line[i] == cb.line[j]
+}
+
+/// For each interned id of `from` (index), the id of the same bytes in `to`, or a value
+/// that matches nothing (`u32::MAX`) when `to` has no such string. NONE maps to NONE.
+fn translate(from: &Heap, to: &Heap) -> Vec<u32> {
+    let mut map = Vec::with_capacity(from.strings.len() + 1);
+    map.push(NONE);
+    for id in 1..=from.strings.len() as u32 {
+        let bytes = from.strings.get(id).expect("ids are dense");
+        map.push(to.strings.lookup(bytes).unwrap_or(u32::MAX));
+    }
+    map
+}
+
+/// Objects filtered by default.
+struct Noise<'a> {
+    heap: &'a Heap,
+    enabled: bool,
+    tracer_struct: Option<u32>,
+    /// Interned file ids that lie under heapdiff's own paths.
+    own_files: Vec<bool>,
+}
+
+impl<'a> Noise<'a> {
+    fn new(heap: &'a Heap, options: &DiffOptions) -> Noise<'a> {
+        let mut own_files = vec![false; heap.strings.len() + 1];
+        for (id, own) in own_files.iter_mut().enumerate().skip(1) {
+            let bytes = heap.strings.get(id as u32).expect("ids are dense");
+            *own = options
+                .own_paths
+                .iter()
+                .any(|prefix| !prefix.is_empty() && bytes.starts_with(prefix));
+        }
+        Noise {
+            heap,
+            enabled: !options.include_noise,
+            tracer_struct: heap.strings.lookup(TRACER_STRUCT),
+            own_files,
+        }
+    }
+
+    fn is_noise(&self, i: usize) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let c = &self.heap.columns;
+        if c.object_type[i] == ObjectType::Data
+            && self.tracer_struct.is_some()
+            && Some(c.subtype[i]) == self.tracer_struct
+        {
+            return true;
+        }
+        self.own_files[c.file[i] as usize]
+    }
+}
+
+/// Groups rows of `heap` by (type, class, file, line), largest count first.
+fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
+    let c = &heap.columns;
+    let mut by_site: HashMap<(ObjectType, u64, u32, u32), usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut subtypes: Vec<Option<u32>> = Vec::new();
+    for &row in rows {
+        let i = row as usize;
+        let class = if c.object_type[i] == ObjectType::Imemo {
+            0
+        } else {
+            c.class[i]
+        };
+        let key = (c.object_type[i], class, c.file[i], c.line[i]);
+        let g = *by_site.entry(key).or_insert_with(|| {
+            groups.push(Group {
+                object_type: c.object_type[i],
+                class_name: heap.class_name(i),
+                subtype: None,
+                file: heap.file(i).map(<[u8]>::to_vec),
+                line: heap.line(i),
+                count: 0,
+                memsize: 0,
+                members: Vec::new(),
+            });
+            subtypes.push(Some(c.subtype[i]));
+            groups.len() - 1
+        });
+        let group = &mut groups[g];
+        group.count += 1;
+        group.memsize += c.memsize[i];
+        group.members.push(row);
+        if subtypes[g] != Some(c.subtype[i]) {
+            subtypes[g] = None;
+        }
+    }
+    for (group, subtype) in groups.iter_mut().zip(subtypes) {
+        group.subtype = subtype
+            .filter(|&id| id != NONE)
+            .and_then(|id| heap.string(id))
+            .map(<[u8]>::to_vec);
+    }
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(b.memsize.cmp(&a.memsize))
+            .then_with(|| a.file.cmp(&b.file))
+            .then(a.line.cmp(&b.line))
+            .then(a.object_type.cmp(&b.object_type))
+            .then_with(|| a.class_name.cmp(&b.class_name))
+    });
+    groups
+}

@@ -1,0 +1,364 @@
+//! The index of one heap dump: a column per field, one row per heap object, and the
+//! references between objects as a CSR graph of row indices. No per-object allocation;
+//! strings that repeat (files, methods, class names) are interned, and string values are
+//! not copied at all: they are read back from the file when asked for (see `source`).
+
+use hashbrown::HashMap;
+
+use crate::intern::Interner;
+use crate::object_type::ObjectType;
+use crate::source::Source;
+
+/// Marks an absent `u32` number (line, generation, length, shape id).
+pub const ABSENT: u32 = u32::MAX;
+
+/// One row per heap object, in dump order.
+#[derive(Default, Debug)]
+pub struct Columns {
+    pub address: Vec<u64>,
+    pub object_type: Vec<ObjectType>,
+    pub flags: Vec<u32>,
+    /// Class address, 0 when the record has none.
+    pub class: Vec<u64>,
+    pub file: Vec<u32>,
+    pub line: Vec<u32>,
+    pub method: Vec<u32>,
+    pub generation: Vec<u32>,
+    pub memsize: Vec<u64>,
+    pub bytesize: Vec<u64>,
+    /// ARRAY length, HASH size, OBJECT ivars.
+    pub length: Vec<u32>,
+    /// DATA `struct` or IMEMO `imemo_type`.
+    pub subtype: Vec<u32>,
+    pub shape_id: Vec<u32>,
+    /// Byte offset of the record's line in the (decompressed) dump.
+    pub offset: Vec<u64>,
+    /// 1-based line number of the record in the dump.
+    pub line_number: Vec<u64>,
+}
+
+impl Columns {
+    pub fn len(&self) -> usize {
+        self.address.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.address.is_empty()
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.address.reserve(n);
+        self.object_type.reserve(n);
+        self.flags.reserve(n);
+        self.class.reserve(n);
+        self.file.reserve(n);
+        self.line.reserve(n);
+        self.method.reserve(n);
+        self.generation.reserve(n);
+        self.memsize.reserve(n);
+        self.bytesize.reserve(n);
+        self.length.reserve(n);
+        self.subtype.reserve(n);
+        self.shape_id.reserve(n);
+        self.offset.reserve(n);
+        self.line_number.reserve(n);
+    }
+
+    /// Appends `other`, mapping its interned ids through `strings`.
+    pub fn append(&mut self, other: &Columns, strings: &[u32], offset_base: u64, line_base: u64) {
+        fn remap<'a>(ids: &'a [u32], strings: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
+            ids.iter().map(move |&id| strings[id as usize])
+        }
+        self.address.extend_from_slice(&other.address);
+        self.object_type.extend_from_slice(&other.object_type);
+        self.flags.extend_from_slice(&other.flags);
+        self.class.extend_from_slice(&other.class);
+        self.file.extend(remap(&other.file, strings));
+        self.line.extend_from_slice(&other.line);
+        self.method.extend(remap(&other.method, strings));
+        self.generation.extend_from_slice(&other.generation);
+        self.memsize.extend_from_slice(&other.memsize);
+        self.bytesize.extend_from_slice(&other.bytesize);
+        self.length.extend_from_slice(&other.length);
+        self.subtype.extend(remap(&other.subtype, strings));
+        self.shape_id.extend_from_slice(&other.shape_id);
+        self.offset
+            .extend(other.offset.iter().map(|&o| o + offset_base));
+        self.line_number
+            .extend(other.line_number.iter().map(|&l| l + line_base));
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.address.shrink_to_fit();
+        self.object_type.shrink_to_fit();
+        self.flags.shrink_to_fit();
+        self.class.shrink_to_fit();
+        self.file.shrink_to_fit();
+        self.line.shrink_to_fit();
+        self.method.shrink_to_fit();
+        self.generation.shrink_to_fit();
+        self.memsize.shrink_to_fit();
+        self.bytesize.shrink_to_fit();
+        self.length.shrink_to_fit();
+        self.subtype.shrink_to_fit();
+        self.shape_id.shrink_to_fit();
+        self.offset.shrink_to_fit();
+        self.line_number.shrink_to_fit();
+    }
+}
+
+/// A ROOT record: a root category and the objects it marks.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub name: u32,
+    /// Range into `Heap::root_targets`.
+    pub start: u32,
+    pub end: u32,
+}
+
+/// A SHAPE record (Ruby 3.2+). Shapes are VM structs, not heap objects: they are never
+/// counted as objects nor matched against object addresses.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub address: u64,
+    pub id: u64,
+    pub parent_id: Option<u64>,
+    pub depth: Option<u64>,
+    pub shape_type: u32,
+    pub edge_name: u32,
+    pub memsize: u64,
+}
+
+/// What loading counted, for warnings and for the user to check nothing was lost.
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub bytes: u64,
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub objects: u64,
+    pub root_records: u64,
+    pub shapes: u64,
+    /// Lines that were not valid JSON as written but whose record was recovered.
+    pub recovered_lines: u64,
+    /// Line numbers of the first recovered lines, and why (for the warnings).
+    pub recovered_samples: Vec<(u64, &'static str)>,
+    /// The last line stops before its closing brace (the writer died mid-dump).
+    pub truncated_last_line: Option<u64>,
+    /// Records cut short before their end (not the last line).
+    pub incomplete_lines: u64,
+    pub overflowed_numbers: u64,
+    pub unknown_types: u64,
+    pub duplicate_addresses: u64,
+    /// References to addresses that have no record (allocated during the dump, or a
+    /// `since:` dump).
+    pub dangling_references: u64,
+    pub references: u64,
+    pub gzip: bool,
+}
+
+/// Keeps this many example line numbers per kind of warning.
+pub const SAMPLE_LIMIT: usize = 10;
+
+/// One loaded heap dump.
+#[derive(Debug)]
+pub struct Heap {
+    pub source: Source,
+    pub columns: Columns,
+    /// CSR: the references of object `i` are `ref_targets[ref_start[i]..ref_start[i+1]]`.
+    /// A target `t >= len()` is a dangling reference: `dangling[t - len()]`.
+    pub ref_start: Vec<u32>,
+    pub ref_targets: Vec<u32>,
+    pub dangling: Vec<u64>,
+    pub roots: Vec<Root>,
+    pub root_targets: Vec<u32>,
+    pub shapes: Vec<Shape>,
+    pub strings: Interner,
+    /// CLASS/MODULE address → `name` (or `real_class_name`) id.
+    pub class_names: HashMap<u64, u32>,
+    pub index: HashMap<u64, u32>,
+    pub stats: LoadStats,
+}
+
+impl Heap {
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The row of the object at `address`, if the dump has it.
+    pub fn find(&self, address: u64) -> Option<usize> {
+        self.index.get(&address).map(|&i| i as usize)
+    }
+
+    pub fn string(&self, id: u32) -> Option<&[u8]> {
+        self.strings.get(id)
+    }
+
+    /// References of object `i` as row indices (dangling ones left out).
+    pub fn referents(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.len() as u32;
+        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+            .iter()
+            .filter(move |&&t| t < n)
+            .map(|&t| t as usize)
+    }
+
+    /// References of object `i` as addresses, in dump order, dangling ones included.
+    pub fn reference_addresses(&self, i: usize) -> Vec<u64> {
+        let n = self.len();
+        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+            .iter()
+            .map(|&t| {
+                let t = t as usize;
+                if t < n {
+                    self.columns.address[t]
+                } else {
+                    self.dangling[t - n]
+                }
+            })
+            .collect()
+    }
+
+    pub fn root_name(&self, root: &Root) -> &[u8] {
+        self.string(root.name).unwrap_or(b"?")
+    }
+
+    /// Addresses a root record marks (dangling ones included).
+    pub fn root_addresses(&self, root: &Root) -> Vec<u64> {
+        let n = self.len();
+        self.root_targets[root.start as usize..root.end as usize]
+            .iter()
+            .map(|&t| {
+                let t = t as usize;
+                if t < n {
+                    self.columns.address[t]
+                } else {
+                    self.dangling[t - n]
+                }
+            })
+            .collect()
+    }
+
+    /// The name of a class or module object, as Ruby would show it: its name, or
+    /// `#<Class:0x…>` when it is anonymous.
+    pub fn class_name_of_class(&self, class_address: u64) -> Option<String> {
+        if class_address == 0 {
+            return None;
+        }
+        if let Some(&id) = self.class_names.get(&class_address) {
+            return self
+                .string(id)
+                .map(|s| String::from_utf8_lossy(s).into_owned());
+        }
+        match self.find(class_address) {
+            Some(i) => match self.columns.object_type[i] {
+                ObjectType::Module => Some(format!("#<Module:{}>", hex(class_address))),
+                ObjectType::Class | ObjectType::IClass => {
+                    Some(format!("#<Class:{}>", hex(class_address)))
+                }
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
+    /// The class name of object `i` (None for records without a class, such as IMEMO).
+    pub fn class_name(&self, i: usize) -> Option<String> {
+        let t = self.columns.object_type[i];
+        if t == ObjectType::Imemo {
+            // Before 3.2 IMEMO carry a bogus class (0x8, 0x11); it means nothing.
+            return None;
+        }
+        self.class_name_of_class(self.columns.class[i])
+    }
+
+    pub fn file(&self, i: usize) -> Option<&[u8]> {
+        self.string(self.columns.file[i])
+    }
+
+    pub fn method(&self, i: usize) -> Option<&[u8]> {
+        self.string(self.columns.method[i])
+    }
+
+    pub fn subtype(&self, i: usize) -> Option<&[u8]> {
+        self.string(self.columns.subtype[i])
+    }
+
+    pub fn line(&self, i: usize) -> Option<u32> {
+        absent_to_none(self.columns.line[i])
+    }
+
+    pub fn generation(&self, i: usize) -> Option<u32> {
+        absent_to_none(self.columns.generation[i])
+    }
+
+    pub fn length(&self, i: usize) -> Option<u32> {
+        absent_to_none(self.columns.length[i])
+    }
+
+    /// Human-readable warnings about what loading recovered or could not use.
+    pub fn warnings(&self) -> Vec<String> {
+        let s = &self.stats;
+        let path = self.source.display();
+        let mut out = Vec::new();
+        if s.recovered_lines > 0 {
+            let samples: Vec<String> = s
+                .recovered_samples
+                .iter()
+                .map(|(line, why)| format!("line {line} ({why})"))
+                .collect();
+            out.push(format!(
+                "{path}: {} line(s) were not valid JSON and were recovered (Ruby 3.0/3.1 non-ASCII bug or unescaped quotes): {}",
+                s.recovered_lines,
+                samples.join(", ")
+            ));
+        }
+        if let Some(line) = s.truncated_last_line {
+            out.push(format!(
+                "{path}: line {line}: the last line is truncated (the dump was cut short); its record was kept as far as it goes"
+            ));
+        }
+        if s.incomplete_lines > 0 {
+            out.push(format!(
+                "{path}: {} record(s) stop before their end; kept as far as they go",
+                s.incomplete_lines
+            ));
+        }
+        if s.overflowed_numbers > 0 {
+            out.push(format!(
+                "{path}: {} number(s) do not fit in 64 bits and were left out",
+                s.overflowed_numbers
+            ));
+        }
+        if s.unknown_types > 0 {
+            out.push(format!(
+                "{path}: {} record(s) have a type heapdiff does not know; kept as UNKNOWN",
+                s.unknown_types
+            ));
+        }
+        if s.duplicate_addresses > 0 {
+            out.push(format!(
+                "{path}: {} address(es) appear in more than one record; lookups find the last",
+                s.duplicate_addresses
+            ));
+        }
+        if s.dangling_references > 0 {
+            out.push(format!(
+                "{path}: {} reference(s) point to addresses with no record (objects allocated during the dump, or a partial since: dump)",
+                s.dangling_references
+            ));
+        }
+        out
+    }
+}
+
+fn absent_to_none(v: u32) -> Option<u32> {
+    (v != ABSENT).then_some(v)
+}
+
+pub fn hex(address: u64) -> String {
+    format!("0x{address:x}")
+}

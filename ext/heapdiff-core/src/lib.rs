@@ -1,0 +1,15 @@
+//! heapdiff's core: loading Ruby heap dumps (`ObjectSpace.dump_all`) into a compact
+//! index and diffing them. Plain Rust, no Ruby types: the binding crate wraps it.
+
+pub mod diff;
+pub mod heap;
+pub mod intern;
+pub mod load;
+pub mod object_type;
+pub mod record;
+pub mod source;
+
+pub use diff::{diff, DiffOptions, Group, Report};
+pub use heap::Heap;
+pub use load::{load, LoadError, LoadOptions};
+pub use object_type::ObjectType;

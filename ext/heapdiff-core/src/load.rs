@@ -1,0 +1,675 @@
+//! Loading a dump: a reader thread streams the file (plain or gzip) in batches that end
+//! on a record boundary; each batch is cut into pieces parsed in parallel with rayon;
+//! the pieces are appended in order to the columns. Memory stays at the index plus a
+//! few batches, never the whole file.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::heap::{Columns, Heap, LoadStats, Root, Shape, ABSENT, SAMPLE_LIMIT};
+use crate::intern::{Interner, NONE};
+use crate::object_type::ObjectType;
+use crate::record::{flag, parse_line, RecordKind};
+use crate::source::Source;
+
+/// Bytes read per batch. A few batches are in memory at once.
+const BATCH_BYTES: usize = 16 << 20;
+/// Smallest piece handed to one parsing task.
+const MIN_PIECE_BYTES: usize = 1 << 20;
+
+#[derive(Default, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// Set from another thread (Ctrl-C, Thread#kill) to stop a load early.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called with (bytes of the file read so far, file size) after each batch.
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    NotAHeapDump {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    Cancelled,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            LoadError::NotAHeapDump { path, line, reason } => write!(
+                f,
+                "{}:{line}: not a heap dump record ({reason})",
+                path.display()
+            ),
+            LoadError::Cancelled => write!(f, "loading was interrupted"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
+    let io_error = |error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    let total = file.metadata().map_err(io_error)?.len();
+    let mut magic = [0u8; 2];
+    let magic_len = read_up_to(&mut file, &mut magic).map_err(io_error)?;
+    let gzip = magic_len == 2 && magic == [0x1f, 0x8b];
+    let source = Source::new(path, gzip).map_err(io_error)?;
+    let file = File::open(path).map_err(io_error)?;
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counting = CountingReader {
+        inner: file,
+        count: consumed.clone(),
+    };
+    let reader: Box<dyn Read + Send> = if gzip {
+        Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(
+            1 << 20,
+            counting,
+        )))
+    } else {
+        Box::new(counting)
+    };
+
+    let mut builder = Builder::new(path);
+    builder.stats.gzip = gzip;
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = sync_channel::<io::Result<Batch>>(2);
+    let reader_stop = stop_reader.clone();
+    let reader_thread = std::thread::Builder::new()
+        .name("heapdiff-reader".into())
+        .spawn(move || read_batches(reader, &sender, &reader_stop))
+        .map_err(io_error)?;
+
+    let result = (|| {
+        for batch in receiver.iter() {
+            let batch = batch.map_err(io_error)?;
+            if cancelled(options.cancel) {
+                return Err(LoadError::Cancelled);
+            }
+            let pieces = split_pieces(&batch.data);
+            let chunks: Vec<Chunk> = pieces
+                .par_iter()
+                .map(|&(start, end)| {
+                    parse_piece(
+                        &batch.data[start..end],
+                        batch.offset + start as u64,
+                        batch.eof && end == batch.data.len(),
+                        options.cancel,
+                    )
+                })
+                .collect();
+            if cancelled(options.cancel) {
+                return Err(LoadError::Cancelled);
+            }
+            for chunk in chunks {
+                builder.append(chunk)?;
+            }
+            builder.stats.bytes += batch.data.len() as u64;
+            if let Some(progress) = options.progress {
+                progress(consumed.load(Ordering::Relaxed).min(total), total);
+            }
+        }
+        Ok(())
+    })();
+    stop_reader.store(true, Ordering::Relaxed);
+    drop(receiver);
+    let _ = reader_thread.join();
+    result?;
+    if builder.stats.lines == 0 {
+        return Err(LoadError::NotAHeapDump {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "the file is empty".into(),
+        });
+    }
+    Ok(builder.finish(source, options.cancel)?)
+}
+
+fn cancelled(flag: Option<&AtomicBool>) -> bool {
+    flag.is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+struct CountingReader {
+    inner: File,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A run of whole records, and where it starts in the (decompressed) stream.
+struct Batch {
+    data: Vec<u8>,
+    offset: u64,
+    eof: bool,
+}
+
+/// Reads the stream into batches that end just before a record start (`\n{`), so that
+/// every batch holds whole records. A record longer than a batch grows the batch.
+fn read_batches(
+    mut reader: Box<dyn Read + Send>,
+    sender: &std::sync::mpsc::SyncSender<io::Result<Batch>>,
+    stop: &AtomicBool,
+) {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut data = std::mem::take(&mut carry);
+        let want = data.len().max(BATCH_BYTES) + BATCH_BYTES;
+        data.reserve(want.saturating_sub(data.len()));
+        let mut eof = false;
+        // Fill up to `want` bytes, or until EOF.
+        while data.len() < want {
+            let len = data.len();
+            data.resize(want, 0);
+            match reader.read(&mut data[len..]) {
+                Ok(0) => {
+                    data.truncate(len);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => data.truncate(len + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => data.truncate(len),
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if !eof {
+            match last_record_start(&data) {
+                Some(cut) => carry = data.split_off(cut),
+                None => {
+                    // One record larger than the buffer: keep reading into it.
+                    carry = data;
+                    continue;
+                }
+            }
+        }
+        let len = data.len() as u64;
+        if !data.is_empty() && sender.send(Ok(Batch { data, offset, eof })).is_err() {
+            return;
+        }
+        offset += len;
+        if eof {
+            return;
+        }
+    }
+}
+
+/// Position of the `{` that starts the last record (just after a `\n`), if any.
+fn last_record_start(data: &[u8]) -> Option<usize> {
+    let mut end = data.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
+        if data.get(nl + 1) == Some(&b'{') {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
+}
+
+/// Position of the first record start at or after `from`.
+fn next_record_start(data: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(nl) = memchr::memchr(b'\n', &data[at..]) {
+        let next = at + nl + 1;
+        if data.get(next) == Some(&b'{') {
+            return Some(next);
+        }
+        at = next;
+    }
+    None
+}
+
+/// Cuts a batch into pieces of whole records for the parallel parse.
+fn split_pieces(data: &[u8]) -> Vec<(usize, usize)> {
+    let threads = rayon::current_num_threads().max(1);
+    let target = (data.len() / (threads * 4)).max(MIN_PIECE_BYTES);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let end = if start + target >= data.len() {
+            data.len()
+        } else {
+            next_record_start(data, start + target).unwrap_or(data.len())
+        };
+        pieces.push((start, end));
+        start = end;
+    }
+    pieces
+}
+
+/// What one piece parsed to, with piece-local interned ids, offsets and line numbers.
+#[derive(Default)]
+struct Chunk {
+    columns: Columns,
+    strings: Interner,
+    references: Vec<u64>,
+    /// Per object, the end of its references in `references`.
+    reference_ends: Vec<u32>,
+    roots: Vec<(u32, Vec<u64>)>,
+    shapes: Vec<Shape>,
+    class_names: Vec<(u64, u32)>,
+    stats: LoadStats,
+    /// Newlines in the piece.
+    lines: u64,
+    offset: u64,
+    /// The first line that is no record at all: local line number, why, and whether it
+    /// is the unterminated last line of the file (then it is a truncation, not an error).
+    bad_line: Option<(u64, String, bool)>,
+}
+
+fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>) -> Chunk {
+    let mut chunk = Chunk {
+        offset,
+        ..Chunk::default()
+    };
+    let mut refs_scratch = Vec::new();
+    let mut start = 0;
+    let mut line_no = 0u64; // newlines before the current record
+    let mut count = 0u32;
+    while start < data.len() {
+        count = count.wrapping_add(1);
+        if count % 4096 == 0 && cancelled(cancel) {
+            break;
+        }
+        let end = next_record_start(data, start).unwrap_or(data.len());
+        let segment = &data[start..end];
+        let newlines = memchr::memchr_iter(b'\n', segment).count() as u64;
+        let terminated = segment.last() == Some(&b'\n');
+        let line = trim_end(segment);
+        let this_line = line_no + 1;
+        if line.is_empty() {
+            chunk.stats.blank_lines += newlines.max(1);
+        } else {
+            let final_unterminated = last && end == data.len() && !terminated;
+            if !chunk.record(
+                line,
+                this_line,
+                start as u64,
+                final_unterminated,
+                &mut refs_scratch,
+            ) {
+                break;
+            }
+        }
+        line_no += newlines.max(u64::from(!terminated));
+        start = end;
+    }
+    chunk.lines = line_no;
+    chunk
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let Some((&last, rest)) = s.split_last() {
+        if matches!(last, b'\n' | b'\r' | b' ' | b'\t') {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+impl Chunk {
+    /// Adds one record; false when the line is no record (stop this piece).
+    fn record(
+        &mut self,
+        line: &[u8],
+        line_no: u64,
+        offset: u64,
+        final_unterminated: bool,
+        refs: &mut Vec<u64>,
+    ) -> bool {
+        refs.clear();
+        let record = match parse_line(line, refs) {
+            Ok(record) => record,
+            Err(e) => {
+                self.bad_line = Some((line_no, e.0.to_string(), final_unterminated));
+                return false;
+            }
+        };
+        if record.recovered || (record.incomplete && !final_unterminated) {
+            self.stats.recovered_lines += 1;
+            if self.stats.recovered_samples.len() < SAMPLE_LIMIT {
+                let why = record.problem.unwrap_or("the record stops before its end");
+                self.stats.recovered_samples.push((line_no, why));
+            }
+        }
+        if record.incomplete {
+            if final_unterminated {
+                self.stats.truncated_last_line = Some(line_no);
+            } else {
+                self.stats.incomplete_lines += 1;
+            }
+        }
+        if record.overflow {
+            self.stats.overflowed_numbers += 1;
+        }
+        let text = |span: Option<crate::record::Span>| span.map(|s| s.of(line));
+        match record.kind {
+            RecordKind::Root => {
+                let name = self.strings.intern(text(record.root_name).unwrap_or(b"?"));
+                self.roots.push((name, refs.clone()));
+                self.stats.root_records += 1;
+            }
+            RecordKind::Shape => {
+                let shape_type = intern_opt(&mut self.strings, text(record.shape_type));
+                let edge_name = intern_opt(&mut self.strings, text(record.edge_name));
+                self.shapes.push(Shape {
+                    address: record.address.unwrap_or(0),
+                    id: record.shape_id.unwrap_or(u64::MAX),
+                    parent_id: record.shape_parent_id,
+                    depth: record.shape_depth,
+                    shape_type,
+                    edge_name,
+                    memsize: record.memsize.unwrap_or(0),
+                });
+                self.stats.shapes += 1;
+            }
+            RecordKind::Object => {
+                let object_type = record.object_type.unwrap_or_else(|| {
+                    self.stats.unknown_types += 1;
+                    ObjectType::Unknown
+                });
+                let address = record.address.expect("checked by parse_line");
+                let c = &mut self.columns;
+                c.address.push(address);
+                c.object_type.push(object_type);
+                c.flags.push(record.flags);
+                c.class.push(record.class.unwrap_or(0));
+                c.file
+                    .push(intern_opt(&mut self.strings, text(record.file)));
+                c.line.push(small(record.line, &mut self.stats));
+                c.method
+                    .push(intern_opt(&mut self.strings, text(record.method)));
+                c.generation.push(small(record.generation, &mut self.stats));
+                c.memsize.push(record.memsize.unwrap_or(0));
+                c.bytesize.push(record.bytesize.unwrap_or(0));
+                c.length.push(small(record.length, &mut self.stats));
+                c.subtype
+                    .push(intern_opt(&mut self.strings, text(record.subtype)));
+                c.shape_id.push(small(record.shape_id, &mut self.stats));
+                c.offset.push(offset);
+                c.line_number.push(line_no);
+                self.references.extend_from_slice(refs);
+                self.reference_ends.push(self.references.len() as u32);
+                if matches!(object_type, ObjectType::Class | ObjectType::Module) {
+                    if let Some(name) = class_display_name(&record, line) {
+                        let id = self.strings.intern(&name);
+                        self.class_names.push((address, id));
+                    }
+                }
+                self.stats.objects += 1;
+            }
+        }
+        true
+    }
+}
+
+/// The name Ruby shows for a class record: its name; for a singleton class
+/// `#<Class:Name>`; None for anonymous classes (named by address later).
+fn class_display_name(record: &crate::record::Record, line: &[u8]) -> Option<Vec<u8>> {
+    if let Some(name) = record.name {
+        return Some(crate::record::unescape(name.of(line)));
+    }
+    if record.flags & flag::SINGLETON != 0 {
+        if let Some(real) = record.real_class_name {
+            let mut name = b"#<Class:".to_vec();
+            name.extend_from_slice(real.of(line));
+            name.push(b'>');
+            return Some(name);
+        }
+    }
+    None
+}
+
+fn intern_opt(strings: &mut Interner, bytes: Option<&[u8]>) -> u32 {
+    match bytes {
+        Some(b) if !b.is_empty() => strings.intern(b),
+        _ => NONE,
+    }
+}
+
+/// Numbers kept in u32 columns; a larger one is counted as overflow, never wrapped.
+fn small(value: Option<u64>, stats: &mut LoadStats) -> u32 {
+    match value {
+        None => ABSENT,
+        Some(v) if v < u64::from(ABSENT) => v as u32,
+        Some(_) => {
+            stats.overflowed_numbers += 1;
+            ABSENT
+        }
+    }
+}
+
+/// Accumulates chunks in file order.
+struct Builder {
+    path: PathBuf,
+    columns: Columns,
+    strings: Interner,
+    references: Vec<u64>,
+    ref_start: Vec<u32>,
+    roots: Vec<(u32, Vec<u64>)>,
+    shapes: Vec<Shape>,
+    class_names: HashMap<u64, u32>,
+    stats: LoadStats,
+}
+
+impl Builder {
+    fn new(path: &Path) -> Builder {
+        Builder {
+            path: path.to_path_buf(),
+            columns: Columns::default(),
+            strings: Interner::new(),
+            references: Vec::new(),
+            ref_start: vec![0],
+            roots: Vec::new(),
+            shapes: Vec::new(),
+            class_names: HashMap::new(),
+            stats: LoadStats::default(),
+        }
+    }
+
+    fn not_a_dump(&self, line: u64, reason: String) -> LoadError {
+        LoadError::NotAHeapDump {
+            path: self.path.clone(),
+            line,
+            reason,
+        }
+    }
+
+    fn append(&mut self, chunk: Chunk) -> Result<(), LoadError> {
+        let line_base = self.stats.lines;
+        if let Some((line, reason, final_unterminated)) = chunk.bad_line {
+            let line = line_base + line;
+            let is_first_record = self.columns.is_empty()
+                && self.roots.is_empty()
+                && chunk.stats.objects == 0
+                && chunk.roots.is_empty();
+            if final_unterminated && !is_first_record {
+                // The writer died mid-record: warn, and keep everything before it.
+                self.stats.truncated_last_line = Some(line);
+            } else {
+                return Err(self.not_a_dump(line, reason));
+            }
+        }
+        let map = self.strings.absorb(&chunk.strings);
+        let n_before = self.columns.len();
+        self.columns
+            .append(&chunk.columns, &map, chunk.offset, line_base);
+        let ref_base = self.references.len() as u64;
+        if ref_base + chunk.references.len() as u64 >= u64::from(u32::MAX) {
+            return Err(self.not_a_dump(
+                line_base + chunk.lines,
+                "more than 4 billion references".into(),
+            ));
+        }
+        self.references.extend_from_slice(&chunk.references);
+        self.ref_start
+            .extend(chunk.reference_ends.iter().map(|&e| e + ref_base as u32));
+        debug_assert_eq!(self.ref_start.len(), n_before + chunk.columns.len() + 1);
+        for (name, targets) in chunk.roots {
+            self.roots.push((map[name as usize], targets));
+        }
+        for mut shape in chunk.shapes {
+            shape.shape_type = map[shape.shape_type as usize];
+            shape.edge_name = map[shape.edge_name as usize];
+            self.shapes.push(shape);
+        }
+        for (address, name) in chunk.class_names {
+            self.class_names.insert(address, map[name as usize]);
+        }
+        let s = &mut self.stats;
+        let c = chunk.stats;
+        s.lines += chunk.lines;
+        s.blank_lines += c.blank_lines;
+        s.objects += c.objects;
+        s.root_records += c.root_records;
+        s.shapes += c.shapes;
+        s.recovered_lines += c.recovered_lines;
+        for (line, why) in c.recovered_samples {
+            if s.recovered_samples.len() < SAMPLE_LIMIT {
+                s.recovered_samples.push((line_base + line, why));
+            }
+        }
+        if let Some(line) = c.truncated_last_line {
+            s.truncated_last_line = Some(line_base + line);
+        }
+        s.incomplete_lines += c.incomplete_lines;
+        s.overflowed_numbers += c.overflowed_numbers;
+        s.unknown_types += c.unknown_types;
+        Ok(())
+    }
+
+    fn finish(self, source: Source, cancel: Option<&AtomicBool>) -> Result<Heap, LoadError> {
+        let Builder {
+            mut columns,
+            strings,
+            references,
+            ref_start,
+            roots: raw_roots,
+            shapes,
+            class_names,
+            mut stats,
+            ..
+        } = self;
+        columns.shrink_to_fit();
+        let n = columns.len();
+        let mut index: HashMap<u64, u32> = HashMap::with_capacity(n);
+        for (i, &address) in columns.address.iter().enumerate() {
+            if index.insert(address, i as u32).is_some() {
+                stats.duplicate_addresses += 1;
+            }
+        }
+        if cancelled(cancel) {
+            return Err(LoadError::Cancelled);
+        }
+        stats.references = references.len() as u64;
+        let mut dangling: Vec<u64> = Vec::new();
+        let mut dangling_ids: HashMap<u64, u32> = HashMap::new();
+        let ref_targets = resolve(&references, &index, n, &mut dangling, &mut dangling_ids);
+        drop(references);
+        let mut root_targets = Vec::new();
+        let mut roots = Vec::with_capacity(raw_roots.len());
+        for (name, addresses) in raw_roots {
+            let start = root_targets.len() as u32;
+            root_targets.extend(resolve(
+                &addresses,
+                &index,
+                n,
+                &mut dangling,
+                &mut dangling_ids,
+            ));
+            roots.push(Root {
+                name,
+                start,
+                end: root_targets.len() as u32,
+            });
+        }
+        stats.dangling_references = ref_targets
+            .iter()
+            .chain(root_targets.iter())
+            .filter(|&&t| t as usize >= n)
+            .count() as u64;
+        Ok(Heap {
+            source,
+            columns,
+            ref_start,
+            ref_targets,
+            dangling,
+            roots,
+            root_targets,
+            shapes,
+            strings,
+            class_names,
+            index,
+            stats,
+        })
+    }
+}
+
+/// Turns addresses into row indices; an address with no record becomes `n + k`, where
+/// `dangling[k]` is the address.
+fn resolve(
+    addresses: &[u64],
+    index: &HashMap<u64, u32>,
+    n: usize,
+    dangling: &mut Vec<u64>,
+    dangling_ids: &mut HashMap<u64, u32>,
+) -> Vec<u32> {
+    let mut targets: Vec<u32> = addresses
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|a| index.get(a).copied().unwrap_or(u32::MAX))
+        .collect();
+    for (t, &address) in targets.iter_mut().zip(addresses) {
+        if *t == u32::MAX {
+            let id = *dangling_ids.entry(address).or_insert_with(|| {
+                dangling.push(address);
+                (n + dangling.len() - 1) as u32
+            });
+            *t = id;
+        }
+    }
+    targets
+}

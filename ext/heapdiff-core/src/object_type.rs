@@ -1,0 +1,59 @@
+//! The object types a dump names, as one byte per object.
+
+macro_rules! object_types {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// `type` of a heap object record. ROOT and SHAPE lines are not objects and have
+        /// no variant here.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum ObjectType { $($variant),* }
+
+        impl ObjectType {
+            pub const ALL: &'static [ObjectType] = &[$(ObjectType::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(ObjectType::$variant => $name),* }
+            }
+
+            pub fn from_name(name: &[u8]) -> Option<ObjectType> {
+                $(if name == $name.as_bytes() { return Some(ObjectType::$variant); })*
+                None
+            }
+        }
+    };
+}
+
+object_types! {
+    Object => "OBJECT",
+    Class => "CLASS",
+    Module => "MODULE",
+    IClass => "ICLASS",
+    Float => "FLOAT",
+    String => "STRING",
+    Regexp => "REGEXP",
+    Array => "ARRAY",
+    Hash => "HASH",
+    Struct => "STRUCT",
+    Bignum => "BIGNUM",
+    File => "FILE",
+    Data => "DATA",
+    Match => "MATCH",
+    Symbol => "SYMBOL",
+    Rational => "RATIONAL",
+    Complex => "COMPLEX",
+    Imemo => "IMEMO",
+    Zombie => "ZOMBIE",
+    None => "NONE",
+    Node => "NODE",
+    Moved => "MOVED",
+    Unknown => "UNKNOWN",
+}
+
+impl ObjectType {
+    pub fn from_u8(byte: u8) -> ObjectType {
+        Self::ALL
+            .get(byte as usize)
+            .copied()
+            .unwrap_or(ObjectType::Unknown)
+    }
+}

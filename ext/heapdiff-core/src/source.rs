@@ -1,0 +1,88 @@
+//! Where a heap's records came from, so that a record's line can be read again when a
+//! user asks for something the index does not keep (a string's value, its encoding).
+//! This is what lets the index stay far smaller than the dump.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use flate2::read::MultiGzDecoder;
+
+#[derive(Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub gzip: bool,
+    size: u64,
+    modified: Option<SystemTime>,
+    /// For gzip dumps: the decompressed dump in an unlinked temp file, made on the first
+    /// read-back (random access into a gzip stream would mean decompressing from the start).
+    inflated: Mutex<Option<File>>,
+}
+
+/// Longest line read back: a string value can be huge, but not unbounded.
+const MAX_LINE: u64 = 1 << 31;
+
+impl Source {
+    pub fn new(path: &Path, gzip: bool) -> io::Result<Source> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Source {
+            path: path.to_path_buf(),
+            gzip,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            inflated: Mutex::new(None),
+        })
+    }
+
+    pub fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The line that starts at `offset` of the (decompressed) dump, without its newline.
+    pub fn read_line(&self, offset: u64) -> io::Result<Vec<u8>> {
+        let meta = std::fs::metadata(&self.path)?;
+        if meta.len() != self.size || meta.modified().ok() != self.modified {
+            return Err(io::Error::other(format!(
+                "{} changed since it was loaded; load it again",
+                self.path.display()
+            )));
+        }
+        if !self.gzip {
+            return read_line_at(&File::open(&self.path)?, offset);
+        }
+        let mut inflated = self.inflated.lock().unwrap_or_else(|e| e.into_inner());
+        if inflated.is_none() {
+            let mut temp = tempfile::tempfile()?;
+            let mut decoder = MultiGzDecoder::new(BufReader::new(File::open(&self.path)?));
+            io::copy(&mut decoder, &mut temp)?;
+            *inflated = Some(temp);
+        }
+        read_line_at(inflated.as_ref().expect("set above"), offset)
+    }
+}
+
+/// Reads from `offset` up to the next newline with positioned reads, so that readers
+/// on several threads never share a file cursor.
+fn read_line_at(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = offset;
+    loop {
+        let n = file.read_at(&mut chunk, at)?;
+        if n == 0 {
+            return Ok(line);
+        }
+        if let Some(end) = memchr::memchr(b'\n', &chunk[..n]) {
+            line.extend_from_slice(&chunk[..end]);
+            return Ok(line);
+        }
+        line.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+        if line.len() as u64 > MAX_LINE {
+            return Err(io::Error::other("line too long to read back"));
+        }
+    }
+}
