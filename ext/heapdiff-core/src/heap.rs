@@ -345,7 +345,11 @@ impl Heap {
                 s.duplicate_addresses
             ));
         }
-        if s.dangling_references > 0 {
+        // A few dangling references are normal (objects allocated while dumping); many,
+        // or a dump without roots, mean a partial `since:` dump.
+        if s.dangling_references > 0
+            && (s.root_records == 0 || s.dangling_references * 100 > s.references)
+        {
             out.push(format!(
                 "{path}: {} reference(s) point to addresses with no record (objects allocated during the dump, or a partial since: dump)",
                 s.dangling_references

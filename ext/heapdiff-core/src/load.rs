@@ -93,10 +93,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     builder.stats.gzip = gzip;
     let stop_reader = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = sync_channel::<io::Result<Batch>>(2);
+    // Parsed batches go back to the reader to be filled again: no page faults on fresh
+    // buffers for every batch.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let reader_stop = stop_reader.clone();
     let reader_thread = std::thread::Builder::new()
         .name("heapdiff-reader".into())
-        .spawn(move || read_batches(reader, &sender, &reader_stop))
+        .spawn(move || read_batches(reader, &sender, &recycled, &reader_stop))
         .map_err(io_error)?;
 
     let result = (|| {
@@ -120,12 +123,20 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
             if cancelled(options.cancel) {
                 return Err(LoadError::Cancelled);
             }
+            let read = consumed.load(Ordering::Relaxed).min(total);
+            if builder.stats.bytes == 0 && read > 0 {
+                // Size the columns once from the first batch's objects per file byte.
+                let objects: usize = chunks.iter().map(|c| c.columns.len()).sum();
+                let estimate = (objects as f64 * total as f64 / read as f64 * 1.02) as usize;
+                builder.columns.reserve(estimate.min(1 << 31));
+            }
             for chunk in chunks {
                 builder.append(chunk)?;
             }
             builder.stats.bytes += batch.data.len() as u64;
+            let _ = recycle.send(batch.data);
             if let Some(progress) = options.progress {
-                progress(consumed.load(Ordering::Relaxed).min(total), total);
+                progress(read, total);
             }
         }
         Ok(())
@@ -184,6 +195,7 @@ struct Batch {
 fn read_batches(
     mut reader: Box<dyn Read + Send>,
     sender: &std::sync::mpsc::SyncSender<io::Result<Batch>>,
+    recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
     stop: &AtomicBool,
 ) {
     let mut carry: Vec<u8> = Vec::new();
@@ -192,22 +204,24 @@ fn read_batches(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let mut data = std::mem::take(&mut carry);
+        let mut data = recycled.try_recv().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(&carry);
+        carry.clear();
         let want = data.len().max(BATCH_BYTES) + BATCH_BYTES;
         data.reserve(want.saturating_sub(data.len()));
         let mut eof = false;
-        // Fill up to `want` bytes, or until EOF.
+        // Fill up to `want` bytes, or until EOF (`take` + `read_to_end` fills the spare
+        // capacity without zeroing it first).
         while data.len() < want {
-            let len = data.len();
-            data.resize(want, 0);
-            match reader.read(&mut data[len..]) {
+            let missing = (want - data.len()) as u64;
+            match (&mut reader).take(missing).read_to_end(&mut data) {
                 Ok(0) => {
-                    data.truncate(len);
                     eof = true;
                     break;
                 }
-                Ok(n) => data.truncate(len + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => data.truncate(len),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let _ = sender.send(Err(e));
                     return;
@@ -216,7 +230,10 @@ fn read_batches(
         }
         if !eof {
             match last_record_start(&data) {
-                Some(cut) => carry = data.split_off(cut),
+                Some(cut) => {
+                    carry.extend_from_slice(&data[cut..]);
+                    data.truncate(cut);
+                }
                 None => {
                     // One record larger than the buffer: keep reading into it.
                     carry = data;
@@ -249,15 +266,23 @@ fn last_record_start(data: &[u8]) -> Option<usize> {
 
 /// Position of the first record start at or after `from`.
 fn next_record_start(data: &[u8], from: usize) -> Option<usize> {
+    next_record(data, from).0
+}
+
+/// The first record start at or after `from` (None: the data ends first), and the
+/// number of newlines before it.
+fn next_record(data: &[u8], from: usize) -> (Option<usize>, u64) {
     let mut at = from;
+    let mut newlines = 0;
     while let Some(nl) = memchr::memchr(b'\n', &data[at..]) {
+        newlines += 1;
         let next = at + nl + 1;
         if data.get(next) == Some(&b'{') {
-            return Some(next);
+            return (Some(next), newlines);
         }
         at = next;
     }
-    None
+    (None, newlines)
 }
 
 /// Cuts a batch into pieces of whole records for the parallel parse.
@@ -312,9 +337,9 @@ fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>
         if count % 4096 == 0 && cancelled(cancel) {
             break;
         }
-        let end = next_record_start(data, start).unwrap_or(data.len());
+        let (next, newlines) = next_record(data, start);
+        let end = next.unwrap_or(data.len());
         let segment = &data[start..end];
-        let newlines = memchr::memchr_iter(b'\n', segment).count() as u64;
         let terminated = segment.last() == Some(&b'\n');
         let line = trim_end(segment);
         let this_line = line_no + 1;
@@ -322,11 +347,14 @@ fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>
             chunk.stats.blank_lines += newlines.max(1);
         } else {
             let final_unterminated = last && end == data.len() && !terminated;
+            // More than one newline in a record: junk bytes with raw newlines in it.
+            let spans_lines = newlines > 1 && line.contains(&b'\n');
             if !chunk.record(
                 line,
                 this_line,
                 start as u64,
                 final_unterminated,
+                spans_lines,
                 &mut refs_scratch,
             ) {
                 break;
@@ -358,16 +386,21 @@ impl Chunk {
         line_no: u64,
         offset: u64,
         final_unterminated: bool,
+        spans_lines: bool,
         refs: &mut Vec<u64>,
     ) -> bool {
         refs.clear();
-        let record = match parse_line(line, refs) {
+        let mut record = match parse_line(line, refs) {
             Ok(record) => record,
             Err(e) => {
                 self.bad_line = Some((line_no, e.0.to_string(), final_unterminated));
                 return false;
             }
         };
+        if spans_lines && !record.recovered {
+            record.recovered = true;
+            record.problem = Some("raw newlines inside the record");
+        }
         if record.recovered || (record.incomplete && !final_unterminated) {
             self.stats.recovered_lines += 1;
             if self.stats.recovered_samples.len() < SAMPLE_LIMIT {

@@ -53,10 +53,19 @@ pub mod flag {
     ];
 
     pub fn from_name(name: &[u8]) -> u32 {
-        NAMES
-            .iter()
-            .find(|(n, _)| n.as_bytes() == name)
-            .map_or(0, |&(_, bit)| bit)
+        match name {
+            b"wb_protected" => WB_PROTECTED,
+            b"old" => OLD,
+            b"uncollectible" => UNCOLLECTIBLE,
+            b"marked" => MARKED,
+            b"frozen" => FROZEN,
+            b"embedded" => EMBEDDED,
+            b"fstring" => FSTRING,
+            _ => NAMES
+                .iter()
+                .find(|(n, _)| n.as_bytes() == name)
+                .map_or(0, |&(_, bit)| bit),
+        }
     }
 }
 
@@ -316,14 +325,10 @@ impl<'a> LineParser<'a> {
                             self.mark_recovered("unescaped backslash before a quote");
                         }
                         self.pos = quote + 1;
-                        let span = Span {
+                        return Span {
                             start: start as u32,
                             end: quote as u32,
                         };
-                        if self.line[start..quote].iter().any(|&b| b < 0x20) {
-                            self.mark_recovered("raw control bytes in a string");
-                        }
-                        return span;
                     }
                     if !is_escaped(&self.line[start..quote]) {
                         clean = false;
@@ -368,8 +373,27 @@ impl<'a> LineParser<'a> {
         Some(value)
     }
 
-    /// Reads `"0x…"` and returns the address.
+    /// Reads `"0x…"` and returns the address. Addresses hold no quotes, so the fast
+    /// path reads hex digits up to the closing quote; anything else takes the slow path.
     fn address_string(&mut self) -> Option<u64> {
+        let rest = &self.line[self.pos..];
+        if rest.len() > 3 && rest[1] == b'0' && rest[2] == b'x' {
+            let mut value: u64 = 0;
+            let mut i = 3;
+            while i < rest.len() && i < 3 + 16 {
+                let digit = match rest[i] {
+                    b @ b'0'..=b'9' => b - b'0',
+                    b @ b'a'..=b'f' => b - b'a' + 10,
+                    _ => break,
+                };
+                value = (value << 4) | u64::from(digit);
+                i += 1;
+            }
+            if i > 3 && rest.get(i) == Some(&b'"') && self.ends_string(self.pos + i) {
+                self.pos += i + 1;
+                return Some(value);
+            }
+        }
         let span = self.string();
         parse_address(span.of(self.line))
     }

@@ -1,0 +1,244 @@
+//! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
+//! no Ruby object exists per heap object unless asked for.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use heapdiff_core::record::{self, flag, parse_line};
+use heapdiff_core::{load, Heap, LoadOptions};
+use magnus::{
+    function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
+};
+
+use crate::errors::{error, load_error};
+use crate::gvl::without_gvl;
+
+#[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
+pub struct HeapHandle(pub Arc<Heap>);
+
+pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
+    let class = module.define_class("Heap", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("_load", function!(load_heap, 1))?;
+    class.define_method("size", method!(HeapHandle::size, 0))?;
+    class.define_method("path", method!(HeapHandle::path, 0))?;
+    class.define_method("warnings", method!(HeapHandle::warnings, 0))?;
+    class.define_method("_stats", method!(HeapHandle::stats, 0))?;
+    class.define_method("_roots", method!(HeapHandle::roots, 0))?;
+    class.define_method("_row_of", method!(HeapHandle::row_of, 1))?;
+    class.define_method("_row", method!(HeapHandle::row, 1))?;
+    class.define_method("_references", method!(HeapHandle::references, 1))?;
+    class.define_method("_value", method!(HeapHandle::value, 1))?;
+    class.define_method("_details", method!(HeapHandle::details, 1))?;
+    Ok(())
+}
+
+fn load_heap(ruby: &Ruby, path: String) -> Result<HeapHandle, Error> {
+    let path = PathBuf::from(path);
+    let heap = without_gvl(ruby, |cancel| {
+        load(
+            &path,
+            LoadOptions {
+                cancel: Some(cancel),
+                progress: None,
+            },
+        )
+    })?
+    .map_err(|e| load_error(ruby, e))?;
+    Ok(HeapHandle(Arc::new(heap)))
+}
+
+/// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
+/// practice; invalid bytes stay as they are, for Ruby to judge).
+pub fn utf8(ruby: &Ruby, bytes: &[u8]) -> RString {
+    ruby.enc_str_new(bytes, ruby.utf8_encoding())
+}
+
+fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
+    bytes.map(|b| utf8(ruby, b))
+}
+
+impl HeapHandle {
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
+        if row < self.0.len() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ruby.exception_index_error(),
+                format!("row {row} out of range (heap has {})", self.0.len()),
+            ))
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.0.len()
+    }
+
+    fn path(&self) -> String {
+        self.0.source.display()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings()
+    }
+
+    fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let s = &rb_self.0.stats;
+        let hash = ruby.hash_new();
+        hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
+        hash.aset(ruby.to_symbol("lines"), s.lines)?;
+        hash.aset(ruby.to_symbol("blank_lines"), s.blank_lines)?;
+        hash.aset(ruby.to_symbol("objects"), s.objects)?;
+        hash.aset(ruby.to_symbol("root_records"), s.root_records)?;
+        hash.aset(ruby.to_symbol("shapes"), s.shapes)?;
+        hash.aset(ruby.to_symbol("recovered_lines"), s.recovered_lines)?;
+        let samples: Vec<u64> = s.recovered_samples.iter().map(|&(line, _)| line).collect();
+        hash.aset(ruby.to_symbol("recovered_line_numbers"), samples)?;
+        hash.aset(ruby.to_symbol("truncated_last_line"), s.truncated_last_line)?;
+        hash.aset(ruby.to_symbol("incomplete_lines"), s.incomplete_lines)?;
+        hash.aset(ruby.to_symbol("overflowed_numbers"), s.overflowed_numbers)?;
+        hash.aset(ruby.to_symbol("unknown_types"), s.unknown_types)?;
+        hash.aset(ruby.to_symbol("duplicate_addresses"), s.duplicate_addresses)?;
+        hash.aset(ruby.to_symbol("references"), s.references)?;
+        hash.aset(ruby.to_symbol("dangling_references"), s.dangling_references)?;
+        hash.aset(ruby.to_symbol("gzip"), s.gzip)?;
+        Ok(hash)
+    }
+
+    /// `[[root name, [address, …]], …]`
+    fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
+        let heap = &rb_self.0;
+        let out = ruby.ary_new_capa(heap.roots.len());
+        for root in &heap.roots {
+            let pair = ruby.ary_new_capa(2);
+            pair.push(utf8(ruby, heap.root_name(root)))?;
+            pair.push(heap.root_addresses(root))?;
+            out.push(pair)?;
+        }
+        Ok(out)
+    }
+
+    fn row_of(&self, address: u64) -> Option<usize> {
+        self.0.find(address)
+    }
+
+    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
+    ///   length, subtype, flags, shape_id, line_number]`
+    fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = &rb_self.0;
+        let c = &heap.columns;
+        let flags = c.flags[i];
+        let names = ruby.ary_new();
+        for (name, bit) in flag::NAMES {
+            if flags & bit != 0 && *name != "complex_shape" {
+                names.push(ruby.to_symbol(name))?;
+            }
+        }
+        let values: [Value; 14] = [
+            c.address[i].into_value_with(ruby),
+            c.object_type[i].name().into_value_with(ruby),
+            heap.class_name(i).into_value_with(ruby),
+            opt_utf8(ruby, heap.file(i)).into_value_with(ruby),
+            heap.line(i).into_value_with(ruby),
+            opt_utf8(ruby, heap.method(i).map(|m| record::unescape(m)).as_deref())
+                .into_value_with(ruby),
+            heap.generation(i).into_value_with(ruby),
+            c.memsize[i].into_value_with(ruby),
+            c.bytesize[i].into_value_with(ruby),
+            heap.length(i).into_value_with(ruby),
+            opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
+            names.into_value_with(ruby),
+            (c.shape_id[i] != heapdiff_core::heap::ABSENT)
+                .then_some(c.shape_id[i])
+                .into_value_with(ruby),
+            c.line_number[i].into_value_with(ruby),
+        ];
+        Ok(ruby.ary_from_iter(values))
+    }
+
+    fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
+        rb_self.check(ruby, i)?;
+        Ok(rb_self.0.reference_addresses(i))
+    }
+
+    fn read_line(ruby: &Ruby, heap: &Heap, i: usize) -> Result<Vec<u8>, Error> {
+        heap.source
+            .read_line(heap.columns.offset[i])
+            .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
+    }
+
+    /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump.
+    fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
+        rb_self.check(ruby, i)?;
+        let line = Self::read_line(ruby, &rb_self.0, i)?;
+        let mut refs = Vec::new();
+        let record = parse_line(&line, &mut refs).map_err(|e| {
+            error(
+                ruby,
+                "ParseError",
+                format!(
+                    "{}: the record changed: {}",
+                    rb_self.0.source.display(),
+                    e.0
+                ),
+            )
+        })?;
+        Ok(record.value.map(|span| {
+            let bytes = record::unescape(span.of(&line));
+            let encoding = record.encoding.map(|e| e.of(&line).to_vec());
+            match encoding.as_deref() {
+                None => ruby.str_from_slice(&bytes),
+                Some(_) => utf8(ruby, &bytes),
+            }
+        }))
+    }
+
+    /// Every member of the record that the index does not keep, read back from the dump.
+    fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
+        rb_self.check(ruby, i)?;
+        let line = Self::read_line(ruby, &rb_self.0, i)?;
+        let mut refs = Vec::new();
+        let r = parse_line(&line, &mut refs).map_err(|e| {
+            error(
+                ruby,
+                "ParseError",
+                format!(
+                    "{}: the record changed: {}",
+                    rb_self.0.source.display(),
+                    e.0
+                ),
+            )
+        })?;
+        let hash = ruby.hash_new();
+        let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
+        let pairs: [(&str, Value); 14] = [
+            ("encoding", text(r.encoding).into_value_with(ruby)),
+            ("coderange", text(r.coderange).into_value_with(ruby)),
+            ("capacity", r.capacity.into_value_with(ruby)),
+            ("fd", r.fd.into_value_with(ruby)),
+            ("slot_size", r.slot_size.into_value_with(ruby)),
+            ("variation_count", r.variation_count.into_value_with(ruby)),
+            ("name", text(r.name).into_value_with(ruby)),
+            (
+                "real_class_name",
+                text(r.real_class_name).into_value_with(ruby),
+            ),
+            ("superclass", r.superclass.into_value_with(ruby)),
+            ("default", r.default_proc.into_value_with(ruby)),
+            ("receiver_class", r.receiver_class.into_value_with(ruby)),
+            ("mid", text(r.mid).into_value_with(ruby)),
+            ("called_id", text(r.called_id).into_value_with(ruby)),
+            ("age", r.age.into_value_with(ruby)),
+        ];
+        for (key, value) in pairs {
+            if !value.is_nil() {
+                hash.aset(ruby.to_symbol(key), value)?;
+            }
+        }
+        if let Some(id) = r.object_id {
+            hash.aset(ruby.to_symbol("object_id"), id)?;
+        }
+        Ok(hash)
+    }
+}

@@ -1,0 +1,18 @@
+//! The Ruby binding of heapdiff: a thin layer over `heapdiff-core` that converts
+//! arguments, releases the GVL around long work and wraps the results. The public
+//! Ruby API lives in `lib/heapdiff/*.rb`; the methods defined here are `_underscored`.
+
+mod errors;
+mod gvl;
+mod heap;
+mod report;
+
+use magnus::{Error, Ruby};
+
+#[magnus::init]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let module = ruby.define_module("Heapdiff")?;
+    heap::init(ruby, module)?;
+    report::init(ruby, module)?;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+# frozen_string_literal: true
+
+require_relative "heapdiff/version"
+require_relative "heapdiff/errors"
+require_relative "heapdiff/native"
+require_relative "heapdiff/object"
+require_relative "heapdiff/heap"
+require_relative "heapdiff/group"
+require_relative "heapdiff/report"
+
+# heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
+# ObjectSpace.dump_all (in Rust, without holding the GVL), diffs them exactly, and
+# hands back Ruby objects.
+#
+#   report = Heapdiff.diff("0.json", "1.json", "2.json")
+#   puts report
+module Heapdiff
+  # Files under this directory are heapdiff's own: objects allocated there are noise.
+  OWN_PATH = File.expand_path("heapdiff", __dir__)
+
+  class << self
+    # Loads a heap dump (plain or gzip) into an index. Raises ParseError when the file
+    # is not a heap dump, FileError when it cannot be read.
+    def load(path)
+      path = path.to_path if path.respond_to?(:to_path)
+      raise TypeError, "expected a path (String or Pathname), got #{path.class}" unless path.is_a?(String)
+
+      Heap._load(File.expand_path(path))
+    end
+
+    # Objects in +after+ that +before+ did not have and, given +later+, that +later+
+    # still has: what was allocated between the first two dumps and is still retained.
+    # Arguments are paths or Heaps. +include_noise: true+ keeps the allocation tracer's
+    # own object and heapdiff's own allocations.
+    def diff(before, after, later = nil, include_noise: false)
+      heaps = [before, after, later].map { |h| h.nil? ? nil : heap(h) }
+      Report.build(*heaps, include_noise: include_noise)
+    end
+
+    private
+
+    def heap(value)
+      value.is_a?(Heap) ? value : load(value)
+    end
+  end
+end

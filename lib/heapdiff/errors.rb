@@ -1,0 +1,25 @@
+# frozen_string_literal: true
+
+module Heapdiff
+  # The base of every error heapdiff raises.
+  class Error < StandardError; end
+
+  # The file is not a heap dump (or a line of it is no record at all). The message
+  # names the file and the line: "path:LINE: not a heap dump record (why)".
+  class ParseError < Error
+    def path
+      message[/\A(.*?):\d+:/, 1]
+    end
+
+    def line
+      message[/\A.*?:(\d+):/, 1]&.to_i
+    end
+  end
+
+  # The file could not be read (missing, unreadable, changed since it was loaded).
+  class FileError < Error; end
+
+  # Long work was stopped from outside (Thread#kill, Timeout, Ctrl-C) and nothing
+  # else was raised for it.
+  class Interrupted < Error; end
+end

@@ -1,0 +1,70 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Heapdiff
+  # The retained objects of one allocation site: type, class, file and line.
+  class Group
+    attr_reader :report, :index, :type, :class_name, :subtype, :file, :line, :count, :memsize
+
+    def initialize(report, index, values)
+      @report = report
+      @index = index
+      @type, @class_name, @subtype, @file, @line, @count, @memsize = values
+    end
+
+    def location
+      file ? "#{file}:#{line}" : "(no allocation site: tracing was off)"
+    end
+
+    # Addresses of every object in the group.
+    def addresses
+      rows.map { |row| report.after._row(row)[0] }.map { |a| format("0x%x", a) }
+    end
+
+    # Up to +n+ of the group's objects, as Heapdiff::Object.
+    def sample(n = 1)
+      rows(n).map { |row| report.after.object(row) }
+    end
+
+    def each_object(&block)
+      return enum_for(:each_object) { count } unless block
+
+      rows.each { |row| yield report.after.object(row) }
+    end
+
+    # "STRING", "OBJECT Leak", "DATA VM/thread"…: what a reader needs to know the kind.
+    def label
+      case type
+      when "OBJECT", "STRUCT" then [type, class_name].compact.join(" ")
+      when "DATA" then [type, class_name || subtype].compact.join(" ")
+      when "IMEMO" then [type, subtype].compact.join(" ")
+      else type
+      end
+    end
+
+    def to_h
+      { type: type, class_name: class_name, subtype: subtype, file: file, line: line,
+        location: file && location, count: count, memsize: memsize }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # heapy's wording, so that people who know heapy read it at once.
+    def to_s
+      "#{report.verb} #{label} #{count} objects of size #{memsize}/#{report.total_memsize} (in bytes) at: #{location}"
+    end
+
+    def inspect
+      "#<Heapdiff::Group #{label} count=#{count} memsize=#{memsize} at #{location}>"
+    end
+
+    private
+
+    def rows(limit = nil)
+      report._group_rows(index, limit)
+    end
+  end
+end

@@ -1,0 +1,104 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Heapdiff
+  # The result of Heapdiff.diff: the retained objects grouped by allocation site,
+  # largest count first. Enumerable over Group.
+  class Report
+    include Enumerable
+
+    attr_reader :before, :after, :later
+
+    def self.build(before, after, later, include_noise:)
+      report = _diff(before, after, later, include_noise, include_noise ? [] : [OWN_PATH])
+      report.send(:attach, before, after, later)
+      report
+    end
+
+    def groups
+      @groups ||= Array.new(_group_count) { |i| Group.new(self, i, _group(i)) }
+    end
+
+    def each(&block)
+      return enum_for(:each) { groups.size } unless block
+
+      groups.each(&block)
+      self
+    end
+
+    def size
+      _group_count
+    end
+
+    def empty?
+      size.zero?
+    end
+
+    def total_count
+      _summary[0]
+    end
+
+    def total_memsize
+      _summary[1]
+    end
+
+    # Objects left out as noise (the allocation tracer's own, heapdiff's own).
+    def filtered_count
+      _summary[2]
+    end
+
+    # Three dumps: objects new in the second dump that the third no longer has.
+    def freed_count
+      _summary[3]
+    end
+
+    # Warnings from the diff (compaction) and from loading each dump.
+    def warnings
+      @warnings ||= _warnings + [before, after, later].compact.flat_map(&:warnings)
+    end
+
+    # "Retained" for a three-dump diff (still alive in the last dump), else "Allocated".
+    def verb
+      later ? "Retained" : "Allocated"
+    end
+
+    def to_h
+      {
+        dumps: [before, after, later].compact.map(&:path),
+        total_count: total_count,
+        total_memsize: total_memsize,
+        filtered_count: filtered_count,
+        groups: groups.map(&:to_h),
+        warnings: warnings
+      }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # One line per group in heapy's wording, then warnings.
+    def to_s(top: nil)
+      lines = (top ? groups.first(top) : groups).map(&:to_s)
+      lines << "(#{size - top} more groups)" if top && size > top
+      lines << "No objects #{verb.downcase}." if groups.empty?
+      warnings.each { |w| lines << "warning: #{w}" }
+      lines.join("\n")
+    end
+
+    def inspect
+      top = groups.first
+      head = top ? " top=#{top.label} #{top.count} at #{top.location}" : ""
+      "#<Heapdiff::Report #{verb.downcase} groups=#{size} objects=#{total_count} memsize=#{total_memsize}#{head}>"
+    end
+
+    private
+
+    def attach(before, after, later)
+      @before = before
+      @after = after
+      @later = later
+    end
+  end
+end
