@@ -6,12 +6,12 @@ module Heapdiff
   # One object of a heap dump, built on demand from the index. The string value and
   # the rarely used members are read back from the dump file when first asked for.
   class Object
-    FIELDS = %i[address_int type class_name file line method generation memsize bytesize
-                length subtype flags shape_id line_number].freeze
+    FIELDS = %i[address_int type class_name file line method generation memsize length
+                subtype flags shape_id].freeze
     private_constant :FIELDS
 
     attr_reader :heap, :row, :type, :class_name, :file, :line, :method, :generation,
-                :memsize, :bytesize, :length, :flags, :shape_id, :line_number
+                :memsize, :length, :flags, :shape_id
 
     # The DATA struct name (e.g. "VM/thread") or the IMEMO type (e.g. "callcache").
     attr_reader :subtype
@@ -49,9 +49,15 @@ module Heapdiff
       @value = heap._value(row)
     end
 
-    # The members the index does not keep (encoding, capacity, name, …).
+    # The members the index does not keep (bytesize, encoding, capacity, name, …),
+    # read back from the dump.
     def details
       @details ||= heap._details(row)
+    end
+
+    # A STRING's or SYMBOL's size in bytes (read back from the dump).
+    def bytesize
+      details[:bytesize]
     end
 
     def frozen_in_dump?

@@ -5,6 +5,7 @@
 
 use hashbrown::HashMap;
 
+use crate::address_index::AddressIndex;
 use crate::intern::Interner;
 use crate::object_type::ObjectType;
 use crate::source::Source;
@@ -12,12 +13,13 @@ use crate::source::Source;
 /// Marks an absent `u32` number (line, generation, length, shape id).
 pub const ABSENT: u32 = u32::MAX;
 
-/// One row per heap object, in dump order.
+/// One row per heap object, in dump order. Only what analysis needs is kept here
+/// (about 60 bytes an object); the rest of a record is read back from the file.
 #[derive(Default, Debug)]
 pub struct Columns {
     pub address: Vec<u64>,
     pub object_type: Vec<ObjectType>,
-    pub flags: Vec<u32>,
+    pub flags: Vec<u16>,
     /// Class address, 0 when the record has none.
     pub class: Vec<u64>,
     pub file: Vec<u32>,
@@ -25,7 +27,6 @@ pub struct Columns {
     pub method: Vec<u32>,
     pub generation: Vec<u32>,
     pub memsize: Vec<u64>,
-    pub bytesize: Vec<u64>,
     /// ARRAY length, HASH size, OBJECT ivars.
     pub length: Vec<u32>,
     /// DATA `struct` or IMEMO `imemo_type`.
@@ -33,8 +34,16 @@ pub struct Columns {
     pub shape_id: Vec<u32>,
     /// Byte offset of the record's line in the (decompressed) dump.
     pub offset: Vec<u64>,
-    /// 1-based line number of the record in the dump.
-    pub line_number: Vec<u64>,
+}
+
+/// Grows `v` by at most an eighth beyond what is needed, instead of doubling: the
+/// columns are the bulk of the memory and are sized from an estimate up front.
+fn extend_lean<T: Copy>(v: &mut Vec<T>, items: impl ExactSizeIterator<Item = T>) {
+    let need = v.len() + items.len();
+    if need > v.capacity() {
+        v.reserve_exact(need - v.len() + need / 8);
+    }
+    v.extend(items);
 }
 
 impl Columns {
@@ -47,45 +56,45 @@ impl Columns {
     }
 
     pub fn reserve(&mut self, n: usize) {
-        self.address.reserve(n);
-        self.object_type.reserve(n);
-        self.flags.reserve(n);
-        self.class.reserve(n);
-        self.file.reserve(n);
-        self.line.reserve(n);
-        self.method.reserve(n);
-        self.generation.reserve(n);
-        self.memsize.reserve(n);
-        self.bytesize.reserve(n);
-        self.length.reserve(n);
-        self.subtype.reserve(n);
-        self.shape_id.reserve(n);
-        self.offset.reserve(n);
-        self.line_number.reserve(n);
+        self.address.reserve_exact(n);
+        self.object_type.reserve_exact(n);
+        self.flags.reserve_exact(n);
+        self.class.reserve_exact(n);
+        self.file.reserve_exact(n);
+        self.line.reserve_exact(n);
+        self.method.reserve_exact(n);
+        self.generation.reserve_exact(n);
+        self.memsize.reserve_exact(n);
+        self.length.reserve_exact(n);
+        self.subtype.reserve_exact(n);
+        self.shape_id.reserve_exact(n);
+        self.offset.reserve_exact(n);
     }
 
-    /// Appends `other`, mapping its interned ids through `strings`.
-    pub fn append(&mut self, other: &Columns, strings: &[u32], offset_base: u64, line_base: u64) {
-        fn remap<'a>(ids: &'a [u32], strings: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
-            ids.iter().map(move |&id| strings[id as usize])
-        }
-        self.address.extend_from_slice(&other.address);
-        self.object_type.extend_from_slice(&other.object_type);
-        self.flags.extend_from_slice(&other.flags);
-        self.class.extend_from_slice(&other.class);
-        self.file.extend(remap(&other.file, strings));
-        self.line.extend_from_slice(&other.line);
-        self.method.extend(remap(&other.method, strings));
-        self.generation.extend_from_slice(&other.generation);
-        self.memsize.extend_from_slice(&other.memsize);
-        self.bytesize.extend_from_slice(&other.bytesize);
-        self.length.extend_from_slice(&other.length);
-        self.subtype.extend(remap(&other.subtype, strings));
-        self.shape_id.extend_from_slice(&other.shape_id);
-        self.offset
-            .extend(other.offset.iter().map(|&o| o + offset_base));
-        self.line_number
-            .extend(other.line_number.iter().map(|&l| l + line_base));
+    /// Appends `other`, mapping its interned ids through `strings` and its offsets by
+    /// `offset_base`.
+    pub fn append(&mut self, other: &Columns, strings: &[u32], offset_base: u64) {
+        let remap = |ids: &'_ [u32]| {
+            ids.iter()
+                .map(|&id| strings[id as usize])
+                .collect::<Vec<_>>()
+        };
+        extend_lean(&mut self.address, other.address.iter().copied());
+        extend_lean(&mut self.object_type, other.object_type.iter().copied());
+        extend_lean(&mut self.flags, other.flags.iter().copied());
+        extend_lean(&mut self.class, other.class.iter().copied());
+        extend_lean(&mut self.file, remap(&other.file).into_iter());
+        extend_lean(&mut self.line, other.line.iter().copied());
+        extend_lean(&mut self.method, remap(&other.method).into_iter());
+        extend_lean(&mut self.generation, other.generation.iter().copied());
+        extend_lean(&mut self.memsize, other.memsize.iter().copied());
+        extend_lean(&mut self.length, other.length.iter().copied());
+        extend_lean(&mut self.subtype, remap(&other.subtype).into_iter());
+        extend_lean(&mut self.shape_id, other.shape_id.iter().copied());
+        extend_lean(
+            &mut self.offset,
+            other.offset.iter().map(|&o| o + offset_base),
+        );
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -98,12 +107,10 @@ impl Columns {
         self.method.shrink_to_fit();
         self.generation.shrink_to_fit();
         self.memsize.shrink_to_fit();
-        self.bytesize.shrink_to_fit();
         self.length.shrink_to_fit();
         self.subtype.shrink_to_fit();
         self.shape_id.shrink_to_fit();
         self.offset.shrink_to_fit();
-        self.line_number.shrink_to_fit();
     }
 }
 
@@ -175,7 +182,7 @@ pub struct Heap {
     pub strings: Interner,
     /// CLASS/MODULE address → `name` (or `real_class_name`) id.
     pub class_names: HashMap<u64, u32>,
-    pub index: HashMap<u64, u32>,
+    pub index: AddressIndex,
     pub stats: LoadStats,
 }
 
@@ -190,7 +197,7 @@ impl Heap {
 
     /// The row of the object at `address`, if the dump has it.
     pub fn find(&self, address: u64) -> Option<usize> {
-        self.index.get(&address).map(|&i| i as usize)
+        self.index.find(&self.columns.address, address)
     }
 
     pub fn string(&self, id: u32) -> Option<&[u8]> {
@@ -308,12 +315,14 @@ impl Heap {
             let samples: Vec<String> = s
                 .recovered_samples
                 .iter()
+                .take(3)
                 .map(|(line, why)| format!("line {line} ({why})"))
                 .collect();
             out.push(format!(
-                "{path}: {} line(s) were not valid JSON and were recovered (Ruby 3.0/3.1 non-ASCII bug or unescaped quotes): {}",
+                "{path}: {} record(s) were not valid JSON and were recovered (Ruby 3.0/3.1 non-ASCII bug or unescaped quotes): {}{}",
                 s.recovered_lines,
-                samples.join(", ")
+                samples.join(", "),
+                if s.recovered_lines > 3 { ", …" } else { "" }
             ));
         }
         if let Some(line) = s.truncated_last_line {

@@ -1,6 +1,7 @@
 //! heapdiff's core: loading Ruby heap dumps (`ObjectSpace.dump_all`) into a compact
 //! index and diffing them. Plain Rust, no Ruby types: the binding crate wraps it.
 
+pub mod address_index;
 pub mod diff;
 pub mod heap;
 pub mod intern;

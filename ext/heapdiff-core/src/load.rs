@@ -14,6 +14,7 @@ use flate2::read::MultiGzDecoder;
 use hashbrown::HashMap;
 use rayon::prelude::*;
 
+use crate::address_index::AddressIndex;
 use crate::heap::{Columns, Heap, LoadStats, Root, Shape, ABSENT, SAMPLE_LIMIT};
 use crate::intern::{Interner, NONE};
 use crate::object_type::ObjectType;
@@ -252,11 +253,21 @@ fn read_batches(
     }
 }
 
-/// Position of the `{` that starts the last record (just after a `\n`), if any.
+/// Does a record start at `at`? Every record the emitter writes begins with its
+/// `address` or its `type` member. Checking the member name, not just the `{`, matters:
+/// the junk of a broken line can hold a newline followed by `{`.
+fn is_record_start(data: &[u8], at: usize) -> bool {
+    let rest = &data[at..];
+    rest.starts_with(b"{\"address\":") || rest.starts_with(b"{\"type\":")
+}
+
+/// Position of the `{` that starts the last record (just after a `\n`), if any. A
+/// record cut by the end of `data` cannot be judged yet, so only a start followed by
+/// enough bytes to see its first member counts.
 fn last_record_start(data: &[u8]) -> Option<usize> {
     let mut end = data.len();
     while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
-        if data.get(nl + 1) == Some(&b'{') {
+        if data.len() - (nl + 1) >= 11 && is_record_start(data, nl + 1) {
             return Some(nl + 1);
         }
         end = nl;
@@ -277,7 +288,7 @@ fn next_record(data: &[u8], from: usize) -> (Option<usize>, u64) {
     while let Some(nl) = memchr::memchr(b'\n', &data[at..]) {
         newlines += 1;
         let next = at + nl + 1;
-        if data.get(next) == Some(&b'{') {
+        if data.get(next) == Some(&b'{') && is_record_start(data, next) {
             return (Some(next), newlines);
         }
         at = next;
@@ -397,9 +408,16 @@ impl Chunk {
                 return false;
             }
         };
-        if spans_lines && !record.recovered {
-            record.recovered = true;
-            record.problem = Some("raw newlines inside the record");
+        if !record.recovered {
+            // Junk the parser could step over is still not JSON: raw newlines (the
+            // record spans lines) or NUL bytes (the Ruby 3.0/3.1 non-ASCII bug).
+            if spans_lines {
+                record.recovered = true;
+                record.problem = Some("raw newlines inside the record");
+            } else if memchr::memchr(0, line).is_some() {
+                record.recovered = true;
+                record.problem = Some("raw NUL bytes in a string");
+            }
         }
         if record.recovered || (record.incomplete && !final_unterminated) {
             self.stats.recovered_lines += 1;
@@ -448,7 +466,7 @@ impl Chunk {
                 let c = &mut self.columns;
                 c.address.push(address);
                 c.object_type.push(object_type);
-                c.flags.push(record.flags);
+                c.flags.push(record.flags as u16);
                 c.class.push(record.class.unwrap_or(0));
                 c.file
                     .push(intern_opt(&mut self.strings, text(record.file)));
@@ -457,13 +475,11 @@ impl Chunk {
                     .push(intern_opt(&mut self.strings, text(record.method)));
                 c.generation.push(small(record.generation, &mut self.stats));
                 c.memsize.push(record.memsize.unwrap_or(0));
-                c.bytesize.push(record.bytesize.unwrap_or(0));
                 c.length.push(small(record.length, &mut self.stats));
                 c.subtype
                     .push(intern_opt(&mut self.strings, text(record.subtype)));
                 c.shape_id.push(small(record.shape_id, &mut self.stats));
                 c.offset.push(offset);
-                c.line_number.push(line_no);
                 self.references.extend_from_slice(refs);
                 self.reference_ends.push(self.references.len() as u32);
                 if matches!(object_type, ObjectType::Class | ObjectType::Module) {
@@ -568,8 +584,7 @@ impl Builder {
         }
         let map = self.strings.absorb(&chunk.strings);
         let n_before = self.columns.len();
-        self.columns
-            .append(&chunk.columns, &map, chunk.offset, line_base);
+        self.columns.append(&chunk.columns, &map, chunk.offset);
         let ref_base = self.references.len() as u64;
         if ref_base + chunk.references.len() as u64 >= u64::from(u32::MAX) {
             return Err(self.not_a_dump(
@@ -628,19 +643,22 @@ impl Builder {
         } = self;
         columns.shrink_to_fit();
         let n = columns.len();
-        let mut index: HashMap<u64, u32> = HashMap::with_capacity(n);
-        for (i, &address) in columns.address.iter().enumerate() {
-            if index.insert(address, i as u32).is_some() {
-                stats.duplicate_addresses += 1;
-            }
-        }
+        let index = AddressIndex::build(&columns.address);
+        stats.duplicate_addresses = index.duplicates();
         if cancelled(cancel) {
             return Err(LoadError::Cancelled);
         }
         stats.references = references.len() as u64;
         let mut dangling: Vec<u64> = Vec::new();
         let mut dangling_ids: HashMap<u64, u32> = HashMap::new();
-        let ref_targets = resolve(&references, &index, n, &mut dangling, &mut dangling_ids);
+        let ref_targets = resolve(
+            &references,
+            &index,
+            &columns.address,
+            n,
+            &mut dangling,
+            &mut dangling_ids,
+        );
         drop(references);
         let mut root_targets = Vec::new();
         let mut roots = Vec::with_capacity(raw_roots.len());
@@ -649,6 +667,7 @@ impl Builder {
             root_targets.extend(resolve(
                 &addresses,
                 &index,
+                &columns.address,
                 n,
                 &mut dangling,
                 &mut dangling_ids,
@@ -685,7 +704,8 @@ impl Builder {
 /// `dangling[k]` is the address.
 fn resolve(
     addresses: &[u64],
-    index: &HashMap<u64, u32>,
+    index: &AddressIndex,
+    address_column: &[u64],
     n: usize,
     dangling: &mut Vec<u64>,
     dangling_ids: &mut HashMap<u64, u32>,
@@ -693,7 +713,7 @@ fn resolve(
     let mut targets: Vec<u32> = addresses
         .par_iter()
         .with_min_len(1 << 14)
-        .map(|a| index.get(a).copied().unwrap_or(u32::MAX))
+        .map(|&a| index.find(address_column, a).map_or(u32::MAX, |i| i as u32))
         .collect();
     for (t, &address) in targets.iter_mut().zip(addresses) {
         if *t == u32::MAX {

@@ -122,20 +122,20 @@ impl HeapHandle {
         self.0.find(address)
     }
 
-    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
-    ///   length, subtype, flags, shape_id, line_number]`
+    /// `[address, type, class_name, file, line, method, generation, memsize, length,
+    ///   subtype, flags, shape_id]`
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
         let heap = &rb_self.0;
         let c = &heap.columns;
-        let flags = c.flags[i];
+        let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
         for (name, bit) in flag::NAMES {
             if flags & bit != 0 && *name != "complex_shape" {
                 names.push(ruby.to_symbol(name))?;
             }
         }
-        let values: [Value; 14] = [
+        let values: [Value; 12] = [
             c.address[i].into_value_with(ruby),
             c.object_type[i].name().into_value_with(ruby),
             heap.class_name(i).into_value_with(ruby),
@@ -145,14 +145,12 @@ impl HeapHandle {
                 .into_value_with(ruby),
             heap.generation(i).into_value_with(ruby),
             c.memsize[i].into_value_with(ruby),
-            c.bytesize[i].into_value_with(ruby),
             heap.length(i).into_value_with(ruby),
             opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
             names.into_value_with(ruby),
             (c.shape_id[i] != heapdiff_core::heap::ABSENT)
                 .then_some(c.shape_id[i])
                 .into_value_with(ruby),
-            c.line_number[i].into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
@@ -212,7 +210,8 @@ impl HeapHandle {
         })?;
         let hash = ruby.hash_new();
         let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
-        let pairs: [(&str, Value); 14] = [
+        let pairs: [(&str, Value); 15] = [
+            ("bytesize", r.bytesize.into_value_with(ruby)),
             ("encoding", text(r.encoding).into_value_with(ruby)),
             ("coderange", text(r.coderange).into_value_with(ruby)),
             ("capacity", r.capacity.into_value_with(ruby)),

@@ -1,0 +1,111 @@
+//! Finding the row of an address. A hash map over every object would cost ~32 bytes an
+//! object, more than half of the rest of the index. Ruby dumps its heap page by page,
+//! each page's slots in address order, and pages are aligned blocks; so a small map from
+//! block to row range plus a binary search inside the block does the job in a few bytes
+//! per *page*. Dumps that break that layout (hand-made, or a future Ruby) fall back to
+//! the hash map.
+
+use hashbrown::HashMap;
+
+/// 16 KiB: the smallest heap page alignment of any Ruby (3.1); larger pages are made
+/// of whole blocks.
+const BLOCK_SHIFT: u32 = 14;
+
+#[derive(Debug)]
+pub enum AddressIndex {
+    /// Block (address >> BLOCK_SHIFT) → rows `start..end`, sorted by address.
+    Paged(HashMap<u64, (u32, u32)>),
+    /// Address → row, for dumps not laid out page by page.
+    Hashed {
+        rows: HashMap<u64, u32>,
+        duplicates: u64,
+    },
+}
+
+impl AddressIndex {
+    pub fn build(addresses: &[u64]) -> AddressIndex {
+        Self::paged(addresses).unwrap_or_else(|| Self::hashed(addresses))
+    }
+
+    fn paged(addresses: &[u64]) -> Option<AddressIndex> {
+        let mut blocks: HashMap<u64, (u32, u32)> = HashMap::new();
+        let mut start = 0usize;
+        while start < addresses.len() {
+            let block = addresses[start] >> BLOCK_SHIFT;
+            let mut end = start + 1;
+            while end < addresses.len() && addresses[end] >> BLOCK_SHIFT == block {
+                if addresses[end] <= addresses[end - 1] {
+                    return None;
+                }
+                end += 1;
+            }
+            if blocks.insert(block, (start as u32, end as u32)).is_some() {
+                return None;
+            }
+            start = end;
+        }
+        Some(AddressIndex::Paged(blocks))
+    }
+
+    fn hashed(addresses: &[u64]) -> AddressIndex {
+        let mut rows = HashMap::with_capacity(addresses.len());
+        let mut duplicates = 0;
+        for (i, &address) in addresses.iter().enumerate() {
+            if rows.insert(address, i as u32).is_some() {
+                duplicates += 1;
+            }
+        }
+        AddressIndex::Hashed { rows, duplicates }
+    }
+
+    /// The row of `address`; `addresses` is the column the index was built from.
+    pub fn find(&self, addresses: &[u64], address: u64) -> Option<usize> {
+        match self {
+            AddressIndex::Paged(blocks) => {
+                let &(start, end) = blocks.get(&(address >> BLOCK_SHIFT))?;
+                let (start, end) = (start as usize, end as usize);
+                addresses[start..end]
+                    .binary_search(&address)
+                    .ok()
+                    .map(|i| start + i)
+            }
+            AddressIndex::Hashed { rows, .. } => rows.get(&address).map(|&i| i as usize),
+        }
+    }
+
+    /// Addresses that appear in more than one record (the last one wins).
+    pub fn duplicates(&self) -> u64 {
+        match self {
+            AddressIndex::Paged(_) => 0,
+            AddressIndex::Hashed { duplicates, .. } => *duplicates,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paged_layout_uses_blocks() {
+        let addresses = [0x10000, 0x10028, 0x10050, 0x30000, 0x30028, 0x20000];
+        let index = AddressIndex::build(&addresses);
+        assert!(matches!(index, AddressIndex::Paged(_)));
+        for (i, &a) in addresses.iter().enumerate() {
+            assert_eq!(index.find(&addresses, a), Some(i));
+        }
+        assert_eq!(index.find(&addresses, 0x10030), None);
+        assert_eq!(index.find(&addresses, 0x50000), None);
+    }
+
+    #[test]
+    fn other_layouts_fall_back_to_hashing() {
+        // A block that comes back after another one, and a duplicate.
+        let addresses = [0x10000, 0x20000, 0x10028, 0x20000];
+        let index = AddressIndex::build(&addresses);
+        assert!(matches!(index, AddressIndex::Hashed { .. }));
+        assert_eq!(index.find(&addresses, 0x10028), Some(2));
+        assert_eq!(index.find(&addresses, 0x20000), Some(3));
+        assert_eq!(index.duplicates(), 1);
+    }
+}

@@ -1,0 +1,49 @@
+# frozen_string_literal: true
+
+require "json"
+require "tmpdir"
+require_relative "../support/sidekiq_leak/run"
+
+# Real dumps from a real Sidekiq + ActiveRecord server (Debian's Ruby 3.1.2) with the
+# thread-local SQL-log leak. Sidekiq's own `Launcher#❤` trips the Ruby 3.1 non-ASCII
+# bug, so these dumps contain broken lines, some spanning two physical lines.
+RSpec.describe "A real Sidekiq process's dumps" do
+  before(:all) do
+    @dir = Dir.mktmpdir("heapdiff-sidekiq")
+    SidekiqLeak::Runner.new(@dir, 250).run
+    @expected = JSON.parse(File.read(File.join(@dir, "expected.json")))
+    @paths = (0..2).map { |n| File.join(@dir, "#{n}.json") }
+  end
+
+  after(:all) { FileUtils.rm_rf(@dir) }
+
+  it "loads with every record kept, the broken ones recovered and counted" do
+    @paths.each do |path|
+      heap = Heapdiff.load(path)
+      lines = File.binread(path).lines
+      record_lines = lines.count { |l| l.start_with?('{"address":') }
+      root_lines = lines.count { |l| l.start_with?('{"type":"ROOT"') }
+      broken = lines.count do |l|
+        JSON.parse(l)
+        false
+      rescue JSON::ParserError
+        l.start_with?('{"address":')
+      end
+      expect(heap.size).to eq(record_lines), path
+      expect(heap.stats[:root_records]).to eq(root_lines)
+      expect(heap.stats[:lines]).to eq(lines.size)
+      expect(broken).to be > 0
+      expect(heap.recovered_lines).to eq(broken)
+      expect(heap.warnings.join).to include("#{broken} record(s) were not valid JSON and were recovered")
+    end
+  end
+
+  it "names the leaking line first with the exact count" do
+    report = Heapdiff.diff(*@paths)
+    top = report.first
+    expect(top.type).to eq("STRING")
+    expect(top.location).to eq(@expected["leak_location"])
+    expect(top.count).to eq(@expected["per_phase"]["1"])
+    expect(top.sample(3).map(&:value)).to all(start_with("phase=1 "))
+  end
+end
