@@ -33,14 +33,23 @@ module Heapdiff
     # Arguments are paths or Heaps. +include_noise: true+ keeps the allocation tracer's
     # own object and heapdiff's own allocations.
     def diff(before, after, later = nil, include_noise: false)
-      heaps = [before, after, later].map { |h| h.nil? ? nil : heap(h) }
-      Report.build(*heaps, include_noise: include_noise)
+      Report.build(*load_all([before, after, later]), include_noise: include_noise)
     end
 
     private
 
-    def heap(value)
-      value.is_a?(Heap) ? value : load(value)
+    # Loads the paths among +values+ side by side, one Ruby thread each: loading runs
+    # without the GVL, and one load's serial steps overlap another's parallel parse.
+    def load_all(values)
+      threads = values.map do |value|
+        next value if value.nil? || value.is_a?(Heap)
+
+        Thread.new { load(value) }.tap { |t| t.report_on_exception = false }
+      end
+      threads.map { |t| t.is_a?(Thread) ? t.value : t }
+    ensure
+      # Interrupted (Timeout, Ctrl-C) or one load failed: stop the others too.
+      threads&.each { |t| t.kill if t.is_a?(Thread) && t.alive? }
     end
   end
 end

@@ -75,3 +75,10 @@ RSpec.describe "Heapdiff.diff" do
     end
   end
 end
+
+RSpec.describe "Heapdiff.diff with a bad argument" do
+  it "raises the loader's error for a path that is not a dump, and TypeError for a non-path" do
+    expect { Heapdiff.diff(__FILE__, __FILE__) }.to raise_error(Heapdiff::ParseError, /diff_spec.rb:1:/)
+    expect { Heapdiff.diff(1, 2) }.to raise_error(TypeError, /path/)
+  end
+end

@@ -42,8 +42,19 @@ RSpec.describe Heapdiff::Heap do
     end
   end
 
+  # Every native method of Heap and Object, under GC_STRESS too. The records to look
+  # for are found in before(:all), outside GC.stress, to keep the stressed part short.
   describe "objects", :gc_stress do
-    let(:heap) { Heapdiff.load(Fixtures.dump("3.4")) }
+    before(:all) do
+      lines = File.readlines(Fixtures.dump("3.4"))
+      @escaped = JSON.parse(lines.find { |l| l.include?('"value":"\\u001b[m"') })
+      object = lines.find { |l| l.include?('"type":"OBJECT"') && l.include?('"class":') }
+      @object = JSON.parse(object)
+      @class = JSON.parse(lines.find { |l| l.start_with?("{\"address\":\"#{@object['class']}\"") })
+      @heap = Heapdiff.load(Fixtures.dump("3.4"))
+    end
+
+    let(:heap) { @heap }
 
     it "is Enumerable over lazily built objects" do
       expect(heap.each).to be_a(Enumerator)
@@ -54,18 +65,18 @@ RSpec.describe Heapdiff::Heap do
     end
 
     it "reads string values back from the file, escapes decoded" do
-      line = File.foreach(Fixtures.dump("3.4")).find { |l| l.include?('"value":"\\u001b[m"') }
-      object = heap.at(JSON.parse(line)["address"])
+      object = heap.at(@escaped["address"])
       expect(object.value).to eq("\e[m")
       expect(object.details[:encoding]).to eq("UTF-8")
+      expect(object.bytesize).to eq(3)
       expect(object.inspect).to include("STRING", object.address)
     end
 
     it "names classes from their CLASS records" do
-      line = File.foreach(Fixtures.dump("3.4")).find { |l| l.include?('"type":"OBJECT"') && l.include?('"class":') }
-      object = heap.at(JSON.parse(line)["address"])
-      class_line = File.foreach(Fixtures.dump("3.4")).find { |l| l.start_with?("{\"address\":\"#{JSON.parse(line)['class']}\"") }
-      expect(object.class_name).to eq(JSON.parse(class_line)["name"]) if JSON.parse(class_line)["name"]
+      object = heap.at(@object["address"])
+      expect(object.class_name).to eq(@class["name"] || "#<Class:#{@class['address']}>")
+      expect(object.references).to eq(@object["references"] || [])
+      expect(object.referents.map(&:address)).to eq(object.references.select { |a| heap.at(a) })
     end
 
     it "answers nil for an address it does not have, and rejects what is not an address" do
@@ -75,6 +86,8 @@ RSpec.describe Heapdiff::Heap do
 
     it "has an inspect that fits on a line" do
       expect(heap.inspect).to match(/\A#<Heapdiff::Heap ruby-3.4.jsonl objects=\d+ roots=\d+/)
+      expect(heap.roots).to be_a(Hash)
+      expect(heap.stats[:objects]).to eq(heap.size)
     end
   end
 

@@ -2,7 +2,7 @@
 
 require "json"
 require "tmpdir"
-require_relative "../support/sidekiq_leak/run"
+require_relative "../../examples/sidekiq_leak/run"
 
 # Real dumps from a real Sidekiq + ActiveRecord server (Debian's Ruby 3.1.2) with the
 # thread-local SQL-log leak. Sidekiq's own `Launcher#❤` trips the Ruby 3.1 non-ASCII

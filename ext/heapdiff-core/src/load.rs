@@ -22,7 +22,7 @@ use crate::record::{flag, parse_line, RecordKind};
 use crate::source::Source;
 
 /// Bytes read per batch. A few batches are in memory at once.
-const BATCH_BYTES: usize = 16 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 /// Smallest piece handed to one parsing task.
 const MIN_PIECE_BYTES: usize = 1 << 20;
 
@@ -109,14 +109,15 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
             if cancelled(options.cancel) {
                 return Err(LoadError::Cancelled);
             }
-            let pieces = split_pieces(&batch.data);
+            let bytes = &batch.data[..batch.len];
+            let pieces = split_pieces(bytes);
             let chunks: Vec<Chunk> = pieces
                 .par_iter()
                 .map(|&(start, end)| {
                     parse_piece(
-                        &batch.data[start..end],
+                        &bytes[start..end],
                         batch.offset + start as u64,
-                        batch.eof && end == batch.data.len(),
+                        batch.eof && end == bytes.len(),
                         options.cancel,
                     )
                 })
@@ -134,7 +135,7 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
             for chunk in chunks {
                 builder.append(chunk)?;
             }
-            builder.stats.bytes += batch.data.len() as u64;
+            builder.stats.bytes += batch.len as u64;
             let _ = recycle.send(batch.data);
             if let Some(progress) = options.progress {
                 progress(read, total);
@@ -186,7 +187,9 @@ impl Read for CountingReader {
 
 /// A run of whole records, and where it starts in the (decompressed) stream.
 struct Batch {
+    /// The buffer; only `data[..len]` holds the batch.
     data: Vec<u8>,
+    len: usize,
     offset: u64,
     eof: bool,
 }
@@ -205,23 +208,23 @@ fn read_batches(
         if stop.load(Ordering::Relaxed) {
             return;
         }
+        // Recycled buffers keep their length, so only a buffer's first use zeroes it.
         let mut data = recycled.try_recv().unwrap_or_default();
-        data.clear();
-        data.extend_from_slice(&carry);
+        let want = carry.len().max(BATCH_BYTES) + BATCH_BYTES;
+        if data.len() < want {
+            data.resize(want, 0);
+        }
+        data[..carry.len()].copy_from_slice(&carry);
+        let mut filled = carry.len();
         carry.clear();
-        let want = data.len().max(BATCH_BYTES) + BATCH_BYTES;
-        data.reserve(want.saturating_sub(data.len()));
         let mut eof = false;
-        // Fill up to `want` bytes, or until EOF (`take` + `read_to_end` fills the spare
-        // capacity without zeroing it first).
-        while data.len() < want {
-            let missing = (want - data.len()) as u64;
-            match (&mut reader).take(missing).read_to_end(&mut data) {
+        while filled < want {
+            match reader.read(&mut data[filled..want]) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(_) => {}
+                Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let _ = sender.send(Err(e));
@@ -230,20 +233,26 @@ fn read_batches(
             }
         }
         if !eof {
-            match last_record_start(&data) {
+            match last_record_start(&data[..filled]) {
                 Some(cut) => {
-                    carry.extend_from_slice(&data[cut..]);
-                    data.truncate(cut);
+                    carry.extend_from_slice(&data[cut..filled]);
+                    filled = cut;
                 }
                 None => {
-                    // One record larger than the buffer: keep reading into it.
-                    carry = data;
+                    // One record larger than the buffer: keep reading into a bigger one.
+                    carry.extend_from_slice(&data[..filled]);
                     continue;
                 }
             }
         }
-        let len = data.len() as u64;
-        if !data.is_empty() && sender.send(Ok(Batch { data, offset, eof })).is_err() {
+        let len = filled as u64;
+        let batch = Batch {
+            data,
+            len: filled,
+            offset,
+            eof,
+        };
+        if filled > 0 && sender.send(Ok(batch)).is_err() {
             return;
         }
         offset += len;

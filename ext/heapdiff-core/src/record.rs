@@ -260,7 +260,7 @@ impl<'a> LineParser<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         let start = self.pos + 1;
         let rest = &self.line[start..];
-        let len = memchr::memchr(b'"', rest)?;
+        let len = find_quote(rest)?;
         let key = &rest[..len];
         self.pos = start + len + 1;
         if self.peek() != Some(b':') {
@@ -315,7 +315,7 @@ impl<'a> LineParser<'a> {
         let mut from = start;
         let mut clean = true;
         loop {
-            match memchr::memchr(b'"', &self.line[from..]) {
+            match find_quote(&self.line[from..]) {
                 Some(at) => {
                     let quote = from + at;
                     if self.ends_string(quote) {
@@ -456,6 +456,26 @@ impl<'a> LineParser<'a> {
     }
 
     fn flags(&mut self) {
+        // Most records carry one of a few flag sets, written the same way every time.
+        const COMMON: [(&[u8], u32); 3] = [
+            (
+                b"{\"wb_protected\":true, \"old\":true, \"uncollectible\":true, \"marked\":true}",
+                flag::WB_PROTECTED | flag::OLD | flag::UNCOLLECTIBLE | flag::MARKED,
+            ),
+            (b"{\"wb_protected\":true}", flag::WB_PROTECTED),
+            (
+                b"{\"uncollectible\":true, \"marked\":true}",
+                flag::UNCOLLECTIBLE | flag::MARKED,
+            ),
+        ];
+        let rest = &self.line[self.pos..];
+        for (text, bits) in COMMON {
+            if rest.starts_with(text) {
+                self.record.flags |= bits;
+                self.pos += text.len();
+                return;
+            }
+        }
         self.pos += 1;
         loop {
             self.skip_spaces();
@@ -661,6 +681,17 @@ impl<'a> LineParser<'a> {
             }
         }
     }
+}
+
+/// Position of the first `"`: a plain loop for the short keys and values that make up
+/// most of a dump (a call to memchr costs more than it saves there), memchr beyond.
+#[inline]
+fn find_quote(bytes: &[u8]) -> Option<usize> {
+    let head = bytes.len().min(24);
+    if let Some(i) = bytes[..head].iter().position(|&b| b == b'"') {
+        return Some(i);
+    }
+    memchr::memchr(b'"', &bytes[head..]).map(|i| head + i)
 }
 
 /// Is the quote that follows `before` escaped by a backslash (an odd run of them)?

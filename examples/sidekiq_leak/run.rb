@@ -3,7 +3,7 @@
 # Runs the leaking Sidekiq + ActiveRecord app (app.rb) as a real server process
 # and takes three heap dumps from it while it runs.
 #
-#   ruby spec/support/sidekiq_leak/run.rb OUTDIR [JOBS_PER_PHASE] [--verify]
+#   ruby examples/sidekiq_leak/run.rb OUTDIR [JOBS_PER_PHASE] [--verify]
 #
 # Steps: start a private redis-server (127.0.0.1, free port, temp dir, no
 # persistence), start `sidekiq -r app.rb -c 1`, then for phase 0, 1, 2: push
