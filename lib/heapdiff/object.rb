@@ -6,8 +6,8 @@ module Heapdiff
   # One object of a heap dump, built on demand from the index. The string value and
   # the rarely used members are read back from the dump file when first asked for.
   class Object
-    FIELDS = %i[address_int type class_name file line method generation memsize length
-                subtype flags shape_id].freeze
+    FIELDS = %i[address_int type class_name file line method generation memsize bytesize_column
+                length subtype flags shape_id].freeze
     private_constant :FIELDS
 
     attr_reader :heap, :row, :type, :class_name, :file, :line, :method, :generation,
@@ -55,9 +55,10 @@ module Heapdiff
       @details ||= heap._details(row)
     end
 
-    # A STRING's or SYMBOL's size in bytes (read back from the dump).
+    # A STRING's or SYMBOL's size in bytes (read back from the dump when the index
+    # could not hold it).
     def bytesize
-      details[:bytesize]
+      @bytesize_column || details[:bytesize]
     end
 
     def frozen_in_dump?

@@ -75,7 +75,10 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         .with_min_len(1 << 14)
         .filter(|&i| {
             let i = i as usize;
-            first.counterpart(i).is_none() && !first.is_older_than_earlier(i)
+            // NONE records are the empty slots of a `full: true` dump, not objects.
+            after.columns.object_type[i] != ObjectType::None
+                && first.counterpart(i).is_none()
+                && !first.is_older_than_earlier(i)
         })
         .collect();
 
@@ -207,11 +210,17 @@ impl<'a> Pairing<'a> {
         same_object(self.earlier, i, self.later, j, &self.earlier_to_later).then_some(j)
     }
 
-    /// `later`'s moved objects counted by content, keyed in `later`'s ids.
+    /// `later`'s objects that may have moved, counted by content, keyed in `later`'s
+    /// ids. Unlike the detection, this takes objects of `earlier`'s last GC epoch too
+    /// (generation equal to its largest): the newest objects of `earlier` are there.
     fn moved_by_content(&self, later: &Heap) -> HashMap<ContentKey, u64> {
         let mut pool = HashMap::new();
         for i in 0..later.len() {
-            if self.counterpart(i).is_none() && self.is_older_than_earlier(i) {
+            let not_newer = match (later.generation(i), self.earlier_max_generation) {
+                (Some(g), Some(max)) => g <= max,
+                _ => false,
+            };
+            if not_newer && self.counterpart(i).is_none() {
                 *pool.entry(content_key_own(later, i)).or_insert(0) += 1;
             }
         }
@@ -328,10 +337,14 @@ fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
     let mut subtypes: Vec<Option<u32>> = Vec::new();
     for &row in rows {
         let i = row as usize;
-        let class = if c.object_type[i] == ObjectType::Imemo {
-            0
-        } else {
-            c.class[i]
+        // Group by class *name*: a class reloaded under the same name (Rails' code
+        // reloading) is the same site to a reader. Unnamed classes go by address.
+        let class = match c.object_type[i] {
+            ObjectType::Imemo => 0,
+            _ => match heap.class_names.get(&c.class[i]) {
+                Some(&name) => u64::from(name) | 1 << 63,
+                None => c.class[i],
+            },
         };
         let key = (c.object_type[i], class, c.file[i], c.line[i]);
         let g = *by_site.entry(key).or_insert_with(|| {

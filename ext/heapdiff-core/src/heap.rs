@@ -27,6 +27,8 @@ pub struct Columns {
     pub method: Vec<u32>,
     pub generation: Vec<u32>,
     pub memsize: Vec<u64>,
+    /// STRING/SYMBOL bytesize (ABSENT when missing or 4 GiB and over: read it back).
+    pub bytesize: Vec<u32>,
     /// ARRAY length, HASH size, OBJECT ivars.
     pub length: Vec<u32>,
     /// DATA `struct` or IMEMO `imemo_type`.
@@ -65,6 +67,7 @@ impl Columns {
         self.method.reserve_exact(n);
         self.generation.reserve_exact(n);
         self.memsize.reserve_exact(n);
+        self.bytesize.reserve_exact(n);
         self.length.reserve_exact(n);
         self.subtype.reserve_exact(n);
         self.shape_id.reserve_exact(n);
@@ -88,6 +91,7 @@ impl Columns {
         extend_lean(&mut self.method, remap(&other.method).into_iter());
         extend_lean(&mut self.generation, other.generation.iter().copied());
         extend_lean(&mut self.memsize, other.memsize.iter().copied());
+        extend_lean(&mut self.bytesize, other.bytesize.iter().copied());
         extend_lean(&mut self.length, other.length.iter().copied());
         extend_lean(&mut self.subtype, remap(&other.subtype).into_iter());
         extend_lean(&mut self.shape_id, other.shape_id.iter().copied());
@@ -107,6 +111,7 @@ impl Columns {
         self.method.shrink_to_fit();
         self.generation.shrink_to_fit();
         self.memsize.shrink_to_fit();
+        self.bytesize.shrink_to_fit();
         self.length.shrink_to_fit();
         self.subtype.shrink_to_fit();
         self.shape_id.shrink_to_fit();
@@ -161,6 +166,9 @@ pub struct LoadStats {
     pub dangling_references: u64,
     pub references: u64,
     pub gzip: bool,
+    /// Written by Ruby 2.6/2.7 (anonymous classes carry a `#<Class:0x…>` name there),
+    /// whose `\u` escapes are decimal.
+    pub decimal_escapes: bool,
 }
 
 /// Keeps this many example line numbers per kind of warning.
@@ -300,6 +308,10 @@ impl Heap {
 
     pub fn generation(&self, i: usize) -> Option<u32> {
         absent_to_none(self.columns.generation[i])
+    }
+
+    pub fn bytesize(&self, i: usize) -> Option<u32> {
+        absent_to_none(self.columns.bytesize[i])
     }
 
     pub fn length(&self, i: usize) -> Option<u32> {

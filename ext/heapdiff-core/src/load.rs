@@ -484,6 +484,11 @@ impl Chunk {
                     .push(intern_opt(&mut self.strings, text(record.method)));
                 c.generation.push(small(record.generation, &mut self.stats));
                 c.memsize.push(record.memsize.unwrap_or(0));
+                c.bytesize.push(match record.bytesize {
+                    // Too large for the column: read back from the dump when asked.
+                    Some(b) if b >= u64::from(ABSENT) => ABSENT,
+                    b => small(b, &mut self.stats),
+                });
                 c.length.push(small(record.length, &mut self.stats));
                 c.subtype
                     .push(intern_opt(&mut self.strings, text(record.subtype)));
@@ -491,6 +496,11 @@ impl Chunk {
                 c.offset.push(offset);
                 self.references.extend_from_slice(refs);
                 self.reference_ends.push(self.references.len() as u32);
+                if object_type == ObjectType::Class
+                    && text(record.name).is_some_and(|n| n.starts_with(b"#<Class:0x"))
+                {
+                    self.stats.decimal_escapes = true;
+                }
                 if matches!(object_type, ObjectType::Class | ObjectType::Module) {
                     if let Some(name) = class_display_name(&record, line) {
                         let id = self.strings.intern(&name);
@@ -633,6 +643,7 @@ impl Builder {
             s.truncated_last_line = Some(line_base + line);
         }
         s.incomplete_lines += c.incomplete_lines;
+        s.decimal_escapes |= c.decimal_escapes;
         s.overflowed_numbers += c.overflowed_numbers;
         s.unknown_types += c.unknown_types;
         Ok(())

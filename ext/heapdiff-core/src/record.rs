@@ -725,6 +725,12 @@ pub fn parse_address(text: &[u8]) -> Option<u64> {
 /// Decodes a JSON string body as the emitter escapes it into raw bytes: `\uXXXX` below
 /// 0x100 is one byte (Ruby escapes bytes, not code points), above it UTF-8.
 pub fn unescape(raw: &[u8]) -> Vec<u8> {
+    unescape_with(raw, false)
+}
+
+/// As `unescape`; with `decimal`, `\uNNNN` is read as a decimal number, the way Ruby
+/// 2.6 and 2.7 wrote control characters (`"\\u%04d"`).
+pub fn unescape_with(raw: &[u8], decimal: bool) -> Vec<u8> {
     if memchr::memchr(b'\\', raw).is_none() {
         return raw.to_vec();
     }
@@ -750,7 +756,7 @@ pub fn unescape(raw: &[u8]) -> Vec<u8> {
                 let code = raw
                     .get(i..i + 4)
                     .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u32::from_str_radix(h, 16).ok());
+                    .and_then(|h| u32::from_str_radix(h, if decimal { 10 } else { 16 }).ok());
                 match code {
                     Some(c) if c < 0x100 => {
                         out.push(c as u8);

@@ -122,8 +122,8 @@ impl HeapHandle {
         self.0.find(address)
     }
 
-    /// `[address, type, class_name, file, line, method, generation, memsize, length,
-    ///   subtype, flags, shape_id]`
+    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
+    ///   length, subtype, flags, shape_id]`
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
         let heap = &rb_self.0;
@@ -135,16 +135,22 @@ impl HeapHandle {
                 names.push(ruby.to_symbol(name))?;
             }
         }
-        let values: [Value; 12] = [
+        let values: [Value; 13] = [
             c.address[i].into_value_with(ruby),
             c.object_type[i].name().into_value_with(ruby),
             heap.class_name(i).into_value_with(ruby),
             opt_utf8(ruby, heap.file(i)).into_value_with(ruby),
             heap.line(i).into_value_with(ruby),
-            opt_utf8(ruby, heap.method(i).map(|m| record::unescape(m)).as_deref())
-                .into_value_with(ruby),
+            opt_utf8(
+                ruby,
+                heap.method(i)
+                    .map(|m| record::unescape_with(m, heap.stats.decimal_escapes))
+                    .as_deref(),
+            )
+            .into_value_with(ruby),
             heap.generation(i).into_value_with(ruby),
             c.memsize[i].into_value_with(ruby),
+            heap.bytesize(i).into_value_with(ruby),
             heap.length(i).into_value_with(ruby),
             opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
             names.into_value_with(ruby),
@@ -183,7 +189,7 @@ impl HeapHandle {
             )
         })?;
         Ok(record.value.map(|span| {
-            let bytes = record::unescape(span.of(&line));
+            let bytes = record::unescape_with(span.of(&line), rb_self.0.stats.decimal_escapes);
             let encoding = record.encoding.map(|e| e.of(&line).to_vec());
             match encoding.as_deref() {
                 None => ruby.str_from_slice(&bytes),
