@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use heapdiff_core::record::{self, flag, parse_line};
+use heapdiff_core::record::{self, flag, parse_line, Record};
 use heapdiff_core::{load, Heap, LoadOptions};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
@@ -172,28 +172,36 @@ impl HeapHandle {
             .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
     }
 
-    /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump.
-    fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        rb_self.check(ruby, i)?;
-        let line = Self::read_line(ruby, &rb_self.0, i)?;
+    /// Reads the record of row `i` again from the dump, for what the index does not keep.
+    fn reread(ruby: &Ruby, heap: &Heap, i: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, heap, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
+            let path = heap.source.display();
             error(
                 ruby,
                 "ParseError",
-                format!(
-                    "{}: the record changed: {}",
-                    rb_self.0.source.display(),
-                    e.0
-                ),
+                format!("{path}: the record changed: {}", e.0),
             )
         })?;
+        Ok((line, record))
+    }
+
+    /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
+    /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
+    fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = &rb_self.0;
+        let (line, record) = Self::reread(ruby, heap, i)?;
         Ok(record.value.map(|span| {
-            let bytes = record::unescape_with(span.of(&line), rb_self.0.stats.decimal_escapes);
-            let encoding = record.encoding.map(|e| e.of(&line).to_vec());
-            match encoding.as_deref() {
+            let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
+            let encoding = record
+                .encoding
+                .and_then(|e| std::str::from_utf8(e.of(&line)).ok())
+                .and_then(|name| ruby.find_encoding(name));
+            match encoding {
+                Some(encoding) => ruby.enc_str_new(&bytes, encoding),
                 None => ruby.str_from_slice(&bytes),
-                Some(_) => utf8(ruby, &bytes),
             }
         }))
     }
@@ -201,19 +209,7 @@ impl HeapHandle {
     /// Every member of the record that the index does not keep, read back from the dump.
     fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         rb_self.check(ruby, i)?;
-        let line = Self::read_line(ruby, &rb_self.0, i)?;
-        let mut refs = Vec::new();
-        let r = parse_line(&line, &mut refs).map_err(|e| {
-            error(
-                ruby,
-                "ParseError",
-                format!(
-                    "{}: the record changed: {}",
-                    rb_self.0.source.display(),
-                    e.0
-                ),
-            )
-        })?;
+        let (line, r) = Self::reread(ruby, &rb_self.0, i)?;
         let hash = ruby.hash_new();
         let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
