@@ -3,6 +3,7 @@
 
 pub mod address_index;
 pub mod diff;
+pub mod graph;
 pub mod heap;
 pub mod intern;
 pub mod load;

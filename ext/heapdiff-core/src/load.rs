@@ -716,6 +716,8 @@ impl Builder {
             class_names,
             index,
             stats,
+            graph: Default::default(),
+            shape_ids: Default::default(),
         })
     }
 }
