@@ -7,6 +7,8 @@ require_relative "heapdiff/object"
 require_relative "heapdiff/heap"
 require_relative "heapdiff/group"
 require_relative "heapdiff/report"
+require_relative "heapdiff/path"
+require_relative "heapdiff/suspect"
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
 # ObjectSpace.dump_all (in Rust, without holding the GVL), diffs them exactly, and
@@ -17,6 +19,8 @@ require_relative "heapdiff/report"
 module Heapdiff
   # Files under this directory are heapdiff's own: objects allocated there are noise.
   OWN_PATH = File.expand_path("heapdiff", __dir__)
+  # Path prefixes the diff leaves out as heapdiff's own (whole path components).
+  OWN_PATHS = ["#{OWN_PATH}/", File.expand_path("heapdiff.rb", __dir__)].freeze
 
   class << self
     # Loads a heap dump (plain or gzip) into an index. Raises ParseError when the file
@@ -40,16 +44,34 @@ module Heapdiff
 
     # Loads the paths among +values+ side by side, one Ruby thread each: loading runs
     # without the GVL, and one load's serial steps overlap another's parallel parse.
+    # The first failure is raised as soon as it happens; the other loads are stopped.
     def load_all(values)
-      threads = values.map do |value|
-        next value if value.nil? || value.is_a?(Heap)
+      results = values.dup
+      done = Queue.new
+      threads = []
+      values.each_with_index do |value, i|
+        next if value.nil? || value.is_a?(Heap)
 
-        Thread.new { load(value) }.tap { |t| t.report_on_exception = false }
+        threads << Thread.new do
+          Thread.current.report_on_exception = false
+          done << [i, begin
+            load(value)
+          rescue StandardError => e
+            e
+          end]
+        end
       end
-      threads.map { |t| t.is_a?(Thread) ? t.value : t }
+      threads.size.times do
+        i, result = done.pop
+        raise result if result.is_a?(Exception)
+
+        results[i] = result
+      end
+      results
     ensure
-      # Interrupted (Timeout, Ctrl-C) or one load failed: stop the others too.
-      threads&.each { |t| t.kill if t.is_a?(Thread) && t.alive? }
+      # Interrupted (Timeout, Ctrl-C) or one load failed: stop the others, and wait
+      # for them so that no thread outlives the call.
+      threads&.each(&:kill)&.each(&:join)
     end
   end
 end

@@ -34,6 +34,43 @@ module Heapdiff
       @roots ||= _roots.to_h { |name, addresses| [name, addresses.map { |a| format("0x%x", a) }] }
     end
 
+    # The shortest path from a GC root to +object+ (a Heapdiff::Object or an address),
+    # or nil when no root reaches it. Precise roots are tried before the conservatively
+    # scanned machine stack. +class_edges: true+ adds the object → class edges that
+    # dumps leave out, so that class-level state (class ivars, constants) shows up.
+    def path_to_root(object, class_edges: false)
+      path = _path(row_of!(object), class_edges)
+      path && Path.new(self, *path)
+    end
+
+    # Up to +limit+ shortest paths that reach +object+ through different retainers.
+    def paths_to_root(object, limit: 5, class_edges: false)
+      _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
+    end
+
+    # The objects that reference +object+.
+    def retainers(object, class_edges: false)
+      _retainers(row_of!(object), class_edges).map { |row| object(row) }
+    end
+
+    # The objects +object+ references (those the dump has).
+    def referents(object)
+      _referent_rows(row_of!(object)).map { |row| object(row) }
+    end
+
+    # The closest object that every path from the roots to +object+ passes through;
+    # nil when only the roots themselves do (or nothing reaches it).
+    def dominator(object, class_edges: false)
+      row = _dominator(row_of!(object), class_edges)
+      row && object(row)
+    end
+
+    # Bytes that freeing +object+ would free: its memsize and that of everything it
+    # dominates. 0 for objects no root reaches.
+    def retained_size(object, class_edges: false)
+      _retained_size(row_of!(object), class_edges)
+    end
+
     # What loading counted: lines, objects, recovered lines, dangling references…
     def stats
       @stats ||= _stats
@@ -50,6 +87,12 @@ module Heapdiff
     alias to_s inspect
 
     private
+
+    def row_of!(object)
+      return object.row if object.is_a?(Heapdiff::Object) && object.heap.equal?(self)
+
+      _row_of(address_int(object)) or raise ArgumentError, "no object at #{object.inspect} in #{File.basename(path)}"
+    end
 
     def address_int(address)
       case address

@@ -10,7 +10,7 @@ module Heapdiff
                 length subtype flags shape_id].freeze
     private_constant :FIELDS
 
-    attr_reader :heap, :row, :type, :class_name, :file, :line, :method, :generation,
+    attr_reader :heap, :row, :type, :class_name, :file, :line, :generation,
                 :memsize, :length, :flags, :shape_id
 
     # The DATA struct name (e.g. "VM/thread") or the IMEMO type (e.g. "callcache").
@@ -26,6 +26,16 @@ module Heapdiff
       format("0x%x", @address_int)
     end
 
+    # The method that allocated the object (from allocation tracing). Called with a
+    # name, it is Kernel#method, as everywhere in Ruby.
+    def method(*args)
+      args.empty? ? @method : super
+    end
+
+    def method_name
+      @method
+    end
+
     # "file:line", or nil for objects allocated while tracing was off.
     def location
       file && "#{file}:#{line}"
@@ -38,7 +48,39 @@ module Heapdiff
 
     # The objects it references (those the dump has).
     def referents
-      references.filter_map { |address| heap.at(address) }
+      heap.referents(self)
+    end
+
+    # Why is it retained: see Heap#path_to_root, #retainers, #dominator, #retained_size.
+    def path_to_root(class_edges: false)
+      heap.path_to_root(self, class_edges: class_edges)
+    end
+
+    def retainers(class_edges: false)
+      heap.retainers(self, class_edges: class_edges)
+    end
+
+    def retained_size(class_edges: false)
+      heap.retained_size(self, class_edges: class_edges)
+    end
+
+    # For a CLASS or MODULE: its own name ("Leak", or "#<Class:0x…>" when anonymous).
+    def name
+      %w[CLASS MODULE ICLASS].include?(type) ? heap._own_name(row) : nil
+    end
+
+    # "ARRAY 0x7f… (4990 refs)", "DATA VM/thread 0x7f…", "OBJECT Leak 0x7f…": how a
+    # path names the object.
+    def brief
+      kind = case type
+             when "CLASS", "MODULE", "ICLASS" then [type, name]
+             when "OBJECT", "STRUCT" then [type, class_name]
+             when "DATA", "IMEMO" then [type, subtype || class_name]
+             else [type]
+             end
+      count = heap._references(row).size
+      refs = %w[ARRAY HASH OBJECT STRUCT].include?(type) && count > 1 ? " (#{count} refs)" : ""
+      "#{kind.compact.join(' ')} #{address}#{refs}"
     end
 
     # A STRING's or SYMBOL's content (binary when the dump gave no encoding), or a
@@ -58,7 +100,10 @@ module Heapdiff
     # A STRING's or SYMBOL's size in bytes (read back from the dump when the index
     # could not hold it).
     def bytesize
-      @bytesize_column || details[:bytesize]
+      return @bytesize_column if @bytesize_column
+      return nil unless %w[STRING SYMBOL].include?(type)
+
+      details[:bytesize]
     end
 
     def frozen_in_dump?

@@ -11,7 +11,7 @@ module Heapdiff
     attr_reader :before, :after, :later
 
     def self.build(before, after, later, include_noise:)
-      report = _diff(before, after, later, include_noise, include_noise ? [] : [OWN_PATH])
+      report = _diff(before, after, later, include_noise, include_noise ? [] : OWN_PATHS)
       report.send(:attach, before, after, later)
       report
     end
@@ -63,6 +63,24 @@ module Heapdiff
       later ? "Retained" : "Allocated"
     end
 
+    # Where each group is held (see Suspect), for the first +top+ groups (all by
+    # default). Builds the dominator tree of the +after+ dump on first use.
+    def suspects(top: nil, class_edges: false)
+      (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
+    end
+
+    def suspect(group, class_edges: false)
+      @suspects ||= {}
+      @suspects[[group.index, class_edges]] ||= begin
+        holders, retained, unreachable = _suspect(group.index, class_edges)
+        holders = holders.map do |row, count|
+          object = row && after.object(row)
+          Suspect::Holder.new(object, count, count.fdiv(group.count), object && after.path_to_root(object, class_edges: class_edges))
+        end
+        Suspect.new(group, holders, retained, unreachable)
+      end
+    end
+
     def to_h
       {
         dumps: [before, after, later].compact.map(&:path),
@@ -78,9 +96,12 @@ module Heapdiff
       to_h.to_json(*args)
     end
 
-    # One line per group in heapy's wording, then warnings.
-    def to_s(top: nil)
-      lines = (top ? groups.first(top) : groups).map(&:to_s)
+    # One line per group in heapy's wording, the first +suspects+ groups followed by
+    # where they are held, then warnings.
+    def to_s(top: nil, suspects: 3)
+      lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
+        i < suspects ? [group.to_s, "  #{suspect(group)}"] : [group.to_s]
+      end
       lines << "(#{size - top} more groups)" if top && size > top
       lines << "No objects #{verb.downcase}." if groups.empty?
       warnings.each { |w| lines << "warning: #{w}" }

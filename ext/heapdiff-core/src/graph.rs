@@ -5,7 +5,6 @@
 //! choice of `class_edges`: dumps leave out the object → class edge, and adding it
 //! shows class-level state (caches in class ivars and constants) as a retainer.
 
-use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use crate::heap::Heap;
@@ -171,7 +170,9 @@ impl Heap {
     fn root_tree(&self, class_edges: bool) -> &RootTree {
         self.graph.tree[slot(class_edges)].get_or_init(|| {
             let mut parent = vec![NONE; self.len()];
-            let mut queue = VecDeque::new();
+            // Every object enters the queue at most once: a Vec with a read index.
+            let mut queue: Vec<u32> = Vec::with_capacity(self.len());
+            let mut head = 0;
             // Precise roots first; the conservatively scanned machine stack only for
             // what they do not reach: a stale stack slot that happens to point at a
             // leaked object says nothing about why it is retained.
@@ -180,16 +181,27 @@ impl Heap {
                     let is_stack = self.root_name(&self.roots[r]) == CONSERVATIVE_ROOT;
                     if is_stack == conservative && parent[t] == NONE {
                         parent[t] = ROOT_FLAG | r as u32;
-                        queue.push_back(t);
+                        queue.push(t as u32);
                     }
                 }
-                while let Some(v) = queue.pop_front() {
-                    self.for_each_successor(v, class_edges, |t| {
-                        if parent[t] == NONE {
-                            parent[t] = v as u32;
-                            queue.push_back(t);
+                let n = self.len() as u32;
+                while head < queue.len() {
+                    let v = queue[head] as usize;
+                    head += 1;
+                    for &t in self.reference_rows_with_dangling(v) {
+                        if t < n && parent[t as usize] == NONE {
+                            parent[t as usize] = v as u32;
+                            queue.push(t);
                         }
-                    });
+                    }
+                    if class_edges {
+                        if let Some(c) = self.class_row(v) {
+                            if parent[c] == NONE {
+                                parent[c] = v as u32;
+                                queue.push(c as u32);
+                            }
+                        }
+                    }
                 }
             }
             RootTree { parent }

@@ -172,6 +172,8 @@ pub struct LoadStats {
     /// Written by Ruby 2.6/2.7 (anonymous classes carry a `#<Class:0x…>` name there),
     /// whose `\u` escapes are decimal.
     pub decimal_escapes: bool,
+    /// The (gzip) stream ended early, with this error: the dump is cut short.
+    pub stream_cut_short: Option<String>,
 }
 
 /// Keeps this many example line numbers per kind of warning.
@@ -193,6 +195,9 @@ pub struct Heap {
     pub strings: Interner,
     /// CLASS/MODULE address → `name` (or `real_class_name`) id.
     pub class_names: HashMap<u64, u32>,
+    /// Singleton class or ICLASS address → its superclass, to find an object's real
+    /// class.
+    pub class_parents: HashMap<u64, u64>,
     pub index: AddressIndex,
     pub stats: LoadStats,
     /// Paths, reverse references and dominators, built on first use.
@@ -279,7 +284,10 @@ impl Heap {
             Some(i) => match self.columns.object_type[i] {
                 ObjectType::Module => Some(format!("#<Module:{}>", hex(class_address))),
                 ObjectType::Class | ObjectType::IClass => {
-                    Some(format!("#<Class:{}>", hex(class_address)))
+                    let singleton =
+                        self.columns.flags[i] & crate::record::flag::SINGLETON as u16 != 0;
+                    let kind = if singleton { "singleton " } else { "" };
+                    Some(format!("#<{kind}Class:{}>", hex(class_address)))
                 }
                 _ => None,
             },
@@ -287,14 +295,27 @@ impl Heap {
         }
     }
 
-    /// The class name of object `i` (None for records without a class, such as IMEMO).
+    /// The class name of object `i` (None for records without a class, such as IMEMO):
+    /// its real class, past singleton classes and included modules.
     pub fn class_name(&self, i: usize) -> Option<String> {
         let t = self.columns.object_type[i];
         if t == ObjectType::Imemo {
             // Before 3.2 IMEMO carry a bogus class (0x8, 0x11); it means nothing.
             return None;
         }
-        self.class_name_of_class(self.columns.class[i])
+        self.class_name_of_class(self.real_class(self.columns.class[i]))
+    }
+
+    /// The first class up the superclass chain that is neither a singleton class nor an
+    /// ICLASS: what `obj.class` answers.
+    pub fn real_class(&self, mut class: u64) -> u64 {
+        for _ in 0..64 {
+            match self.class_parents.get(&class) {
+                Some(&parent) if parent != 0 => class = parent,
+                _ => break,
+            }
+        }
+        class
     }
 
     pub fn file(&self, i: usize) -> Option<&[u8]> {
@@ -342,6 +363,12 @@ impl Heap {
                 s.recovered_lines,
                 samples.join(", "),
                 if s.recovered_lines > 3 { ", …" } else { "" }
+            ));
+        }
+        if let Some(why) = &s.stream_cut_short {
+            out.push(format!(
+                "{path}: the gzip stream ends early ({why}): the {} records before the cut were kept",
+                s.objects + s.root_records + s.shapes
             ));
         }
         if let Some(line) = s.truncated_last_line {

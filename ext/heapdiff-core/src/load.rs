@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
@@ -70,7 +70,14 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         error,
     };
     let mut file = File::open(path).map_err(io_error)?;
-    let total = file.metadata().map_err(io_error)?.len();
+    let metadata = file.metadata().map_err(io_error)?;
+    if !metadata.is_file() {
+        // Values are read back from the file later, which a pipe cannot do.
+        return Err(io_error(io::Error::other(
+            "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
+        )));
+    }
+    let total = metadata.len();
     let mut magic = [0u8; 2];
     let magic_len = read_up_to(&mut file, &mut magic).map_err(io_error)?;
     let gzip = magic_len == 2 && magic == [0x1f, 0x8b];
@@ -100,11 +107,23 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     let reader_stop = stop_reader.clone();
     let reader_thread = std::thread::Builder::new()
         .name("heapdiff-reader".into())
-        .spawn(move || read_batches(reader, &sender, &recycled, &reader_stop))
+        .spawn(move || read_batches(reader, gzip, &sender, &recycled, &reader_stop))
         .map_err(io_error)?;
 
     let result = (|| {
-        for batch in receiver.iter() {
+        loop {
+            // Wait in short steps, so that a cancel is seen while the reader is busy
+            // (a record of hundreds of megabytes takes a while to read).
+            let batch = match receiver.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(batch) => batch,
+                Err(RecvTimeoutError::Timeout) => {
+                    if cancelled(options.cancel) {
+                        return Err(LoadError::Cancelled);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let batch = batch.map_err(io_error)?;
             if cancelled(options.cancel) {
                 return Err(LoadError::Cancelled);
@@ -136,6 +155,9 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
                 builder.append(chunk)?;
             }
             builder.stats.bytes += batch.len as u64;
+            if batch.cut_short.is_some() {
+                builder.stats.stream_cut_short = batch.cut_short.clone();
+            }
             let _ = recycle.send(batch.data);
             if let Some(progress) = options.progress {
                 progress(read, total);
@@ -192,12 +214,15 @@ struct Batch {
     len: usize,
     offset: u64,
     eof: bool,
+    /// Why the stream ended early, when it did (a truncated gzip file).
+    cut_short: Option<String>,
 }
 
 /// Reads the stream into batches that end just before a record start (`\n{`), so that
 /// every batch holds whole records. A record longer than a batch grows the batch.
 fn read_batches(
     mut reader: Box<dyn Read + Send>,
+    gzip: bool,
     sender: &std::sync::mpsc::SyncSender<io::Result<Batch>>,
     recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
     stop: &AtomicBool,
@@ -210,7 +235,8 @@ fn read_batches(
         }
         // Recycled buffers keep their length, so only a buffer's first use zeroes it.
         let mut data = recycled.try_recv().unwrap_or_default();
-        let want = carry.len().max(BATCH_BYTES) + BATCH_BYTES;
+        // A record longer than a batch doubles the buffer each round: linear overall.
+        let want = (carry.len() * 2).max(2 * BATCH_BYTES);
         if data.len() < want {
             data.resize(want, 0);
         }
@@ -218,6 +244,7 @@ fn read_batches(
         let mut filled = carry.len();
         carry.clear();
         let mut eof = false;
+        let mut cut_short = None;
         while filled < want {
             match reader.read(&mut data[filled..want]) {
                 Ok(0) => {
@@ -226,6 +253,12 @@ fn read_batches(
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if gzip && offset + filled as u64 > 0 => {
+                    // A gzip stream cut short (the writer died): keep what it held.
+                    cut_short = Some(e.to_string());
+                    eof = true;
+                    break;
+                }
                 Err(e) => {
                     let _ = sender.send(Err(e));
                     return;
@@ -237,6 +270,10 @@ fn read_batches(
                 Some(cut) => {
                     carry.extend_from_slice(&data[cut..filled]);
                     filled = cut;
+                }
+                None if offset == 0 && !starts_like_a_record(&data[..filled]) => {
+                    // Not a heap dump: hand it over now so that the parse says so,
+                    // instead of reading the whole file in search of a record.
                 }
                 None => {
                     // One record larger than the buffer: keep reading into a bigger one.
@@ -251,6 +288,7 @@ fn read_batches(
             len: filled,
             offset,
             eof,
+            cut_short,
         };
         if filled > 0 && sender.send(Ok(batch)).is_err() {
             return;
@@ -260,6 +298,13 @@ fn read_batches(
             return;
         }
     }
+}
+
+/// Does the stream begin (after blank space) with `{`, as every dump does?
+fn starts_like_a_record(data: &[u8]) -> bool {
+    data.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'{')
 }
 
 /// Does a record start at `at`? Every record the emitter writes begins with its
@@ -334,6 +379,7 @@ struct Chunk {
     roots: Vec<(u32, Vec<u64>)>,
     shapes: Vec<Shape>,
     class_names: Vec<(u64, u32)>,
+    class_parents: Vec<(u64, u64)>,
     stats: LoadStats,
     /// Newlines in the piece.
     lines: u64,
@@ -497,9 +543,19 @@ impl Chunk {
                 self.references.extend_from_slice(refs);
                 self.reference_ends.push(self.references.len() as u32);
                 if object_type == ObjectType::Class
-                    && text(record.name).is_some_and(|n| n.starts_with(b"#<Class:0x"))
+                    && text(record.name).is_some_and(is_legacy_anonymous_name)
                 {
                     self.stats.decimal_escapes = true;
+                }
+                // Singleton classes and ICLASSes stand between an object and its real
+                // class (`extend` swaps an object's class for its singleton).
+                let is_singleton = record.flags & flag::SINGLETON != 0;
+                if (object_type == ObjectType::IClass
+                    || (object_type == ObjectType::Class && is_singleton))
+                    && record.superclass.is_some()
+                {
+                    self.class_parents
+                        .push((address, record.superclass.unwrap_or(0)));
                 }
                 if matches!(object_type, ObjectType::Class | ObjectType::Module) {
                     if let Some(name) = class_display_name(&record, line) {
@@ -514,21 +570,21 @@ impl Chunk {
     }
 }
 
-/// The name Ruby shows for a class record: its name; for a singleton class
-/// `#<Class:Name>`; None for anonymous classes (named by address later).
+/// The name of a class record: its `name`. Anonymous and singleton classes have none
+/// in 3.0+ (their `real_class_name` is the nearest real ancestor's, not theirs); they
+/// are named by address later.
 fn class_display_name(record: &crate::record::Record, line: &[u8]) -> Option<Vec<u8>> {
-    if let Some(name) = record.name {
-        return Some(crate::record::unescape(name.of(line)));
-    }
-    if record.flags & flag::SINGLETON != 0 {
-        if let Some(real) = record.real_class_name {
-            let mut name = b"#<Class:".to_vec();
-            name.extend_from_slice(real.of(line));
-            name.push(b'>');
-            return Some(name);
-        }
-    }
-    None
+    record
+        .name
+        .map(|name| crate::record::unescape(name.of(line)))
+}
+
+/// Ruby 2.6/2.7 name anonymous classes `#<Class:0x…>`; 3.0+ give them no name at all
+/// (a class nested in one is `#<Class:0x…>::Inner`, which does not count).
+fn is_legacy_anonymous_name(name: &[u8]) -> bool {
+    name.strip_prefix(b"#<Class:0x")
+        .and_then(|rest| rest.strip_suffix(b">"))
+        .is_some_and(|hex| !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit))
 }
 
 fn intern_opt(strings: &mut Interner, bytes: Option<&[u8]>) -> u32 {
@@ -560,6 +616,7 @@ struct Builder {
     roots: Vec<(u32, Vec<u64>)>,
     shapes: Vec<Shape>,
     class_names: HashMap<u64, u32>,
+    class_parents: HashMap<u64, u64>,
     stats: LoadStats,
 }
 
@@ -574,6 +631,7 @@ impl Builder {
             roots: Vec::new(),
             shapes: Vec::new(),
             class_names: HashMap::new(),
+            class_parents: HashMap::new(),
             stats: LoadStats::default(),
         }
     }
@@ -626,6 +684,7 @@ impl Builder {
         for (address, name) in chunk.class_names {
             self.class_names.insert(address, map[name as usize]);
         }
+        self.class_parents.extend(chunk.class_parents);
         let s = &mut self.stats;
         let c = chunk.stats;
         s.lines += chunk.lines;
@@ -652,12 +711,13 @@ impl Builder {
     fn finish(self, source: Source, cancel: Option<&AtomicBool>) -> Result<Heap, LoadError> {
         let Builder {
             mut columns,
-            strings,
             references,
             ref_start,
             roots: raw_roots,
             shapes,
-            class_names,
+            mut class_names,
+            class_parents,
+            mut strings,
             mut stats,
             ..
         } = self;
@@ -665,6 +725,7 @@ impl Builder {
         let n = columns.len();
         let index = AddressIndex::build(&columns.address);
         stats.duplicate_addresses = index.duplicates();
+        name_metaclasses(&columns, &index, &mut class_names, &mut strings);
         if cancelled(cancel) {
             return Err(LoadError::Cancelled);
         }
@@ -714,11 +775,47 @@ impl Builder {
             shapes,
             strings,
             class_names,
+            class_parents,
             index,
             stats,
             graph: Default::default(),
             shape_ids: Default::default(),
         })
+    }
+}
+
+/// Names each named class's metaclass `#<Class:Name>`, as Ruby does: a metaclass record
+/// has no name of its own, but its class points at it.
+fn name_metaclasses(
+    columns: &Columns,
+    index: &AddressIndex,
+    class_names: &mut HashMap<u64, u32>,
+    strings: &mut Interner,
+) {
+    let mut names = Vec::new();
+    for i in 0..columns.len() {
+        if !matches!(
+            columns.object_type[i],
+            ObjectType::Class | ObjectType::Module
+        ) {
+            continue;
+        }
+        let (Some(&name), meta) = (class_names.get(&columns.address[i]), columns.class[i]) else {
+            continue;
+        };
+        let is_singleton = index
+            .find(&columns.address, meta)
+            .is_some_and(|m| columns.flags[m] & flag::SINGLETON as u16 != 0);
+        if is_singleton && !class_names.contains_key(&meta) {
+            names.push((meta, name));
+        }
+    }
+    for (meta, name) in names {
+        let mut text = b"#<Class:".to_vec();
+        text.extend_from_slice(strings.get(name).unwrap_or(b"?"));
+        text.push(b'>');
+        let id = strings.intern(&text);
+        class_names.insert(meta, id);
     }
 }
 

@@ -491,15 +491,16 @@ impl<'a> LineParser<'a> {
                         return;
                     };
                     match key {
-                        b"age" => self.record.age = self.number(),
-                        b"object_id" => self.record.object_id = self.number(),
-                        _ => {
-                            if self.boolean() == Some(true) {
-                                self.record.flags |= flag::from_name(key);
-                            } else if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                                self.number();
+                        b"age" => self.record.age = self.number_member(),
+                        b"object_id" => self.record.object_id = self.number_member(),
+                        _ => match self.peek() {
+                            Some(b't' | b'f' | b'n') => {
+                                if self.boolean() == Some(true) {
+                                    self.record.flags |= flag::from_name(key);
+                                }
                             }
-                        }
+                            _ => self.skip_nested_value(),
+                        },
                     }
                 }
                 None => {
@@ -536,7 +537,7 @@ impl<'a> LineParser<'a> {
                             }
                         }
                         b'"' => {
-                            self.string();
+                            self.json_string();
                             continue;
                         }
                         _ => {}
@@ -545,6 +546,39 @@ impl<'a> LineParser<'a> {
                 }
                 self.record.incomplete = true;
             }
+            _ => {
+                while let Some(b) = self.peek() {
+                    if b == b',' || b == b'}' {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// Skips a string inside a nested value, where the member-end rule does not apply:
+    /// it ends at the first quote not escaped by a backslash, as JSON says.
+    fn json_string(&mut self) {
+        let mut at = self.pos + 1;
+        while let Some(offset) = find_quote(&self.line[at..]) {
+            let quote = at + offset;
+            if !is_escaped(&self.line[self.pos + 1..quote]) {
+                self.pos = quote + 1;
+                return;
+            }
+            at = quote + 1;
+        }
+        self.pos = self.line.len();
+        self.record.incomplete = true;
+    }
+
+    /// Skips any value inside `flags` or another nested object, stopping before the
+    /// `,` or `}` that follows it.
+    fn skip_nested_value(&mut self) {
+        match self.peek() {
+            Some(b'"') => self.json_string(),
+            Some(b'[' | b'{') => self.skip_value(),
             _ => {
                 while let Some(b) = self.peek() {
                     if b == b',' || b == b'}' {
@@ -861,6 +895,17 @@ mod tests {
             parse(r#"{"address":"0x10", "type":"STRING", "memsize":99999999999999999999999}"#);
         assert!(r.overflow);
         assert_eq!(r.memsize, None);
+    }
+
+    #[test]
+    fn nested_unknown_members_are_skipped_whole() {
+        let (r, _) = parse(
+            r#"{"address":"0x10", "type":"STRING", "foo":["a", "b"], "bar":{"x":"y", "z":[1]}, "file":"a.rb", "line":3, "memsize":40, "flags":{"x":"y", "age":-1, "old":true}}"#,
+        );
+        assert_eq!(r.line, Some(3));
+        assert_eq!(r.memsize, Some(40));
+        assert_eq!(r.flags, flag::OLD);
+        assert!(!r.recovered && !r.incomplete);
     }
 
     #[test]

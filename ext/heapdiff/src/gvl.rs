@@ -12,38 +12,65 @@ use crate::errors::error;
 /// Runs `work` with the GVL released, on a rayon pool of its own (built per call, so a
 /// forked child never inherits a pool whose threads did not survive the fork). `work`
 /// gets a flag that turns true when Ruby wants the thread back (an interrupt); it should
-/// check it and stop. The `Send` bounds keep Ruby values out of the closure. A panic
-/// becomes a `Heapdiff::Error`; a pending interrupt is raised once the GVL is back.
+/// check it and stop. The `Send` bounds keep Ruby values out of the closure.
+///
+/// Interrupts: `rb_thread_call_without_gvl2` returns instead of raising, so every Rust
+/// value here is dropped normally; the pending exception (Timeout::Error, Interrupt, a
+/// kill) is raised afterwards through `thread_check_ints`, which magnus protects. An
+/// interrupt that raises nothing (`Thread#wakeup`, a masked exception) runs the work
+/// again; the last attempt cannot be interrupted. A panic becomes a `Heapdiff::Error`.
 pub fn without_gvl<F, R>(ruby: &Ruby, work: F) -> Result<R, Error>
 where
-    F: FnOnce(&AtomicBool) -> R + Send,
+    F: Fn(&AtomicBool) -> R + Send + Sync,
+    R: Send,
+{
+    call_without_gvl(ruby, true, work)
+}
+
+/// As `without_gvl`, for work that runs on this thread alone (no pool to build).
+pub fn without_gvl_serial<F, R>(ruby: &Ruby, work: F) -> Result<R, Error>
+where
+    F: Fn(&AtomicBool) -> R + Send + Sync,
+    R: Send,
+{
+    call_without_gvl(ruby, false, work)
+}
+
+const ATTEMPTS: usize = 3;
+
+fn call_without_gvl<F, R>(ruby: &Ruby, parallel: bool, work: F) -> Result<R, Error>
+where
+    F: Fn(&AtomicBool) -> R + Send + Sync,
     R: Send,
 {
     struct Call<'a, F, R> {
-        work: Option<F>,
+        work: &'a F,
+        parallel: bool,
         cancel: &'a AtomicBool,
         result: Option<std::thread::Result<R>>,
     }
 
     unsafe extern "C" fn run<F, R>(data: *mut c_void) -> *mut c_void
     where
-        F: FnOnce(&AtomicBool) -> R + Send,
+        F: Fn(&AtomicBool) -> R + Send + Sync,
         R: Send,
     {
         // SAFETY: `data` is the `Call` below, alive for the whole call.
         let call = unsafe { &mut *(data as *mut Call<F, R>) };
-        let work = call.work.take().expect("run once");
-        let cancel = call.cancel;
-        call.result = Some(catch_unwind(AssertUnwindSafe(
-            || match rayon::ThreadPoolBuilder::new()
+        let (work, cancel, parallel) = (call.work, call.cancel, call.parallel);
+        call.result = Some(catch_unwind(AssertUnwindSafe(|| {
+            if !parallel {
+                return work(cancel);
+            }
+            match rayon::ThreadPoolBuilder::new()
                 .num_threads(threads())
                 .thread_name(|i| format!("heapdiff-{i}"))
                 .build()
             {
                 Ok(pool) => pool.install(|| work(cancel)),
                 Err(_) => work(cancel),
-            },
-        )));
+            }
+        })));
         std::ptr::null_mut()
     }
 
@@ -53,43 +80,46 @@ where
         cancel.store(true, Ordering::SeqCst);
     }
 
-    let cancel = AtomicBool::new(false);
-    let mut call = Call {
-        work: Some(work),
-        cancel: &cancel,
-        result: None,
-    };
-    // SAFETY: both pointers outlive the call; `run` touches no Ruby API.
-    unsafe {
-        rb_sys::rb_thread_call_without_gvl(
-            Some(run::<F, R>),
-            &mut call as *mut Call<F, R> as *mut c_void,
-            Some(unblock),
-            &cancel as *const AtomicBool as *mut c_void,
-        );
-    }
-    // Raise what interrupted us (Timeout::Error, Interrupt, a kill) before anything else.
-    ruby.thread_check_ints()?;
-    match call.result {
-        Some(Ok(value)) => Ok(value),
-        Some(Err(panic)) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(error(
-                ruby,
-                "Error",
-                format!("internal error in heapdiff: {message}"),
-            ))
+    for attempt in 1..=ATTEMPTS {
+        let cancel = AtomicBool::new(false);
+        let mut call = Call {
+            work: &work,
+            parallel,
+            cancel: &cancel,
+            result: None,
+        };
+        let interruptible = attempt < ATTEMPTS;
+        // SAFETY: both pointers outlive the call; `run` touches no Ruby API.
+        unsafe {
+            rb_sys::rb_thread_call_without_gvl2(
+                Some(run::<F, R>),
+                &mut call as *mut Call<F, R> as *mut c_void,
+                if interruptible { Some(unblock) } else { None },
+                &cancel as *const AtomicBool as *mut c_void,
+            );
         }
-        None => Err(error(
-            ruby,
-            "Interrupted",
-            "interrupted before it started".into(),
-        )),
+        // Raise what interrupted us before anything else.
+        ruby.thread_check_ints()?;
+        let interrupted = cancel.load(Ordering::SeqCst);
+        match call.result {
+            Some(Ok(value)) if !interrupted => return Ok(value),
+            Some(Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                return Err(error(
+                    ruby,
+                    "Error",
+                    format!("internal error in heapdiff: {message}"),
+                ));
+            }
+            // Interrupted, or never started, and nothing to raise: run it again.
+            _ => continue,
+        }
     }
+    Err(error(ruby, "Interrupted", "interrupted".into()))
 }
 
 /// Worker threads: `HEAPDIFF_THREADS`, else one per core.

@@ -1,9 +1,11 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use heapdiff_core::graph::Path;
 use heapdiff_core::record::{self, flag, parse_line, Record};
 use heapdiff_core::{load, Heap, LoadOptions};
 use magnus::{
@@ -11,7 +13,7 @@ use magnus::{
 };
 
 use crate::errors::{error, load_error};
-use crate::gvl::without_gvl;
+use crate::gvl::{without_gvl, without_gvl_serial};
 
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
 pub struct HeapHandle(pub Arc<Heap>);
@@ -30,11 +32,22 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_references", method!(HeapHandle::references, 1))?;
     class.define_method("_value", method!(HeapHandle::value, 1))?;
     class.define_method("_details", method!(HeapHandle::details, 1))?;
+    class.define_method("_path", method!(HeapHandle::path_to_root, 2))?;
+    class.define_method("_paths", method!(HeapHandle::paths_to_root, 3))?;
+    class.define_method("_retainers", method!(HeapHandle::retainers, 2))?;
+    class.define_method("_referent_rows", method!(HeapHandle::referent_rows, 1))?;
+    class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
+    class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
+    class.define_method("_edge_label", method!(HeapHandle::edge_label, 2))?;
+    class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
     Ok(())
 }
 
-fn load_heap(ruby: &Ruby, path: String) -> Result<HeapHandle, Error> {
-    let path = PathBuf::from(path);
+fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
+    // Paths are bytes on Unix: no UTF-8 required.
+    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
+    let bytes = unsafe { path.as_slice() }.to_vec();
+    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
     let heap = without_gvl(ruby, |cancel| {
         load(
             &path,
@@ -166,14 +179,18 @@ impl HeapHandle {
         Ok(rb_self.0.reference_addresses(i))
     }
 
-    fn read_line(ruby: &Ruby, heap: &Heap, i: usize) -> Result<Vec<u8>, Error> {
-        heap.source
-            .read_line(heap.columns.offset[i])
-            .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
+    /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
+    /// inflates it to a temp file).
+    fn read_line(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<Vec<u8>, Error> {
+        let shared = heap.clone();
+        without_gvl_serial(ruby, move |_| {
+            shared.source.read_line(shared.columns.offset[i])
+        })?
+        .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, heap: &Heap, i: usize) -> Result<(Vec<u8>, Record), Error> {
+    fn reread(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<(Vec<u8>, Record), Error> {
         let line = Self::read_line(ruby, heap, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
@@ -242,4 +259,102 @@ impl HeapHandle {
         }
         Ok(hash)
     }
+
+    /// `[root name, [[row, label], …]]`, or nil when no root reaches the object. The
+    /// first query builds the breadth-first tree, without the GVL.
+    fn path_to_root(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        class_edges: bool,
+    ) -> Result<Option<RArray>, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.clone();
+        let path = without_gvl_serial(ruby, move |_| heap.path_to_root(i, class_edges))?;
+        path.map(|p| path_array(ruby, &p)).transpose()
+    }
+
+    fn paths_to_root(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        limit: usize,
+        class_edges: bool,
+    ) -> Result<RArray, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.clone();
+        let paths = without_gvl_serial(ruby, move |_| heap.paths_to_root(i, limit, class_edges))?;
+        let out = ruby.ary_new_capa(paths.len());
+        for p in &paths {
+            out.push(path_array(ruby, p)?)?;
+        }
+        Ok(out)
+    }
+
+    fn retainers(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        class_edges: bool,
+    ) -> Result<Vec<usize>, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| heap.retainers(i, class_edges))
+    }
+
+    fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
+        rb_self.check(ruby, i)?;
+        Ok(rb_self.0.referents(i).collect())
+    }
+
+    fn dominator(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        class_edges: bool,
+    ) -> Result<Option<usize>, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| heap.dominator(i, class_edges))
+    }
+
+    fn retained_size(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        class_edges: bool,
+    ) -> Result<u64, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| heap.retained_size(i, class_edges))
+    }
+
+    /// The name of a CLASS or MODULE object itself (not of its class).
+    fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = &rb_self.0;
+        Ok(heap.class_name_of_class(heap.columns.address[i]))
+    }
+
+    fn edge_label(
+        ruby: &Ruby,
+        rb_self: &Self,
+        from: usize,
+        to: usize,
+    ) -> Result<Option<String>, Error> {
+        rb_self.check(ruby, from)?;
+        rb_self.check(ruby, to)?;
+        Ok(rb_self.0.edge_label(from, to))
+    }
+}
+
+fn path_array(ruby: &Ruby, path: &Path) -> Result<RArray, Error> {
+    let steps = ruby.ary_new_capa(path.steps.len());
+    for step in &path.steps {
+        steps.push((step.row, step.label.clone()))?;
+    }
+    let out = ruby.ary_new_capa(2);
+    out.push(path.root.clone())?;
+    out.push(steps)?;
+    Ok(out)
 }

@@ -3,19 +3,20 @@
 
 use std::sync::Arc;
 
+use heapdiff_core::suspects::suspects;
 use heapdiff_core::{diff, DiffOptions, Heap, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
 };
 
-use crate::gvl::without_gvl;
+use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::{utf8, HeapHandle};
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
     report: Report,
     // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    _after: Arc<Heap>,
+    after: Arc<Heap>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -27,6 +28,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_group_rows", method!(ReportHandle::group_rows, 2))?;
     class.define_method("_summary", method!(ReportHandle::summary, 0))?;
     class.define_method("_warnings", method!(ReportHandle::warnings, 0))?;
+    class.define_method("_suspect", method!(ReportHandle::suspect, 2))?;
     Ok(())
 }
 
@@ -48,10 +50,7 @@ fn diff_heaps(
     let report = without_gvl(ruby, |_cancel| {
         diff(&before, &after, later.as_deref(), &options)
     })?;
-    Ok(ReportHandle {
-        report,
-        _after: after,
-    })
+    Ok(ReportHandle { report, after })
 }
 
 impl ReportHandle {
@@ -115,5 +114,28 @@ impl ReportHandle {
 
     fn warnings(&self) -> Vec<String> {
         self.report.warnings.clone()
+    }
+
+    /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
+    /// in the `after` heap. The first call builds the dominator tree without the GVL.
+    fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
+        let g = rb_self.report.groups.get(i).ok_or_else(|| {
+            Error::new(
+                ruby.exception_index_error(),
+                format!("group {i} out of range"),
+            )
+        })?;
+        let heap = rb_self.after.clone();
+        let members = g.members.clone();
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        let holders = ruby.ary_new_capa(suspect.holders.len());
+        for h in &suspect.holders {
+            holders.push((h.row, h.count))?;
+        }
+        let out = ruby.ary_new_capa(3);
+        out.push(holders)?;
+        out.push(suspect.retained_size)?;
+        out.push(suspect.unreachable)?;
+        Ok(out)
     }
 }

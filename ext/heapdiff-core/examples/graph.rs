@@ -1,0 +1,43 @@
+//! Times the retention analyses on one dump:
+//! `cargo run --release --example graph -- dump.json`.
+use std::time::Instant;
+
+fn main() {
+    let path = std::env::args().nth(1).expect("a dump");
+    let t = Instant::now();
+    let heap = heapdiff_core::load(path.as_ref(), Default::default()).expect("loads");
+    println!(
+        "load: {} objects in {:.3} s",
+        heap.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let target = heap.len() - 1;
+    let t = Instant::now();
+    let path = heap.path_to_root(target, false);
+    println!(
+        "first path (builds the BFS tree): {:.1} ms, {} steps",
+        t.elapsed().as_secs_f64() * 1e3,
+        path.map_or(0, |p| p.steps.len())
+    );
+    let t = Instant::now();
+    let found = (0..1000)
+        .filter(|&i| heap.path_to_root(i * (heap.len() / 1000), false).is_some())
+        .count();
+    println!(
+        "1000 more paths: {:.1} ms ({found} reachable)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let retainers = heap.retainers(target, false).len();
+    println!(
+        "reverse graph + retainers: {:.1} ms ({retainers})",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let d = heap.dominators(false);
+    let reachable = d.idom.iter().filter(|&&x| x != u32::MAX).count();
+    println!(
+        "dominators: {:.3} s ({reachable} reachable)",
+        t.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,60 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Heapdiff
+  # Where a group of retained objects is held: the objects their paths from the roots
+  # converge on (found on the dominator tree), each with the share of the group it
+  # holds and its own path to a root. Made by Report#suspects.
+  class Suspect
+    # One holder: +object+ is nil when the roots hold these objects directly.
+    Holder = Struct.new(:object, :count, :share, :path) do
+      def to_s
+        percent = share < 0.01 ? "<1%" : format("%.0f%%", share * 100)
+        return "#{percent} held by the roots directly" unless object
+
+        "#{percent} held by #{path ? path.to_s_from_target : "#{object.brief} (no root reaches it)"}"
+      end
+
+      def to_h
+        { object: object&.address, description: object&.brief, count: count, share: share,
+          path: path&.to_h }
+      end
+    end
+
+    attr_reader :group, :holders, :retained_size, :unreachable_count
+
+    def initialize(group, holders, retained_size, unreachable_count)
+      @group = group
+      @holders = holders
+      @retained_size = retained_size
+      @unreachable_count = unreachable_count
+    end
+
+    # The main holder.
+    def top
+      holders.first
+    end
+
+    def to_h
+      { group: group.to_h, holders: holders.map(&:to_h), retained_size: retained_size,
+        unreachable_count: unreachable_count }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # "7000 STRING from app.rb:28 — 100% held by ARRAY 0x… (21006 refs) ← DATA VM/thread 0x… ← ROOT vm"
+    def to_s
+      lines = ["#{group.count} #{group.label} from #{group.location} — #{holders.first(3).map(&:to_s).join('; ')}"]
+      lines[0] += "; retains #{retained_size} bytes"
+      lines[0] += "; #{unreachable_count} not reachable from any root" if unreachable_count.positive?
+      lines.join
+    end
+
+    def inspect
+      "#<Heapdiff::Suspect #{self}>"
+    end
+  end
+end
