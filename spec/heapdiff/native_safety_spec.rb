@@ -36,6 +36,17 @@ RSpec.describe "Native calls under GC stress and threads", :gc_stress do
     expect(report.to_s).to start_with("Retained STRING 2 objects of size 80/120 (in bytes) at: app.rb:7")
   end
 
+  it "answers retention queries" do
+    report = Heapdiff.diff(*@paths)
+    heap = report.after
+    string = report.first.sample(1).first
+    expect(heap.path_to_root(string)).to be_nil # no root reaches it in this hand-made dump
+    expect(heap.retainers(string)).to eq([])
+    expect(heap.retained_size(heap.at("0x10"))).to eq(40)
+    expect(heap.path_to_root("0x10").to_s).to eq("ROOT vm → ARRAY 0x10")
+    expect(report.suspect(report.first).unreachable_count).to eq(2)
+  end
+
   it "runs from several threads at once with the same answer" do
     counts = Array.new(3) { Thread.new { Heapdiff.diff(*@paths).total_count } }.map(&:value)
     expect(counts).to eq([3, 3, 3])

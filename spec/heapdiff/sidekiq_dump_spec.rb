@@ -46,4 +46,13 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(top.count).to eq(@expected["per_phase"]["1"])
     expect(top.sample(3).map(&:value)).to all(start_with("phase=1 "))
   end
+
+  it "names the thread-local buffer as the suspect, held through the thread" do
+    report = Heapdiff.diff(*@paths)
+    suspect = report.suspect(report.first)
+    expect(suspect.top.object.type).to eq("ARRAY")
+    expect(suspect.top.share).to eq(1.0)
+    expect(suspect.top.path.map(&:subtype)).to include("VM/thread")
+    expect(suspect.to_s).to match(/100% held by ARRAY .* ← DATA VM\/thread .* ← ROOT vm/)
+  end
 end
