@@ -173,6 +173,7 @@ impl Heap {
             // Every object enters the queue at most once: a Vec with a read index.
             let mut queue: Vec<u32> = Vec::with_capacity(self.len());
             let mut head = 0;
+            let mut seen = vec![0u64; self.len().div_ceil(64)];
             // Precise roots first; the conservatively scanned machine stack only for
             // what they do not reach: a stale stack slot that happens to point at a
             // leaked object says nothing about why it is retained.
@@ -185,11 +186,17 @@ impl Heap {
                     }
                 }
                 let n = self.len() as u32;
+                // A bitmap of reached objects stays in cache where `parent` does not.
+                for &t in &queue[head..] {
+                    seen[t as usize / 64] |= 1 << (t % 64);
+                }
                 while head < queue.len() {
                     let v = queue[head] as usize;
                     head += 1;
                     for &t in self.reference_rows_with_dangling(v) {
-                        if t < n && parent[t as usize] == NONE {
+                        let (word, bit) = (t as usize / 64, 1u64 << (t % 64));
+                        if t < n && seen[word] & bit == 0 {
+                            seen[word] |= bit;
                             parent[t as usize] = v as u32;
                             queue.push(t);
                         }
@@ -197,6 +204,7 @@ impl Heap {
                     if class_edges {
                         if let Some(c) = self.class_row(v) {
                             if parent[c] == NONE {
+                                seen[c / 64] |= 1 << (c % 64);
                                 parent[c] = v as u32;
                                 queue.push(c as u32);
                             }
