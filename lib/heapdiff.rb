@@ -9,6 +9,10 @@ require_relative "heapdiff/group"
 require_relative "heapdiff/report"
 require_relative "heapdiff/path"
 require_relative "heapdiff/suspect"
+require_relative "heapdiff/tracing"
+require_relative "heapdiff/snapshot"
+require_relative "heapdiff/recorder"
+require_relative "heapdiff/env"
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
 # ObjectSpace.dump_all (in Rust, without holding the GVL), diffs them exactly, and

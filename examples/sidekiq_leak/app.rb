@@ -4,20 +4,21 @@
 # from heapdiff's story: an "sql.active_record" subscriber appends a String for
 # every query to a thread-local buffer that nothing ever clears.
 #
-# Loaded by the Sidekiq server:
+# Loaded by the Sidekiq server, with heapdiff's lib on the load path:
 #
 #   REDIS_URL=redis://127.0.0.1:PORT/0 HEAPDIFF_LEAK_DB=/tmp/x/leak.sqlite3 \
-#     sidekiq -r /abs/path/to/app.rb -c 1 -q default
+#     ruby -I /abs/path/to/heapdiff/lib /usr/bin/sidekiq -r /abs/path/to/app.rb -c 1 -q default
 #
-# run.rb (next to this file) does all of that, takes three dumps and writes
-# expected.json. Each leaked String is allocated on the one line marked
+# run.rb (next to this file) does all of that, takes three snapshots with
+# Heapdiff.snapshot (DumpJob) and writes expected.json. Each leaked String is allocated on the one line marked
 # "leak-line" below and starts with "phase=N " (N = the job's phase), so the
 # exact number of leaked strings per phase is known (LEAK_COUNTS).
 
 # As in the story's binstub: allocation tracing from boot on. Sidekiq itself is
-# already loaded by the CLI at this point; everything loaded below is traced.
-require "objspace"
-ObjectSpace.trace_object_allocations_start
+# already loaded by the CLI at this point (unless a binstub with heapdiff/auto
+# turned tracing on earlier); everything loaded below is traced.
+require "heapdiff"
+Heapdiff.trace_allocations!
 
 require "json"
 require "logger"
@@ -36,6 +37,22 @@ module SidekiqLeak
   LEAK_COUNTS = Hash.new(0) # phase => strings appended to a thread-local buffer
   JOBS_DONE = Hash.new(0)   # phase => jobs that completed
   JOBS_FAILED = Hash.new(0) # phase => jobs that raised
+
+  # The in-process truth, written atomically to +path+ as JSON: leaked strings per
+  # phase, jobs per phase, and the leak site.
+  def self.write_meta(path)
+    meta = {
+      "pid" => Process.pid,
+      "ruby_version" => RUBY_VERSION,
+      "leak_file" => LEAK_FILE,
+      "leak_line" => LEAK_LINE,
+      "leak_counts" => LEAK_COUNTS.transform_keys(&:to_s),
+      "jobs_done" => JOBS_DONE.transform_keys(&:to_s),
+      "jobs_failed" => JOBS_FAILED.transform_keys(&:to_s)
+    }
+    File.write("#{path}.part", JSON.generate(meta))
+    File.rename("#{path}.part", path)
+  end
 end
 
 ActiveRecord::Base.logger = nil
@@ -108,29 +125,26 @@ class PlaceOrderJob
   end
 end
 
-# Takes a heap dump of this (live) server process, then writes a small meta
-# file with the in-process truth: leaked strings per phase and the leak site.
-# With concurrency 1 and one FIFO queue it runs after every job pushed before it.
+# Takes a heap snapshot of this (live) server process with Heapdiff.snapshot, then
+# writes the in-process truth. With concurrency 1 and one FIFO queue it runs after
+# every job pushed before it.
 class DumpJob
   include Sidekiq::Worker
   sidekiq_options queue: "default", retry: false
 
   def perform(dump_path, meta_path)
-    GC.start(full_mark: true, immediate_sweep: true)
-    tmp = "#{dump_path}.part"
-    File.open(tmp, "w") { |io| ObjectSpace.dump_all(output: io) }
-    File.rename(tmp, dump_path)
+    Heapdiff.snapshot(dump_path)
+    SidekiqLeak.write_meta(meta_path)
+  end
+end
 
-    meta = {
-      "pid" => Process.pid,
-      "ruby_version" => RUBY_VERSION,
-      "leak_file" => SidekiqLeak::LEAK_FILE,
-      "leak_line" => SidekiqLeak::LEAK_LINE,
-      "leak_counts" => SidekiqLeak::LEAK_COUNTS.transform_keys(&:to_s),
-      "jobs_done" => SidekiqLeak::JOBS_DONE.transform_keys(&:to_s),
-      "jobs_failed" => SidekiqLeak::JOBS_FAILED.transform_keys(&:to_s)
-    }
-    File.write("#{meta_path}.part", JSON.generate(meta))
-    File.rename("#{meta_path}.part", meta_path)
+# Writes the in-process truth only: for runs whose snapshots heapdiff takes by
+# itself (the Sidekiq middleware of heapdiff/sidekiq, a Recorder).
+class CountsJob
+  include Sidekiq::Worker
+  sidekiq_options queue: "default", retry: false
+
+  def perform(meta_path)
+    SidekiqLeak.write_meta(meta_path)
   end
 end

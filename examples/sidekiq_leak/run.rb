@@ -7,10 +7,10 @@
 #
 # Steps: start a private redis-server (127.0.0.1, free port, temp dir, no
 # persistence), start `sidekiq -r app.rb -c 1`, then for phase 0, 1, 2: push
-# JOBS_PER_PHASE PlaceOrderJob jobs and one DumpJob (single FIFO queue, one
-# processor thread, so the dump runs after the phase's jobs). Sidekiq and redis
-# are always stopped (ensure). Writes OUTDIR/0.json, 1.json, 2.json and
-# OUTDIR/expected.json:
+# JOBS_PER_PHASE PlaceOrderJob jobs and one DumpJob, which calls Heapdiff.snapshot
+# (single FIFO queue, one processor thread, so the dump runs after the phase's
+# jobs). Sidekiq and redis are always stopped (ensure). Writes OUTDIR/0.json,
+# 1.json, 2.json (with heapdiff's sidecars 0.meta.json…) and OUTDIR/expected.json:
 #
 #   leak_file, leak_line, leak_location ("file:line"), type ("STRING"),
 #   value_prefix ("phase=N "), per_phase {"0"=>n0, "1"=>n1, "2"=>n2} (strings
@@ -25,11 +25,12 @@
 # against the strings in 2.json (exit 1 on mismatch).
 #
 # From Ruby: require_relative "run"; SidekiqLeak::Runner.new(outdir, 250).run
-# (returns true; with verify: true, whether the check passed).
+# (returns true; with verify: true, whether the check passed). SidekiqLeak::Server
+# runs the two processes for drivers of their own (see its comment).
 #
 # The driver needs no gems: it talks to redis over a socket (RESP) and pushes
 # jobs in Sidekiq's JSON job format. The server runs Sidekiq from the system
-# gems, with any Bundler environment removed.
+# gems, with any Bundler environment removed, and heapdiff from this checkout.
 
 require "fileutils"
 require "json"
@@ -40,41 +41,81 @@ require "timeout"
 require "tmpdir"
 
 module SidekiqLeak
-  class Runner
+  # A private redis-server (127.0.0.1, free port, files in +tmp+, no persistence)
+  # and a Sidekiq server process running app.rb with one processor thread on the
+  # "default" queue. Both are spawned in their own process groups and stopped by
+  # #stop.
+  #
+  #   server = SidekiqLeak::Server.new(tmp, log: $stderr, env: {"HEAPDIFF" => "1"}, binstub: path)
+  #   server.start
+  #   server.push("PlaceOrderJob", [[0, 1], [0, 2]])
+  #   server.wait_until(60, "the counts") { File.exist?(counts) }
+  #   server.stop
+  #
+  # +env+ is added to the server's environment; +binstub+ replaces the sidekiq
+  # executable (it is run with this Ruby and heapdiff's lib on the load path).
+  class Server
     APP = File.expand_path("app.rb", __dir__)
-    DEFAULT_JOBS_PER_PHASE = 250
-    PHASES = 3
-    PHASE_TIMEOUT = 180 # seconds, per phase (jobs + dump)
+    LIB = File.expand_path("../../lib", __dir__)
 
-    def initialize(outdir, jobs_per_phase, verify: false, log: $stderr)
-      @outdir = File.expand_path(outdir)
-      @jobs = jobs_per_phase
-      @verify = verify
+    attr_reader :tmp, :port, :sidekiq_log
+
+    def initialize(tmp, log: $stderr, env: {}, binstub: nil)
+      @tmp = tmp
       @log = log
+      @env = env
+      @binstub = binstub
       @redis_pid = nil
       @sidekiq_pid = nil
     end
 
-    def run
-      started = now
-      FileUtils.mkdir_p(@outdir)
-      Dir.mktmpdir("heapdiff-sidekiq-leak") do |tmp|
-        @tmp = tmp
-        begin
-          start_redis
-          start_sidekiq
-          metas = Array.new(PHASES) { |phase| run_phase(phase) }
-          write_expected(metas)
-        rescue StandardError, Interrupt
-          dump_logs
-          raise
-        ensure
-          stop_sidekiq
-          stop_redis
-        end
+    def start
+      start_redis
+      start_sidekiq
+      self
+    end
+
+    def stop
+      stop_sidekiq
+      stop_redis
+    end
+
+    def alive?
+      process_alive?(@sidekiq_pid)
+    end
+
+    # Pushes one job of class +klass+ per element of +args_list+, in order.
+    def push(klass, args_list)
+      t = Time.now.to_f
+      payloads = args_list.map do |args|
+        JSON.generate(
+          "class" => klass, "args" => args, "queue" => "default", "retry" => false,
+          "jid" => SecureRandom.hex(12), "created_at" => t, "enqueued_at" => t
+        )
       end
-      say format("done in %.1f s: %s", now - started, @outdir)
-      @verify ? verify : true
+      redis("SADD", "queues", "default")
+      # LPUSH + BRPOP (Sidekiq's fetch) = FIFO; push in order, in one command.
+      redis("LPUSH", "queue:default", *payloads)
+    end
+
+    # Polls the block until it is true; raises if Sidekiq exits or +timeout+ passes.
+    def wait_until(timeout, what)
+      deadline = now + timeout
+      until yield
+        raise "sidekiq exited early" unless alive?
+        raise "#{what}: timed out after #{timeout}s" if now > deadline
+
+        sleep 0.05
+      end
+    end
+
+    def dump_logs
+      [@sidekiq_log, File.join(@tmp.to_s, "redis.log")].each do |path|
+        next unless path && File.exist?(path)
+
+        @log.puts("---- last lines of #{path}")
+        @log.puts(File.readlines(path).last(40).join)
+      end
     end
 
     private
@@ -115,7 +156,7 @@ module SidekiqLeak
     def wait_for_redis
       deadline = now + 10
       while now < deadline
-        return false unless alive?(@redis_pid)
+        return false unless process_alive?(@redis_pid)
 
         begin
           return true if redis("PING") == "PONG"
@@ -159,19 +200,6 @@ module SidekiqLeak
       end
     end
 
-    def push_jobs(klass, args_list)
-      t = Time.now.to_f
-      payloads = args_list.map do |args|
-        JSON.generate(
-          "class" => klass, "args" => args, "queue" => "default", "retry" => false,
-          "jid" => SecureRandom.hex(12), "created_at" => t, "enqueued_at" => t
-        )
-      end
-      redis("SADD", "queues", "default")
-      # LPUSH + BRPOP (Sidekiq's fetch) = FIFO; push in order, in one command.
-      redis("LPUSH", "queue:default", *payloads)
-    end
-
     def stop_redis
       pid = @redis_pid or return
       @redis_pid = nil
@@ -188,10 +216,10 @@ module SidekiqLeak
         "RUBYOPT" => nil, "BUNDLE_GEMFILE" => nil, "BUNDLE_BIN_PATH" => nil,
         "BUNDLER_SETUP" => nil, "BUNDLER_VERSION" => nil, "GEM_HOME" => nil,
         "GEM_PATH" => nil, "RUBYLIB" => nil
-      }
+      }.merge(@env)
       @sidekiq_log = File.join(@tmp, "sidekiq.log")
       @sidekiq_pid = Process.spawn(
-        env, RbConfig.ruby, sidekiq_bin, "-r", APP, "-c", "1", "-q", "default",
+        env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", APP, "-c", "1", "-q", "default",
         "-t", "5", "-e", "production",
         in: File::NULL, out: @sidekiq_log, err: [:child, :out], pgroup: true,
         chdir: @tmp
@@ -209,22 +237,92 @@ module SidekiqLeak
       stop_process(pid, "sidekiq", grace: 15)
     end
 
-    # -- phases --------------------------------------------------------------
+    # -- processes -----------------------------------------------------------
 
-    def run_phase(phase)
-      t0 = now
-      dump = File.join(@outdir, "#{phase}.json")
-      meta = File.join(@tmp, "meta-#{phase}.json")
-      FileUtils.rm_f([dump, "#{dump}.part"])
-      push_jobs("PlaceOrderJob", Array.new(@jobs) { |i| [phase, i] })
-      push_jobs("DumpJob", [[dump, meta]])
-      deadline = now + PHASE_TIMEOUT
-      until File.exist?(meta)
-        raise "sidekiq exited early" unless alive?(@sidekiq_pid)
-        raise "phase #{phase}: timed out after #{PHASE_TIMEOUT}s" if now > deadline
+    def process_alive?(pid)
+      pid && Process.waitpid(pid, Process::WNOHANG).nil?
+    rescue Errno::ECHILD
+      false
+    end
+
+    # TERM, wait up to `grace` seconds, then KILL. Signals go to the child's own
+    # process group (it was spawned with pgroup: true, so pgid == pid).
+    def stop_process(pid, name, grace: 5)
+      signal(-pid, "TERM") || signal(pid, "TERM")
+      deadline = now + grace
+      loop do
+        return if Process.waitpid(pid, Process::WNOHANG)
+        break if now > deadline
 
         sleep 0.05
       end
+      say "#{name} (pid #{pid}) ignored TERM for #{grace}s, killing it"
+      signal(-pid, "KILL") || signal(pid, "KILL")
+      Process.waitpid(pid)
+    rescue Errno::ECHILD
+      nil
+    end
+
+    def signal(target, sig)
+      Process.kill(sig, target)
+      true
+    rescue Errno::ESRCH, Errno::EPERM
+      false
+    end
+  end
+
+  class Runner
+    DEFAULT_JOBS_PER_PHASE = 250
+    PHASES = 3
+    PHASE_TIMEOUT = 180 # seconds, per phase (jobs + dump)
+
+    def initialize(outdir, jobs_per_phase, verify: false, log: $stderr)
+      @outdir = File.expand_path(outdir)
+      @jobs = jobs_per_phase
+      @verify = verify
+      @log = log
+    end
+
+    def run
+      started = now
+      FileUtils.mkdir_p(@outdir)
+      Dir.mktmpdir("heapdiff-sidekiq-leak") do |tmp|
+        server = Server.new(tmp, log: @log)
+        begin
+          server.start
+          metas = Array.new(PHASES) { |phase| run_phase(server, tmp, phase) }
+          write_expected(metas)
+        rescue StandardError, Interrupt
+          server.dump_logs
+          raise
+        ensure
+          server.stop
+        end
+      end
+      say format("done in %.1f s: %s", now - started, @outdir)
+      @verify ? verify : true
+    end
+
+    private
+
+    def now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    def say(msg)
+      @log.puts("[sidekiq_leak] #{msg}")
+    end
+
+    # -- phases --------------------------------------------------------------
+
+    def run_phase(server, tmp, phase)
+      t0 = now
+      dump = File.join(@outdir, "#{phase}.json")
+      meta = File.join(tmp, "meta-#{phase}.json")
+      FileUtils.rm_f(dump)
+      server.push("PlaceOrderJob", Array.new(@jobs) { |i| [phase, i] })
+      server.push("DumpJob", [[dump, meta]])
+      server.wait_until(PHASE_TIMEOUT, "phase #{phase}") { File.exist?(meta) }
       m = JSON.parse(File.read(meta))
       done = m["jobs_done"].fetch(phase.to_s, 0)
       failed = m["jobs_failed"].values.sum
@@ -258,48 +356,6 @@ module SidekiqLeak
       }
       File.write(File.join(@outdir, "expected.json"), JSON.pretty_generate(expected) + "\n")
       say "expected: #{expected["leak_location"]} per phase #{expected["per_phase"]}"
-    end
-
-    # -- processes -----------------------------------------------------------
-
-    def alive?(pid)
-      pid && Process.waitpid(pid, Process::WNOHANG).nil?
-    rescue Errno::ECHILD
-      false
-    end
-
-    # TERM, wait up to `grace` seconds, then KILL. Signals go to the child's own
-    # process group (it was spawned with pgroup: true, so pgid == pid).
-    def stop_process(pid, name, grace: 5)
-      signal(-pid, "TERM") || signal(pid, "TERM")
-      deadline = now + grace
-      loop do
-        return if Process.waitpid(pid, Process::WNOHANG)
-        break if now > deadline
-
-        sleep 0.05
-      end
-      say "#{name} (pid #{pid}) ignored TERM for #{grace}s, killing it"
-      signal(-pid, "KILL") || signal(pid, "KILL")
-      Process.waitpid(pid)
-    rescue Errno::ECHILD
-      nil
-    end
-
-    def signal(target, sig)
-      Process.kill(sig, target)
-      true
-    rescue Errno::ESRCH, Errno::EPERM
-      false
-    end
-
-    def dump_logs
-      [@sidekiq_log, File.join(@tmp.to_s, "redis.log")].each do |path|
-        next unless path && File.exist?(path)
-
-        @log.puts("---- last lines of #{path}")
-        @log.puts(File.readlines(path).last(40).join)
-      end
     end
 
     # -- --verify ------------------------------------------------------------

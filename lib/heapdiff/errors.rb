@@ -19,6 +19,10 @@ module Heapdiff
   # The file could not be read (missing, unreadable, changed since it was loaded).
   class FileError < Error; end
 
+  # A snapshot could not be written: disk full, permission denied, the dumping child
+  # died. The message names the directory; #cause holds the system error, if any.
+  class SnapshotError < Error; end
+
   # Long work was stopped from outside (Thread#kill, Timeout, Ctrl-C) and nothing
   # else was raised for it.
   class Interrupted < Error; end

@@ -1,0 +1,136 @@
+# frozen_string_literal: true
+
+require "json"
+require "tmpdir"
+require_relative "../support/processes"
+
+# `require "heapdiff/auto"`, the binstub line, and the HEAPDIFF_* variables it reads.
+RSpec.describe "heapdiff/auto" do
+  around do |example|
+    Dir.mktmpdir("heapdiff-auto") do |tmp|
+      @tmp = tmp
+      example.run
+    end
+  end
+
+  let(:dir) { File.join(@tmp, "snapshots") }
+
+  # What the process has loaded and started after the require, as JSON.
+  let(:state) { <<~RUBY }
+    require "json"
+    state = lambda do
+      {
+        "features" => $LOADED_FEATURES.grep(/heapdiff|objspace/).map { |f| File.basename(f) },
+        "threads" => Thread.list.map(&:name),
+        "heapdiff" => !defined?(Heapdiff).nil?,
+        "tracing" => defined?(Heapdiff) ? Heapdiff.tracing? : false
+      }
+    end
+  RUBY
+
+  it "with HEAPDIFF unset or off loads nothing, starts no thread and leaves tracing off" do
+    [nil, "", "0", "false", "off", "no"].each do |value|
+      out, status = Processes.ruby(state + 'require "heapdiff/auto"; puts JSON.generate(state.call)',
+                                   env: { "HEAPDIFF" => value, "HEAPDIFF_DIR" => dir })
+      expect(status).to be_success, out
+      expect(JSON.parse(out)).to eq(
+        "features" => ["auto.rb"], "threads" => [nil], "heapdiff" => false, "tracing" => false
+      ), "HEAPDIFF=#{value.inspect}"
+    end
+    expect(File.exist?(dir)).to be(false)
+  end
+
+  it "with HEAPDIFF=1 turns tracing on and records every HEAPDIFF_EVERY seconds, keeping HEAPDIFF_KEEP" do
+    code = state + <<~RUBY
+      require "heapdiff/auto"
+      sleep 0.05 until Dir.exist?(ARGV[0]) && Dir.children(ARGV[0]).grep(/\\Aheap-0004\\.json\\z/).any?
+      running = state.call
+      Heapdiff::Env.recorder.stop
+      puts JSON.generate(running)
+    RUBY
+    out, status = Processes.ruby(code, dir, env: {
+                                   "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0.1", "HEAPDIFF_KEEP" => "2"
+                                 })
+    expect(status).to be_success, out
+    running = JSON.parse(out.lines.last)
+    expect(running).to include("heapdiff" => true, "tracing" => true, "threads" => [nil, "heapdiff-recorder"])
+    expect(running["features"]).not_to include("heapdiff.so") # snapshots need no native code
+    expect(running["features"]).to include("recorder.rb", "objspace.so")
+    expect(out).to include("heapdiff: recording snapshots in #{dir} every 0.1 s, keeping 2")
+    numbers = Heapdiff::Snapshot.list(dir).map { |s| s.meta["dump"][/\d+/].to_i }
+    expect(numbers.size).to eq(2)
+    expect(numbers.first).to be >= 3
+    expect(numbers.last).to eq(numbers.first + 1)
+    expect(Dir.children(dir).size).to eq(4)
+  end
+
+  it "takes a snapshot on HEAPDIFF_SIGNAL" do
+    log = File.join(@tmp, "log")
+    code = 'require "heapdiff/auto"; puts "ready"; $stdout.flush; sleep'
+    pid = Processes.spawn_ruby(code, log: log, env: {
+                                 "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0",
+                                 "HEAPDIFF_SIGNAL" => "USR2"
+                               })
+    begin
+      Processes.wait_for("the process to start") { File.read(log).include?("ready") }
+      expect(Dir.exist?(dir)).to be(false)
+      Process.kill("USR2", pid)
+      Processes.wait_for("the snapshot") { File.read(log).include?("heap-0001.json (SIGUSR2") }
+      expect(Heapdiff::Snapshot.list(dir).size).to eq(1)
+    ensure
+      Process.kill("KILL", pid)
+      Process.wait(pid)
+    end
+  end
+
+  it "says what is wrong with a setting, and starts nothing" do
+    {
+      { "HEAPDIFF_EVERY" => "soon" } => "heapdiff: HEAPDIFF_EVERY=soon is not a number of seconds; heapdiff stays off",
+      { "HEAPDIFF_SIGNAL" => "NOPE" } => 'heapdiff: signal: "NOPE" is not a signal name; heapdiff stays off'
+    }.each do |env, message|
+      out, status = Processes.ruby(state + 'require "heapdiff/auto"; puts JSON.generate(state.call)',
+                                   env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir }.merge(env))
+      expect(status).to be_success, out
+      expect(out.lines.first.chomp).to eq(message)
+      expect(JSON.parse(out.lines.last)).to include("threads" => [nil], "tracing" => false)
+    end
+    expect(File.exist?(dir)).to be(false)
+  end
+end
+
+RSpec.describe Heapdiff::Env do
+  it "reads the defaults" do
+    expect(described_class.settings({ "HEAPDIFF" => "1" })).to eq(
+      dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, trace: true, every_jobs: nil
+    )
+  end
+
+  it "reads every variable" do
+    env = {
+      "HEAPDIFF_DIR" => "/var/dumps", "HEAPDIFF_EVERY" => "0", "HEAPDIFF_KEEP" => "3",
+      "HEAPDIFF_SIGNAL" => " USR2 ", "HEAPDIFF_FORK" => "yes", "HEAPDIFF_GZIP" => "1", "HEAPDIFF_TRACE" => "off"
+    }
+    expect(described_class.settings(env)).to eq(
+      dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, trace: false, every_jobs: nil
+    )
+  end
+
+  it "takes no timer by default for a Sidekiq server, unless HEAPDIFF_EVERY is set" do
+    expect(described_class.settings({ "HEAPDIFF_EVERY_JOBS" => "500" })).to include(every_jobs: 500, every: nil)
+    expect(described_class.settings({ "HEAPDIFF_EVERY_JOBS" => "5", "HEAPDIFF_EVERY" => "60" }))
+      .to include(every_jobs: 5, every: 60.0)
+  end
+
+  it "names the variable that does not parse" do
+    [%w[HEAPDIFF_EVERY -1], %w[HEAPDIFF_KEEP 0], %w[HEAPDIFF_KEEP many], %w[HEAPDIFF_FORK maybe],
+     %w[HEAPDIFF_EVERY_JOBS 1.5]].each do |name, value|
+      expect { described_class.settings({ name => value }) }.to raise_error(ArgumentError, /\A#{name}=#{Regexp.escape(value)} /)
+    end
+  end
+
+  it "knows the switch" do
+    expect(["1", "true", "yes", "on", "anything"].map { |v| described_class.on?({ "HEAPDIFF" => v }) }).to all(be(true))
+    expect([nil, "", " ", "0", "false", "FALSE", "no", "off"].map { |v| described_class.on?({ "HEAPDIFF" => v }.compact) })
+      .to all(be(false))
+  end
+end

@@ -1,0 +1,35 @@
+# frozen_string_literal: true
+
+require "open3"
+require "rbconfig"
+
+# Runs Ruby snippets in fresh processes with heapdiff's lib on the load path: what a
+# process starts, loads and leaves behind can only be seen from outside it.
+module Processes
+  LIB = File.expand_path("../../lib", __dir__)
+
+  module_function
+
+  # Runs +code+ to the end. Returns [stdout and stderr, Process::Status].
+  def ruby(code, *args, env: {})
+    Open3.capture2e(env, RbConfig.ruby, "-I", LIB, "-e", code, *args)
+  end
+
+  # Starts +code+ in the background, output to +log+. Returns the pid.
+  def spawn_ruby(code, *args, log:, env: {})
+    Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, *args, in: File::NULL, out: log, err: [:child, :out])
+  end
+
+  # Polls the block until it returns a truthy value, which it returns; fails after
+  # +timeout+ seconds.
+  def wait_for(what, timeout: 20)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      result = yield
+      return result if result
+      raise "timed out after #{timeout}s waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.005
+    end
+  end
+end
