@@ -7,6 +7,8 @@
 
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
+
 use crate::heap::Heap;
 use crate::object_type::ObjectType;
 
@@ -167,53 +169,78 @@ impl Heap {
         rows
     }
 
+    /// The breadth-first tree from the roots, level by level: the successors of a level
+    /// are gathered in parallel (the bulk of the work, reading every reference), then
+    /// claimed in frontier order on one thread, so parents are exactly those of a plain
+    /// sequential BFS, whatever the thread count.
     fn root_tree(&self, class_edges: bool) -> &RootTree {
         self.graph.tree[slot(class_edges)].get_or_init(|| {
-            let mut parent = vec![NONE; self.len()];
-            // Every object enters the queue at most once: a Vec with a read index.
-            let mut queue: Vec<u32> = Vec::with_capacity(self.len());
-            let mut head = 0;
-            let mut seen = vec![0u64; self.len().div_ceil(64)];
+            let n = self.len();
+            let mut parent = vec![NONE; n];
+            let mut seen = vec![0u64; n.div_ceil(64)];
+            let claim = |t: usize, from: u32, parent: &mut Vec<u32>, seen: &mut Vec<u64>| {
+                let (word, bit) = (t / 64, 1u64 << (t % 64));
+                if seen[word] & bit != 0 {
+                    return false;
+                }
+                seen[word] |= bit;
+                parent[t] = from;
+                true
+            };
             // Precise roots first; the conservatively scanned machine stack only for
             // what they do not reach: a stale stack slot that happens to point at a
             // leaked object says nothing about why it is retained.
             for conservative in [false, true] {
+                let mut frontier: Vec<u32> = Vec::new();
                 for (r, t) in self.root_rows() {
                     let is_stack = self.root_name(&self.roots[r]) == CONSERVATIVE_ROOT;
-                    if is_stack == conservative && parent[t] == NONE {
-                        parent[t] = ROOT_FLAG | r as u32;
-                        queue.push(t as u32);
+                    if is_stack == conservative
+                        && claim(t, ROOT_FLAG | r as u32, &mut parent, &mut seen)
+                    {
+                        frontier.push(t as u32);
                     }
                 }
-                let n = self.len() as u32;
-                // A bitmap of reached objects stays in cache where `parent` does not.
-                for &t in &queue[head..] {
-                    seen[t as usize / 64] |= 1 << (t % 64);
-                }
-                while head < queue.len() {
-                    let v = queue[head] as usize;
-                    head += 1;
-                    for &t in self.reference_rows_with_dangling(v) {
-                        let (word, bit) = (t as usize / 64, 1u64 << (t % 64));
-                        if t < n && seen[word] & bit == 0 {
-                            seen[word] |= bit;
-                            parent[t as usize] = v as u32;
-                            queue.push(t);
-                        }
-                    }
-                    if class_edges {
-                        if let Some(c) = self.class_row(v) {
-                            if parent[c] == NONE {
-                                seen[c / 64] |= 1 << (c % 64);
-                                parent[c] = v as u32;
-                                queue.push(c as u32);
+                while !frontier.is_empty() {
+                    let seen_now = &seen;
+                    let candidates: Vec<Vec<(u32, u32)>> = frontier
+                        .par_chunks(4096)
+                        .map(|chunk| {
+                            let mut out = Vec::new();
+                            for &v in chunk {
+                                let v = v as usize;
+                                for &t in self.reference_rows_with_dangling(v) {
+                                    let t = t as usize;
+                                    if t < n && seen_now[t / 64] & (1 << (t % 64)) == 0 {
+                                        out.push((t as u32, v as u32));
+                                    }
+                                }
+                                if class_edges {
+                                    if let Some(c) = self.class_row(v) {
+                                        if seen_now[c / 64] & (1 << (c % 64)) == 0 {
+                                            out.push((c as u32, v as u32));
+                                        }
+                                    }
+                                }
                             }
+                            out
+                        })
+                        .collect();
+                    let mut next = Vec::new();
+                    for (t, v) in candidates.into_iter().flatten() {
+                        if claim(t as usize, v, &mut parent, &mut seen) {
+                            next.push(t);
                         }
                     }
+                    frontier = next;
                 }
             }
             RootTree { parent }
         })
+    }
+
+    /// Has the breadth-first tree been built (so that a path query is cheap)?
+    pub fn has_root_tree(&self, class_edges: bool) -> bool {
+        self.graph.tree[slot(class_edges)].get().is_some()
     }
 
     /// Is the object reachable from the roots at all (else it is garbage the dump

@@ -270,7 +270,13 @@ impl HeapHandle {
     ) -> Result<Option<RArray>, Error> {
         rb_self.check(ruby, i)?;
         let heap = rb_self.0.clone();
-        let path = without_gvl_serial(ruby, move |_| heap.path_to_root(i, class_edges))?;
+        let query = move |_: &_| heap.path_to_root(i, class_edges);
+        // The first query builds the BFS tree in parallel; later ones need no pool.
+        let path = if rb_self.0.has_root_tree(class_edges) {
+            without_gvl_serial(ruby, query)?
+        } else {
+            without_gvl(ruby, query)?
+        };
         path.map(|p| path_array(ruby, &p)).transpose()
     }
 
@@ -283,7 +289,12 @@ impl HeapHandle {
     ) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
         let heap = rb_self.0.clone();
-        let paths = without_gvl_serial(ruby, move |_| heap.paths_to_root(i, limit, class_edges))?;
+        let query = move |_: &_| heap.paths_to_root(i, limit, class_edges);
+        let paths = if rb_self.0.has_root_tree(class_edges) {
+            without_gvl_serial(ruby, query)?
+        } else {
+            without_gvl(ruby, query)?
+        };
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
             out.push(path_array(ruby, p)?)?;
