@@ -1,0 +1,208 @@
+# frozen_string_literal: true
+
+require "json"
+require "optparse"
+require_relative "../heapdiff"
+require_relative "gem_attribution"
+require_relative "summary"
+
+module Heapdiff
+  # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:
+  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump.
+  class CLI
+    COMMANDS = {
+      "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
+      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list)."],
+      "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
+      "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."]
+    }.freeze
+    BY = %w[location file gem class type].freeze
+    FORMATS = %w[text json].freeze
+    # Dumps at least this large get a "loading" line on a terminal.
+    PROGRESS_BYTES = 1 << 20
+
+    Usage = Class.new(StandardError)
+    private_constant :Usage
+
+    def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default)
+      @out = out
+      @err = err
+      @attribution = attribution
+    end
+
+    def run(argv)
+      argv = argv.dup
+      command = argv.shift
+      return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
+      return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
+
+      options = { format: "text", top: 10, by: nil, fail_over: nil }
+      parser = option_parser(command, options)
+      args = parser.parse(argv)
+      if options[:help]
+        @out.puts parser
+        return 0
+      end
+
+      public_send("#{command}_command", args, options)
+    rescue Usage, OptionParser::ParseError => e
+      @err.puts "heapdiff: #{e.message}", "Try 'heapdiff #{command} --help'."
+      2
+    rescue Heapdiff::Error => e
+      @err.puts e.message.start_with?("heapdiff") ? e.message : "heapdiff: #{e.message}"
+      2
+    end
+
+    def diff_command(args, options)
+      raise Usage, "diff needs two or three dumps" unless (2..3).cover?(args.size)
+
+      report_output(diff_paths(args), options)
+    end
+
+    def report_command(args, options)
+      raise Usage, "report needs a directory" unless args.size == 1
+
+      snapshots = Snapshot.list(args[0]).last(3)
+      raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
+
+      report_output(diff_paths(snapshots.map(&:path)), options)
+    end
+
+    def path_command(args, options)
+      raise Usage, "path needs a dump and an address" unless args.size == 2
+      raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
+
+      heap = load(args[0])
+      object = heap.at(args[1])
+      raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
+
+      path = heap.path_to_root(object)
+      if options[:format] == "json"
+        @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
+      else
+        @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
+      end
+      0
+    end
+
+    def summary_command(args, options)
+      raise Usage, "summary needs one dump" unless args.size == 1
+
+      summary = Summary.new(load(args[0]), attribution: @attribution)
+      keys = options[:by] ? [options[:by].to_sym] : Summary::KEYS
+      if options[:format] == "json"
+        @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
+      else
+        @out.puts summary.to_s(top: options[:top], keys: keys)
+      end
+      0
+    end
+
+    private
+
+    def option_parser(command, options)
+      OptionParser.new do |o|
+        usage, text = COMMANDS.fetch(command)
+        o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n\nOptions:"
+        o.on("--format FORMAT", FORMATS, "text (default) or json") { |v| options[:format] = v }
+        o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
+          raise OptionParser::InvalidArgument, "--top #{v}" unless v.positive?
+
+          options[:top] = v
+        end
+        unless command == "path"
+          o.on("--by KEY", BY, "Group by #{BY.join('|')}") { |v| options[:by] = v }
+        end
+        if %w[diff report].include?(command)
+          o.on("--fail-over N", Integer, "Exit 1 when more than N objects are retained (for CI)") do |v|
+            options[:fail_over] = v
+          end
+        end
+        o.on("-h", "--help", "Show this help") { options[:help] = true }
+      end
+    end
+
+    def help(io, status, error = nil)
+      io.puts error if error
+      io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
+      COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join('|')}, --fail-over N, --help.",
+              "'heapdiff COMMAND --help' for a command's own."
+      status
+    end
+
+    def load(path)
+      progress(path)
+      Heapdiff.load(path)
+    end
+
+    # Loads side by side (Heapdiff.diff does), after a progress line for each.
+    def diff_paths(paths)
+      paths.each { |path| progress(path) }
+      Heapdiff.diff(*paths)
+    end
+
+    # A "loading" line on stderr for a large dump, when stderr is a terminal.
+    def progress(path)
+      return unless @err.respond_to?(:tty?) && @err.tty?
+
+      size = File.size?(path)
+      return unless size && size >= PROGRESS_BYTES
+
+      @err.puts format("heapdiff: loading %s (%.1f MB)…", path, size / 1_000_000.0)
+    end
+
+    def report_output(report, options)
+      if options[:format] == "json"
+        @out.puts JSON.pretty_generate(report_h(report, options))
+      elsif options[:by]
+        @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
+        rows = regroup(report, options[:by])
+        rows.first(options[:top]).each { |key, count, memsize| @out.puts format("  %10d  %12d B  %s", count, memsize, key) }
+        @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
+      else
+        @out.puts report.to_s(top: options[:top])
+      end
+      fail_over(report, options[:fail_over])
+    end
+
+    def report_h(report, options)
+      h = report.to_h
+      h[:group_count] = report.size
+      h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
+      if options[:by]
+        h[:by] = options[:by]
+        h[:rows] = regroup(report, options[:by]).first(options[:top]).map { |k, c, m| { key: k, count: c, memsize: m } }
+      end
+      h
+    end
+
+    # [key, count, memsize] rows, largest count first.
+    def regroup(report, by)
+      rows = Hash.new { |h, k| h[k] = [0, 0] }
+      report.each do |group|
+        row = rows[group_key(group, by)]
+        row[0] += group.count
+        row[1] += group.memsize
+      end
+      rows.map { |k, (c, m)| [k, c, m] }.sort_by { |k, c, m| [-c, -m, k] }
+    end
+
+    def group_key(group, by)
+      case by
+      when "location" then group.location
+      when "file" then group.file || "(no allocation site)"
+      when "gem" then group.file ? (@attribution.name_for(group.file) || "(unknown)") : "(no allocation site)"
+      when "class" then group.class_name || group.label
+      when "type" then group.type
+      end
+    end
+
+    def fail_over(report, limit)
+      return 0 if limit.nil? || report.total_count <= limit
+
+      @err.puts "heapdiff: #{report.total_count} objects #{report.verb.downcase}, more than --fail-over #{limit}"
+      1
+    end
+  end
+end

@@ -1,0 +1,54 @@
+# frozen_string_literal: true
+
+require "rbconfig"
+
+module Heapdiff
+  # Names the gem a source file belongs to, from its path alone (the dump holds no
+  # more): "rspec-core" for ".../gems/rspec-core-3.12.0/lib/...", "ruby stdlib" for
+  # Ruby's own library, "app" for files under the application's root, nil otherwise.
+  class GemAttribution
+    STDLIB = "ruby stdlib"
+    APP = "app"
+
+    # NAME-VERSION directories, as RubyGems, Bundler and Debian's rubygems-integration
+    # lay them out (a platform may follow the version: nokogiri-1.15.4-x86_64-linux).
+    GEM_DIR = %r{/gems/([^/]+?)-\d[^/-]*(?:-[^/]+)?/}.freeze
+    # Debian installs some packaged gems' files straight into vendor_ruby, where only
+    # the first path component is left to name them (vendor_ruby/rake/task.rb).
+    VENDOR_RUBY = %r{/vendor_ruby/(?:\d+\.\d+\.\d+/)?([^/]+?)(?:\.rb|\.so)?(?:/|\z)}.freeze
+
+    attr_reader :app_root, :stdlib_dirs
+
+    def initialize(app_root: Dir.pwd, stdlib_dirs: nil)
+      @app_root = app_root && "#{File.expand_path(app_root).chomp('/')}/"
+      @stdlib_dirs = (stdlib_dirs || RbConfig::CONFIG.values_at("rubylibdir", "rubyarchdir"))
+                     .compact.map { |d| "#{d.chomp('/')}/" }
+      @cache = {}
+    end
+
+    def self.default
+      @default ||= new
+    end
+
+    def self.name_for(path)
+      default.name_for(path)
+    end
+
+    # The gem name, "ruby stdlib", "app", or nil when the path says nothing.
+    def name_for(path)
+      return nil if path.nil? || path.empty?
+
+      @cache.fetch(path) { @cache[path] = attribute(path) }
+    end
+
+    private
+
+    def attribute(path)
+      if (m = GEM_DIR.match(path)) then m[1]
+      elsif (m = VENDOR_RUBY.match(path)) then m[1]
+      elsif path.start_with?("<internal:") || stdlib_dirs.any? { |d| path.start_with?(d) } then STDLIB
+      elsif app_root && path.start_with?(app_root) then APP
+      end
+    end
+  end
+end

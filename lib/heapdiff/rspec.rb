@@ -1,0 +1,63 @@
+# frozen_string_literal: true
+
+require "rspec/expectations"
+require_relative "matcher"
+
+module Heapdiff
+  # RSpec support: `expect { code }.not_to leak`, with LeakCheck's options:
+  #
+  #   require "heapdiff/rspec"
+  #   expect { cache.fetch(key) }.not_to leak(iterations: 50, only: "app")
+  module RSpec
+    # The block matcher. Negated, it passes when no allocation site retains objects in
+    # proportion to the iterations; the failure message names the sites, their exact
+    # counts and where they are held.
+    class LeakMatcher
+      def initialize(**options)
+        @check = LeakCheck.new(**options)
+      end
+
+      def supports_block_expectations?
+        true
+      end
+
+      def supports_value_expectations?
+        false
+      end
+
+      def matches?(block)
+        @result = @check.run(&block)
+        @result.leaked?
+      end
+
+      def does_not_match?(block)
+        !matches?(block)
+      end
+
+      def failure_message
+        "expected the block to leak (#{@check.threshold_text}), but no allocation site retained that much"
+      end
+
+      def failure_message_when_negated
+        @result.message
+      end
+
+      def description
+        "leak memory (#{@check.threshold_text})"
+      end
+
+      # The last run's LeakCheck::Result (its report, its leaks).
+      attr_reader :result
+    end
+
+    # Included into every example group.
+    module Matchers
+      def leak(**options)
+        LeakMatcher.new(**options)
+      end
+      alias leak_memory leak
+    end
+  end
+end
+
+::RSpec.configure { |config| config.include(Heapdiff::RSpec::Matchers) } if defined?(::RSpec.configure)

@@ -1,0 +1,119 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "gem_attribution"
+
+module Heapdiff
+  # What one heap dump holds: counts and memsizes by type, class, allocation site,
+  # file and gem, and the strings held more than once. Built in Ruby over Heap#each.
+  class Summary
+    KEYS = %i[type class location file gem].freeze
+
+    # One row of a table: what, how many objects, how many bytes.
+    Row = Struct.new(:key, :count, :memsize) do
+      def to_h
+        { key: key, count: count, memsize: memsize }
+      end
+    end
+
+    # A string value held by +count+ distinct STRING objects.
+    Duplicate = Struct.new(:value, :count, :memsize) do
+      def to_h
+        # JSON needs UTF-8; a value the dump gave no encoding is read as binary.
+        text = value.encoding == Encoding::UTF_8 ? value.scrub : value.dup.force_encoding(Encoding::UTF_8).scrub
+        { value: text, count: count, memsize: memsize }
+      end
+    end
+
+    attr_reader :heap, :object_count, :memsize
+
+    def initialize(heap, attribution: GemAttribution.default)
+      @heap = heap
+      @attribution = attribution
+      build
+    end
+
+    # The rows for +key+ (:type, :class, :location, :file or :gem), sorted by +by+
+    # (:count or :memsize), largest first; +limit: nil+ gives them all.
+    def top(key, by: :count, limit: 10)
+      raise ArgumentError, "heapdiff: no summary by #{key.inspect} (#{KEYS.join(', ')})" unless KEYS.include?(key)
+
+      rows = @tables.fetch(key).map { |k, (count, memsize)| Row.new(k, count, memsize) }
+      rows = rows.sort_by { |row| [-row.public_send(by), row.key.to_s] }
+      limit ? rows.first(limit) : rows
+    end
+
+    # Strings whose value more than one STRING object holds, most copies first.
+    def duplicate_strings(limit: 10)
+      rows = @duplicates.filter_map { |value, (count, memsize)| Duplicate.new(value, count, memsize) if count > 1 }
+                        .sort_by { |d| [-d.count, -d.memsize, d.value] }
+      limit ? rows.first(limit) : rows
+    end
+
+    def to_h(top: 10, keys: KEYS)
+      tables = keys.to_h do |key|
+        [key, { by_count: top(key, limit: top).map(&:to_h), by_memsize: top(key, by: :memsize, limit: top).map(&:to_h) }]
+      end
+      { dump: heap.path, objects: object_count, memsize: memsize, tables: tables,
+        duplicate_strings: duplicate_strings(limit: top).map(&:to_h) }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    def to_s(top: 10, keys: KEYS)
+      lines = ["#{heap.path}: #{object_count} objects, #{memsize} bytes"]
+      keys.each do |key|
+        %i[count memsize].each do |by|
+          lines << "" << "Top #{key} by #{by}:"
+          top(key, by: by, limit: top).each { |row| lines << format("  %10d  %12d B  %s", row.count, row.memsize, row.key) }
+        end
+      end
+      lines << "" << "Duplicated strings (copies, bytes):"
+      duplicate_strings(limit: top).each { |d| lines << format("  %10d  %12d B  %s", d.count, d.memsize, d.value.inspect[0, 100]) }
+      lines.join("\n")
+    end
+
+    private
+
+    NO_SITE = "(no allocation site)"
+    UNKNOWN = "(unknown)"
+    private_constant :NO_SITE, :UNKNOWN
+
+    def build
+      @tables = KEYS.to_h { |key| [key, Hash.new { |h, k| h[k] = [0, 0] }] }
+      @duplicates = Hash.new { |h, k| h[k] = [0, 0] }
+      @object_count = 0
+      @memsize = 0
+      heap.each { |object| add(object) }
+    end
+
+    def add(object)
+      memsize = object.memsize || 0
+      @object_count += 1
+      @memsize += memsize
+      file = object.file
+      keys = {
+        type: object.type,
+        class: object.class_name || object.subtype || object.type,
+        location: file ? "#{file}:#{object.line}" : NO_SITE,
+        file: file || NO_SITE,
+        gem: file ? (@attribution.name_for(file) || UNKNOWN) : NO_SITE
+      }
+      keys.each do |key, value|
+        row = @tables[key][value]
+        row[0] += 1
+        row[1] += memsize
+      end
+      return unless object.type == "STRING"
+
+      value = object.value
+      return if value.nil?
+
+      row = @duplicates[value]
+      row[0] += 1
+      row[1] += memsize
+    end
+  end
+end

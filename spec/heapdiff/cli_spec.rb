@@ -1,0 +1,147 @@
+# frozen_string_literal: true
+
+require "json"
+require "open3"
+require "tmpdir"
+require "fileutils"
+require_relative "../support/fixtures"
+
+RSpec.describe "exe/heapdiff" do
+  let(:root) { File.expand_path("../..", __dir__) }
+
+  # Runs the executable as a user would: [stdout, stderr, exit status].
+  def heapdiff(*args)
+    out, err, status = Open3.capture3(RbConfig.ruby, "-I#{root}/lib", "#{root}/exe/heapdiff", *args)
+    [out, err, status.exitstatus]
+  end
+
+  let(:leak3) { (0..2).map { |n| Fixtures.leak3("3.4", n) } }
+  let(:dump) { Fixtures.dump("3.4") }
+
+  describe "diff" do
+    it "prints the retained groups with where they are held" do
+      out, _, status = heapdiff("diff", *leak3, "--top", "3")
+      expect(status).to eq(0)
+      expect(out.lines.first).to start_with("Retained STRING 1000 objects of size 40000/")
+      expect(out).to include("1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY")
+      expect(out).to include("(2 more groups)")
+    end
+
+    it "writes JSON" do
+      out, _, status = heapdiff("diff", *leak3, "--format", "json", "--top", "3")
+      expect(status).to eq(0)
+      data = JSON.parse(out)
+      expect(data["groups"].size).to eq(3)
+      expect(data["groups"].map { |g| [g["location"], g["count"]] }).to all(satisfy { |_, count| count == 1000 })
+      expect(data).to include("total_count" => 3002, "group_count" => 5)
+    end
+
+    it "groups by type, file or gem" do
+      out, = heapdiff("diff", *leak3, "--by", "type")
+      expect(out).to match(/^\s+2001\s+\d+ B  STRING$/).and match(/^\s+1000\s+\d+ B  OBJECT$/)
+      data = JSON.parse(heapdiff("diff", *leak3, "--by", "file", "--format", "json").first)
+      expect(data["rows"].first).to include("key" => "leak3.rb", "count" => 3002)
+    end
+
+    it "exits 1 with --fail-over when more objects are retained" do
+      _, err, status = heapdiff("diff", *leak3, "--fail-over", "3001")
+      expect(status).to eq(1)
+      expect(err).to include("3002 objects retained, more than --fail-over 3001")
+      expect(heapdiff("diff", *leak3, "--fail-over", "3002").last).to eq(0)
+    end
+
+    it "diffs two dumps: what was allocated in between" do
+      out, = heapdiff("diff", *leak3.first(2), "--top", "1")
+      expect(out).to start_with("Allocated STRING 1001 objects")
+    end
+  end
+
+  describe "report" do
+    it "diffs the latest three snapshots of a directory" do
+      Dir.mktmpdir do |dir|
+        FileUtils.cp(leak3[2], File.join(dir, "heap-0001.json.gz"))
+        leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 2))) }
+        out, _, status = heapdiff("report", dir, "--format", "json")
+        expect(status).to eq(0)
+        data = JSON.parse(out)
+        expect(data["dumps"].map { |p| File.basename(p) }).to eq(%w[heap-0002.json.gz heap-0003.json.gz heap-0004.json.gz])
+        expect(data["total_count"]).to eq(3002)
+      end
+    end
+
+    it "says so when the directory has fewer than two" do
+      Dir.mktmpdir do |dir|
+        _, err, status = heapdiff("report", dir)
+        expect(status).to eq(2)
+        expect(err).to include("at least two snapshots")
+      end
+    end
+  end
+
+  describe "path" do
+    it "prints the path from a root to an object, in text and JSON" do
+      leaked = Heapdiff.diff(*leak3).find { |g| g.location == "leak3.rb:28" }.addresses.first
+      out, _, status = heapdiff("path", leak3[1], leaked)
+      expect(status).to eq(0)
+      expect(out.lines.last).to match(/\AROOT \w+ → .* → \[\d+\] OBJECT Leak #{leaked} \(2 refs\)$/)
+      data = JSON.parse(heapdiff("path", leak3[1], leaked, "--format", "json").first)
+      expect(data["object"]).to include("address" => leaked, "class_name" => "Leak")
+      expect(data["path"]["steps"].last["address"]).to eq(leaked)
+    end
+
+    it "exits 2 for an address that is not in the dump" do
+      _, err, status = heapdiff("path", dump, "0x1")
+      expect([err, status]).to match([/no object at 0x1/, 2])
+    end
+  end
+
+  describe "summary" do
+    it "prints the top types, classes, locations, files and gems, and duplicated strings" do
+      out, _, status = heapdiff("summary", dump, "--top", "3")
+      expect(status).to eq(0)
+      expect(out.lines.first).to match(/ruby-3.4.jsonl: 17334 objects, \d+ bytes/)
+      %w[type class location file gem].each { |key| expect(out).to include("Top #{key} by count:", "Top #{key} by memsize:") }
+      expect(out).to match(/^\s+7976\s+\d+ B  STRING$/)
+      expect(out).to include("Duplicated strings")
+    end
+
+    it "writes JSON, one table with --by" do
+      data = JSON.parse(heapdiff("summary", dump, "--format", "json", "--by", "type", "--top", "2").first)
+      expect(data["tables"].keys).to eq(["type"])
+      expect(data["tables"]["type"]["by_count"].first).to eq("key" => "STRING", "count" => 7976, "memsize" => 354_694)
+      expect(data["duplicate_strings"].size).to eq(2)
+    end
+  end
+
+  describe "usage" do
+    it "has --help on every command" do
+      %w[diff report path summary].each do |command|
+        out, _, status = heapdiff(command, "--help")
+        expect([out, status]).to match([start_with("Usage: heapdiff #{command} "), 0])
+      end
+      expect(heapdiff("--help").first).to include("Commands:")
+    end
+
+    it "exits 2 on a usage error or a file that is not a dump" do
+      expect(heapdiff("frobnicate")[1..]).to match([/unknown command "frobnicate"/, 2])
+      expect(heapdiff("diff", dump)[1..]).to match([/needs two or three dumps/, 2])
+      expect(heapdiff("diff", dump, dump, "--format", "xml")[1..]).to match([/invalid argument: --format xml/, 2])
+      expect(heapdiff("summary", __FILE__)[1..]).to match([/not a heap dump/, 2])
+    end
+
+    it "prints a loading line for a large dump when stderr is a terminal" do
+      require "pty"
+      output = +""
+      PTY.spawn(RbConfig.ruby, "-I#{root}/lib", "#{root}/exe/heapdiff", "summary", dump, "--by", "type") do |r, _w, pid|
+        begin
+          r.each_line { |line| output << line }
+        rescue Errno::EIO
+          nil # the child closed the terminal
+        end
+        Process.wait(pid)
+      end
+      expect(output).to include("heapdiff: loading #{dump} (4.8 MB)…")
+      expect(heapdiff("summary", dump, "--by", "type")[1]).to be_empty
+    end
+  end
+end

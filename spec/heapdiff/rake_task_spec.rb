@@ -1,0 +1,78 @@
+# frozen_string_literal: true
+
+require "heapdiff/rake_task"
+require "stringio"
+require "tmpdir"
+require "fileutils"
+require_relative "../support/fixtures"
+
+RSpec.describe Heapdiff::RakeTask do
+  let(:leak3) { (0..2).map { |n| Fixtures.leak3("3.4", n) } }
+  let(:out) { StringIO.new }
+  let(:err) { StringIO.new }
+
+  # Each example defines its tasks in a fresh Rake application.
+  around do |example|
+    previous = Rake.application
+    Rake.application = Rake::Application.new
+    example.run
+  ensure
+    Rake.application = previous
+  end
+
+  def define(**options)
+    described_class.new do |t|
+      t.out = out
+      t.err = err
+      options.each { |k, v| t.public_send("#{k}=", v) }
+    end
+  end
+
+  def invoke(name, *args)
+    Rake::Task[name].invoke(*args)
+    out.string
+  end
+
+  it "defines the four tasks" do
+    define
+    expect(Rake::Task.tasks.map(&:name)).to eq(%w[heapdiff:diff heapdiff:path heapdiff:report heapdiff:summary])
+    expect(Rake::Task["heapdiff:diff"].arg_names).to eq(%i[before after later])
+  end
+
+  it "heapdiff:diff[a,b,c] prints the report" do
+    define(top: 2)
+    text = invoke("heapdiff:diff", *leak3)
+    expect(text.lines.first).to start_with("Retained STRING 1000 objects")
+    expect(text).to include("(3 more groups)")
+  end
+
+  it "heapdiff:report[dir] diffs the latest three snapshots" do
+    define(format: "json")
+    Dir.mktmpdir do |dir|
+      leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 1))) }
+      expect(JSON.parse(invoke("heapdiff:report", dir))["total_count"]).to eq(3002)
+    end
+  end
+
+  it "heapdiff:path[dump,address] prints the path to a root" do
+    define
+    address = Heapdiff.diff(*leak3).first.addresses.first
+    expect(invoke("heapdiff:path", leak3[1], address).lines.last).to match(/\AROOT vm → .* STRING #{address}$/)
+  end
+
+  it "heapdiff:summary[dump] prints the summary" do
+    define(by: "type", top: 1)
+    expect(invoke("heapdiff:summary", Fixtures.dump("3.4"))).to match(/Top type by count:\n\s+7976\s+\d+ B  STRING\n/)
+  end
+
+  it "fails when the command does, with fail_over exceeded" do
+    define(fail_over: 10)
+    expect { invoke("heapdiff:diff", *leak3) }.to raise_error(RuntimeError, /heapdiff diff failed \(exit status 1\)/)
+    expect(err.string).to include("more than --fail-over 10")
+  end
+
+  it "takes another namespace" do
+    described_class.new(:leaks)
+    expect(Rake::Task.task_defined?("leaks:summary")).to be(true)
+  end
+end
