@@ -41,6 +41,19 @@ require "timeout"
 require "tmpdir"
 
 module SidekiqLeak
+  # Progress lines and a monotonic clock, shared by the server and the runner.
+  module Logging
+    private
+
+    def now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    def say(msg)
+      @log.puts("[sidekiq_leak] #{msg}")
+    end
+  end
+
   # A private redis-server (127.0.0.1, free port, files in +tmp+, no persistence)
   # and a Sidekiq server process running app.rb with one processor thread on the
   # "default" queue. Both are spawned in their own process groups and stopped by
@@ -55,6 +68,7 @@ module SidekiqLeak
   # +env+ is added to the server's environment; +binstub+ replaces the sidekiq
   # executable (it is run with this Ruby and heapdiff's lib on the load path).
   class Server
+    include Logging
     APP = File.expand_path("app.rb", __dir__)
     LIB = File.expand_path("../../lib", __dir__)
 
@@ -120,13 +134,6 @@ module SidekiqLeak
 
     private
 
-    def now
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
-
-    def say(msg)
-      @log.puts("[sidekiq_leak] #{msg}")
-    end
 
     # -- redis ---------------------------------------------------------------
 
@@ -272,6 +279,7 @@ module SidekiqLeak
   end
 
   class Runner
+    include Logging
     DEFAULT_JOBS_PER_PHASE = 250
     PHASES = 3
     PHASE_TIMEOUT = 180 # seconds, per phase (jobs + dump)
@@ -305,13 +313,6 @@ module SidekiqLeak
 
     private
 
-    def now
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
-
-    def say(msg)
-      @log.puts("[sidekiq_leak] #{msg}")
-    end
 
     # -- phases --------------------------------------------------------------
 

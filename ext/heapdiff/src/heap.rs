@@ -260,6 +260,23 @@ impl HeapHandle {
         Ok(hash)
     }
 
+    /// Runs a query that needs the BFS tree without the GVL: the first one builds the
+    /// tree in parallel (a pool of its own); later ones need no pool.
+    fn path_query<R: Send>(
+        &self,
+        ruby: &Ruby,
+        class_edges: bool,
+        query: impl Fn(&Heap) -> R + Send + Sync,
+    ) -> Result<R, Error> {
+        let heap = self.0.clone();
+        let run = move |_: &_| query(&heap);
+        if self.0.has_root_tree(class_edges) {
+            without_gvl_serial(ruby, run)
+        } else {
+            without_gvl(ruby, run)
+        }
+    }
+
     /// `[root name, [[row, label], …]]`, or nil when no root reaches the object. The
     /// first query builds the breadth-first tree, without the GVL.
     fn path_to_root(
@@ -269,14 +286,9 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        let query = move |_: &_| heap.path_to_root(i, class_edges);
-        // The first query builds the BFS tree in parallel; later ones need no pool.
-        let path = if rb_self.0.has_root_tree(class_edges) {
-            without_gvl_serial(ruby, query)?
-        } else {
-            without_gvl(ruby, query)?
-        };
+        let path = rb_self.path_query(ruby, class_edges, move |heap| {
+            heap.path_to_root(i, class_edges)
+        })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
 
@@ -288,13 +300,9 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        let query = move |_: &_| heap.paths_to_root(i, limit, class_edges);
-        let paths = if rb_self.0.has_root_tree(class_edges) {
-            without_gvl_serial(ruby, query)?
-        } else {
-            without_gvl(ruby, query)?
-        };
+        let paths = rb_self.path_query(ruby, class_edges, move |heap| {
+            heap.paths_to_root(i, limit, class_edges)
+        })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
             out.push(path_array(ruby, p)?)?;
