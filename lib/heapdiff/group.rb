@@ -19,7 +19,7 @@ module Heapdiff
 
     # Addresses of every object in the group.
     def addresses
-      rows.map { |row| report.after._row(row)[0] }.map { |a| format("0x%x", a) }
+      report._group_addresses(index).map { |a| format("0x%x", a) }
     end
 
     # Up to +n+ of the group's objects, as Heapdiff::Object.

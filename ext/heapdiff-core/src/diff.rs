@@ -121,12 +121,12 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
             let alive = is_alive
                 || take(
                     &mut moved_pool,
-                    content_key(after, i_row, &second.earlier_to_later),
+                    content_key(after, i_row, Some(&second.earlier_to_later)),
                 )
                 || {
                     let found = take(
                         &mut erased_pool,
-                        class_key(after, i_row, &second.earlier_to_later),
+                        class_key(after, i_row, Some(&second.earlier_to_later)),
                     );
                     estimated += u64::from(found);
                     found
@@ -251,10 +251,9 @@ impl<'a> Pairing<'a> {
         if !self.tracing_throughout {
             return pool;
         }
-        let identity: Vec<u32> = (0..=later.strings.len() as u32).collect();
         for i in 0..later.len() {
             if later.generation(i).is_none() && self.counterpart(i).is_none() {
-                *pool.entry(class_key(later, i, &identity)).or_insert(0) += 1;
+                *pool.entry(class_key(later, i, None)).or_insert(0) += 1;
             }
         }
         pool
@@ -271,7 +270,7 @@ impl<'a> Pairing<'a> {
                 _ => false,
             };
             if not_newer && self.counterpart(i).is_none() {
-                *pool.entry(content_key_own(later, i)).or_insert(0) += 1;
+                *pool.entry(content_key(later, i, None)).or_insert(0) += 1;
             }
         }
         pool
@@ -291,11 +290,11 @@ fn take<K: std::hash::Hash + Eq>(pool: &mut HashMap<K, u64>, key: K) -> bool {
 
 /// Type and class name (in `to_other`'s ids): all that is left to match an object whose
 /// allocation info compaction erased.
-fn class_key(heap: &Heap, i: usize, to_other: &[u32]) -> (ObjectType, u32) {
+fn class_key(heap: &Heap, i: usize, to_other: Option<&[u32]>) -> (ObjectType, u32) {
     let name = heap
         .class_names
         .get(&heap.real_class(heap.columns.class[i]))
-        .map_or(NONE, |&id| to_other[id as usize]);
+        .map_or(NONE, |&id| to_other.map_or(id, |map| map[id as usize]));
     (heap.columns.object_type[i], name)
 }
 
@@ -303,25 +302,15 @@ fn class_key(heap: &Heap, i: usize, to_other: &[u32]) -> (ObjectType, u32) {
 /// its address.
 type ContentKey = (ObjectType, u64, u32, u32, u32);
 
-fn content_key_own(heap: &Heap, i: usize) -> ContentKey {
-    let c = &heap.columns;
-    (
-        c.object_type[i],
-        c.class[i],
-        c.file[i],
-        c.line[i],
-        c.generation[i],
-    )
-}
-
 /// The content key of row `i` of `heap`, with the file id translated into the other
-/// heap's ids.
-fn content_key(heap: &Heap, i: usize, to_other: &[u32]) -> ContentKey {
+/// heap's ids (`None`: kept in `heap`'s own).
+fn content_key(heap: &Heap, i: usize, to_other: Option<&[u32]>) -> ContentKey {
     let c = &heap.columns;
+    let file = to_other.map_or(c.file[i], |map| map[c.file[i] as usize]);
     (
         c.object_type[i],
         c.class[i],
-        to_other[c.file[i] as usize],
+        file,
         c.line[i],
         c.generation[i],
     )

@@ -243,12 +243,6 @@ impl Heap {
         self.graph.tree[slot(class_edges)].get().is_some()
     }
 
-    /// Is the object reachable from the roots at all (else it is garbage the dump
-    /// caught before it was swept, or held by something the dump does not show)?
-    pub fn reachable(&self, v: usize, class_edges: bool) -> bool {
-        self.root_tree(class_edges).parent[v] != NONE
-    }
-
     /// The shortest path from a root to row `v`, or None when no root reaches it.
     pub fn path_to_root(&self, v: usize, class_edges: bool) -> Option<Path> {
         let tree = self.root_tree(class_edges);
@@ -427,10 +421,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
         let (p, row, k) = *top;
         top.2 += 1;
         let next = if row == NONE {
-            match root_rows.get(k) {
-                Some(&t) => Some(Some(t)),
-                None => None,
-            }
+            root_rows.get(k).map(|&t| Some(t))
         } else {
             heap.successor_at(row as usize, k, class_edges)
         };

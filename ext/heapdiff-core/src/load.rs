@@ -176,7 +176,7 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
             reason: "the file is empty".into(),
         });
     }
-    Ok(builder.finish(source, options.cancel)?)
+    builder.finish(source, options.cancel)
 }
 
 fn cancelled(flag: Option<&AtomicBool>) -> bool {
@@ -400,7 +400,7 @@ fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>
     let mut count = 0u32;
     while start < data.len() {
         count = count.wrapping_add(1);
-        if count % 4096 == 0 && cancelled(cancel) {
+        if count.is_multiple_of(4096) && cancelled(cancel) {
             break;
         }
         let (next, newlines) = next_record(data, start);

@@ -319,7 +319,7 @@ impl<'a> LineParser<'a> {
                 Some(at) => {
                     let quote = from + at;
                     if self.ends_string(quote) {
-                        if clean && has_odd_backslashes(&self.line[start..quote]) {
+                        if clean && is_escaped(&self.line[start..quote]) {
                             // A quote that JSON calls escaped but that ends the member:
                             // a raw backslash at the end of an unescaped value.
                             self.mark_recovered("unescaped backslash before a quote");
@@ -730,10 +730,6 @@ fn find_quote(bytes: &[u8]) -> Option<usize> {
 
 /// Is the quote that follows `before` escaped by a backslash (an odd run of them)?
 fn is_escaped(before: &[u8]) -> bool {
-    has_odd_backslashes(before)
-}
-
-fn has_odd_backslashes(before: &[u8]) -> bool {
     before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 

@@ -26,6 +26,10 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_group_count", method!(ReportHandle::group_count, 0))?;
     class.define_method("_group", method!(ReportHandle::group, 1))?;
     class.define_method("_group_rows", method!(ReportHandle::group_rows, 2))?;
+    class.define_method(
+        "_group_addresses",
+        method!(ReportHandle::group_addresses, 1),
+    )?;
     class.define_method("_summary", method!(ReportHandle::summary, 0))?;
     class.define_method("_warnings", method!(ReportHandle::warnings, 0))?;
     class.define_method("_suspect", method!(ReportHandle::suspect, 2))?;
@@ -99,6 +103,18 @@ impl ReportHandle {
         })?;
         let n = limit.unwrap_or(g.members.len()).min(g.members.len());
         Ok(g.members[..n].to_vec())
+    }
+
+    /// Addresses (in the `after` heap) of the group's objects.
+    fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
+        let g = rb_self.report.groups.get(i).ok_or_else(|| {
+            Error::new(
+                ruby.exception_index_error(),
+                format!("group {i} out of range"),
+            )
+        })?;
+        let address = &rb_self.after.columns.address;
+        Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
     /// `[total_count, total_memsize, filtered, freed_before_later]`
