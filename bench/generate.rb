@@ -4,8 +4,9 @@
 #
 #   ruby bench/generate.rb OUTDIR [--objects 1_000_000] [--seed 42] [--force]
 #
-# The process turns allocation tracing on, loads a handful of installed gems
-# (ActiveSupport, ActiveRecord, Sidekiq, stdlib: many classes and IMEMOs), uses
+# The process turns allocation tracing on, loads the library set of a Rails app from
+# Debian's gems (ActiveSupport, ActiveRecord, ActionPack, ActionView, ActiveJob,
+# ActionMailer, Railties), Sidekiq and stdlib (many classes and IMEMOs), uses
 # an in-memory sqlite database through ActiveRecord, then builds a seeded,
 # application-like object population (strings of many sizes, arrays, hashes,
 # objects with ivars, structs, sets, times, floats, bignums, ranges, procs)
@@ -99,13 +100,19 @@ ObjectSpace.trace_object_allocations_start
 
 %w[
   set yaml date time bigdecimal securerandom openssl uri net/http erb logger
-  active_support/all active_record sidekiq sidekiq/api
+  active_support/all active_record rails action_controller/railtie action_view active_job
+  action_mailer sidekiq sidekiq/api
 ].each do |lib|
   require lib
 rescue LoadError => e
   warn "generate: skipping #{lib}: #{e.message}"
 end
-ActiveRecord.eager_load! if defined?(ActiveRecord)
+# Load every constant, as a production Rails process does (config.eager_load).
+[ActiveRecord, ActionController, ActionView, ActiveJob, ActionMailer].each do |framework|
+  framework.eager_load!
+rescue NameError, LoadError => e
+  warn "generate: eager load skipped: #{e.message}"
+end
 
 if defined?(ActiveRecord)
   ActiveRecord::Base.logger = nil

@@ -18,7 +18,7 @@ use crate::address_index::AddressIndex;
 use crate::heap::{Columns, Heap, LoadStats, Root, Shape, ABSENT, SAMPLE_LIMIT};
 use crate::intern::{Interner, NONE};
 use crate::object_type::ObjectType;
-use crate::record::{flag, parse_line, RecordKind};
+use crate::record::{flag, parse_line_into, Record, RecordKind};
 use crate::source::Source;
 
 /// Bytes read per batch. A few batches are in memory at once.
@@ -394,7 +394,7 @@ fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>
         offset,
         ..Chunk::default()
     };
-    let mut refs_scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let mut start = 0;
     let mut line_no = 0u64; // newlines before the current record
     let mut count = 0u32;
@@ -421,7 +421,7 @@ fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>
                 start as u64,
                 final_unterminated,
                 spans_lines,
-                &mut refs_scratch,
+                &mut scratch,
             ) {
                 break;
             }
@@ -444,6 +444,13 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// One record and its references, reused from line to line of a piece.
+#[derive(Default)]
+struct Scratch {
+    record: Record,
+    refs: Vec<u64>,
+}
+
 impl Chunk {
     /// Adds one record; false when the line is no record (stop this piece).
     fn record(
@@ -453,11 +460,13 @@ impl Chunk {
         offset: u64,
         final_unterminated: bool,
         spans_lines: bool,
-        refs: &mut Vec<u64>,
+        scratch: &mut Scratch,
     ) -> bool {
+        let Scratch { record, refs } = scratch;
         refs.clear();
-        let mut record = match parse_line(line, refs) {
-            Ok(record) => record,
+        *record = Record::default();
+        match parse_line_into(line, refs, record) {
+            Ok(()) => {}
             Err(e) => {
                 self.bad_line = Some((line_no, e.0.to_string(), final_unterminated));
                 return false;
@@ -558,7 +567,7 @@ impl Chunk {
                         .push((address, record.superclass.unwrap_or(0)));
                 }
                 if matches!(object_type, ObjectType::Class | ObjectType::Module) {
-                    if let Some(name) = class_display_name(&record, line) {
+                    if let Some(name) = class_display_name(record, line) {
                         let id = self.strings.intern(&name);
                         self.class_names.push((address, id));
                     }

@@ -16,7 +16,11 @@ macro_rules! object_types {
             }
 
             pub fn from_name(name: &[u8]) -> Option<ObjectType> {
-                $(if name == $name.as_bytes() { return Some(ObjectType::$variant); })*
+                // Every name fits in 8 bytes: an integer compare per type, not a memcmp.
+                let packed = pack_name(name)?;
+                $(if name.len() == $name.len() && packed == pack_name($name.as_bytes()).unwrap() {
+                    return Some(ObjectType::$variant);
+                })*
                 None
             }
         }
@@ -47,6 +51,21 @@ object_types! {
     Node => "NODE",
     Moved => "MOVED",
     Unknown => "UNKNOWN",
+}
+
+/// A type name of at most 8 bytes as one integer (the constants fold at compile time).
+#[inline]
+const fn pack_name(name: &[u8]) -> Option<u64> {
+    if name.is_empty() || name.len() > 8 {
+        return None;
+    }
+    let mut packed = 0u64;
+    let mut i = 0;
+    while i < name.len() {
+        packed |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    Some(packed)
 }
 
 impl ObjectType {

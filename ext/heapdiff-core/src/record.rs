@@ -155,13 +155,25 @@ pub struct NotARecord(pub &'static str);
 /// Parses one line (without its newline). References are appended to `references`
 /// as raw addresses; the caller knows where this record's references start.
 pub fn parse_line(line: &[u8], references: &mut Vec<u64>) -> Result<Record, NotARecord> {
+    let mut record = Record::default();
+    parse_line_into(line, references, &mut record)?;
+    Ok(record)
+}
+
+/// As `parse_line`, into a record the caller resets and reuses: a loader parses
+/// millions of lines, and a `Record` is several hundred bytes to move around.
+pub fn parse_line_into(
+    line: &[u8],
+    references: &mut Vec<u64>,
+    record: &mut Record,
+) -> Result<(), NotARecord> {
     let mut parser = LineParser {
         line,
         pos: 0,
-        record: Record::default(),
+        record,
     };
     parser.parse(references)?;
-    let record = parser.record;
+    let record = &*parser.record;
     if record.kind == RecordKind::Object && (record.address.is_none() || record.type_name.is_none())
     {
         return Err(NotARecord(if record.type_name.is_none() {
@@ -170,20 +182,140 @@ pub fn parse_line(line: &[u8], references: &mut Vec<u64>) -> Result<Record, NotA
             "no \"address\" member"
         }));
     }
-    Ok(record)
+    Ok(())
 }
 
-struct LineParser<'a> {
+struct LineParser<'a, 'r> {
     line: &'a [u8],
     pos: usize,
-    record: Record,
+    record: &'r mut Record,
+}
+
+/// The member names heapdiff reads, recognised by one integer match instead of a
+/// chain of byte-string compares (see `Key::of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Address,
+    Type,
+    References,
+    Flags,
+    Class,
+    Superclass,
+    Default,
+    ReceiverClass,
+    Root,
+    File,
+    Line,
+    Method,
+    Generation,
+    Memsize,
+    Bytesize,
+    Capacity,
+    Value,
+    Encoding,
+    Coderange,
+    Length,
+    Fd,
+    ShapeId,
+    SlotSize,
+    VariationCount,
+    Name,
+    RealClassName,
+    Subtype,
+    Mid,
+    CalledId,
+    Id,
+    ParentId,
+    Depth,
+    ShapeType,
+    EdgeName,
+    Edges,
+    /// Any other member: a boolean flag (`"frozen":true`) or a value to skip.
+    Other,
+}
+
+/// Up to 15 bytes of a name and its length in one integer; longer names get `None`.
+const fn pack_key(name: &[u8]) -> Option<u128> {
+    if name.len() > 15 {
+        return None;
+    }
+    let mut packed = (name.len() as u128) << 120;
+    let mut i = 0;
+    while i < name.len() {
+        packed |= (name[i] as u128) << (8 * i);
+        i += 1;
+    }
+    Some(packed)
+}
+
+macro_rules! keys {
+    ($($constant:ident = $name:literal => $key:ident),* $(,)?) => {
+        impl Key {
+            fn of(packed: Option<u128>) -> Key {
+                let Some(packed) = packed else { return Key::Other };
+                $(
+                    const $constant: u128 = match pack_key($name) {
+                        Some(packed) => packed,
+                        None => panic!("key names are at most 15 bytes"),
+                    };
+                )*
+                match packed {
+                    $($constant => Key::$key,)*
+                    _ => Key::Other,
+                }
+            }
+        }
+    };
+}
+
+// Several names map to one key: `length`/`size`/`ivars` are all "how many", and DATA
+// `struct` and IMEMO `imemo_type` both say what kind the object is.
+keys! {
+    ADDRESS = b"address" => Address,
+    TYPE = b"type" => Type,
+    REFERENCES = b"references" => References,
+    FLAGS = b"flags" => Flags,
+    CLASS = b"class" => Class,
+    SUPERCLASS = b"superclass" => Superclass,
+    DEFAULT = b"default" => Default,
+    RECEIVER_CLASS = b"receiver_class" => ReceiverClass,
+    ROOT = b"root" => Root,
+    FILE = b"file" => File,
+    LINE = b"line" => Line,
+    METHOD = b"method" => Method,
+    GENERATION = b"generation" => Generation,
+    MEMSIZE = b"memsize" => Memsize,
+    BYTESIZE = b"bytesize" => Bytesize,
+    CAPACITY = b"capacity" => Capacity,
+    VALUE = b"value" => Value,
+    ENCODING = b"encoding" => Encoding,
+    CODERANGE = b"coderange" => Coderange,
+    LENGTH = b"length" => Length,
+    SIZE = b"size" => Length,
+    IVARS = b"ivars" => Length,
+    FD = b"fd" => Fd,
+    SHAPE_ID = b"shape_id" => ShapeId,
+    SLOT_SIZE = b"slot_size" => SlotSize,
+    VARIATION_COUNT = b"variation_count" => VariationCount,
+    NAME = b"name" => Name,
+    REAL_CLASS_NAME = b"real_class_name" => RealClassName,
+    STRUCT = b"struct" => Subtype,
+    IMEMO_TYPE = b"imemo_type" => Subtype,
+    MID = b"mid" => Mid,
+    CALLED_ID = b"called_id" => CalledId,
+    ID = b"id" => Id,
+    PARENT_ID = b"parent_id" => ParentId,
+    DEPTH = b"depth" => Depth,
+    SHAPE_TYPE = b"shape_type" => ShapeType,
+    EDGE_NAME = b"edge_name" => EdgeName,
+    EDGES = b"edges" => Edges,
 }
 
 /// Keys whose string values the emitter escapes. Raw quotes inside the others are
 /// part of the value (a file path can contain `"`).
 const MEMBER_SEPARATORS: [&[u8]; 2] = [b", \"", b",\""];
 
-impl<'a> LineParser<'a> {
+impl<'a> LineParser<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.line.get(self.pos).copied()
     }
@@ -251,24 +383,42 @@ impl<'a> LineParser<'a> {
                 }
             };
             members += 1;
-            self.member(key, references);
+            self.member(key.0, key.1, references);
         }
         Ok(())
     }
 
-    /// Reads `"key":` and returns the key; leaves `pos` at the value.
-    fn key(&mut self) -> Option<&'a [u8]> {
+    /// Reads `"key":` and returns what the key is and its name; leaves `pos` at the
+    /// value.
+    fn key(&mut self) -> Option<(Key, &'a [u8])> {
         let start = self.pos + 1;
         let rest = &self.line[start..];
-        let len = find_quote(rest)?;
-        let key = &rest[..len];
+        let (len, packed) = match rest.first_chunk::<16>() {
+            // The common case, a short name with 16 bytes of line after it: find the
+            // quote and pack the name in a few integer operations.
+            Some(chunk) => {
+                let word = u128::from_le_bytes(*chunk);
+                match first_quote_in(word) {
+                    Some(len) => {
+                        let name_bits = (1u128 << (8 * len)) - 1;
+                        (len, Some((word & name_bits) | ((len as u128) << 120)))
+                    }
+                    None => (find_quote(rest)?, None),
+                }
+            }
+            None => {
+                let len = find_quote(rest)?;
+                (len, pack_key(&rest[..len]))
+            }
+        };
+        let name = &rest[..len];
         self.pos = start + len + 1;
         if self.peek() != Some(b':') {
             return None;
         }
         self.pos += 1;
         self.skip_spaces();
-        Some(key)
+        Some((Key::of(packed), name))
     }
 
     /// After junk, finds the next `, "key":` and continues from its key.
@@ -378,18 +528,9 @@ impl<'a> LineParser<'a> {
     fn address_string(&mut self) -> Option<u64> {
         let rest = &self.line[self.pos..];
         if rest.len() > 3 && rest[1] == b'0' && rest[2] == b'x' {
-            let mut value: u64 = 0;
-            let mut i = 3;
-            while i < rest.len() && i < 3 + 16 {
-                let digit = match rest[i] {
-                    b @ b'0'..=b'9' => b - b'0',
-                    b @ b'a'..=b'f' => b - b'a' + 10,
-                    _ => break,
-                };
-                value = (value << 4) | u64::from(digit);
-                i += 1;
-            }
-            if i > 3 && rest.get(i) == Some(&b'"') && self.ends_string(self.pos + i) {
+            let (value, digits) = hex_prefix(&rest[3..]);
+            let i = 3 + digits;
+            if digits > 0 && rest.get(i) == Some(&b'"') && self.ends_string(self.pos + i) {
                 self.pos += i + 1;
                 return Some(value);
             }
@@ -427,6 +568,15 @@ impl<'a> LineParser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'"') => {
                     let start = self.pos + 1;
+                    // The fast path: `"0x` lowercase hex digits `"`.
+                    if let Some(hex) = self.line[start..].strip_prefix(b"0x") {
+                        let (address, digits) = hex_prefix(hex);
+                        if digits > 0 && hex.get(digits) == Some(&b'"') {
+                            out.push(address);
+                            self.pos = start + 2 + digits + 1;
+                            continue;
+                        }
+                    }
                     match memchr::memchr(b'"', &self.line[start..]) {
                         Some(len) => {
                             match parse_address(&self.line[start..start + len]) {
@@ -486,7 +636,7 @@ impl<'a> LineParser<'a> {
                 }
                 Some(b',') => self.pos += 1,
                 Some(b'"') => {
-                    let Some(key) = self.key() else {
+                    let Some((_, key)) = self.key() else {
                         self.record.incomplete = true;
                         return;
                     };
@@ -628,13 +778,13 @@ impl<'a> LineParser<'a> {
         }
     }
 
-    fn member(&mut self, key: &[u8], references: &mut Vec<u64>) {
+    fn member(&mut self, key: Key, name: &[u8], references: &mut Vec<u64>) {
         match key {
-            b"address" => {
+            Key::Address => {
                 let address = self.address_member();
                 self.record.address = address;
             }
-            b"type" => {
+            Key::Type => {
                 let span = self.string_member();
                 if let Some(span) = span {
                     let name = span.of(self.line);
@@ -647,33 +797,33 @@ impl<'a> LineParser<'a> {
                     self.record.type_name = Some(span);
                 }
             }
-            b"references" => {
+            Key::References => {
                 if self.peek() == Some(b'[') {
                     self.references(references);
                 } else {
                     self.skip_value();
                 }
             }
-            b"flags" => {
+            Key::Flags => {
                 if self.peek() == Some(b'{') {
                     self.flags();
                 } else {
                     self.skip_value();
                 }
             }
-            b"class" => self.record.class = self.address_member(),
-            b"superclass" => self.record.superclass = self.address_member(),
-            b"default" => self.record.default_proc = self.address_member(),
-            b"receiver_class" => self.record.receiver_class = self.address_member(),
-            b"root" => self.record.root_name = self.string_member(),
-            b"file" => self.record.file = self.string_member(),
-            b"line" => self.record.line = self.number_member(),
-            b"method" => self.record.method = self.string_member(),
-            b"generation" => self.record.generation = self.number_member(),
-            b"memsize" => self.record.memsize = self.number_member(),
-            b"bytesize" => self.record.bytesize = self.number_member(),
-            b"capacity" => self.record.capacity = self.number_member(),
-            b"value" => {
+            Key::Class => self.record.class = self.address_member(),
+            Key::Superclass => self.record.superclass = self.address_member(),
+            Key::Default => self.record.default_proc = self.address_member(),
+            Key::ReceiverClass => self.record.receiver_class = self.address_member(),
+            Key::Root => self.record.root_name = self.string_member(),
+            Key::File => self.record.file = self.string_member(),
+            Key::Line => self.record.line = self.number_member(),
+            Key::Method => self.record.method = self.string_member(),
+            Key::Generation => self.record.generation = self.number_member(),
+            Key::Memsize => self.record.memsize = self.number_member(),
+            Key::Bytesize => self.record.bytesize = self.number_member(),
+            Key::Capacity => self.record.capacity = self.number_member(),
+            Key::Value => {
                 // FLOAT values are bare in no version, but be lenient with numbers.
                 if self.peek() == Some(b'"') {
                     self.record.value = Some(self.string());
@@ -686,28 +836,28 @@ impl<'a> LineParser<'a> {
                     });
                 }
             }
-            b"encoding" => self.record.encoding = self.string_member(),
-            b"coderange" => self.record.coderange = self.string_member(),
-            b"length" | b"size" | b"ivars" => self.record.length = self.number_member(),
-            b"fd" => self.record.fd = self.number_member(),
-            b"shape_id" => self.record.shape_id = self.number_member(),
-            b"slot_size" => self.record.slot_size = self.number_member(),
-            b"variation_count" => self.record.variation_count = self.number_member(),
-            b"name" => self.record.name = self.string_member(),
-            b"real_class_name" => self.record.real_class_name = self.string_member(),
-            b"struct" | b"imemo_type" => self.record.subtype = self.string_member(),
-            b"mid" => self.record.mid = self.string_member(),
-            b"called_id" => self.record.called_id = self.string_member(),
-            b"id" => self.record.shape_id = self.number_member(),
-            b"parent_id" => self.record.shape_parent_id = self.number_member(),
-            b"depth" => self.record.shape_depth = self.number_member(),
-            b"shape_type" => self.record.shape_type = self.string_member(),
-            b"edge_name" => self.record.edge_name = self.string_member(),
-            b"edges" => self.record.shape_edges = self.number_member(),
-            _ => {
+            Key::Encoding => self.record.encoding = self.string_member(),
+            Key::Coderange => self.record.coderange = self.string_member(),
+            Key::Length => self.record.length = self.number_member(),
+            Key::Fd => self.record.fd = self.number_member(),
+            Key::ShapeId => self.record.shape_id = self.number_member(),
+            Key::SlotSize => self.record.slot_size = self.number_member(),
+            Key::VariationCount => self.record.variation_count = self.number_member(),
+            Key::Name => self.record.name = self.string_member(),
+            Key::RealClassName => self.record.real_class_name = self.string_member(),
+            Key::Subtype => self.record.subtype = self.string_member(),
+            Key::Mid => self.record.mid = self.string_member(),
+            Key::CalledId => self.record.called_id = self.string_member(),
+            Key::Id => self.record.shape_id = self.number_member(),
+            Key::ParentId => self.record.shape_parent_id = self.number_member(),
+            Key::Depth => self.record.shape_depth = self.number_member(),
+            Key::ShapeType => self.record.shape_type = self.string_member(),
+            Key::EdgeName => self.record.edge_name = self.string_member(),
+            Key::Edges => self.record.shape_edges = self.number_member(),
+            Key::Other => {
                 if self.peek() == Some(b't') || self.peek() == Some(b'f') {
                     if self.boolean() == Some(true) {
-                        self.record.flags |= flag::from_name(key);
+                        self.record.flags |= flag::from_name(name);
                     }
                 } else {
                     self.skip_value();
@@ -728,9 +878,50 @@ fn find_quote(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'"', &bytes[head..]).map(|i| head + i)
 }
 
+/// Index of the first `"` byte among the 16 bytes of `word` (little-endian), if any:
+/// the classic "which byte is zero" bit trick on `word ^ "\"\"…"`. Bytes above the first
+/// zero byte can show false positives; the lowest set bit is always right.
+#[inline]
+fn first_quote_in(word: u128) -> Option<usize> {
+    const ONES: u128 = u128::from_le_bytes([0x01; 16]);
+    const HIGHS: u128 = u128::from_le_bytes([0x80; 16]);
+    const QUOTES: u128 = u128::from_le_bytes([b'"'; 16]);
+    let x = word ^ QUOTES;
+    let found = x.wrapping_sub(ONES) & !x & HIGHS;
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
+}
+
 /// Is the quote that follows `before` escaped by a backslash (an odd run of them)?
 fn is_escaped(before: &[u8]) -> bool {
     before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+}
+
+/// Lowercase hex digit values, as the emitter writes addresses; 0xFF for other bytes.
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The value of the lowercase hex digits that start `bytes` (at most 16) and how many
+/// there are.
+#[inline]
+fn hex_prefix(bytes: &[u8]) -> (u64, usize) {
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &b in bytes.iter().take(16) {
+        let digit = HEX_DIGITS[b as usize];
+        if digit > 15 {
+            break;
+        }
+        value = (value << 4) | u64::from(digit);
+        digits += 1;
+    }
+    (value, digits)
 }
 
 /// `0x` + hex digits, as the emitter writes addresses.

@@ -1,0 +1,267 @@
+# frozen_string_literal: true
+
+# The benchmark suite (`rake bench`): heapdiff against heapy, with `cat` and `wc -l`
+# as the floor, on seeded dumps of about 1M and 5M objects.
+#
+#   ruby bench/suite.rb [--sizes 1000000,5000000] [--seed 42] [--runs 1]
+#                       [--no-heapy] [--results bench/RESULTS.md]
+#
+# For each size, bench/generate.rb writes three dumps of a real traced process (Rails'
+# libraries from Debian's gems, then strings, arrays, hashes, objects, structs…) into
+# bench/out/SIZE/, once. Then each command runs in a child process, timed with
+# /usr/bin/time (wall time and peak RSS), the page cache warmed first:
+#
+#   cat         cat 0.json 1.json 2.json
+#   wc -l       wc -l 0.json 1.json 2.json
+#   heapy       heapy diff 0.json 1.json 2.json
+#   diff        Heapdiff.diff(0, 1, 2) and print the top group: the whole user story
+#   load        Heapdiff.load(2.json), all cores; and again with HEAPDIFF_THREADS=1
+#   retention   on 2.json: the first path query from the roots, and the dominator tree
+#
+# Prints a table per size and the targets of issue 6, and writes both, with a
+# description of the machine, to --results. A benchmark, not a test: exits 0.
+
+require "etc"
+require "json"
+require "optparse"
+require "rbconfig"
+require "tempfile"
+
+module HeapdiffBench
+  class Suite
+    ROOT = File.expand_path("..", __dir__)
+    TIME = "/usr/bin/time"
+
+    # Issue 6's targets for this machine.
+    HEAPY_SPEEDUP = 30.0
+    CAT_RATIO = 4.0
+    LOAD_MB_S_PER_CORE = 400.0
+    RSS_FRACTION = 0.3
+    LINEAR_RATIO = 5.5
+
+    # Runs in the child for "load" and "retention": prints one JSON line of timings
+    # measured inside the process (no Ruby start-up, no require).
+    LOAD_SCRIPT = <<~RUBY
+      require "heapdiff"
+      t = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      heap = Heapdiff.load(ARGV[0])
+      puts JSON.generate(load: Process.clock_gettime(Process::CLOCK_MONOTONIC) - t, objects: heap.size)
+    RUBY
+    RETENTION_SCRIPT = <<~RUBY
+      require "heapdiff"
+      clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      heap = Heapdiff.load(ARGV[0])
+      # The first query builds the breadth-first tree from the roots, whatever the target.
+      target = heap.object(Random.new(42).rand(heap.size))
+      t = clock.call
+      path = heap.path_to_root(target)
+      path_s = clock.call - t
+      t = clock.call
+      retained = heap.retained_size(target)
+      puts JSON.generate(path: path_s, path_length: path&.size, dominators: clock.call - t, retained: retained)
+    RUBY
+    DIFF_SCRIPT = 'require "heapdiff"; puts Heapdiff.diff(*ARGV).groups.first'
+
+    Result = Struct.new(:name, :wall, :rss_kb, :inner, :note, keyword_init: true)
+
+    def initialize(argv)
+      @opts = { sizes: [1_000_000, 5_000_000], seed: 42, runs: 1, heapy: true,
+                results: File.join(ROOT, "bench", "RESULTS.md") }
+      OptionParser.new do |o|
+        o.banner = "usage: ruby bench/suite.rb [options]"
+        o.on("--sizes N,N", Array, "objects per dump (default 1000000,5000000)") do |v|
+          @opts[:sizes] = v.map { |s| Integer(s.delete("_")) }
+        end
+        o.on("--seed S", Integer, "generator seed (default 42)") { |v| @opts[:seed] = v }
+        o.on("--runs N", Integer, "runs per command, the median is shown (default 1)") { |v| @opts[:runs] = [v, 1].max }
+        o.on("--no-heapy", "skip heapy (minutes on 5M objects)") { @opts[:heapy] = false }
+        o.on("--results PATH", "where to write the report (default bench/RESULTS.md)") { |v| @opts[:results] = v }
+      end.parse!(argv)
+    end
+
+    def run
+      abort "#{TIME} is missing: apt-get install time" unless File.executable?(TIME)
+      abort "heapdiff is not built: run rake compile" unless heapdiff_built?
+
+      started = Time.now
+      load_before = File.read("/proc/loadavg").split.first(3).join(" ")
+      sections = @opts[:sizes].map { |objects| bench_size(objects) }
+      report = [machine(started, load_before), *sections.map { |s| s[:text] }, targets(sections)].join("\n")
+      puts report
+      File.write(@opts[:results], "# Benchmark results\n\n#{report}")
+      puts "\nwritten to #{@opts[:results]}"
+      0
+    end
+
+    private
+
+    def bench_size(objects)
+      dir = File.join(ROOT, "bench", "out", objects.to_s)
+      system(RbConfig.ruby, File.join(ROOT, "bench", "generate.rb"), dir, "--objects", objects.to_s,
+             "--seed", @opts[:seed].to_s, exception: true)
+      params = JSON.parse(File.read(File.join(dir, "params.json")))
+      files = Array.new(3) { |i| File.join(dir, "#{i}.json") }
+      total = files.sum { |f| File.size(f) }
+      system("cat", *files, out: File::NULL) # the page cache, warm for every tool
+
+      results = {}
+      results[:cat] = measure("cat", ["cat", *files])
+      results[:wc] = measure("wc -l", ["wc", "-l", *files])
+      results[:heapy] = measure("heapy diff", [heapy, "diff", *files]) if @opts[:heapy] && heapy
+      results[:diff] = measure("heapdiff diff", ruby_cmd(DIFF_SCRIPT, *files))
+      results[:load] = measure("heapdiff load", ruby_cmd(LOAD_SCRIPT, files[2]), json: true)
+      results[:load1] = measure("heapdiff load, 1 thread", ruby_cmd(LOAD_SCRIPT, files[2]), json: true,
+                                                                                             env: { "HEAPDIFF_THREADS" => "1" })
+      results[:retention] = measure("heapdiff path + dominators", ruby_cmd(RETENTION_SCRIPT, files[2]), json: true)
+      { objects: objects, params: params, files: files, total: total, results: results,
+        text: section_text(objects, params, files, total, results) }
+    end
+
+    def section_text(objects, params, files, total, r)
+      mb = ->(bytes) { bytes / 1e6 }
+      dump2 = File.size(files[2])
+      lines = ["## #{objects.to_s.reverse.scan(/\d{1,3}/).join(",").reverse} objects per dump", "",
+               format("Dumps: %s MB (%.1f MB in all), %s lines.",
+                      files.map { |f| format("%.1f", mb.call(File.size(f))) }.join(" + "), mb.call(total),
+                      params["lines"].join(" + ")),
+               "",
+               "| command | wall s | peak RSS MB | vs cat | heapy vs it | RSS / dumps |",
+               "|---|---:|---:|---:|---:|---:|"]
+      cat = r[:cat]&.wall
+      heapy = r[:heapy]&.wall
+      r.each_value do |res|
+        if res.note
+          lines << "| #{res.name} | #{res.note} | | | | |"
+          next
+        end
+        lines << format("| %s | %.2f | %.0f | %s | %s | %.2f |", res.name, res.wall, res.rss_kb / 1e3,
+                        cat ? format("%.1f×", res.wall / cat) : "n/a",
+                        heapy ? format("%.1f×", heapy / res.wall) : "n/a", res.rss_kb * 1e3 / total)
+      end
+      lines << ""
+      if (load = r[:load]&.inner) && (load1 = r[:load1]&.inner)
+        lines << format("In-process load of 2.json (%.1f MB, %d objects): %.2f s on %d cores = %.0f MB/s, " \
+                        "%.0f MB/s per core; %.2f s on 1 thread = %.0f MB/s.",
+                        mb.call(dump2), load["objects"], load["load"], cores, mb.call(dump2) / load["load"],
+                        mb.call(dump2) / load["load"] / cores, load1["load"], mb.call(dump2) / load1["load"])
+      end
+      if (ret = r[:retention]&.inner)
+        lines << format("Retention on 2.json: first path query %.1f ms (%s steps), dominator tree and retained " \
+                        "sizes %.0f ms.", ret["path"] * 1e3, ret["path_length"] || "no path", ret["dominators"] * 1e3)
+      end
+      lines << ""
+      lines.join("\n")
+    end
+
+    def targets(sections)
+      lines = ["## Targets", ""]
+      sections.each do |s|
+        r = s[:results]
+        diff = r[:diff]
+        next unless diff&.wall
+
+        label = "#{s[:objects]} objects"
+        if (heapy = r[:heapy]&.wall)
+          lines << check(heapy / diff.wall >= HEAPY_SPEEDUP,
+                         format("%s: diff %.1f× faster than heapy (target ≥ %.0f×)", label, heapy / diff.wall, HEAPY_SPEEDUP))
+        end
+        lines << check(diff.wall / r[:cat].wall <= CAT_RATIO,
+                       format("%s: diff takes %.1f× `cat` of the three files (target ≤ %.0f×)", label,
+                              diff.wall / r[:cat].wall, CAT_RATIO))
+        if (load = r[:load]&.inner)
+          per_core = File.size(s[:files][2]) / 1e6 / load["load"] / cores
+          lines << check(per_core >= LOAD_MB_S_PER_CORE,
+                         format("%s: load %.0f MB/s per core (target ≥ %.0f)", label, per_core, LOAD_MB_S_PER_CORE))
+        end
+        fraction = diff.rss_kb * 1e3 / s[:total]
+        lines << check(fraction <= RSS_FRACTION,
+                       format("%s: diff peak RSS %.2f× the dumps' size (target ≤ %.1f×)", label, fraction, RSS_FRACTION))
+      end
+      small, large = sections.minmax_by { |s| s[:objects] }
+      if sections.size > 1 && small[:results][:diff]&.wall && large[:results][:diff]&.wall
+        ratio = large[:results][:diff].wall / small[:results][:diff].wall
+        scale = large[:objects].to_f / small[:objects]
+        lines << check(ratio <= LINEAR_RATIO * scale / 5,
+                       format("diff of %d vs %d objects: %.2f× the time (target ≤ %.1f×: linear)", large[:objects],
+                              small[:objects], ratio, LINEAR_RATIO * scale / 5))
+      end
+      lines.join("\n") + "\n"
+    end
+
+    def check(pass, text)
+      "- #{pass ? "PASS" : "MISS"} #{text}"
+    end
+
+    def machine(started, load_before)
+      cpu = File.read("/proc/cpuinfo")[/^model name\s*:\s*(.+)$/, 1]
+      mem = File.read("/proc/meminfo")[/^MemTotal:\s+(\d+)/, 1].to_i / 1e6
+      commit = `git -C #{ROOT} rev-parse --short HEAD 2>/dev/null`.strip
+      heapy_version = heapy && `dpkg-query -W -f '${Version}' ruby-heapy 2>/dev/null`.strip
+      ["## Machine", "",
+       "- #{started.utc.strftime("%Y-%m-%d %H:%M UTC")}, heapdiff #{commit.empty? ? "(no git)" : commit}, " \
+       "#{RUBY_DESCRIPTION}",
+       "- #{cpu}, #{cores} cores, #{format("%.1f", mem)} GB memory, #{`uname -sr`.strip}",
+       "- load average before the run: #{load_before}",
+       "- heapy: #{heapy || "not found"}#{" (Debian ruby-heapy #{heapy_version})" unless heapy_version.to_s.empty?}",
+       "- #{@opts[:runs]} run(s) per command, median shown; times by #{TIME}, page cache warm", ""].join("\n")
+    end
+
+    def cores
+      Etc.nprocessors
+    end
+
+    def heapy
+      return @heapy if defined?(@heapy)
+
+      @heapy = ["/usr/bin/heapy", *ENV.fetch("PATH", "").split(":").map { |d| File.join(d, "heapy") }]
+               .find { |p| File.executable?(p) }
+    end
+
+    def heapdiff_built?
+      system(*ruby_cmd('require "heapdiff"'), out: File::NULL, err: File::NULL)
+    end
+
+    def ruby_cmd(script, *args)
+      [RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-rjson", "-e", script, *args]
+    end
+
+    # The median of --runs runs of +cmd+: wall time and peak RSS from /usr/bin/time,
+    # and with json: true, the JSON line the command printed.
+    def measure(name, cmd, json: false, env: {})
+      print "  #{name}… "
+      runs = Array.new(@opts[:runs]) { run_once(cmd, env) }
+      if (failed = runs.find { |r| r[:error] })
+        puts "failed"
+        return Result.new(name: name, note: "failed: #{failed[:error]}")
+      end
+
+      runs.sort_by! { |r| r[:wall] }
+      mid = runs[runs.size / 2]
+      puts format("%.2f s", mid[:wall])
+      Result.new(name: name, wall: mid[:wall], rss_kb: runs.map { |r| r[:rss_kb] }.sort[runs.size / 2],
+                 inner: json ? JSON.parse(mid[:out].lines.last) : nil)
+    end
+
+    def run_once(cmd, env)
+      timing = Tempfile.new("bench-time")
+      err = Tempfile.new("bench-err")
+      out_r, out_w = IO.pipe
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      pid = Process.spawn(env, TIME, "-f", "%M", "-o", timing.path, *cmd, out: out_w, err: err.path)
+      out_w.close
+      out = out_r.read
+      _, status = Process.wait2(pid)
+      # Our clock, not time's %e: that one has 10 ms steps, too coarse for `cat`.
+      wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+      return { error: "#{status}: #{File.read(err.path).lines.last(3).join.strip[0, 300]}" } unless status.success?
+
+      { wall: wall, rss_kb: Integer(File.read(timing.path).lines.last), out: out }
+    ensure
+      out_r&.close
+      timing&.close!
+      err&.close!
+    end
+  end
+end
+
+exit HeapdiffBench::Suite.new(ARGV).run if $PROGRAM_NAME == __FILE__
