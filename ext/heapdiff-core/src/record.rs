@@ -249,66 +249,102 @@ const fn pack_key(name: &[u8]) -> Option<u128> {
 }
 
 macro_rules! keys {
-    ($($constant:ident = $name:literal => $key:ident),* $(,)?) => {
-        impl Key {
-            fn of(packed: Option<u128>) -> Key {
-                let Some(packed) = packed else { return Key::Other };
-                $(
-                    const $constant: u128 = match pack_key($name) {
-                        Some(packed) => packed,
-                        None => panic!("key names are at most 15 bytes"),
-                    };
-                )*
-                match packed {
-                    $($constant => Key::$key,)*
-                    _ => Key::Other,
-                }
-            }
-        }
+    ($($name:literal => $key:ident),* $(,)?) => {
+        /// The names and their keys.
+        const KEYS: &[(&[u8], Key)] = &[$(($name, Key::$key)),*];
     };
+}
+
+/// Multiplier of the perfect hash from a name to its slot in `KEY_SLOTS`: found by a
+/// search; `key_slots` refuses to compile if two names ever share a slot.
+const KEY_HASH: u64 = 0x3dd82d982de1babf;
+const KEY_SLOT_BITS: u32 = 7;
+
+const fn key_slot(packed: u128) -> usize {
+    let first_bytes = packed as u64;
+    let len = (packed >> 120) as u64;
+    ((first_bytes ^ len).wrapping_mul(KEY_HASH) >> (64 - KEY_SLOT_BITS)) as usize
+}
+
+const fn key_slots() -> [(u128, Key); 1 << KEY_SLOT_BITS] {
+    // u128::MAX packs no name (its length byte would be 255).
+    let mut slots = [(u128::MAX, Key::Other); 1 << KEY_SLOT_BITS];
+    let mut i = 0;
+    while i < KEYS.len() {
+        let packed = match pack_key(KEYS[i].0) {
+            Some(packed) => packed,
+            None => panic!("key names are at most 15 bytes"),
+        };
+        let slot = key_slot(packed);
+        assert!(
+            slots[slot].0 == u128::MAX,
+            "two key names share a slot: change KEY_HASH"
+        );
+        slots[slot] = (packed, KEYS[i].1);
+        i += 1;
+    }
+    slots
+}
+
+static KEY_SLOTS: [(u128, Key); 1 << KEY_SLOT_BITS] = key_slots();
+
+impl Key {
+    /// The key of a packed name: one multiply and one compare.
+    #[inline]
+    fn of(packed: Option<u128>) -> Key {
+        let Some(packed) = packed else {
+            return Key::Other;
+        };
+        let (name, key) = KEY_SLOTS[key_slot(packed)];
+        if name == packed {
+            key
+        } else {
+            Key::Other
+        }
+    }
 }
 
 // Several names map to one key: `length`/`size`/`ivars` are all "how many", and DATA
 // `struct` and IMEMO `imemo_type` both say what kind the object is.
 keys! {
-    ADDRESS = b"address" => Address,
-    TYPE = b"type" => Type,
-    REFERENCES = b"references" => References,
-    FLAGS = b"flags" => Flags,
-    CLASS = b"class" => Class,
-    SUPERCLASS = b"superclass" => Superclass,
-    DEFAULT = b"default" => Default,
-    RECEIVER_CLASS = b"receiver_class" => ReceiverClass,
-    ROOT = b"root" => Root,
-    FILE = b"file" => File,
-    LINE = b"line" => Line,
-    METHOD = b"method" => Method,
-    GENERATION = b"generation" => Generation,
-    MEMSIZE = b"memsize" => Memsize,
-    BYTESIZE = b"bytesize" => Bytesize,
-    CAPACITY = b"capacity" => Capacity,
-    VALUE = b"value" => Value,
-    ENCODING = b"encoding" => Encoding,
-    CODERANGE = b"coderange" => Coderange,
-    LENGTH = b"length" => Length,
-    SIZE = b"size" => Length,
-    IVARS = b"ivars" => Length,
-    FD = b"fd" => Fd,
-    SHAPE_ID = b"shape_id" => ShapeId,
-    SLOT_SIZE = b"slot_size" => SlotSize,
-    VARIATION_COUNT = b"variation_count" => VariationCount,
-    NAME = b"name" => Name,
-    REAL_CLASS_NAME = b"real_class_name" => RealClassName,
-    STRUCT = b"struct" => Subtype,
-    IMEMO_TYPE = b"imemo_type" => Subtype,
-    MID = b"mid" => Mid,
-    CALLED_ID = b"called_id" => CalledId,
-    ID = b"id" => Id,
-    PARENT_ID = b"parent_id" => ParentId,
-    DEPTH = b"depth" => Depth,
-    SHAPE_TYPE = b"shape_type" => ShapeType,
-    EDGE_NAME = b"edge_name" => EdgeName,
-    EDGES = b"edges" => Edges,
+    b"address" => Address,
+    b"type" => Type,
+    b"references" => References,
+    b"flags" => Flags,
+    b"class" => Class,
+    b"superclass" => Superclass,
+    b"default" => Default,
+    b"receiver_class" => ReceiverClass,
+    b"root" => Root,
+    b"file" => File,
+    b"line" => Line,
+    b"method" => Method,
+    b"generation" => Generation,
+    b"memsize" => Memsize,
+    b"bytesize" => Bytesize,
+    b"capacity" => Capacity,
+    b"value" => Value,
+    b"encoding" => Encoding,
+    b"coderange" => Coderange,
+    b"length" => Length,
+    b"size" => Length,
+    b"ivars" => Length,
+    b"fd" => Fd,
+    b"shape_id" => ShapeId,
+    b"slot_size" => SlotSize,
+    b"variation_count" => VariationCount,
+    b"name" => Name,
+    b"real_class_name" => RealClassName,
+    b"struct" => Subtype,
+    b"imemo_type" => Subtype,
+    b"mid" => Mid,
+    b"called_id" => CalledId,
+    b"id" => Id,
+    b"parent_id" => ParentId,
+    b"depth" => Depth,
+    b"shape_type" => ShapeType,
+    b"edge_name" => EdgeName,
+    b"edges" => Edges,
 }
 
 /// Keys whose string values the emitter escapes. Raw quotes inside the others are
@@ -867,15 +903,22 @@ impl<'a> LineParser<'a, '_> {
     }
 }
 
-/// Position of the first `"`: a plain loop for the short keys and values that make up
-/// most of a dump (a call to memchr costs more than it saves there), memchr beyond.
+/// Position of the first `"`: 16 bytes at a time for the short keys and values that make
+/// up most of a dump (a call to memchr costs more than it saves there), memchr beyond.
 #[inline]
 fn find_quote(bytes: &[u8]) -> Option<usize> {
-    let head = bytes.len().min(24);
-    if let Some(i) = bytes[..head].iter().position(|&b| b == b'"') {
-        return Some(i);
+    let mut at = 0;
+    while at < 64 {
+        let Some(chunk) = bytes[at..].first_chunk::<16>() else {
+            let rest = &bytes[at..];
+            return rest.iter().position(|&b| b == b'"').map(|i| at + i);
+        };
+        if let Some(i) = first_quote_in(u128::from_le_bytes(*chunk)) {
+            return Some(at + i);
+        }
+        at += 16;
     }
-    memchr::memchr(b'"', &bytes[head..]).map(|i| head + i)
+    memchr::memchr(b'"', &bytes[at..]).map(|i| at + i)
 }
 
 /// Index of the first `"` byte among the 16 bytes of `word` (little-endian), if any:
