@@ -63,11 +63,8 @@ impl AddressIndex {
         match self {
             AddressIndex::Paged(blocks) => {
                 let &(start, end) = blocks.get(&(address >> BLOCK_SHIFT))?;
-                let (start, end) = (start as usize, end as usize);
-                addresses[start..end]
-                    .binary_search(&address)
-                    .ok()
-                    .map(|i| start + i)
+                let block = &addresses[start as usize..end as usize];
+                find_in_block(block, address).map(|i| start as usize + i)
             }
             AddressIndex::Hashed { rows, .. } => rows.get(&address).map(|&i| i as usize),
         }
@@ -79,6 +76,31 @@ impl AddressIndex {
             AddressIndex::Paged(_) => 0,
             AddressIndex::Hashed { duplicates, .. } => *duplicates,
         }
+    }
+}
+
+/// The position of `address` in a block's sorted addresses. Slots in a page are evenly
+/// spaced and most are live, so the position is close to where the address falls
+/// between the block's first and last: look there first, then search the side it is on.
+#[inline]
+fn find_in_block(block: &[u64], address: u64) -> Option<usize> {
+    let (&first, &last) = (block.first()?, block.last()?);
+    if address < first || address > last {
+        return None;
+    }
+    let span = last - first;
+    let guess = if span == 0 {
+        0
+    } else {
+        ((address - first) as u128 * (block.len() - 1) as u128 / span as u128) as usize
+    };
+    match block[guess].cmp(&address) {
+        std::cmp::Ordering::Equal => Some(guess),
+        std::cmp::Ordering::Less => block[guess + 1..]
+            .binary_search(&address)
+            .ok()
+            .map(|i| guess + 1 + i),
+        std::cmp::Ordering::Greater => block[..guess].binary_search(&address).ok(),
     }
 }
 
@@ -96,6 +118,29 @@ mod tests {
         }
         assert_eq!(index.find(&addresses, 0x10030), None);
         assert_eq!(index.find(&addresses, 0x50000), None);
+    }
+
+    #[test]
+    fn finds_every_address_in_a_block_with_gaps() {
+        // Slots of 40 bytes with some free (absent) ones, and an uneven tail.
+        let block: Vec<u64> = (0..400u64)
+            .filter(|i| i % 7 != 3)
+            .map(|i| 0x10000 + 40 * i)
+            .chain([0x10000 + 40 * 400 + 8])
+            .collect();
+        for (i, &a) in block.iter().enumerate() {
+            assert_eq!(find_in_block(&block, a), Some(i));
+        }
+        for absent in [
+            0x10000 - 40,
+            0x10000 + 40 * 3,
+            0x10000 + 1,
+            0x10000 + 40 * 402,
+        ] {
+            assert_eq!(find_in_block(&block, absent), None);
+        }
+        assert_eq!(find_in_block(&[0x10000], 0x10000), Some(0));
+        assert_eq!(find_in_block(&[], 0x10000), None);
     }
 
     #[test]

@@ -389,6 +389,11 @@ struct Chunk {
     /// The first line that is no record at all: local line number, why, and whether it
     /// is the unterminated last line of the file (then it is a truncation, not an error).
     bad_line: Option<(u64, String, bool)>,
+    /// The last file, method and subtype interned: neighbours in a dump were often
+    /// allocated by the same code, and a compare is cheaper than a hash lookup.
+    last_file: u32,
+    last_method: u32,
+    last_subtype: u32,
 }
 
 fn parse_piece(data: &[u8], offset: u64, last: bool, cancel: Option<&AtomicBool>) -> Chunk {
@@ -534,11 +539,17 @@ impl Chunk {
                 c.object_type.push(object_type);
                 c.flags.push(record.flags as u16);
                 c.class.push(record.class.unwrap_or(0));
-                c.file
-                    .push(intern_opt(&mut self.strings, text(record.file)));
+                c.file.push(intern_again(
+                    &mut self.strings,
+                    text(record.file),
+                    &mut self.last_file,
+                ));
                 c.line.push(small(record.line, &mut self.stats));
-                c.method
-                    .push(intern_opt(&mut self.strings, text(record.method)));
+                c.method.push(intern_again(
+                    &mut self.strings,
+                    text(record.method),
+                    &mut self.last_method,
+                ));
                 c.generation.push(small(record.generation, &mut self.stats));
                 c.memsize.push(record.memsize.unwrap_or(0));
                 c.bytesize.push(match record.bytesize {
@@ -547,8 +558,11 @@ impl Chunk {
                     b => small(b, &mut self.stats),
                 });
                 c.length.push(small(record.length, &mut self.stats));
-                c.subtype
-                    .push(intern_opt(&mut self.strings, text(record.subtype)));
+                c.subtype.push(intern_again(
+                    &mut self.strings,
+                    text(record.subtype),
+                    &mut self.last_subtype,
+                ));
                 c.shape_id.push(small(record.shape_id, &mut self.stats));
                 c.offset.push(offset);
                 self.references.extend_from_slice(refs);
@@ -596,6 +610,19 @@ fn is_legacy_anonymous_name(name: &[u8]) -> bool {
     name.strip_prefix(b"#<Class:0x")
         .and_then(|rest| rest.strip_suffix(b">"))
         .is_some_and(|hex| !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit))
+}
+
+/// As `intern_opt`, first trying the id interned last time at this place.
+fn intern_again(strings: &mut Interner, bytes: Option<&[u8]>, last: &mut u32) -> u32 {
+    match bytes {
+        Some(b) if !b.is_empty() => {
+            if *last == NONE || strings.get(*last) != Some(b) {
+                *last = strings.intern(b);
+            }
+            *last
+        }
+        _ => NONE,
+    }
 }
 
 fn intern_opt(strings: &mut Interner, bytes: Option<&[u8]>) -> u32 {
