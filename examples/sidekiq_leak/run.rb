@@ -96,6 +96,18 @@ module SidekiqLeak
       stop_redis
     end
 
+    # Starts both processes, yields the server and stops them, printing the end of
+    # their logs first when the block fails.
+    def run
+      start
+      yield self
+    rescue StandardError, Interrupt
+      dump_logs
+      raise
+    ensure
+      stop
+    end
+
     def alive?
       process_alive?(@sidekiq_pid)
     end
@@ -297,16 +309,9 @@ module SidekiqLeak
       started = now
       FileUtils.mkdir_p(@outdir)
       Dir.mktmpdir("heapdiff-sidekiq-leak") do |tmp|
-        server = Server.new(tmp, log: @log)
-        begin
-          server.start
+        Server.new(tmp, log: @log).run do |server|
           metas = Array.new(PHASES) { |phase| run_phase(server, tmp, phase) }
           write_expected(metas)
-        rescue StandardError, Interrupt
-          server.dump_logs
-          raise
-        ensure
-          server.stop
         end
       end
       say format("done in %.1f s: %s", now - started, @outdir)

@@ -46,6 +46,24 @@ class TrendOrderJob
   end
 end
 
+# The in-process truth: app.rb's counts, written last (atomically), after where the
+# cache and the receipts are and how large they are.
+class TrendCountsJob
+  include Sidekiq::Worker
+  sidekiq_options queue: "default", retry: false
+
+  def perform(meta_path)
+    facts = {
+      "cache_location" => "#{SidekiqLeak::TREND_FILE}:#{SidekiqLeak::CACHE_LINE}",
+      "cache_size" => SidekiqLeak::LABELS.size,
+      "receipt_location" => "#{SidekiqLeak::TREND_FILE}:#{SidekiqLeak::RECEIPT_LINE}",
+      "receipt_lines" => SidekiqLeak.receipt.size
+    }
+    File.write("#{meta_path}.trend", JSON.generate(facts))
+    SidekiqLeak.write_meta(meta_path)
+  end
+end
+
 Sidekiq.configure_server do
   Heapdiff::Sidekiq.install(dir: ENV.fetch("HEAPDIFF_TREND_DIR"),
                             every_jobs: Integer(ENV.fetch("HEAPDIFF_TREND_EVERY_JOBS")), keep: 10)

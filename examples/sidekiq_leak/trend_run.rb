@@ -46,23 +46,16 @@ module SidekiqLeak
     private
 
     # Pushes every job at once (one FIFO queue, one processor thread): the middleware
-    # snapshots after jobs N, 2N, … 6N, then CountsJob (job 6N+1) writes the counts.
+    # snapshots after jobs N, 2N, … 6N, then TrendCountsJob (job 6N+1) writes the counts.
     def record(tmp, dir)
-      server = Server.new(tmp, log: @log, app: APP,
-                               env: { "HEAPDIFF_TREND_DIR" => dir, "HEAPDIFF_TREND_EVERY_JOBS" => @jobs.to_s })
       counts = File.join(tmp, "counts.json")
-      begin
-        server.start
+      env = { "HEAPDIFF_TREND_DIR" => dir, "HEAPDIFF_TREND_EVERY_JOBS" => @jobs.to_s }
+      Server.new(tmp, log: @log, app: APP, env: env).run do |server|
         SNAPSHOTS.times { |phase| server.push("TrendOrderJob", Array.new(@jobs) { |i| [phase, i] }) }
-        server.push("CountsJob", [[counts]])
+        server.push("TrendCountsJob", [[counts]])
         server.wait_until(TIMEOUT, "the jobs") { File.exist?(counts) }
-      rescue StandardError, Interrupt
-        server.dump_logs
-        raise
-      ensure
-        server.stop
       end
-      JSON.parse(File.read(counts))
+      JSON.parse(File.read(counts)).merge(JSON.parse(File.read("#{counts}.trend")))
     end
 
     def expected(counts)
@@ -71,16 +64,10 @@ module SidekiqLeak
       raise "leaked strings outside any phase: #{leaked.slice(*stray)}" unless stray.empty?
 
       per_phase = Array.new(SNAPSHOTS) { |p| leaked.fetch(p.to_s, 0) }
-      trend_file = File.expand_path("trend_app.rb", __dir__)
-      lines = File.readlines(trend_file)
-      line_of = ->(marker) { lines.index { |l| l.rstrip.end_with?("# #{marker}") } + 1 }
       {
         "leak_location" => "#{counts["leak_file"]}:#{counts["leak_line"]}",
-        "leak_per_snapshot" => per_phase.each_with_index.map { |_, k| per_phase[0..k].sum },
-        "cache_location" => "#{trend_file}:#{line_of["cache-line"]}",
-        "cache_size" => 100,
-        "receipt_location" => "#{trend_file}:#{line_of["receipt-line"]}",
-        "receipt_lines" => 20,
+        "leak_per_snapshot" => per_phase.each_index.map { |k| per_phase[0..k].sum },
+        **counts.slice("cache_location", "cache_size", "receipt_location", "receipt_lines"),
         "jobs_per_snapshot" => @jobs,
         "jobs_done" => counts["jobs_done"],
         "jobs_failed" => counts["jobs_failed"],
