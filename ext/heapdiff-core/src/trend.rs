@@ -307,8 +307,8 @@ pub const MIN_GROWING_SNAPSHOTS: usize = 3;
 ///
 /// - **transient** when most objects do not survive to the next snapshot: over all
 ///   steps, survivors are fewer than half of the objects the snapshot before held
-///   (Σ survived[k] < ½ Σ counts[k-1], k ≥ 1), or no snapshot but the last has any.
-///   Objects come and go, whatever the counts do.
+///   (Σ survived[k] < ½ Σ counts[k-1], k ≥ 1), or no snapshot but the last has any,
+///   or the last has none. Objects come and go, whatever the counts do.
 /// - **growing** when they do survive and the count grows monotonically or nearly so
 ///   across at least 3 snapshots. Near-monotonic, with n snapshots (n - 1 steps):
 ///   the last count is above the first; the count rises in at least ⌈2(n-1)/3⌉ steps
@@ -319,7 +319,7 @@ pub const MIN_GROWING_SNAPSHOTS: usize = 3;
 pub fn verdict(counts: &[u64], survived: &[u64]) -> Verdict {
     let before: u64 = counts[..counts.len().saturating_sub(1)].iter().sum();
     let kept: u64 = survived.iter().skip(1).sum();
-    if before == 0 || kept * 2 < before {
+    if before == 0 || last(counts) == 0 || kept * 2 < before {
         return Verdict::Transient;
     }
     if near_monotonic(counts) {
@@ -403,5 +403,10 @@ mod tests {
         assert_eq!(verdict(&[10, 20, 30], &[0, 5, 10]), Verdict::Growing);
         // Seen in the last snapshot only: nothing says it stays.
         assert_eq!(verdict(&[0, 0, 7], &[0, 0, 0]), Verdict::Transient);
+        // Kept for a while, then freed: gone by the last snapshot.
+        assert_eq!(
+            verdict(&[100, 100, 0, 0], &[0, 100, 0, 0]),
+            Verdict::Transient
+        );
     }
 }

@@ -63,7 +63,7 @@ module Heapdiff
           #{snapshots_table}
           </section>
           #{warnings_section}
-          <footer>Verdicts: <b>growing</b>: retained, and the count rises monotonically or nearly (in at least ⅔ of the steps, never falling by more than a tenth) across at least 3 snapshots; <b>transient</b>: most objects are gone by the next snapshot; <b>stable</b>: retained, not growing. heapdiff #{h(VERSION)}.</footer>
+          <footer>Verdicts: <b>growing</b>: retained, and the count rises monotonically or nearly (in at least ⅔ of the steps, never falling by more than a tenth) across at least 3 snapshots; <b>transient</b>: most objects are gone by the next snapshot (or by the last); <b>stable</b>: retained, not growing. heapdiff #{h(VERSION)}.</footer>
           <script type="application/json" id="trend-data">#{json_for_script(chart_data)}</script>
           <script>#{File.read(File.join(ASSETS, "report.js"))}</script>
           </body>

@@ -13,7 +13,7 @@ module Heapdiff
     # The verdict (computed in heapdiff-core's trend.rs, where the rules are tested):
     # - :transient when most objects do not survive to the next snapshot (the
     #   survivors are fewer than half of the objects the snapshots before held), or
-    #   only the last snapshot has any: objects come and go.
+    #   only the last snapshot has any, or the last has none: objects come and go.
     # - :growing when they survive and the count grows monotonically or nearly so
     #   across at least 3 snapshots. Nearly, for n snapshots: the last count is above
     #   the first, the count rises in at least ⌈2(n-1)/3⌉ of the n-1 steps (both steps
