@@ -12,6 +12,7 @@ require_relative "heapdiff/suspect"
 require_relative "heapdiff/tracing"
 require_relative "heapdiff/snapshot"
 require_relative "heapdiff/recorder"
+require_relative "heapdiff/trend"
 require_relative "heapdiff/env"
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
@@ -42,6 +43,13 @@ module Heapdiff
     # own object and heapdiff's own allocations.
     def diff(before, after, later = nil, include_noise: false)
       Report.build(*load_all([before, after, later]), include_noise: include_noise)
+    end
+
+    # How each allocation site evolves across the snapshots in a Recorder's directory
+    # (+paths_or_dir+ a directory) or in a list of dumps (paths or Snapshots, oldest
+    # first): a Trend. Raises TrendError for fewer than two snapshots.
+    def trend(paths_or_dir, include_noise: false)
+      Trend.build(Trend.snapshots_from(paths_or_dir), include_noise: include_noise)
     end
 
     private

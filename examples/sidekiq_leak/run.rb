@@ -66,7 +66,8 @@ module SidekiqLeak
   #   server.stop
   #
   # +env+ is added to the server's environment; +binstub+ replaces the sidekiq
-  # executable (it is run with this Ruby and heapdiff's lib on the load path).
+  # executable (it is run with this Ruby and heapdiff's lib on the load path); +app+
+  # replaces app.rb (trend_app.rb builds on it).
   class Server
     include Logging
     APP = File.expand_path("app.rb", __dir__)
@@ -74,8 +75,9 @@ module SidekiqLeak
 
     attr_reader :tmp, :port, :sidekiq_log
 
-    def initialize(tmp, log: $stderr, env: {}, binstub: nil)
+    def initialize(tmp, log: $stderr, env: {}, binstub: nil, app: APP)
       @tmp = tmp
+      @app = app
       @log = log
       @env = env
       @binstub = binstub
@@ -92,6 +94,18 @@ module SidekiqLeak
     def stop
       stop_sidekiq
       stop_redis
+    end
+
+    # Starts both processes, yields the server and stops them, printing the end of
+    # their logs first when the block fails.
+    def run
+      start
+      yield self
+    rescue StandardError, Interrupt
+      dump_logs
+      raise
+    ensure
+      stop
     end
 
     def alive?
@@ -226,7 +240,7 @@ module SidekiqLeak
       }.merge(@env)
       @sidekiq_log = File.join(@tmp, "sidekiq.log")
       @sidekiq_pid = Process.spawn(
-        env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", APP, "-c", "1", "-q", "default",
+        env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", @app, "-c", "1", "-q", "default",
         "-t", "5", "-e", "production",
         in: File::NULL, out: @sidekiq_log, err: [:child, :out], pgroup: true,
         chdir: @tmp
@@ -295,16 +309,9 @@ module SidekiqLeak
       started = now
       FileUtils.mkdir_p(@outdir)
       Dir.mktmpdir("heapdiff-sidekiq-leak") do |tmp|
-        server = Server.new(tmp, log: @log)
-        begin
-          server.start
+        Server.new(tmp, log: @log).run do |server|
           metas = Array.new(PHASES) { |phase| run_phase(server, tmp, phase) }
           write_expected(metas)
-        rescue StandardError, Interrupt
-          server.dump_logs
-          raise
-        ensure
-          server.stop
         end
       end
       say format("done in %.1f s: %s", now - started, @outdir)

@@ -12,7 +12,8 @@ module Heapdiff
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
-      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list)."],
+      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
+                          "--html FILE also writes the trend over all of them as one HTML page."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."]
     }.freeze
@@ -62,10 +63,13 @@ module Heapdiff
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
-      snapshots = Snapshot.list(args[0]).last(3)
+      all = Snapshot.list(args[0])
+      snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
-      report_output(diff_paths(snapshots.map(&:path)), options)
+      status = report_output(diff_paths(snapshots.map(&:path)), options)
+      write_html(all, options[:html]) if options[:html]
+      status
     end
 
     def path_command(args, options)
@@ -113,6 +117,11 @@ module Heapdiff
         unless command == "path"
           o.on("--by KEY", BY, "Group by #{BY.join('|')}") { |v| options[:by] = v }
         end
+        if command == "report"
+          o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
+            options[:html] = v
+          end
+        end
         if %w[diff report].include?(command)
           o.on("--fail-over N", Integer, "Exit 1 when more than N objects are retained (for CI)") do |v|
             options[:fail_over] = v
@@ -126,7 +135,7 @@ module Heapdiff
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join('|')}, --fail-over N, --help.",
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join('|')}, --fail-over N, --html FILE (report), --help.",
               "'heapdiff COMMAND --help' for a command's own."
       status
     end
@@ -150,6 +159,20 @@ module Heapdiff
       return unless size && size >= PROGRESS_BYTES
 
       @err.puts format("heapdiff: loading %s (%.1f MB)…", path, size / 1_000_000.0)
+    end
+
+    # The trend over +snapshots+ as HTML, written to a temporary file renamed into
+    # place: a browser reloading the page never sees half of it.
+    def write_html(snapshots, path)
+      trend = Heapdiff.trend(snapshots)
+      temp = "#{path}.tmp-#{Process.pid}"
+      File.write(temp, trend.to_html)
+      File.rename(temp, path)
+      @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
+                "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
+    rescue SystemCallError => e
+      File.unlink(temp) if temp && File.exist?(temp)
+      raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end
 
     def report_output(report, options)

@@ -23,6 +23,10 @@ module Heapdiff
   # died. The message names the directory; #cause holds the system error, if any.
   class SnapshotError < Error; end
 
+  # Snapshots that cannot make a trend: fewer than two, from different processes, or
+  # not in time order.
+  class TrendError < Error; end
+
   # Long work was stopped from outside (Thread#kill, Timeout, Ctrl-C) and nothing
   # else was raised for it.
   class Interrupted < Error; end

@@ -1,20 +1,19 @@
 # frozen_string_literal: true
 
 require "json"
+require_relative "allocation_site"
 
 module Heapdiff
   # The retained objects of one allocation site: type, class, file and line.
   class Group
+    include AllocationSite
+
     attr_reader :report, :index, :type, :class_name, :subtype, :file, :line, :count, :memsize
 
     def initialize(report, index, values)
       @report = report
       @index = index
       @type, @class_name, @subtype, @file, @line, @count, @memsize = values
-    end
-
-    def location
-      file ? "#{file}:#{line}" : "(no allocation site: tracing was off)"
     end
 
     # Addresses of every object in the group.
@@ -31,16 +30,6 @@ module Heapdiff
       return enum_for(:each_object) { count } unless block
 
       rows.each { |row| yield report.after.object(row) }
-    end
-
-    # "STRING", "OBJECT Leak", "DATA VM/thread"…: what a reader needs to know the kind.
-    def label
-      case type
-      when "OBJECT", "STRUCT" then [type, class_name].compact.join(" ")
-      when "DATA" then [type, class_name || subtype].compact.join(" ")
-      when "IMEMO" then [type, subtype].compact.join(" ")
-      else type
-      end
     end
 
     def to_h

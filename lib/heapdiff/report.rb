@@ -71,14 +71,8 @@ module Heapdiff
 
     def suspect(group, class_edges: false)
       @suspects ||= {}
-      @suspects[[group.index, class_edges]] ||= begin
-        holders, retained, unreachable = _suspect(group.index, class_edges)
-        holders = holders.map do |row, count|
-          object = row && after.object(row)
-          Suspect::Holder.new(object, count, count.fdiv(group.count), object && after.path_to_root(object, class_edges: class_edges))
-        end
-        Suspect.new(group, holders, retained, unreachable)
-      end
+      @suspects[[group.index, class_edges]] ||=
+        Suspect.from_native(group, after, _suspect(group.index, class_edges), class_edges: class_edges)
     end
 
     def to_h

@@ -24,6 +24,17 @@ module Heapdiff
 
     attr_reader :group, :holders, :retained_size, :unreachable_count
 
+    # From a native `_suspect` answer ([[row or nil, count], …], retained, unreachable)
+    # for +group+'s objects (a Group or a Trend::Site) in +heap+.
+    def self.from_native(group, heap, native, class_edges:)
+      holders, retained, unreachable = native
+      holders = holders.map do |row, count|
+        object = row && heap.object(row)
+        Holder.new(object, count, count.fdiv(group.count), object && heap.path_to_root(object, class_edges: class_edges))
+      end
+      new(group, holders, retained, unreachable)
+    end
+
     def initialize(group, holders, retained_size, unreachable_count)
       @group = group
       @holders = holders

@@ -157,7 +157,7 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
     }
 }
 
-fn compaction_warning(earlier: &Heap, later: &Heap, moved: u64) -> String {
+pub(crate) fn compaction_warning(earlier: &Heap, later: &Heap, moved: u64) -> String {
     format!(
         "{moved} object(s) in {} were allocated before {} was taken but are not at their address in it: the heap was compacted between the two dumps (GC.compact or GC.auto_compact). They are matched by allocation site and generation instead of address; objects without allocation tracing cannot be matched that way.",
         later.source.display(),
@@ -166,7 +166,7 @@ fn compaction_warning(earlier: &Heap, later: &Heap, moved: u64) -> String {
 }
 
 /// How two dumps of one process relate: which rows are the same object.
-struct Pairing<'a> {
+pub(crate) struct Pairing<'a> {
     earlier: &'a Heap,
     later: &'a Heap,
     /// Maps the later heap's interned ids to the earlier heap's (files, by bytes).
@@ -178,14 +178,14 @@ struct Pairing<'a> {
     earlier_max_generation: Option<u32>,
     /// Objects of `later` older than `earlier` that `earlier` does not have at their
     /// address: the evidence of compaction.
-    moved: u64,
+    pub(crate) moved: u64,
     /// Tracing was on before `earlier` and still is in `later` (`later` has traced
     /// objects younger than everything in `earlier`).
     tracing_throughout: bool,
 }
 
 impl<'a> Pairing<'a> {
-    fn new(earlier: &'a Heap, later: &'a Heap) -> Pairing<'a> {
+    pub(crate) fn new(earlier: &'a Heap, later: &'a Heap) -> Pairing<'a> {
         let later_to_earlier = translate(later, earlier);
         let earlier_to_later = translate(earlier, later);
         let earlier_max_generation = earlier
@@ -223,7 +223,7 @@ impl<'a> Pairing<'a> {
     /// their generation. An untraced object in `later` when tracing was on before
     /// `earlier` (and still is in `later`) predates tracing: Ruby 2.7–3.3 drop the
     /// allocation info of objects that compaction moves.
-    fn is_older_than_earlier(&self, i: usize) -> bool {
+    pub(crate) fn is_older_than_earlier(&self, i: usize) -> bool {
         match (self.later.generation(i), self.earlier_max_generation) {
             (Some(g), Some(max)) => g < max,
             (None, Some(_)) => self.tracing_throughout,
@@ -232,7 +232,7 @@ impl<'a> Pairing<'a> {
     }
 
     /// The row of `earlier` that is the same object as row `i` of `later`.
-    fn counterpart(&self, i: usize) -> Option<usize> {
+    pub(crate) fn counterpart(&self, i: usize) -> Option<usize> {
         let j = self.earlier.find(self.later.columns.address[i])?;
         same_object(self.later, i, self.earlier, j, &self.later_to_earlier).then_some(j)
     }
@@ -352,7 +352,7 @@ fn translate(from: &Heap, to: &Heap) -> Vec<u32> {
 }
 
 /// Objects filtered by default.
-struct Noise<'a> {
+pub(crate) struct Noise<'a> {
     heap: &'a Heap,
     enabled: bool,
     tracer_struct: Option<u32>,
@@ -361,7 +361,7 @@ struct Noise<'a> {
 }
 
 impl<'a> Noise<'a> {
-    fn new(heap: &'a Heap, options: &DiffOptions) -> Noise<'a> {
+    pub(crate) fn new(heap: &'a Heap, options: &DiffOptions) -> Noise<'a> {
         let mut own_files = vec![false; heap.strings.len() + 1];
         for (id, own) in own_files.iter_mut().enumerate().skip(1) {
             let bytes = heap.strings.get(id as u32).expect("ids are dense");
@@ -379,7 +379,7 @@ impl<'a> Noise<'a> {
         }
     }
 
-    fn is_noise(&self, i: usize) -> bool {
+    pub(crate) fn is_noise(&self, i: usize) -> bool {
         if !self.enabled {
             return false;
         }
@@ -400,6 +400,27 @@ fn is_dump_machinery(file: &[u8]) -> bool {
     file.ends_with(b"/objspace.rb")
 }
 
+/// The class part of row `i`'s allocation site, in `heap`'s ids: the real class's
+/// interned name with the top bit set (`NAMED_CLASS`), else its address, 0 for IMEMOs.
+/// By *name*: a class reloaded under the same name (Rails' code reloading) is the
+/// same site to a reader. Unnamed classes go by address.
+pub(crate) fn site_class(heap: &Heap, i: usize) -> u64 {
+    let c = &heap.columns;
+    match c.object_type[i] {
+        ObjectType::Imemo => 0,
+        _ => {
+            let class = heap.real_class(c.class[i]);
+            match heap.class_names.get(&class) {
+                Some(&name) => u64::from(name) | NAMED_CLASS,
+                None => class,
+            }
+        }
+    }
+}
+
+/// Marks a `site_class` that is an interned class name, not an address.
+pub(crate) const NAMED_CLASS: u64 = 1 << 63;
+
 /// Groups rows of `heap` by (type, class, file, line), largest count first.
 fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
     let c = &heap.columns;
@@ -408,19 +429,7 @@ fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
     let mut subtypes: Vec<Option<u32>> = Vec::new();
     for &row in rows {
         let i = row as usize;
-        // Group by class *name*: a class reloaded under the same name (Rails' code
-        // reloading) is the same site to a reader. Unnamed classes go by address.
-        let class = match c.object_type[i] {
-            ObjectType::Imemo => 0,
-            _ => {
-                let class = heap.real_class(c.class[i]);
-                match heap.class_names.get(&class) {
-                    Some(&name) => u64::from(name) | 1 << 63,
-                    None => class,
-                }
-            }
-        };
-        let key = (c.object_type[i], class, c.file[i], c.line[i]);
+        let key = (c.object_type[i], site_class(heap, i), c.file[i], c.line[i]);
         let g = *by_site.entry(key).or_insert_with(|| {
             groups.push(Group {
                 object_type: c.object_type[i],

@@ -11,8 +11,10 @@ pub mod object_type;
 pub mod record;
 pub mod source;
 pub mod suspects;
+pub mod trend;
 
 pub use diff::{diff, DiffOptions, Group, Report};
 pub use heap::Heap;
 pub use load::{load, LoadError, LoadOptions};
 pub use object_type::ObjectType;
+pub use trend::{trend, Trend, Verdict};

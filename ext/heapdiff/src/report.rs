@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use heapdiff_core::suspects::suspects;
+use heapdiff_core::suspects::{suspects, Suspect};
 use heapdiff_core::{diff, DiffOptions, Heap, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
@@ -144,14 +144,19 @@ impl ReportHandle {
         let heap = rb_self.after.clone();
         let members = g.members.clone();
         let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
-        let holders = ruby.ary_new_capa(suspect.holders.len());
-        for h in &suspect.holders {
-            holders.push((h.row, h.count))?;
-        }
-        let out = ruby.ary_new_capa(3);
-        out.push(holders)?;
-        out.push(suspect.retained_size)?;
-        out.push(suspect.unreachable)?;
-        Ok(out)
+        suspect_array(ruby, &suspect)
     }
+}
+
+/// `[[[holder row or nil, count], …], retained_size, unreachable]`
+pub fn suspect_array(ruby: &Ruby, suspect: &Suspect) -> Result<RArray, Error> {
+    let holders = ruby.ary_new_capa(suspect.holders.len());
+    for h in &suspect.holders {
+        holders.push((h.row, h.count))?;
+    }
+    let out = ruby.ary_new_capa(3);
+    out.push(holders)?;
+    out.push(suspect.retained_size)?;
+    out.push(suspect.unreachable)?;
+    Ok(out)
 }

@@ -1,0 +1,156 @@
+//! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
+//! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
+
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use heapdiff_core::suspects::suspects;
+use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
+use magnus::{
+    function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
+};
+
+use crate::errors::load_error;
+use crate::gvl::{without_gvl, without_gvl_serial};
+use crate::heap::{utf8, HeapHandle};
+use crate::report::suspect_array;
+
+#[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
+pub struct TrendHandle(Trend);
+
+pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
+    let class = module.define_class("Trend", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("_build", function!(build, 3))?;
+    class.define_method("_site_count", method!(TrendHandle::site_count, 0))?;
+    class.define_method("_site", method!(TrendHandle::site, 1))?;
+    class.define_method("_site_rows", method!(TrendHandle::site_rows, 2))?;
+    class.define_method("_totals", method!(TrendHandle::totals, 0))?;
+    class.define_method("_warnings", method!(TrendHandle::warnings, 0))?;
+    class.define_method("_last_heap", method!(TrendHandle::last_heap, 0))?;
+    class.define_method("_suspect", method!(TrendHandle::suspect, 2))?;
+    Ok(())
+}
+
+fn build(
+    ruby: &Ruby,
+    paths: RArray,
+    include_noise: bool,
+    own_paths: Vec<String>,
+) -> Result<TrendHandle, Error> {
+    // Paths are bytes on Unix: no UTF-8 required.
+    let paths = paths
+        .into_iter()
+        .map(|p| {
+            let p = RString::try_convert(p)?;
+            // SAFETY: the bytes are copied before any Ruby call can move or free them.
+            let bytes = unsafe { p.as_slice() }.to_vec();
+            Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    if paths.is_empty() {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            "a trend needs at least one snapshot",
+        ));
+    }
+    let options = DiffOptions {
+        include_noise,
+        own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
+    };
+    let result = without_gvl(ruby, |cancel| {
+        trend(
+            paths.len(),
+            |k| {
+                load(
+                    &paths[k],
+                    LoadOptions {
+                        cancel: Some(cancel),
+                        progress: None,
+                    },
+                )
+            },
+            &options,
+        )
+    })?;
+    result.map(TrendHandle).map_err(|e| load_error(ruby, e))
+}
+
+impl TrendHandle {
+    fn site_count(&self) -> usize {
+        self.0.sites.len()
+    }
+
+    fn check(&self, ruby: &Ruby, i: usize) -> Result<(), Error> {
+        if i < self.0.sites.len() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ruby.exception_index_error(),
+                format!("site {i} out of range"),
+            ))
+        }
+    }
+
+    /// `[type, class_name, subtype, file, line, counts, memsizes, survived, verdict]`
+    fn site(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
+        rb_self.check(ruby, i)?;
+        let s = &rb_self.0.sites[i];
+        let values: [Value; 9] = [
+            s.object_type.name().into_value_with(ruby),
+            s.class_name.clone().into_value_with(ruby),
+            s.subtype
+                .as_deref()
+                .map(|b| utf8(ruby, b))
+                .into_value_with(ruby),
+            s.file
+                .as_deref()
+                .map(|b| utf8(ruby, b))
+                .into_value_with(ruby),
+            s.line.into_value_with(ruby),
+            s.counts.clone().into_value_with(ruby),
+            s.memsizes.clone().into_value_with(ruby),
+            s.survived.clone().into_value_with(ruby),
+            s.verdict.name().into_value_with(ruby),
+        ];
+        Ok(ruby.ary_from_iter(values))
+    }
+
+    /// Rows of the site's objects in the last snapshot, at most `limit` (nil: all).
+    fn site_rows(
+        ruby: &Ruby,
+        rb_self: &Self,
+        i: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<u32>, Error> {
+        rb_self.check(ruby, i)?;
+        Ok(rb_self.0.rows(i, limit.unwrap_or(usize::MAX)))
+    }
+
+    /// `[[objects, memsize, filtered, moved], …]`, one per snapshot.
+    fn totals(&self) -> Vec<(u64, u64, u64, u64)> {
+        self.0
+            .snapshots
+            .iter()
+            .map(|t| (t.objects, t.memsize, t.filtered, t.moved))
+            .collect()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings.clone()
+    }
+
+    /// The last snapshot, as a `Heapdiff::Heap` sharing the loaded index.
+    fn last_heap(&self) -> HeapHandle {
+        HeapHandle(self.0.last.clone())
+    }
+
+    /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
+    fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
+        rb_self.check(ruby, i)?;
+        let heap = rb_self.0.last.clone();
+        let members = rb_self.0.rows(i, usize::MAX);
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        suspect_array(ruby, &suspect)
+    }
+}
