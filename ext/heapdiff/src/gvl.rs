@@ -4,13 +4,14 @@
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use magnus::{Error, Ruby};
+use rayon::ThreadPool;
 
 use crate::errors::error;
 
-/// Runs `work` with the GVL released, on a rayon pool of its own (built per call, so a
-/// forked child never inherits a pool whose threads did not survive the fork). `work`
+/// Runs `work` with the GVL released, on the process's rayon pool (see `pool`). `work`
 /// gets a flag that turns true when Ruby wants the thread back (an interrupt); it should
 /// check it and stop. The `Send` bounds keep Ruby values out of the closure.
 ///
@@ -45,7 +46,7 @@ where
 {
     struct Call<'a, F, R> {
         work: &'a F,
-        parallel: bool,
+        pool: Option<Arc<ThreadPool>>,
         cancel: &'a AtomicBool,
         result: Option<std::thread::Result<R>>,
     }
@@ -57,19 +58,10 @@ where
     {
         // SAFETY: `data` is the `Call` below, alive for the whole call.
         let call = unsafe { &mut *(data as *mut Call<F, R>) };
-        let (work, cancel, parallel) = (call.work, call.cancel, call.parallel);
-        call.result = Some(catch_unwind(AssertUnwindSafe(|| {
-            if !parallel {
-                return work(cancel);
-            }
-            match rayon::ThreadPoolBuilder::new()
-                .num_threads(threads())
-                .thread_name(|i| format!("heapdiff-{i}"))
-                .build()
-            {
-                Ok(pool) => pool.install(|| work(cancel)),
-                Err(_) => work(cancel),
-            }
+        let (work, cancel) = (call.work, call.cancel);
+        call.result = Some(catch_unwind(AssertUnwindSafe(|| match &call.pool {
+            Some(pool) => pool.install(|| work(cancel)),
+            None => work(cancel),
         })));
         std::ptr::null_mut()
     }
@@ -80,11 +72,13 @@ where
         cancel.store(true, Ordering::SeqCst);
     }
 
+    // Looked up while this thread holds the GVL: no Ruby thread can fork meanwhile.
+    let pool = if parallel { pool() } else { None };
     for attempt in 1..=ATTEMPTS {
         let cancel = AtomicBool::new(false);
         let mut call = Call {
             work: &work,
-            parallel,
+            pool: pool.clone(),
             cancel: &cancel,
             result: None,
         };
@@ -120,6 +114,34 @@ where
         }
     }
     Err(error(ruby, "Interrupted", "interrupted".into()))
+}
+
+/// The worker pool, one per process and shared by concurrent calls: the three loads of
+/// a diff run side by side on one set of threads, not on three pools whose idle workers
+/// spin on cores the others need. A forked child builds its own (the parent's threads
+/// did not survive the fork) and leaks the parent's, whose threads it cannot join.
+/// `None` when no thread can be started: the work then runs on the calling thread.
+fn pool() -> Option<Arc<ThreadPool>> {
+    static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match slot.take() {
+        Some((owner, pool)) if owner == pid => {
+            *slot = Some((owner, pool.clone()));
+            return Some(pool);
+        }
+        Some(inherited) => std::mem::forget(inherited),
+        None => {}
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads())
+            .thread_name(|i| format!("heapdiff-{i}"))
+            .build()
+            .ok()?,
+    );
+    *slot = Some((pid, pool.clone()));
+    Some(pool)
 }
 
 /// Worker threads: `HEAPDIFF_THREADS`, else one per core.
