@@ -446,7 +446,7 @@ fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
         });
         let group = &mut groups[g];
         group.count += 1;
-        group.memsize += c.memsize[i];
+        group.memsize += c.memsize.get(i);
         group.members.push(row);
         if subtypes[g] != Some(c.subtype[i]) {
             subtypes[g] = None;

@@ -518,7 +518,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
     // Retained sizes: children before parents, i.e. reverse preorder.
     let mut retained_pre = vec![0u64; count];
     for w in (1..count).rev() {
-        retained_pre[w] += heap.columns.memsize[vertex[w] as usize];
+        retained_pre[w] += heap.columns.memsize.get(vertex[w] as usize);
         let d = idom[w] as usize;
         retained_pre[d] += retained_pre[w];
     }

@@ -213,10 +213,10 @@ pub fn trend<E>(
                 });
                 let site = &mut sites[s as usize];
                 site.counts[k] += 1;
-                site.memsizes[k] += c.memsize[i];
+                site.memsizes[k] += c.memsize.get(i);
                 site.survived[k] += u64::from(survived[i]);
                 totals.objects += 1;
-                totals.memsize += c.memsize[i];
+                totals.memsize += c.memsize.get(i);
                 let subtype = &mut subtypes[s as usize];
                 if !subtype.mixed && subtype.bytes.as_deref() != heap.subtype(i) {
                     subtype.mixed = true;

@@ -95,7 +95,7 @@ fn fixture_fields_match_serde_json_for_every_object() {
                 heap.generation(row).map(u64::from),
                 v["generation"].as_u64()
             );
-            assert_eq!(c.memsize[row], v["memsize"].as_u64().unwrap_or(0));
+            assert_eq!(c.memsize.get(row), v["memsize"].as_u64().unwrap_or(0));
             let refs: Vec<u64> = v["references"]
                 .as_array()
                 .map(|a| {

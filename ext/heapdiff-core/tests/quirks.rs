@@ -53,7 +53,7 @@ fn never_escaped_members_with_quotes_and_backslashes() {
     assert_eq!(heap.len(), 3);
     let i = heap.find(0x20).unwrap();
     assert_eq!(heap.subtype(i), Some(&br#"My"Struct\"#[..]));
-    assert_eq!(heap.columns.memsize[i], 40);
+    assert_eq!(heap.columns.memsize.get(i), 40);
     assert_eq!(
         heap.class_name_of_class(0x40).as_deref(),
         Some(r#"We"ird\"#)

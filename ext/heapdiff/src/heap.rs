@@ -162,7 +162,7 @@ impl HeapHandle {
             )
             .into_value_with(ruby),
             heap.generation(i).into_value_with(ruby),
-            c.memsize[i].into_value_with(ruby),
+            c.memsize.get(i).into_value_with(ruby),
             heap.bytesize(i).into_value_with(ruby),
             heap.length(i).into_value_with(ruby),
             opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
