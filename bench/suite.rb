@@ -127,7 +127,7 @@ module HeapdiffBench
                       files.map { |f| format("%.1f", mb.call(File.size(f))) }.join(" + "), mb.call(total),
                       params["lines"].join(" + ")),
                "",
-               "| command | wall s | peak RSS MB | vs cat | heapy vs it | RSS / dumps |",
+               "| command | wall s | peak RSS MB | ÷ cat | heapy ÷ it | RSS ÷ dumps |",
                "|---|---:|---:|---:|---:|---:|"]
       cat = r[:cat]&.wall
       heapy = r[:heapy]&.wall
