@@ -5,7 +5,7 @@ require_relative "gem_attribution"
 
 module Heapdiff
   # What one heap dump holds: counts and memsizes by type, class, allocation site,
-  # file and gem, and the strings held more than once. Built in Ruby over Heap#each.
+  # file and gem, and the strings held more than once.
   class Summary
     KEYS = %i[type class location file gem].freeze
 
@@ -81,39 +81,29 @@ module Heapdiff
     UNKNOWN = "(unknown)"
     private_constant :NO_SITE, :UNKNOWN
 
+    # Counted in Rust (Heap#_summary), without a Ruby object per heap object; only the
+    # gem table is made here, from the file table.
     def build
-      @tables = KEYS.to_h { |key| [key, Hash.new { |h, k| h[k] = [0, 0] }] }
-      @duplicates = Hash.new { |h, k| h[k] = [0, 0] }
-      @object_count = 0
-      @memsize = 0
-      heap.each { |object| add(object) }
+      @object_count, @memsize, types, classes, locations, files, duplicates = heap._summary
+      @tables = {
+        type: tally(types),
+        class: tally(classes),
+        location: tally(locations) { |site| site ? "#{site[0]}:#{site[1]}" : NO_SITE },
+        file: tally(files) { |file| file || NO_SITE }
+      }
+      @tables[:gem] = tally(files) { |file| file ? (@attribution.name_for(file) || UNKNOWN) : NO_SITE }
+      @duplicates = tally(duplicates)
     end
 
-    def add(object)
-      memsize = object.memsize || 0
-      @object_count += 1
-      @memsize += memsize
-      file = object.file
-      keys = {
-        type: object.type,
-        class: object.class_name || object.subtype || object.type,
-        location: file ? "#{file}:#{object.line}" : NO_SITE,
-        file: file || NO_SITE,
-        gem: file ? (@attribution.name_for(file) || UNKNOWN) : NO_SITE
-      }
-      keys.each do |key, value|
-        row = @tables[key][value]
-        row[0] += 1
+    # Rows [key, count, memsize] into a Hash key => [count, memsize], keys mapped by the
+    # block (rows whose keys map to the same key add up).
+    def tally(rows)
+      rows.each_with_object({}) do |(key, count, memsize), table|
+        key = yield(key) if block_given?
+        row = (table[key] ||= [0, 0])
+        row[0] += count
         row[1] += memsize
       end
-      return unless object.type == "STRING"
-
-      value = object.value
-      return if value.nil?
-
-      row = @duplicates[value]
-      row[0] += 1
-      row[1] += memsize
     end
   end
 end

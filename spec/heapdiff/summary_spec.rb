@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "tmpdir"
 require "heapdiff/summary"
 require_relative "../support/fixtures"
 
@@ -50,5 +51,31 @@ RSpec.describe Heapdiff::Summary do
 
   it "rejects an unknown key" do
     expect { summary.top(:colour) }.to raise_error(ArgumentError, /colour/)
+  end
+end
+
+RSpec.describe "Heapdiff::Heap#_summary on a tiny dump", :gc_stress do
+  around do |example|
+    Dir.mktmpdir("heapdiff-summary") do |dir|
+      @path = File.join(dir, "dump.json")
+      klass = %({"address":"0x30", "type":"CLASS", "name":"String", "memsize":500}\n)
+      strings = [["0x108", "dup", 7], ["0x110", "dup", 7], ["0x118", "once", 8]].map do |address, value, line|
+        %({"address":"#{address}", "type":"STRING", "class":"0x30", "bytesize":3, "value":"#{value}", ) +
+          %("encoding":"UTF-8", "file":"app.rb", "line":#{line}, "memsize":40}\n)
+      end
+      File.write(@path, [klass, *strings].join)
+      example.run
+    end
+  end
+
+  it "counts by every key and finds the duplicated value" do
+    summary = Heapdiff::Summary.new(Heapdiff.load(@path))
+    expect(summary.object_count).to eq(4)
+    expect(summary.top(:type).map { |r| [r.key, r.count, r.memsize] }).to eq([["STRING", 3, 120], ["CLASS", 1, 500]])
+    expect(summary.top(:location).map { |r| [r.key, r.count] })
+      .to eq([["app.rb:7", 2], ["(no allocation site)", 1], ["app.rb:8", 1]])
+    expect(summary.top(:class).map { |r| [r.key, r.count] }).to eq([["String", 3], ["CLASS", 1]])
+    dup = summary.duplicate_strings.map { |d| [d.value, d.value.encoding, d.count, d.memsize] }
+    expect(dup).to eq([["dup", Encoding::UTF_8, 2, 80]])
   end
 end

@@ -10,6 +10,7 @@ pub mod load;
 pub mod object_type;
 pub mod record;
 pub mod source;
+pub mod summary;
 pub mod suspects;
 pub mod trend;
 

@@ -43,6 +43,45 @@ impl Source {
 
     /// The line that starts at `offset` of the (decompressed) dump, without its newline.
     pub fn read_line(&self, offset: u64) -> io::Result<Vec<u8>> {
+        read_line_at(&self.open()?, offset)
+    }
+
+    /// Calls `each(k, line)` for the line at each of `offsets` (ascending), reading the
+    /// dump once from front to back: many lines cost one pass, not a read each.
+    /// Positioned reads, like `read_line`: no file cursor is shared between threads.
+    pub fn read_lines(
+        &self,
+        offsets: &[u64],
+        mut each: impl FnMut(usize, &[u8]),
+    ) -> io::Result<()> {
+        let file = self.open()?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let (mut start, mut len) = (0u64, 0usize);
+        for (k, &offset) in offsets.iter().enumerate() {
+            let in_buffer = offset >= start && offset <= start + len as u64;
+            let from = (offset - start.min(offset)) as usize;
+            let found = in_buffer
+                .then(|| memchr::memchr(b'\n', &buffer[from..len]))
+                .flatten();
+            if let Some(end) = found {
+                each(k, &buffer[from..from + end]);
+                continue;
+            }
+            // Refill from the line's start; a line longer than the buffer is read alone.
+            start = offset;
+            len = read_full_at(&file, &mut buffer, offset)?;
+            match memchr::memchr(b'\n', &buffer[..len]) {
+                Some(end) => each(k, &buffer[..end]),
+                None if len < buffer.len() => each(k, &buffer[..len]),
+                None => each(k, &read_line_at(&file, offset)?),
+            }
+        }
+        Ok(())
+    }
+
+    /// The dump, or for a gzip dump its decompressed copy, checked to be the file that
+    /// was loaded.
+    fn open(&self) -> io::Result<File> {
         let meta = std::fs::metadata(&self.path)?;
         if meta.len() != self.size || meta.modified().ok() != self.modified {
             return Err(io::Error::other(format!(
@@ -51,7 +90,7 @@ impl Source {
             )));
         }
         if !self.gzip {
-            return read_line_at(&File::open(&self.path)?, offset);
+            return File::open(&self.path);
         }
         let mut inflated = self.inflated.lock().unwrap_or_else(|e| e.into_inner());
         if inflated.is_none() {
@@ -60,8 +99,22 @@ impl Source {
             io::copy(&mut decoder, &mut temp)?;
             *inflated = Some(temp);
         }
-        read_line_at(inflated.as_ref().expect("set above"), offset)
+        // A second descriptor of the same open file: positioned reads only, so sharing
+        // its offset with the first does not matter.
+        inflated.as_ref().expect("set above").try_clone()
     }
+}
+
+/// Fills as much of `buffer` as the file has from `offset`.
+fn read_full_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// Reads from `offset` up to the next newline with positioned reads, so that readers

@@ -6,6 +6,7 @@ mod errors;
 mod gvl;
 mod heap;
 mod report;
+mod summary;
 mod trend;
 
 use magnus::{Error, Ruby};
@@ -15,6 +16,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Heapdiff")?;
     heap::init(ruby, module)?;
     report::init(ruby, module)?;
+    summary::init(ruby, module)?;
     trend::init(ruby, module)?;
     Ok(())
 }
