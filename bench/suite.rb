@@ -1,7 +1,9 @@
 # frozen_string_literal: true
 
 # The benchmark suite (`rake bench`): heapdiff against heapy, with `cat` and `wc -l`
-# as the floor, on seeded dumps of about 1M and 5M objects.
+# as the floor, on seeded dumps of about 1M and 5M objects. `bin/setup --bench`
+# installs what it needs (Rails' libraries from Debian, GNU time); the dumps take
+# about 7 GB in bench/out/, and heapy several minutes on the larger ones.
 #
 #   ruby bench/suite.rb [--sizes 1000000,5000000] [--seed 42] [--runs 1]
 #                       [--no-heapy] [--results bench/RESULTS.md]
@@ -81,7 +83,7 @@ module HeapdiffBench
     end
 
     def run
-      abort "#{TIME} is missing: apt-get install time" unless File.executable?(TIME)
+      abort "#{TIME} is missing: run bin/setup --bench" unless File.executable?(TIME)
       abort "heapdiff is not built: run rake compile" unless heapdiff_built?
 
       started = Time.now
