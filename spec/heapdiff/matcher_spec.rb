@@ -109,11 +109,17 @@ RSpec.describe "The leak matcher" do
       Dir.glob(File.join(Dir.tmpdir, "heapdiff-*"))
     end
 
+    # A private TMPDIR: other processes (a parallel run) make heapdiff-* dirs too.
     around do |example|
       saved = ENV.fetch("HEAPDIFF_KEEP", nil)
-      example.run
+      saved_tmpdir = ENV.fetch("TMPDIR", nil)
+      Dir.mktmpdir("matcher-spec") do |private_tmp|
+        ENV["TMPDIR"] = private_tmp
+        example.run
+      end
     ensure
       ENV["HEAPDIFF_KEEP"] = saved
+      ENV["TMPDIR"] = saved_tmpdir
     end
 
     it "are deleted after the run" do
