@@ -65,7 +65,7 @@ module HeapdiffBench
     RUBY
     DIFF_SCRIPT = 'require "heapdiff"; puts Heapdiff.diff(*ARGV).groups.first'
 
-    Result = Struct.new(:name, :wall, :rss_kb, :inner, :note, keyword_init: true)
+    Result = Struct.new(:name, :wall, :rss_kb, :disk_mb, :inner, :note, keyword_init: true)
 
     def initialize(argv)
       @opts = { sizes: [1_000_000, 5_000_000], seed: 42, runs: 1, heapy: true,
@@ -129,18 +129,18 @@ module HeapdiffBench
                       files.map { |f| format("%.1f", mb.call(File.size(f))) }.join(" + "), mb.call(total),
                       params["lines"].join(" + ")),
                "",
-               "| command | wall s | peak RSS MB | ÷ cat | heapy ÷ it | RSS ÷ dumps |",
-               "|---|---:|---:|---:|---:|---:|"]
+               "| command | wall s | peak RSS MB | ÷ cat | heapy ÷ it | RSS ÷ dumps | read from disk MB |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
       cat = r[:cat]&.wall
       heapy = r[:heapy]&.wall
       r.each_value do |res|
         if res.note
-          lines << "| #{res.name} | #{res.note} | | | | |"
+          lines << "| #{res.name} | #{res.note} | | | | | |"
           next
         end
-        lines << format("| %s | %.2f | %.0f | %s | %s | %.2f |", res.name, res.wall, res.rss_kb / 1e3,
+        lines << format("| %s | %.2f | %.0f | %s | %s | %.2f | %.0f |", res.name, res.wall, res.rss_kb / 1e3,
                         cat ? format("%.1f×", res.wall / cat) : "n/a",
-                        heapy ? format("%.1f×", heapy / res.wall) : "n/a", res.rss_kb * 1e3 / total)
+                        heapy ? format("%.1f×", heapy / res.wall) : "n/a", res.rss_kb * 1e3 / total, res.disk_mb)
       end
       lines << ""
       if (load = r[:load]&.inner) && (load1 = r[:load1]&.inner)
@@ -234,7 +234,7 @@ module HeapdiffBench
     # and with json: true, the JSON line the command printed.
     def measure(name, cmd, json: false, env: {}, runs: @opts[:runs])
       print "  #{name}… "
-      runs = Array.new(runs) { run_once(cmd, env) }
+      runs = Array.new(runs) { run_once(cmd, env, capture: json) }
       if (failed = runs.find { |r| r[:error] })
         puts "failed"
         return Result.new(name: name, note: "failed: #{failed[:error]}")
@@ -244,26 +244,30 @@ module HeapdiffBench
       mid = runs[runs.size / 2]
       puts format("%.2f s", mid[:wall])
       Result.new(name: name, wall: mid[:wall], rss_kb: runs.map { |r| r[:rss_kb] }.sort[runs.size / 2],
-                 inner: json ? JSON.parse(mid[:out].lines.last) : nil)
+                 disk_mb: mid[:disk_mb], inner: json ? JSON.parse(mid[:out].lines.last) : nil)
     end
 
-    def run_once(cmd, env)
-      # Warm the page cache before every run: this machine reclaims cold pages within
-      # minutes (DAMON), and a cold `cat` measures the disk, not the floor.
-      system("cat", *@warm, out: File::NULL)
+    # Output goes to /dev/null unless +capture+: `cat` into a pipe would time the pipe.
+    def run_once(cmd, env, capture:)
+      # Warm the page cache before every run: this machine pages out what it has not
+      # touched for a few seconds (DAMON), and a cold `cat` measures the disk, not the
+      # floor. The "read from disk" column shows when that still happened.
+      2.times { system("cat", *@warm, out: File::NULL) }
       timing = Tempfile.new("bench-time")
       err = Tempfile.new("bench-err")
-      out_r, out_w = IO.pipe
+      out_r, out_w = capture ? IO.pipe : [nil, File::NULL]
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      pid = Process.spawn(env, TIME, "-f", "%M", "-o", timing.path, *cmd, out: out_w, err: err.path)
-      out_w.close
-      out = out_r.read
+      pid = Process.spawn(env, TIME, "-f", "%M %I", "-o", timing.path, *cmd, out: out_w, err: err.path)
+      out_w.close if capture
+      out = capture ? out_r.read : ""
       _, status = Process.wait2(pid)
       # Our clock, not time's %e: that one has 10 ms steps, too coarse for `cat`.
       wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
       return { error: "#{status}: #{File.read(err.path).lines.last(3).join.strip[0, 300]}" } unless status.success?
 
-      { wall: wall, rss_kb: Integer(File.read(timing.path).lines.last), out: out }
+      rss_kb, inputs = File.read(timing.path).lines.last.split.map { |v| Integer(v) }
+      # %I counts 512-byte blocks read from storage: not 0 means the cache was cold.
+      { wall: wall, rss_kb: rss_kb, disk_mb: inputs * 512 / 1e6, out: out }
     ensure
       out_r&.close
       timing&.close!
