@@ -11,6 +11,7 @@ require_relative "heapdiff/path"
 require_relative "heapdiff/suspect"
 require_relative "heapdiff/tracing"
 require_relative "heapdiff/snapshot"
+require_relative "heapdiff/redactor"
 require_relative "heapdiff/recorder"
 require_relative "heapdiff/env"
 

@@ -5,6 +5,7 @@
 mod errors;
 mod gvl;
 mod heap;
+mod redact;
 mod report;
 
 use magnus::{Error, Ruby};
@@ -14,5 +15,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Heapdiff")?;
     heap::init(ruby, module)?;
     report::init(ruby, module)?;
+    redact::init(ruby, module)?;
     Ok(())
 }
