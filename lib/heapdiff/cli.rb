@@ -102,7 +102,11 @@ module Heapdiff
     def redact_command(args, options)
       raise Usage, "redact needs an input and an output dump" unless args.size == 2
 
-      stats = Heapdiff.redact(args[0], args[1], gzip: options[:gzip])
+      stats = begin
+        Heapdiff.redact(args[0], args[1], gzip: options[:gzip])
+      rescue ArgumentError => e
+        raise Usage, e.message.delete_prefix("heapdiff: ")
+      end
       @err.puts "heapdiff: #{args[0]}: the gzip stream ends early (#{stats[:stream_cut_short]}); redacted what it holds" if stats[:stream_cut_short]
       @out.puts "#{args[1]}: #{stats[:records]} records, #{stats[:values_removed]} values removed" \
                 "#{", #{stats[:rebuilt_records]} broken records rewritten" if stats[:rebuilt_records].positive?}"
