@@ -163,6 +163,7 @@ pub struct LoadStats {
     pub incomplete_lines: u64,
     pub overflowed_numbers: u64,
     pub unknown_types: u64,
+    /// Records whose address an earlier record has.
     pub duplicate_addresses: u64,
     /// References to addresses that have no record (allocated during the dump, or a
     /// `since:` dump).
@@ -396,7 +397,7 @@ impl Heap {
         }
         if s.duplicate_addresses > 0 {
             out.push(format!(
-                "{path}: {} address(es) appear in more than one record; lookups find the last",
+                "{path}: {} record(s) repeat the address of an earlier record; lookups find the last",
                 s.duplicate_addresses
             ));
         }
