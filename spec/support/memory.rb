@@ -1,0 +1,26 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "processes"
+
+# Memory of a child process, from /proc/self/status (Linux): measured in a fresh
+# process, so that neither the rest of the suite nor GC timing in it blur the figures.
+module Memory
+  # Ruby source that defines rss_mb and peak_mb (VmRSS, VmHWM) in the child.
+  PROBES = <<~RUBY
+    def status_mb(key) = File.read("/proc/self/status")[/^\#{key}:\\s*(\\d+) kB/, 1].to_i / 1024.0
+    def rss_mb = status_mb("VmRSS")
+    def peak_mb = status_mb("VmHWM")
+  RUBY
+
+  module_function
+
+  # Runs +code+ (which ends by printing one JSON document) in a child with heapdiff
+  # loaded and the probes defined; returns the parsed JSON.
+  def child(code, *args)
+    out, status = Processes.ruby("require 'heapdiff'; require 'json'\n#{PROBES}\n#{code}", *args)
+    raise "child failed (#{status.inspect}):\n#{out}" unless status.success?
+
+    JSON.parse(out.lines.last)
+  end
+end
