@@ -13,12 +13,18 @@ module Memory
     def peak_mb = status_mb("VmHWM")
   RUBY
 
+  # glibc gives each thread that allocates an arena of its own, and never returns the
+  # free memory at the top of a thread's arena, not even to malloc_trim: after a load
+  # and free, RSS wanders by tens of megabytes with which thread got which arena. One
+  # arena makes RSS a measure of what is live, which is what a leak check needs.
+  ONE_ARENA = { "MALLOC_ARENA_MAX" => "1" }.freeze
+
   module_function
 
   # Runs +code+ (which ends by printing one JSON document) in a child with heapdiff
   # loaded and the probes defined; returns the parsed JSON.
-  def child(code, *args)
-    out, status = Processes.ruby("require 'heapdiff'; require 'json'\n#{PROBES}\n#{code}", *args)
+  def child(code, *args, env: {})
+    out, status = Processes.ruby("require 'heapdiff'; require 'json'\n#{PROBES}\n#{code}", *args, env: env)
     raise "child failed (#{status.inspect}):\n#{out}" unless status.success?
 
     JSON.parse(out.lines.last)

@@ -5,6 +5,7 @@
 mod errors;
 mod gvl;
 mod heap;
+mod memory;
 mod redact;
 mod report;
 
