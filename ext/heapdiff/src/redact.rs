@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use heapdiff_core::redact::{redact, RedactOptions};
 use heapdiff_core::LoadError;
@@ -21,10 +21,10 @@ pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
 }
 
 /// Our own descriptor for one of Ruby's: Ruby may close its IO while we hold ours.
-fn own(fd: RawFd, name: &PathBuf) -> Result<File, LoadError> {
+fn own(fd: RawFd, name: &Path) -> Result<File, LoadError> {
     if fd < 0 {
         return Err(LoadError::Io {
-            path: name.clone(),
+            path: name.to_path_buf(),
             error: std::io::Error::from_raw_os_error(9), // EBADF
         });
     }
@@ -35,7 +35,7 @@ fn own(fd: RawFd, name: &PathBuf) -> Result<File, LoadError> {
         .try_clone_to_owned()
         .map(File::from)
         .map_err(|error| LoadError::Io {
-            path: name.clone(),
+            path: name.to_path_buf(),
             error,
         })
 }
