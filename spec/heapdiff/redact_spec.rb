@@ -126,3 +126,39 @@ RSpec.describe "Redacting dumps" do
     end
   end
 end
+
+# The binding on tiny input, so that it runs under GC_STRESS in CI.
+RSpec.describe "Heapdiff.redact on a tiny dump", :gc_stress do
+  before(:all) do
+    @dir = Dir.mktmpdir("heapdiff-redact-tiny")
+    @input = File.join(@dir, "in.json")
+    File.write(@input, <<~DUMP)
+      {"type":"ROOT", "root":"vm", "references":["0x10"]}
+      {"address":"0x10", "type":"STRING", "class":"0x30", "bytesize":6, "value":"s3cr3t", "file":"a.rb", "line":1, "memsize":40}
+      {"address":"0x30", "type":"CLASS", "name":"String", "memsize":500}
+    DUMP
+  end
+
+  after(:all) { FileUtils.rm_rf(@dir) }
+
+  it "writes the dump without the value and returns the counts" do
+    output = File.join(@dir, "out.json")
+    stats = Heapdiff.redact(@input, output)
+    expect(stats).to eq(lines: 3, records: 3, values_removed: 1, rebuilt_records: 0, junk_members_removed: 0,
+                        dropped_last_line: false, gzip_input: false, stream_cut_short: nil)
+    expect(File.read(output).lines[1]).to eq(%({"address":"0x10", "type":"STRING", "class":"0x30", "bytesize":6, "file":"a.rb", "line":1, "memsize":40}\n))
+  end
+
+  it "raises ParseError naming the file and line, and leaves no output" do
+    output = File.join(@dir, "bad.json")
+    page = File.join(@dir, "page.html")
+    File.write(page, "<p>s3cr3t</p>\n")
+    expect { Heapdiff.redact(page, output) }.to raise_error(Heapdiff::ParseError, "#{page}:1: not a heap dump record (does not start with '{')")
+    expect(Dir.children(@dir)).not_to include("bad.json", a_string_starting_with(".bad.json"))
+  end
+
+  it "raises FileError for a missing input" do
+    expect { Heapdiff.redact(File.join(@dir, "nope.json"), File.join(@dir, "x.json")) }
+      .to raise_error(Heapdiff::FileError, /nope\.json/)
+  end
+end
