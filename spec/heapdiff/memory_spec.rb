@@ -36,8 +36,8 @@ RSpec.describe "Memory of loading and freeing" do
     settled = rss.drop(3)
     expect(settled.max).to be <= settled.min * 1.1
     # Freed means given back: RSS ends within 10% of where it was before any load,
-    # though holding one heap costs far more.
+    # though holding one heap (about 50 MB of index) costs far more.
     expect(rss.last).to be <= result["base"] * 1.1
-    expect(result["holding"] - result["base"]).to be > 50
+    expect(result["holding"] - result["base"]).to be > 30
   end
 end
