@@ -13,10 +13,11 @@ module Memory
     def peak_mb = status_mb("VmHWM")
   RUBY
 
-  # glibc gives each thread that allocates an arena of its own, and never returns the
-  # free memory at the top of a thread's arena, not even to malloc_trim: after a load
-  # and free, RSS wanders by tens of megabytes with which thread got which arena. One
-  # arena makes RSS a measure of what is live, which is what a leak check needs.
+  # glibc gives threads arenas of their own (up to 8 per core) and keeps the free
+  # memory at the top of each, which even malloc_trim cannot return: after loads on
+  # worker threads, RSS holds tens to a hundred and more megabytes that are free (the
+  # next load reuses them), and wanders with which thread got which arena. With one
+  # arena RSS is a measure of what is live, which a leak check needs.
   ONE_ARENA = { "MALLOC_ARENA_MAX" => "1" }.freeze
 
   module_function
