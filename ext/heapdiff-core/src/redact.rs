@@ -206,11 +206,19 @@ impl<W: Write> Redactor<'_, W> {
             self.pending.extend_from_slice(content);
             if line.last() != Some(&b'\n') {
                 // The last line, unterminated: a dump cut short.
-                self.flush_pending(true)?;
-                return Ok(());
+                return self.flush_pending(true);
+            }
+            if !is_record_start(content) {
+                // Only a record as the emitter starts one takes the lines after it:
+                // judge this one now, rather than gather a whole file that is no dump.
+                self.flush_pending(false)?;
             }
         }
-        self.flush_pending(false)
+        self.flush_pending(false)?;
+        if self.stats.records == 0 {
+            return Err(self.not_a_dump(1, "the file is empty"));
+        }
+        Ok(())
     }
 
     fn not_a_dump(&self, line: u64, reason: &str) -> LoadError {

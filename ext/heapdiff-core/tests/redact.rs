@@ -300,6 +300,33 @@ fn a_file_that_is_not_a_dump_is_an_error_naming_the_line() {
 }
 
 #[test]
+fn an_empty_file_or_lines_of_json_that_is_no_dump_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.json");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let error = redact_file(&empty, &output, RedactOptions::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:1: not a heap dump record (the file is empty)",
+            empty.display()
+        )
+    );
+    // Each line starts with `{` but no record: the first is judged at once.
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&jsonl, "{\"event\":\"login\"}\n".repeat(1000)).unwrap();
+    let error = redact_file(&jsonl, &output, RedactOptions::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:1: not a heap dump record (no \"type\" member)",
+            jsonl.display()
+        )
+    );
+}
+
+#[test]
 fn a_cut_gzip_dump_redacts_what_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let input = shared().join("fixtures/leak3/ruby-3.3/1.jsonl.gz");
