@@ -15,7 +15,8 @@ module Heapdiff
       "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
                           "--html FILE also writes the trend over all of them as one HTML page."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
-      "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."]
+      "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
+      "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
     }.freeze
     BY = %w[location file gem class type].freeze
     FORMATS = %w[text json].freeze
@@ -102,9 +103,25 @@ module Heapdiff
       0
     end
 
+    def redact_command(args, options)
+      raise Usage, "redact needs an input and an output dump" unless args.size == 2
+
+      stats = begin
+        Heapdiff.redact(args[0], args[1], gzip: options[:gzip])
+      rescue ArgumentError => e
+        raise Usage, e.message.delete_prefix("heapdiff: ")
+      end
+      @err.puts "heapdiff: #{args[0]}: the gzip stream ends early (#{stats[:stream_cut_short]}); redacted what it holds" if stats[:stream_cut_short]
+      @out.puts "#{args[1]}: #{stats[:records]} records, #{stats[:values_removed]} values removed" \
+                "#{", #{stats[:rebuilt_records]} broken records rewritten" if stats[:rebuilt_records].positive?}"
+      0
+    end
+
     private
 
     def option_parser(command, options)
+      return redact_option_parser(options) if command == "redact"
+
       OptionParser.new do |o|
         usage, text = COMMANDS.fetch(command)
         o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n\nOptions:"
@@ -127,6 +144,17 @@ module Heapdiff
             options[:fail_over] = v
           end
         end
+        o.on("-h", "--help", "Show this help") { options[:help] = true }
+      end
+    end
+
+    def redact_option_parser(options)
+      OptionParser.new do |o|
+        usage, text = COMMANDS.fetch("redact")
+        o.banner = "Usage: heapdiff redact #{usage} [options]\n#{text}\n" \
+                   "Keeps addresses, types, class names, references, file/line/method, sizes and flags,\n" \
+                   "so that OUT diffs and paths the same as IN. OUT is written 0600, complete or not at all.\n\nOptions:"
+        o.on("--[no-]gzip", "Compress OUT (default: when OUT ends in .gz)") { |v| options[:gzip] = v }
         o.on("-h", "--help", "Show this help") { options[:help] = true }
       end
     end

@@ -13,12 +13,14 @@ module Heapdiff
     #
     # +gzip: true+ compresses the dump. +fork: true+ has a forked child write it, so
     # that this process pauses only for the fork; the Snapshot it returns is then
-    # pending until the child is done (Snapshot#wait).
+    # pending until the child is done (Snapshot#wait). +redact: true+ writes the dump
+    # without string, symbol and float values (see Heapdiff.redact): the unredacted
+    # dump never has a name on disk.
     #
     # Raises SnapshotError when the snapshot cannot be written. It takes a lock, so
     # not from a signal handler: a Recorder's +signal:+ is made for that.
-    def snapshot(path = nil, dir: nil, gzip: false, fork: false)
-      Snapshot.take(path, dir: dir, gzip: gzip, fork: fork)
+    def snapshot(path = nil, dir: nil, gzip: false, fork: false, redact: false)
+      Snapshot.take(path, dir: dir, gzip: gzip, fork: fork, redact: redact)
     end
   end
 
@@ -41,7 +43,7 @@ module Heapdiff
 
     class << self
       # Heapdiff.snapshot.
-      def take(path = nil, dir: nil, gzip: false, fork: false)
+      def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
         path = path_string(path, "path")
         dir = path_string(dir, "dir:")
         raise ArgumentError, "heapdiff: give a path or dir:, not both" if path && dir
@@ -50,7 +52,8 @@ module Heapdiff
         dir = path ? File.dirname(path) : File.expand_path(dir || DEFAULT_DIR)
         @lock.synchronize do
           @sequence += 1
-          writer = SnapshotWriter.new(dir: dir, path: path, gzip: gzip ? true : false, sequence: @sequence)
+          writer = SnapshotWriter.new(dir: dir, path: path, gzip: gzip ? true : false, redact: redact ? true : false,
+                                      sequence: @sequence)
           # Time.new rather than Time.now: Ruby 3.1 allocates the latter in
           # <internal:timev>, where a diff would not know it for heapdiff's own.
           taken_at = Time.new

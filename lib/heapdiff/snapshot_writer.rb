@@ -59,11 +59,13 @@ module Heapdiff
     attr_reader :temp_suffix
 
     # +path+: an absolute path, or nil for the next numbered name in +dir+.
-    def initialize(dir:, path:, gzip:, sequence:)
+    def initialize(dir:, path:, gzip:, sequence:, redact: false)
       require "objspace"
+      require_relative "redactor" if redact
       @dir = dir
       @path = path
       @gzip = gzip
+      @redact = redact
       @sequence = sequence
       @temp_suffix = ".tmp-#{Process.pid}-#{sequence}"
       @temps = []
@@ -73,7 +75,7 @@ module Heapdiff
     def write(time)
       prepare(time, forked: false)
       complete(time, forked: false)
-    rescue SystemCallError, IOError => e
+    rescue SystemCallError, IOError, FileError, ParseError => e
       raise SnapshotError, "heapdiff: snapshot in #{@dir} failed: #{e.message}"
     ensure
       close_quietly
@@ -123,18 +125,35 @@ module Heapdiff
         @meta = collect_meta(time, forked)
         JSON.generate(@meta)
       end
-      @dump_temp, @io = create_temp(dump_name_guess.delete_suffix(".gz"))
+      # Redacting reads the dump back through the same descriptor.
+      @dump_temp, @io = create_temp(dump_name_guess.delete_suffix(".gz"), readable: @redact)
+      forget_name(@dump_temp) if @redact
       prime_write_lock(@io)
+    end
+
+    # Unlinks an open temporary: the unredacted dump is written into a file without a
+    # name, which disappears with its last descriptor, whatever happens to the process.
+    def forget_name(temp)
+      File.unlink(temp)
+      @temps.delete(temp)
     end
 
     # The dump and everything after it. A forked child collects the meta here, once
     # the dump has finished the GC.
     def complete(time, forked:)
       ObjectSpace.dump_all(output: @io)
-      @io.fsync
-      @io.close
+      if @redact
+        @io.flush
+        dump = write_temp(dump_name_guess) do |out|
+          Redactor.redact_io(@io, out, gzip: @gzip, input_name: "heap dump of pid #{@pid}", output_name: out.path)
+        end
+        @io.close
+      else
+        @io.fsync
+        @io.close
+        dump = @gzip ? compress(@dump_temp) : @dump_temp
+      end
       @meta ||= collect_meta(time, forked)
-      dump = @gzip ? compress(@dump_temp) : @dump_temp
       commit(dump)
     end
 
@@ -220,7 +239,8 @@ module Heapdiff
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,
-        "gzip" => @gzip
+        "gzip" => @gzip,
+        "redacted" => @redact
       }
     end
 
@@ -247,11 +267,11 @@ module Heapdiff
 
     # A hidden temporary beside the target (same file system, so that linking and
     # renaming it are atomic), mode 0600, never an existing file. Returns [path, io].
-    def create_temp(name)
+    def create_temp(name, readable: false)
       temp = File.join(@dir, ".#{name}#{@temp_suffix}")
       @temps << temp
       io = begin
-        File.open(temp, File::WRONLY | File::CREAT | File::EXCL | File::BINARY, MODE)
+        File.open(temp, (readable ? File::RDWR : File::WRONLY) | File::CREAT | File::EXCL | File::BINARY, MODE)
       rescue Errno::EEXIST
         # Left by an earlier process with this pid that died mid-write.
         File.unlink(temp)

@@ -3,6 +3,7 @@
 require "timeout"
 require "tmpdir"
 require_relative "../support/fixtures"
+require_relative "../support/memory"
 
 # Loading runs without the GVL and stops when Ruby asks for the thread back.
 RSpec.describe "Interrupting a load" do
@@ -42,6 +43,42 @@ RSpec.describe "Interrupting a load" do
     end
     expect(thread).not_to be_alive
     expect(seconds).to be < 1.0
+  end
+
+  # In a child process, so that its RSS is the loads' alone (one malloc arena: see
+  # spec/support/memory.rb). Each interrupted load had built part of an index, tens of
+  # MB: all of it must be given back.
+  it "frees what an interrupted load had built, every time" do
+    result = Memory.child(<<~RUBY, @big, env: Memory::ONE_ARENA)
+      require "timeout"
+      big = ARGV[0]
+      def seconds
+        t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        yield
+        Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+      end
+      def load_held(path) = Heapdiff.load(path).then { |heap| [heap.size, rss_mb] }
+      GC.start
+      base = rss_mb
+      _, holding = load_held(big)
+      GC.start
+      timeouts = Array.new(10) do
+        seconds { Timeout.timeout(0.1) { Heapdiff.load(big) } rescue Timeout::Error }
+      end
+      kills = Array.new(10) do
+        thread = Thread.new { Heapdiff.load(big) }
+        sleep 0.1
+        seconds { thread.kill.join }
+      end
+      GC.start
+      puts JSON.generate(base: base, holding: holding, after: rss_mb, timeouts: timeouts, kills: kills)
+    RUBY
+    # Each Timeout raised within a second of the load's start; each kill took effect
+    # within a second.
+    expect(result["timeouts"]).to all(be < 1.0)
+    expect(result["kills"]).to all(be < 1.0)
+    expect(result["after"]).to be <= result["base"] * 1.1
+    expect(result["holding"] - result["base"]).to be > 50
   end
 
   it "lets other Ruby threads run while it loads" do

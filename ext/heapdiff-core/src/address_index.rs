@@ -70,7 +70,7 @@ impl AddressIndex {
         }
     }
 
-    /// Addresses that appear in more than one record (the last one wins).
+    /// Records whose address an earlier record has (the last one wins).
     pub fn duplicates(&self) -> u64 {
         match self {
             AddressIndex::Paged(_) => 0,

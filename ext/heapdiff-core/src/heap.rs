@@ -43,7 +43,7 @@ pub struct Columns {
 
 /// Object memsizes in 4 bytes each: one over 4 GiB (never seen, but possible) is kept
 /// aside. Saves 4 bytes an object, 4% of a loaded heap.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Memsizes {
     small: Vec<u32>,
     /// (row, memsize) of the rows whose `small` entry is `u32::MAX`, by row.
@@ -209,6 +209,7 @@ pub struct LoadStats {
     pub incomplete_lines: u64,
     pub overflowed_numbers: u64,
     pub unknown_types: u64,
+    /// Records whose address an earlier record has.
     pub duplicate_addresses: u64,
     /// References to addresses that have no record (allocated during the dump, or a
     /// `since:` dump).
@@ -442,7 +443,7 @@ impl Heap {
         }
         if s.duplicate_addresses > 0 {
             out.push(format!(
-                "{path}: {} address(es) appear in more than one record; lookups find the last",
+                "{path}: {} record(s) repeat the address of an earlier record; lookups find the last",
                 s.duplicate_addresses
             ));
         }

@@ -9,6 +9,7 @@ pub mod intern;
 pub mod load;
 pub mod object_type;
 pub mod record;
+pub mod redact;
 pub mod source;
 pub mod summary;
 pub mod suspects;

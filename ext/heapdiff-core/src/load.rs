@@ -171,11 +171,15 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     drop(receiver);
     let _ = reader_thread.join();
     result?;
-    if builder.stats.lines == 0 {
+    if builder.stats.lines == builder.stats.blank_lines {
         return Err(LoadError::NotAHeapDump {
             path: path.to_path_buf(),
             line: 1,
-            reason: "the file is empty".into(),
+            reason: if builder.stats.lines == 0 {
+                "the file is empty".into()
+            } else {
+                "the file holds only blank lines".into()
+            },
         });
     }
     builder.finish(source, options.cancel)
@@ -504,9 +508,7 @@ impl Chunk {
                 self.stats.incomplete_lines += 1;
             }
         }
-        if record.overflow {
-            self.stats.overflowed_numbers += 1;
-        }
+        self.stats.overflowed_numbers += u64::from(record.overflows);
         let text = |span: Option<crate::record::Span>| span.map(|s| s.of(line));
         match record.kind {
             RecordKind::Root => {

@@ -142,8 +142,8 @@ pub struct Record {
     pub recovered: bool,
     /// Why, when `recovered` is set: the first problem seen.
     pub problem: Option<&'static str>,
-    /// A number member that did not fit in 64 bits; the member is left out.
-    pub overflow: bool,
+    /// Number members that did not fit in 64 bits; each is left out.
+    pub overflows: u32,
     /// The record stops before its closing `}` (a truncated line).
     pub incomplete: bool,
 }
@@ -553,7 +553,7 @@ impl<'a> LineParser<'a, '_> {
             return None;
         }
         if overflow {
-            self.record.overflow = true;
+            self.record.overflows += 1;
             return None;
         }
         Some(value)
@@ -1123,7 +1123,7 @@ mod tests {
     fn overflowing_numbers_are_flagged() {
         let (r, _) =
             parse(r#"{"address":"0x10", "type":"STRING", "memsize":99999999999999999999999}"#);
-        assert!(r.overflow);
+        assert_eq!(r.overflows, 1);
         assert_eq!(r.memsize, None);
     }
 

@@ -1,17 +1,13 @@
 //! The real dumps in ../shared/fixtures: every line of every Ruby's dump is read, and
 //! the three-dump leak has its known exact answer.
 
+mod common;
+use common::shared;
+
 use std::io::Read;
 use std::path::PathBuf;
 
 use heapdiff_core::{diff, load, DiffOptions, Heap, LoadOptions, ObjectType};
-
-fn shared() -> PathBuf {
-    if let Ok(dir) = std::env::var("HEAPDIFF_SHARED") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
 
 const RUBIES: [&str; 4] = ["3.1", "3.3", "3.4", "4.0"];
 

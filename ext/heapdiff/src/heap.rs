@@ -16,7 +16,22 @@ use crate::errors::{error, load_error};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
-pub struct HeapHandle(pub Arc<Heap>);
+pub struct HeapHandle(pub Arc<Heap>, GiveBack);
+
+impl HeapHandle {
+    pub fn new(heap: Arc<Heap>) -> HeapHandle {
+        HeapHandle(heap, GiveBack)
+    }
+}
+
+/// Dropped after the heap (fields drop in order): gives its memory back.
+pub struct GiveBack;
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        crate::memory::give_back();
+    }
+}
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
@@ -49,16 +64,21 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
     let bytes = unsafe { path.as_slice() }.to_vec();
     let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
     let heap = without_gvl(ruby, |cancel| {
-        load(
+        let result = load(
             &path,
             LoadOptions {
                 cancel: Some(cancel),
                 progress: None,
             },
-        )
+        );
+        if result.is_err() {
+            // Interrupted or failed: what the load had built is freed by now.
+            crate::memory::give_back();
+        }
+        result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle(Arc::new(heap)))
+    Ok(HeapHandle::new(Arc::new(heap)))
 }
 
 /// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in

@@ -5,6 +5,8 @@
 mod errors;
 mod gvl;
 mod heap;
+mod memory;
+mod redact;
 mod report;
 mod summary;
 mod trend;
@@ -16,6 +18,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Heapdiff")?;
     heap::init(ruby, module)?;
     report::init(ruby, module)?;
+    redact::init(ruby, module)?;
     summary::init(ruby, module)?;
     trend::init(ruby, module)?;
     Ok(())

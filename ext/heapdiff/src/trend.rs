@@ -142,7 +142,7 @@ impl TrendHandle {
 
     /// The last snapshot, as a `Heapdiff::Heap` sharing the loaded index.
     fn last_heap(&self) -> HeapHandle {
-        HeapHandle(self.0.last.clone())
+        HeapHandle::new(self.0.last.clone())
     }
 
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.

@@ -1,0 +1,72 @@
+# frozen_string_literal: true
+
+require_relative "errors"
+require_relative "native"
+
+module Heapdiff
+  class << self
+    # Writes a copy of the dump +input+ (plain or gzip) to +output+ without any string,
+    # symbol or float value: what a dump holds beyond that (class names, file paths,
+    # method and ivar names, addresses) stays, so the copy diffs and paths the same.
+    # +gzip:+ compresses the output (default: when +output+ ends in .gz). The output
+    # appears complete or not at all (written beside it, then renamed), mode 0600.
+    # Returns counts: { records:, values_removed:, rebuilt_records:, … }.
+    def redact(input, output, gzip: nil)
+      Redactor.redact_file(input, output, gzip: gzip)
+    end
+  end
+
+  # The streaming redactor (in Rust, without the GVL). Heapdiff.redact, the
+  # `heapdiff redact` command and Heapdiff.snapshot(redact: true) use it.
+  module Redactor
+    MODE = 0o600
+
+    class << self
+      # Heapdiff.redact.
+      def redact_file(input, output, gzip: nil)
+        input = File.expand_path(path_string(input, "input"))
+        output = File.expand_path(path_string(output, "output"))
+        gzip = output.end_with?(".gz") if gzip.nil?
+        raise ArgumentError, "heapdiff: the output would replace the input (#{input})" if same_file?(input, output)
+
+        temp = "#{File.dirname(output)}/.#{File.basename(output)}.tmp-#{Process.pid}-#{Thread.current.object_id}"
+        begin
+          stats = File.open(input, "rb") do |src|
+            File.open(temp, File::WRONLY | File::CREAT | File::TRUNC | File::BINARY, MODE) do |dst|
+              redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
+            end
+          end
+          File.rename(temp, output)
+          stats
+        ensure
+          File.unlink(temp) if File.exist?(temp)
+        end
+      rescue Errno::ENOENT, Errno::EACCES, Errno::EISDIR, Errno::ENOTDIR => e
+        raise FileError, "heapdiff: #{e.message}"
+      end
+
+      # Redacts from one open file into another (both must be files, not pipes: each
+      # attempt starts from the beginning). Reads +input+ from its start; replaces what
+      # +output+ held. +input_name+/+output_name+ name them in errors.
+      def redact_io(input, output, gzip:, input_name: input.path, output_name: output.path)
+        output.flush
+        stats = _redact(input.fileno, input_name.to_s, output.fileno, output_name.to_s, gzip ? true : false)
+        output.fsync
+        stats
+      end
+
+      private
+
+      def path_string(value, name)
+        value = value.to_path if value.respond_to?(:to_path)
+        return value if value.is_a?(String)
+
+        raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
+      end
+
+      def same_file?(a, b)
+        a == b || (File.exist?(b) && File.identical?(a, b))
+      end
+    end
+  end
+end

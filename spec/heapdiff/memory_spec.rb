@@ -1,0 +1,43 @@
+# frozen_string_literal: true
+
+require "tmpdir"
+require_relative "../support/fixtures"
+require_relative "../support/memory"
+
+# heapdiff runs inside people's processes: what it loads, it gives back. Measured in a
+# child process, where nothing else allocates.
+RSpec.describe "Memory of loading and freeing" do
+  around { |example| Dir.mktmpdir("heapdiff-memory") { |dir| @dir = dir; example.run } }
+
+  it "keeps RSS flat (within 10%) over 50 loads of a 100 MB dump" do
+    result = Memory.child(<<~RUBY, Fixtures.dump("3.3"), @dir, env: Memory::ONE_ARENA)
+      one = File.binread(ARGV[0])
+      big = File.join(ARGV[1], "big.json")
+      copies = 100_000_000 / one.bytesize + 1
+      File.open(big, "wb") { |f| copies.times { f.write(one) } }
+      one = nil
+      # Methods, so that no stack slot keeps the last heap alive past GC.start.
+      def load_size(path) = Heapdiff.load(path).size
+      def load_held(path) = Heapdiff.load(path).then { |heap| [heap.size, rss_mb] }
+      GC.start
+      base = rss_mb
+      objects, holding = load_held(big)
+      rss = Array.new(50) do
+        load_size(big)
+        GC.start
+        rss_mb
+      end
+      puts JSON.generate(bytes: File.size(big), copies: copies, objects: objects, base: base, holding: holding,
+                         rss: rss, peak: peak_mb)
+    RUBY
+    expect(result["bytes"]).to be > 100_000_000
+    expect(result["objects"]).to eq(result["copies"] * Fixtures.count_records(Fixtures.dump("3.3"))["objects"])
+    rss = result["rss"]
+    settled = rss.drop(3)
+    expect(settled.max).to be <= settled.min * 1.1
+    # Freed means given back: RSS ends within 10% of where it was before any load,
+    # though holding one heap (about 50 MB of index) costs far more.
+    expect(rss.last).to be <= result["base"] * 1.1
+    expect(result["holding"] - result["base"]).to be > 30
+  end
+end
