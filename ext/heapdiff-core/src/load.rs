@@ -22,8 +22,8 @@ use crate::record::{flag, parse_line_into, Record, RecordKind};
 use crate::source::Source;
 
 /// Bytes read per batch. Three batches are in memory at once per load (one filling,
-/// one waiting, one parsing): 12 MB, where 8 MB batches in a queue of two cost 32 MB
-/// (a tenth of the peak RSS of a 3-dump diff).
+/// one waiting, one parsing): kept small, because a diff runs three loads at once and
+/// their batches add to its peak RSS.
 const BATCH_BYTES: usize = 4 << 20;
 /// Smallest piece handed to one parsing task.
 const MIN_PIECE_BYTES: usize = 1 << 20;
