@@ -16,8 +16,7 @@ Gem::Specification.new do |spec|
   # Only what building and loading need: Ruby code, the Rust sources and manifests, docs.
   packaged = lambda do |path|
     case path
-    when %r{/target/} then false
-    when %r{\Alib/.*\.(so|bundle|dll)\z} then false
+    when %r{/target/}, %r{\Alib/.*\.(so|bundle|dll)\z} then false
     when %r{\A(lib|exe)/} then true
     when %r{\Aext/} then path.match?(/\.(rs|toml|rb)\z/) || File.basename(path) == "Cargo.lock"
     else %w[Cargo.toml Cargo.lock README.md LICENSE].include?(path)
@@ -39,4 +38,5 @@ Gem::Specification.new do |spec|
   spec.executables = spec.files.grep(%r{\Aexe/}) { |f| File.basename(f) }
   spec.require_paths = ["lib"]
   spec.extensions = ["ext/heapdiff/extconf.rb"]
+  spec.metadata["rubygems_mfa_required"] = "true"
 end

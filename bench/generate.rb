@@ -156,7 +156,7 @@ module HeapdiffBench
       @title = "Product #{id} " + ("x" * rng.rand(10..80))
       @price = Money.new(rng.rand(100..100_000), "USD")
       @tags = Array.new(rng.rand(0..6)) { |i| "tag#{i}-#{rng.rand(50)}" }
-      @weight = rng.rand * 10.0**rng.rand(-300..300) # mostly heap Floats
+      @weight = rng.rand * (10.0**rng.rand(-300..300)) # mostly heap Floats
       @description = "Lorem ipsum dolor sit amet " * rng.rand(1..12)
       @variants = Array.new(rng.rand(0..3)) { |i| { "size" => %w[S M L XL][i], "stock" => rng.rand(100) } }
       @rating = nil
@@ -255,7 +255,7 @@ module HeapdiffBench
 
   # The leak: per-request events appended to a global that is never trimmed.
   # One String, one Hash and one Array per event, each on its own line.
-  LEAKED = []
+  LEAKED = [] # rubocop:disable Style/MutableConstant -- the leak itself
 
   def leak(phase, count, rng)
     count.times do |i|
@@ -284,7 +284,7 @@ grow = lambda do |goal|
     break if live >= goal
 
     # a unit averages ~8 objects; overshoot a little less than the gap
-    ((goal - live) / 8 + 100).times do
+    (((goal - live) / 8) + 100).times do
       population << HeapdiffBench::Builders.build(rng, next_id)
       next_id += 1
     end
@@ -324,11 +324,12 @@ HeapdiffBench::PHASES.times do |phase|
               File.size(File.join(outdir, "#{phase}.json")) / 1e6, HeapdiffBench.monotonic - t)
 end
 
-File.write(File.join(outdir, "params.json"), JSON.pretty_generate(params.merge(
+summary = params.merge(
   "lines" => lines,
   "bytes" => Array.new(HeapdiffBench::PHASES) { |i| File.size(File.join(outdir, "#{i}.json")) },
   "leak_per_phase" => { "events" => leak_units, "phases" => (1...HeapdiffBench::PHASES).to_a,
                         "sites" => HeapdiffBench::LEAK_SITES },
   "churn_fraction" => HeapdiffBench::CHURN_FRACTION
-)) + "\n")
+)
+File.write(File.join(outdir, "params.json"), "#{JSON.pretty_generate(summary)}\n")
 puts format("generate: done in %.1f s -> %s", HeapdiffBench.monotonic - started, outdir)

@@ -7,8 +7,8 @@
 require "rspec/expectations"
 require "heapdiff/rspec"
 
-include RSpec::Matchers
-include Heapdiff::RSpec::Matchers
+include RSpec::Matchers # rubocop:disable Style/MixinUsage -- a script, not a library
+include Heapdiff::RSpec::Matchers # rubocop:disable Style/MixinUsage
 
 KEEP = Array.new(Integer(ENV.fetch("LIVE", "0"))) { |i| "s#{i}" }
 clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }

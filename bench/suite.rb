@@ -115,7 +115,7 @@ module HeapdiffBench
       results[:diff] = measure("heapdiff diff", ruby_cmd(DIFF_SCRIPT, *files))
       results[:load] = measure("heapdiff load", ruby_cmd(LOAD_SCRIPT, files[2]), json: true)
       results[:load1] = measure("heapdiff load, 1 thread", ruby_cmd(LOAD_SCRIPT, files[2]), json: true,
-                                                                                             env: { "HEAPDIFF_THREADS" => "1" })
+                                                                                            env: { "HEAPDIFF_THREADS" => "1" })
       results[:retention] = measure("heapdiff path + dominators", ruby_cmd(RETENTION_SCRIPT, files[2]), json: true)
       { objects: objects, params: params, files: files, total: total, results: results,
         text: section_text(objects, params, files, total, results) }

@@ -43,7 +43,8 @@ Dir.mktmpdir("heapdiff-demo") do |dir|
   expected = JSON.parse(File.read(File.join(dir, "expected.json")))
   truth = expected["per_phase"]["1"]
   exact = top.location == expected["leak_location"] && top.count == truth
-  puts "\n== The app counted #{truth} strings leaked during the second batch at #{expected['leak_location']}."
-  puts exact ? "   heapdiff's top group matches exactly." : "   MISMATCH: heapdiff's top group is #{top.count} at #{top.location}."
+  puts "\n== The app counted #{truth} strings leaked during the second batch at #{expected["leak_location"]}."
+  verdict = exact ? "heapdiff's top group matches exactly." : "MISMATCH: heapdiff's top group is #{top.count} at #{top.location}."
+  puts "   #{verdict}"
   exit(exact ? 0 : 1)
 end

@@ -10,6 +10,10 @@ require_relative "support/memory"
 # warnings and stats say what was wrong. Never a crash, a hang or unbounded memory.
 # The same inputs at the Rust level: ext/heapdiff-core/tests/{bad_inputs,quirks}.rs.
 RSpec.describe "Bad inputs" do
+  let(:dangling) do
+    "reference(s) point to addresses with no record (objects allocated during the dump, or a partial since: dump)"
+  end
+
   # One directory for all (made outside the examples, so outside GC.stress); every
   # example writes files of its own names.
   before(:all) { @dir = Dir.mktmpdir("heapdiff-bad") }
@@ -134,7 +138,7 @@ RSpec.describe "Bad inputs" do
       heap = Heapdiff.load(write("roots.json", root + %({"type":"ROOT", "root":"global_tbl", "references":["0x99"]}\n)))
       expect([heap.size, heap.roots]).to eq([0, { "vm" => %w[0x10 0x20], "global_tbl" => %w[0x99] }])
       expect(heap.stats[:dangling_references]).to eq(3)
-      expect(heap.warnings).to eq(["#{heap.path}: 3 reference(s) point to addresses with no record (objects allocated during the dump, or a partial since: dump)"])
+      expect(heap.warnings).to eq(["#{heap.path}: 3 #{dangling}"])
     end
 
     it "counts duplicate addresses, and finds the last record" do
@@ -187,7 +191,7 @@ RSpec.describe "Bad inputs" do
       junk = "\xff\xfe\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x90\x28\xbc\n".b * 10_000
       expect_parse_error(write("junk.txt", junk), 1, "does not start with '{'")
       records = Array.new(10_000) do |i|
-        %({"address":"0x#{(0x1000 + i * 40).to_s(16)}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"\xff\xfe", "file":"caf\xe9.rb", "line":#{i}, "memsize":40}\n).b
+        %({"address":"0x#{(0x1000 + (i * 40)).to_s(16)}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"\xff\xfe", "file":"caf\xe9.rb", "line":#{i}, "memsize":40}\n).b
       end
       heap = Heapdiff.load(write("utf8.json", root.b + records.join + klass))
       expect(heap.size).to eq(10_001)
@@ -272,7 +276,7 @@ RSpec.describe "Bad inputs" do
       expect(heap.count { |o| o.type == "STRING" && o.value&.start_with?("later ") }).to eq(300)
       expect(heap.count { |o| o.value&.start_with?("kept ") }).to eq(0)
       expect(heap.stats[:dangling_references]).to be > 0
-      expect(heap.warnings).to eq(["#{path}: #{heap.stats[:dangling_references]} reference(s) point to addresses with no record (objects allocated during the dump, or a partial since: dump)"])
+      expect(heap.warnings).to eq(["#{path}: #{heap.stats[:dangling_references]} #{dangling}"])
     end
 
     it "loads a full: true dump, keeping its empty (NONE) slots apart from objects" do

@@ -78,7 +78,7 @@ ActiveRecord::Base.connection.tap do |c|
     t.string :state, null: false, default: "new"
     t.timestamps
   end
-  c.add_index :orders, [:phase, :state]
+  c.add_index :orders, %i[phase state]
 end
 ActiveRecord::Base.connection_pool.release_connection
 
@@ -113,7 +113,7 @@ class PlaceOrderJob
     customer = Customer.find_or_create_by!(email: "customer#{index % 17}@example.test") do |c|
       c.name = "Customer #{index % 17}"
     end
-    order = customer.orders.create!(phase: phase, total_cents: 100 + index * 7)
+    order = customer.orders.create!(phase: phase, total_cents: 100 + (index * 7))
     open_orders = Order.where(phase: phase, state: "new").count
     order.update!(state: "paid", total_cents: order.total_cents + open_orders)
     SidekiqLeak::JOBS_DONE[phase] += 1

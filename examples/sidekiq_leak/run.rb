@@ -148,7 +148,6 @@ module SidekiqLeak
 
     private
 
-
     # -- redis ---------------------------------------------------------------
 
     def start_redis
@@ -242,7 +241,7 @@ module SidekiqLeak
       @sidekiq_pid = Process.spawn(
         env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", @app, "-c", "1", "-q", "default",
         "-t", "5", "-e", "production",
-        in: File::NULL, out: @sidekiq_log, err: [:child, :out], pgroup: true,
+        in: File::NULL, out: @sidekiq_log, err: %i[child out], pgroup: true,
         chdir: @tmp
       )
     end
@@ -320,7 +319,6 @@ module SidekiqLeak
 
     private
 
-
     # -- phases --------------------------------------------------------------
 
     def run_phase(server, tmp, phase)
@@ -334,9 +332,7 @@ module SidekiqLeak
       m = JSON.parse(File.read(meta))
       done = m["jobs_done"].fetch(phase.to_s, 0)
       failed = m["jobs_failed"].values.sum
-      unless done == @jobs && failed.zero?
-        raise "phase #{phase}: #{done}/#{@jobs} jobs done, #{failed} failed"
-      end
+      raise "phase #{phase}: #{done}/#{@jobs} jobs done, #{failed} failed" unless done == @jobs && failed.zero?
 
       say format("phase %d: %d jobs, dump %.1f MB, %.1f s", phase, @jobs,
                  File.size(dump) / 1e6, now - t0)
@@ -346,7 +342,7 @@ module SidekiqLeak
     def write_expected(metas)
       last = metas.last
       counts = last["leak_counts"]
-      stray = counts.keys - Array.new(PHASES) { |p| p.to_s }
+      stray = counts.keys - Array.new(PHASES, &:to_s)
       raise "leaked strings outside any phase: #{counts.slice(*stray)}" unless stray.empty?
 
       expected = {

@@ -18,7 +18,7 @@ require "heapdiff/sidekiq"
 module SidekiqLeak
   CACHE_SIZE = 100
   RECEIPT_LINES = 20
-  LABELS = {} # the cache: key => label
+  LABELS = {} # rubocop:disable Style/MutableConstant -- the cache: key => label
 
   def self.line_of(marker)
     File.readlines(__FILE__).index { |l| l.rstrip.end_with?("# #{marker}") } + 1

@@ -111,7 +111,9 @@ module Heapdiff
       rescue ArgumentError => e
         raise Usage, e.message.delete_prefix("heapdiff: ")
       end
-      @err.puts "heapdiff: #{args[0]}: the gzip stream ends early (#{stats[:stream_cut_short]}); redacted what it holds" if stats[:stream_cut_short]
+      if stats[:stream_cut_short]
+        @err.puts "heapdiff: #{args[0]}: the gzip stream ends early (#{stats[:stream_cut_short]}); redacted what it holds"
+      end
       @out.puts "#{args[1]}: #{stats[:records]} records, #{stats[:values_removed]} values removed" \
                 "#{", #{stats[:rebuilt_records]} broken records rewritten" if stats[:rebuilt_records].positive?}"
       0
@@ -131,9 +133,7 @@ module Heapdiff
 
           options[:top] = v
         end
-        unless command == "path"
-          o.on("--by KEY", BY, "Group by #{BY.join('|')}") { |v| options[:by] = v }
-        end
+        o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } unless command == "path"
         if command == "report"
           o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
             options[:html] = v
@@ -163,7 +163,7 @@ module Heapdiff
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join('|')}, --fail-over N, --html FILE (report), --help.",
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report), --help.",
               "'heapdiff COMMAND --help' for a command's own."
       status
     end

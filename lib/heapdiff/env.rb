@@ -19,7 +19,7 @@ module Heapdiff
   #                         timer thread runs.
   module Env
     # Keep in step with the test in heapdiff/auto.rb, which must not load this file.
-    OFF = /\A\s*(?:0|false|no|off)?\s*\z/i.freeze
+    OFF = /\A\s*(?:0|false|no|off)?\s*\z/i
 
     class << self
       # The Recorder started by #start, if any.

@@ -12,17 +12,17 @@ module Heapdiff
 
     # NAME-VERSION directories, as RubyGems, Bundler and Debian's rubygems-integration
     # lay them out (a platform may follow the version: nokogiri-1.15.4-x86_64-linux).
-    GEM_DIR = %r{/gems/([^/]+?)-\d[^/-]*(?:-[^/]+)?/}.freeze
+    GEM_DIR = %r{/gems/([^/]+?)-\d[^/-]*(?:-[^/]+)?/}
     # Debian installs some packaged gems' files straight into vendor_ruby, where only
     # the first path component is left to name them (vendor_ruby/rake/task.rb).
-    VENDOR_RUBY = %r{/vendor_ruby/(?:\d+\.\d+\.\d+/)?([^/]+?)(?:\.rb|\.so)?(?:/|\z)}.freeze
+    VENDOR_RUBY = %r{/vendor_ruby/(?:\d+\.\d+\.\d+/)?([^/]+?)(?:\.rb|\.so)?(?:/|\z)}
 
     attr_reader :app_root, :stdlib_dirs
 
     def initialize(app_root: Dir.pwd, stdlib_dirs: nil)
-      @app_root = app_root && "#{File.expand_path(app_root).chomp('/')}/"
+      @app_root = app_root && "#{File.expand_path(app_root).chomp("/")}/"
       @stdlib_dirs = (stdlib_dirs || RbConfig::CONFIG.values_at("rubylibdir", "rubyarchdir"))
-                     .compact.map { |d| "#{d.chomp('/')}/" }
+                     .compact.map { |d| "#{d.chomp("/")}/" }
       @cache = {}
     end
 
@@ -44,8 +44,7 @@ module Heapdiff
     private
 
     def attribute(path)
-      if (m = GEM_DIR.match(path)) then m[1]
-      elsif (m = VENDOR_RUBY.match(path)) then m[1]
+      if (m = GEM_DIR.match(path) || VENDOR_RUBY.match(path)) then m[1]
       elsif path.start_with?("<internal:") || stdlib_dirs.any? { |d| path.start_with?(d) } then STDLIB
       elsif app_root && path.start_with?(app_root) then APP
       end

@@ -7,7 +7,7 @@ module Heapdiff
   class Heap
     include Enumerable
 
-    ADDRESS = /\A0x\h+\z/.freeze
+    ADDRESS = /\A0x\h+\z/
     private_constant :ADDRESS
 
     # The object at +address+ ("0x7f…" or an Integer), or nil.
@@ -31,7 +31,7 @@ module Heapdiff
 
     # { "vm" => ["0x…", …], … }: the root categories and the addresses each marks.
     def roots
-      @roots ||= _roots.to_h { |name, addresses| [name, addresses.map { |a| format("0x%x", a) }] }
+      @roots ||= _roots.transform_values { |addresses| addresses.map { |a| format("0x%x", a) } }
     end
 
     # The shortest path from a GC root to +object+ (a Heapdiff::Object or an address),

@@ -33,8 +33,10 @@ module Heapdiff
       end
 
       def message(top: 5)
-        return "expected the block not to retain objects, and it retained none over the threshold " \
-               "(#{check.threshold_text})" unless leaked?
+        unless leaked?
+          return "expected the block not to retain objects, and it retained none over the threshold " \
+                 "(#{check.threshold_text})"
+        end
 
         lines = ["expected the block not to leak, but #{leaks.size} allocation site(s) retained " \
                  "objects in proportion to the iterations (#{check.threshold_text}):"]
@@ -54,7 +56,9 @@ module Heapdiff
                    attribution: GemAttribution.default)
       @warmup = integer(warmup, "warmup:", 0)
       @iterations = integer(iterations, "iterations:", 1)
-      raise ArgumentError, "heapdiff: per_iteration: must be positive" unless per_iteration.is_a?(Numeric) && per_iteration.positive?
+      unless per_iteration.is_a?(Numeric) && per_iteration.positive?
+        raise ArgumentError, "heapdiff: per_iteration: must be positive"
+      end
 
       @per_iteration = per_iteration
       @max = max && integer(max, "max:", 0)
@@ -93,10 +97,10 @@ module Heapdiff
 
     private
 
-    def measure(dir)
-      warmup.times { yield }
+    def measure(dir, &)
+      warmup.times(&)
       before = Heapdiff.snapshot(dir: dir)
-      iterations.times { yield }
+      iterations.times(&)
       after = Heapdiff.snapshot(dir: dir)
       yield
       later = Heapdiff.snapshot(dir: dir)

@@ -13,8 +13,8 @@ module Heapdiff
     module Assertions
       # Fails when an allocation site retains objects in proportion to the iterations;
       # returns the LeakCheck::Result.
-      def assert_no_leak(message = nil, **options, &block)
-        result = LeakCheck.new(**options).run(&block)
+      def assert_no_leak(message = nil, **options, &)
+        result = LeakCheck.new(**options).run(&)
         assert(!result.leaked?, message ? "#{message}.\n#{result.message}" : result.message)
         result
       end

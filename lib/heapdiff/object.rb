@@ -80,7 +80,7 @@ module Heapdiff
              end
       count = heap._references(row).size
       refs = %w[ARRAY HASH OBJECT STRUCT].include?(type) && count > 1 ? " (#{count} refs)" : ""
-      "#{kind.compact.join(' ')} #{address}#{refs}"
+      "#{kind.compact.join(" ")} #{address}#{refs}"
     end
 
     # A STRING's or SYMBOL's content (binary when the dump gave no encoding), or a

@@ -41,7 +41,10 @@ module Heapdiff
     end
 
     def to_h
-      { root: root, steps: steps.map { |s| { label: s.label }.merge(s.object.to_h.slice(:address, :type, :class_name, :subtype, :location)) } }
+      steps = self.steps.map do |s|
+        { label: s.label }.merge(s.object.to_h.slice(:address, :type, :class_name, :subtype, :location))
+      end
+      { root: root, steps: steps }
     end
 
     def to_json(*args)
@@ -55,7 +58,7 @@ module Heapdiff
 
     # The same, from the object back to the root: "ARRAY 0x… ← DATA VM/thread 0x… ← ROOT vm".
     def to_s_from_target
-      ([steps.map { |s| s.object.brief }.reverse, "ROOT #{root}"]).flatten.join(" ← ")
+      [steps.map { |s| s.object.brief }.reverse, "ROOT #{root}"].flatten.join(" ← ")
     end
 
     def inspect

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "io/wait"
 require_relative "snapshot"
 
 module Heapdiff
@@ -16,8 +17,8 @@ module Heapdiff
   # The signal handler only writes a byte to a pipe; the recorder thread, which waits
   # on that pipe, takes the snapshot. Nothing the handler does needs a lock.
   class Recorder
-    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\d+\z/.freeze
-    META_NAME = /\Aheap-(\d+)\.meta\.json\z/.freeze
+    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\d+\z/
+    META_NAME = /\Aheap-(\d+)\.meta\.json\z/
 
     attr_reader :dir, :every, :keep, :signal, :logger
 
@@ -102,16 +103,16 @@ module Heapdiff
     private
 
     def run
-      due = every && now + every
+      due = every && (now + every)
       loop do
-        readable = IO.select([@wake_reader], nil, nil, due && [due - now, 0].max)
+        readable = @wake_reader.wait_readable(due && [due - now, 0].max)
         wakes = readable ? @wake_reader.read_nonblock(64, exception: false) : ""
         wakes = "" unless wakes.is_a?(String)
         break if wakes.include?("q")
         next unless wakes.include?("s") || (due && now >= due)
 
         take(wakes.include?("s") ? "SIG#{@signal}" : "every #{every} s")
-        due = every && now + every
+        due = every && (now + every)
       end
     rescue StandardError => e
       logger.error("heapdiff: the recorder thread stopped: #{e.class}: #{e.message}")

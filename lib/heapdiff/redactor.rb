@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "fileutils"
 require_relative "errors"
 require_relative "native"
 
@@ -39,7 +40,7 @@ module Heapdiff
           File.rename(temp, output)
           stats
         ensure
-          File.unlink(temp) if File.exist?(temp)
+          FileUtils.rm_f(temp)
         end
       rescue Errno::ENOENT, Errno::EACCES, Errno::EISDIR, Errno::ENOTDIR => e
         raise FileError, "heapdiff: #{e.message}"

@@ -42,9 +42,7 @@ module Heapdiff
       attr_reader :recorder, :every_jobs, :every_seconds, :jobs
 
       def initialize(recorder, every_jobs: nil, every_seconds: nil)
-        if every_jobs.nil? && every_seconds.nil?
-          raise ArgumentError, "heapdiff: give every_jobs:, every_seconds: or both"
-        end
+        raise ArgumentError, "heapdiff: give every_jobs:, every_seconds: or both" if every_jobs.nil? && every_seconds.nil?
         unless every_jobs.nil? || (every_jobs.is_a?(Integer) && every_jobs.positive?)
           raise ArgumentError, "heapdiff: every_jobs: must be a positive Integer, got #{every_jobs.inspect}"
         end

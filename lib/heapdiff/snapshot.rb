@@ -33,7 +33,7 @@ module Heapdiff
   # Heapdiff.diff accept a Snapshot (through #to_path, which waits).
   class Snapshot
     DEFAULT_DIR = "tmp/heapdiff"
-    DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/.freeze
+    DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/
 
     Child = Struct.new(:dir, :temp_suffix, :reader, :waiter)
     private_constant :Child
@@ -188,7 +188,8 @@ module Heapdiff
     def inspect
       state = if pending? then "pending (child pid #{child_pid})"
               elsif @error then "failed"
-              else File.basename(@path)
+              else
+                File.basename(@path)
               end
       "#<Heapdiff::Snapshot #{state} taken_at=#{taken_at.getutc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")}>"
     end
@@ -234,7 +235,8 @@ module Heapdiff
     def ending(status)
       if status.nil? then "ended without finishing"
       elsif status.signaled? then "was killed by SIG#{Signal.signame(status.termsig)}"
-      else "exited with status #{status.exitstatus} before finishing"
+      else
+        "exited with status #{status.exitstatus} before finishing"
       end
     end
   end

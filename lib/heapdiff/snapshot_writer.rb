@@ -34,7 +34,7 @@ module Heapdiff
   class SnapshotWriter
     MODE = 0o600
     DIR_MODE = 0o700
-    NUMBERED = /\Aheap-(\d+)(?:\.json(?:\.gz)?|\.meta\.json)\z/.freeze
+    NUMBERED = /\Aheap-(\d+)(?:\.json(?:\.gz)?|\.meta\.json)\z/
     # GC.stat members worth keeping: collections, heap size, allocation totals.
     GC_STAT_KEYS = %i[
       count time minor_gc_count major_gc_count compact_count heap_allocated_pages
@@ -177,13 +177,11 @@ module Heapdiff
         end
         # Finishes the parent's GC, and starts no new one (see the class comment).
         GC.disable
-        unless GC.latest_gc_info(:state) == :none
-          raise SnapshotError, "heapdiff: the GC did not finish before the dump"
-        end
+        raise SnapshotError, "heapdiff: the GC did not finish before the dump" unless GC.latest_gc_info(:state) == :none
 
         writer.write(JSON.generate(["ok", *yield]))
         status = 0
-      rescue Exception => e # whatever it is, the parent gets its message
+      rescue Exception => e # rubocop:disable Lint/RescueException -- the forked child: whatever it is, the parent gets its message
         @temps.each { |t| remove(t) }
         begin
           writer.write(JSON.generate(["error", e.message]))
@@ -247,7 +245,7 @@ module Heapdiff
     # Resident set size from /proc (Linux); nil elsewhere.
     def rss_bytes
       kb = File.read("/proc/self/status")[/^VmRSS:\s*(\d+) kB/, 1]
-      kb && Integer(kb) * 1024
+      kb && (Integer(kb) * 1024)
     rescue SystemCallError, IOError
       nil
     end

@@ -36,7 +36,7 @@ module Heapdiff
     # The rows for +key+ (:type, :class, :location, :file or :gem), sorted by +by+
     # (:count or :memsize), largest first; +limit: nil+ gives them all.
     def top(key, by: :count, limit: 10)
-      raise ArgumentError, "heapdiff: no summary by #{key.inspect} (#{KEYS.join(', ')})" unless KEYS.include?(key)
+      raise ArgumentError, "heapdiff: no summary by #{key.inspect} (#{KEYS.join(", ")})" unless KEYS.include?(key)
 
       rows = @tables.fetch(key).map { |k, (count, memsize)| Row.new(k, count, memsize) }
       rows = rows.sort_by { |row| [-row.public_send(by), row.key.to_s] }
@@ -71,7 +71,9 @@ module Heapdiff
         end
       end
       lines << "" << "Duplicated strings (copies, bytes):"
-      duplicate_strings(limit: top).each { |d| lines << format("  %10d  %12d B  %s", d.count, d.memsize, d.value.inspect[0, 100]) }
+      duplicate_strings(limit: top).each do |d|
+        lines << format("  %10d  %12d B  %s", d.count, d.memsize, d.value.inspect[0, 100])
+      end
       lines.join("\n")
     end
 

@@ -58,7 +58,7 @@ module Heapdiff
 
     # "7000 STRING from app.rb:28 — 100% held by ARRAY 0x… (21006 refs) ← DATA VM/thread 0x… ← ROOT vm"
     def to_s
-      lines = ["#{group.count} #{group.label} from #{group.location} — #{holders.first(3).map(&:to_s).join('; ')}"]
+      lines = ["#{group.count} #{group.label} from #{group.location} — #{holders.first(3).map(&:to_s).join("; ")}"]
       lines[0] += "; retains #{retained_size} bytes"
       lines[0] += "; #{unreachable_count} not reachable from any root" if unreachable_count.positive?
       lines.join

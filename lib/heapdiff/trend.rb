@@ -57,9 +57,7 @@ module Heapdiff
 
       # Identity across dumps means something only within one process, in time order.
       def check(snapshots)
-        if snapshots.size < 2
-          raise TrendError, "heapdiff: a trend needs at least two snapshots, got #{snapshots.size}"
-        end
+        raise TrendError, "heapdiff: a trend needs at least two snapshots, got #{snapshots.size}" if snapshots.size < 2
 
         pids = snapshots.filter_map { |s| s.meta && [s.meta["hostname"], s.meta["pid"]] }.uniq
         if pids.size > 1
@@ -132,7 +130,8 @@ module Heapdiff
     def warnings
       @warnings ||= begin
         untimed = snapshots.reject { |s| s.meta&.dig("time") }.map { |s| File.basename(s.path) }
-        _warnings + (untimed.empty? ? [] : ["no sidecar with a time for #{untimed.join(", ")}: growth is given per snapshot only, not per hour"])
+        untimed_warning = "no sidecar with a time for #{untimed.join(", ")}: growth is given per snapshot only, not per hour"
+        untimed.empty? ? _warnings : _warnings + [untimed_warning]
       end
     end
 
@@ -164,7 +163,7 @@ module Heapdiff
       first, last = memory.values_at(0, -1)
       lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
                "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
-               VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+        VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
       growing.first(top).each do |site|

@@ -129,7 +129,7 @@ RSpec.describe Heapdiff::Env do
   end
 
   it "knows the switch" do
-    expect(["1", "true", "yes", "on", "anything"].map { |v| described_class.on?({ "HEAPDIFF" => v }) }).to all(be(true))
+    expect(%w[1 true yes on anything].map { |v| described_class.on?({ "HEAPDIFF" => v }) }).to all(be(true))
     expect([nil, "", " ", "0", "false", "FALSE", "no", "off"].map { |v| described_class.on?({ "HEAPDIFF" => v }.compact) })
       .to all(be(false))
   end

@@ -14,7 +14,7 @@ RSpec.describe Heapdiff::GemAttribution do
     "/usr/lib/ruby/gems/3.1.0/gems/minitest-5.15.0/lib/minitest.rb" => "minitest",
     "/usr/lib/ruby/vendor_ruby/rake/task.rb" => "rake",
     "/usr/lib/ruby/vendor_ruby/sqlite3.rb" => "sqlite3",
-    "#{RbConfig::CONFIG['rubylibdir']}/set.rb" => "ruby stdlib",
+    "#{RbConfig::CONFIG["rubylibdir"]}/set.rb" => "ruby stdlib",
     "<internal:kernel>" => "ruby stdlib",
     "/srv/app/app/models/user.rb" => "app",
     "/srv/application/x.rb" => nil,

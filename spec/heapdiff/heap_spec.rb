@@ -26,7 +26,7 @@ RSpec.describe Heapdiff::Heap do
         expect(object.class_name).to eq("String")
         expect(object.file).to eq(record["file"])
         expect(object.line).to eq(record["line"])
-        expect(object.location).to eq("#{record['file']}:#{record['line']}")
+        expect(object.location).to eq("#{record["file"]}:#{record["line"]}")
         expect(object.generation).to eq(record["generation"])
         expect(object.memsize).to eq(record["memsize"])
         expect(object.bytesize).to eq(record["bytesize"])
@@ -50,7 +50,7 @@ RSpec.describe Heapdiff::Heap do
       @escaped = JSON.parse(lines.find { |l| l.include?('"value":"\\u001b[m"') })
       object = lines.find { |l| l.include?('"type":"OBJECT"') && l.include?('"class":') }
       @object = JSON.parse(object)
-      @class = JSON.parse(lines.find { |l| l.start_with?("{\"address\":\"#{@object['class']}\"") })
+      @class = JSON.parse(lines.find { |l| l.start_with?("{\"address\":\"#{@object["class"]}\"") })
       @heap = Heapdiff.load(Fixtures.dump("3.4"))
     end
 
@@ -74,7 +74,7 @@ RSpec.describe Heapdiff::Heap do
 
     it "names classes from their CLASS records" do
       object = heap.at(@object["address"])
-      expect(object.class_name).to eq(@class["name"] || "#<Class:#{@class['address']}>")
+      expect(object.class_name).to eq(@class["name"] || "#<Class:#{@class["address"]}>")
       expect(object.references).to eq(@object["references"] || [])
       expect(object.referents.map(&:address)).to eq(object.references.select { |a| heap.at(a) })
     end

@@ -3,8 +3,8 @@
 require "heapdiff/rspec"
 
 RSpec.describe "The leak matcher" do
-  def leak_failure(&block)
-    expect(&block).to raise_error(RSpec::Expectations::ExpectationNotMetError) { |e| return e.message }
+  def leak_failure(&)
+    expect(&).to raise_error(RSpec::Expectations::ExpectationNotMetError) { |e| return e.message }
   end
 
   it "fails for a block that keeps what it allocates, naming the site and the exact count" do
@@ -30,7 +30,7 @@ RSpec.describe "The leak matcher" do
   end
 
   it "passes for memoization" do
-    memo = Class.new { def value = @value ||= Array.new(10) { |i| i.to_s } }.new
+    memo = Class.new { def value = @value ||= Array.new(10, &:to_s) }.new
     expect { memo.value }.not_to leak
   end
 
@@ -45,21 +45,21 @@ RSpec.describe "The leak matcher" do
 
   it "matches positively for a leaky block" do
     kept = []
-    expect { kept << "x" * 3 }.to leak_memory(iterations: 5)
+    expect { kept << ("x" * 3) }.to leak_memory(iterations: 5)
   end
 
   describe "the threshold" do
     it "is per iteration: a site under it passes" do
       kept = []
       n = 0
-      expect { kept << "every other" * 2 if (n += 1).even? }.not_to leak(iterations: 20)
-      expect { kept << "every other" * 2 if (n += 1).even? }.to leak(iterations: 20, per_iteration: 0.5)
+      expect { kept << ("every other" * 2) if (n += 1).even? }.not_to leak(iterations: 20)
+      expect { kept << ("every other" * 2) if (n += 1).even? }.to leak(iterations: 20, per_iteration: 0.5)
     end
 
     it "is absolute with max:" do
       kept = []
-      expect { kept << "x" * 3 }.not_to leak(iterations: 10, max: 10)
-      expect { kept << "x" * 3 }.to leak(iterations: 10, max: 9)
+      expect { kept << ("x" * 3) }.not_to leak(iterations: 10, max: 10)
+      expect { kept << ("x" * 3) }.to leak(iterations: 10, max: 9)
     end
   end
 
@@ -67,17 +67,17 @@ RSpec.describe "The leak matcher" do
     let(:kept) { [] }
 
     it "leave out types with ignore:" do
-      expect { kept << "x" * 3 }.not_to leak(iterations: 5, ignore: :string)
+      expect { kept << ("x" * 3) }.not_to leak(iterations: 5, ignore: :string)
     end
 
     it "leave out paths with ignore:" do
-      expect { kept << "x" * 3 }.not_to leak(iterations: 5, ignore: File.basename(__FILE__))
-      expect { kept << "x" * 3 }.not_to leak(iterations: 5, ignore: /matcher_spec/)
+      expect { kept << ("x" * 3) }.not_to leak(iterations: 5, ignore: File.basename(__FILE__))
+      expect { kept << ("x" * 3) }.not_to leak(iterations: 5, ignore: /matcher_spec/)
     end
 
     it "look at gems only with only:" do
-      expect { kept << "x" * 3 }.not_to leak(iterations: 5, only: "rake")
-      expect { kept << "x" * 3 }.to leak(iterations: 5, only: [:string])
+      expect { kept << ("x" * 3) }.not_to leak(iterations: 5, only: "rake")
+      expect { kept << ("x" * 3) }.to leak(iterations: 5, only: [:string])
     end
 
     it "reject what is not a pattern" do
@@ -133,7 +133,7 @@ RSpec.describe "The leak matcher" do
       ENV["HEAPDIFF_KEEP"] = "1"
       before = snapshot_dirs
       kept = []
-      message = leak_failure { expect { kept << "x" * 3 }.not_to leak(iterations: 3) }
+      message = leak_failure { expect { kept << ("x" * 3) }.not_to leak(iterations: 3) }
       dir = (snapshot_dirs - before).first
       expect(Heapdiff::Snapshot.list(dir).size).to eq(3)
       expect(message).to include("snapshots kept in #{dir}")

@@ -7,7 +7,12 @@ require_relative "../support/memory"
 # heapdiff runs inside people's processes: what it loads, it gives back. Measured in a
 # child process, where nothing else allocates.
 RSpec.describe "Memory of loading and freeing" do
-  around { |example| Dir.mktmpdir("heapdiff-memory") { |dir| @dir = dir; example.run } }
+  around do |example|
+    Dir.mktmpdir("heapdiff-memory") do |dir|
+      @dir = dir
+      example.run
+    end
+  end
 
   it "keeps RSS flat (within 10%) over 50 loads of a 100 MB dump" do
     result = Memory.child(<<~RUBY, Fixtures.dump("3.3"), @dir, env: Memory::ONE_ARENA)

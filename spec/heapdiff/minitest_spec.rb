@@ -4,8 +4,8 @@ require "heapdiff/minitest"
 
 RSpec.describe "The minitest assertion" do
   # Runs one test method of a minitest class in this process; its failures.
-  def run_test(&body)
-    klass = Class.new(Minitest::Test) { define_method(:test_it, &body) }
+  def run_test(&)
+    klass = Class.new(Minitest::Test) { define_method(:test_it, &) }
     klass.new("test_it").run.failures
   end
 
@@ -28,8 +28,8 @@ RSpec.describe "The minitest assertion" do
 
   it "takes the leak check's options and a message" do
     kept = []
-    failures = run_test { assert_no_leak("the cache", iterations: 4, max: 3) { kept << "x" * 2 } }
+    failures = run_test { assert_no_leak("the cache", iterations: 4, max: 3) { kept << ("x" * 2) } }
     expect(failures.first.message).to start_with("the cache.\n").and include("more than 3 objects")
-    expect(run_test { assert_no_leak(iterations: 4, max: 4) { kept << "x" * 2 } }).to be_empty
+    expect(run_test { assert_no_leak(iterations: 4, max: 4) { kept << ("x" * 2) } }).to be_empty
   end
 end

@@ -13,7 +13,7 @@ RSpec.describe "Native calls under GC stress and threads", :gc_stress do
     leak = %({"address":"0x40", "type":"CLASS", "name":"Leak", "memsize":500}\n)
     root = %({"type":"ROOT", "root":"vm", "references":["0x10"]}\n)
     old = %({"address":"0x10", "type":"ARRAY", "class":"0x30", "length":0, "file":"app.rb", "line":1, "generation":1, "memsize":40}\n)
-    strings = (1..3).map { |i| %({"address":"0x#{(0x100 + i * 8).to_s(16)}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"s#{i}", "file":"app.rb", "line":7, "generation":5, "memsize":40}\n) }
+    strings = (1..3).map { |i| %({"address":"0x#{(0x100 + (i * 8)).to_s(16)}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"s#{i}", "file":"app.rb", "line":7, "generation":5, "memsize":40}\n) }
     object = %({"address":"0x200", "type":"OBJECT", "class":"0x40", "ivars":1, "file":"app.rb", "line":9, "generation":5, "memsize":40}\n)
     @paths = [
       [root, old, klass, leak],

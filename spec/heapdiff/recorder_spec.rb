@@ -31,9 +31,8 @@ RSpec.describe Heapdiff::Recorder do
   it "keeps exactly the newest `keep` snapshots" do
     recorder = described_class.new(dir: dir, keep: 3, logger: logger)
     5.times { recorder.snapshot_now }
-    expect(Dir.children(dir).sort).to eq(%w[
-      heap-0003.json heap-0003.meta.json heap-0004.json heap-0004.meta.json heap-0005.json heap-0005.meta.json
-    ])
+    kept = [3, 4, 5].flat_map { |n| ["heap-000#{n}.json", "heap-000#{n}.meta.json"] }
+    expect(Dir.children(dir).sort).to eq(kept)
     expect(log.string.scan(/heapdiff: snapshot \S+heap-000\d\.json \(requested/).size).to eq(5)
   end
 

@@ -67,7 +67,8 @@ RSpec.describe "Redacting dumps" do
   end
 
   it "loads to the same objects, references and roots" do
-    a, b = Heapdiff.load(@originals[1]), Heapdiff.load(@redacted[1])
+    a = Heapdiff.load(@originals[1])
+    b = Heapdiff.load(@redacted[1])
     expect(b.size).to eq(a.size)
     expect(b.roots).to eq(a.roots)
     expect(b.map { |o| [o.address, o.type, o.location, o.memsize, o.references] })

@@ -53,6 +53,6 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(suspect.top.object.type).to eq("ARRAY")
     expect(suspect.top.share).to eq(1.0)
     expect(suspect.top.path.map(&:subtype)).to include("VM/thread")
-    expect(suspect.to_s).to match(/100% held by ARRAY .* ← DATA VM\/thread .* ← ROOT vm/)
+    expect(suspect.to_s).to match(%r{100% held by ARRAY .* ← DATA VM/thread .* ← ROOT vm})
   end
 end

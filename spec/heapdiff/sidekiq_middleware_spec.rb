@@ -86,7 +86,7 @@ RSpec.describe Heapdiff::Sidekiq do
       expect(schedule.every_jobs).to eq(5)
       expect(schedule.recorder).to equal(recorder)
       expect(recorder.log.string).to include("heapdiff: Sidekiq jobs will take snapshots in /tmp/snapshots, " \
-                                              "every 5 jobs, keeping 3")
+                                             "every 5 jobs, keeping 3")
     end
 
     it "makes a Recorder from the options when given none" do

@@ -24,9 +24,9 @@ module SidekiqServerRun
     binstub = File.join(tmp, "sidekiq")
     File.write(binstub, BINSTUB)
     server = SidekiqLeak::Server.new(tmp, log: $stderr, binstub: binstub, env: {
-                                       "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_KEEP" => "10",
-                                       "HEAPDIFF_EVERY_JOBS" => JOBS_PER_PHASE.to_s
-                                     }.merge(env))
+      "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_KEEP" => "10",
+      "HEAPDIFF_EVERY_JOBS" => JOBS_PER_PHASE.to_s
+    }.merge(env))
     counts = File.join(tmp, "counts.json")
     begin
       server.start

@@ -112,7 +112,7 @@ RSpec.describe "Heapdiff.snapshot" do
     blocker = File.join(@tmp, "a-file")
     File.write(blocker, "")
     expect { Heapdiff.snapshot(dir: File.join(blocker, "sub")) }
-      .to raise_error(Heapdiff::SnapshotError, /snapshot in .*a-file\/sub failed/) { |e| expect(e.cause).to be_a(SystemCallError) }
+      .to raise_error(Heapdiff::SnapshotError, %r{snapshot in .*a-file/sub failed}) { |e| expect(e.cause).to be_a(SystemCallError) }
     expect(Dir.children(@tmp)).to eq(["a-file"])
   end
 

@@ -55,7 +55,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
   it "marks the cache that filled once as stable" do
     cache = site(expected["cache_location"], "STRING")
     expect(expected["cache_size"]).to eq(100)
-    expect(cache).to have_attributes(verdict: :stable, counts: [100] * 6, survived: [0] + [100] * 5, growth: 0)
+    expect(cache).to have_attributes(verdict: :stable, counts: [100] * 6, survived: [0] + ([100] * 5), growth: 0)
   end
 
   it "tells the receipts, as many in every snapshot but never the same, as transient" do
@@ -70,12 +70,17 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
     expect(suspect.top.object.type).to eq("ARRAY")
     expect(suspect.top.count).to eq(leak.last)
     expect(suspect.top.share).to eq(1.0)
-    expect(trend.first.path.to_s).to match(/\AROOT \w+ → .*DATA VM\/thread 0x\h+ → ARRAY 0x\h+ \(#{leak.last} refs\) → \[\d+\] STRING 0x\h+\z/)
+    expect(trend.first.path.to_s).to match(%r{\AROOT \w+ → .*DATA VM/thread 0x\h+ → ARRAY 0x\h+ \(#{leak.last} refs\) → \[\d+\] STRING 0x\h+\z})
   end
 
   it "lets other threads run while it walks the snapshots, and stops on Timeout" do
     ticks = 0
-    ticker = Thread.new { loop { ticks += 1; sleep 0.01 } }
+    ticker = Thread.new do
+      loop do
+        ticks += 1
+        sleep 0.01
+      end
+    end
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     Heapdiff.trend(@dir)
     seconds = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started

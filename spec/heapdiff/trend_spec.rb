@@ -20,8 +20,9 @@ RSpec.describe "Heapdiff.trend" do
       dump = File.join(dir, format("heap-%04d.json.gz", i + 1))
       FileUtils.cp(path, dump)
       meta = {
-        "pid" => pids[i], "hostname" => "worker-1", "time" => (Time.utc(2026) + 60 * minutes[i]).strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
-        "rss_bytes" => (100 + 10 * i) * 1_000_000, "live_objects" => 30_000 + i, "gc_count" => 10 + i,
+        "pid" => pids[i], "hostname" => "worker-1",
+        "time" => (Time.utc(2026) + (60 * minutes[i])).strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
+        "rss_bytes" => (100 + (10 * i)) * 1_000_000, "live_objects" => 30_000 + i, "gc_count" => 10 + i,
         "gc_stat" => { "heap_live_slots" => 25_000 + i, "minor_gc_count" => 7 + i, "major_gc_count" => 3 }
       }
       File.write(Heapdiff::Snapshot.meta_path_for(dump), JSON.generate(meta))
@@ -113,8 +114,8 @@ RSpec.describe "Heapdiff.trend" do
     it "reports memory over time" do
       expect(trend.memory.map(&:to_h)).to eq(
         (0..2).map do |i|
-          { index: i, path: File.join(@dir, "heap-000#{i + 1}.json.gz"), time: %w[00:00 00:30 01:00].map { |t| "2026-01-01T#{t}:00.000Z" }[i],
-            rss_bytes: (100 + 10 * i) * 1_000_000, live_objects: 30_000 + i, live_slots: 25_000 + i, gc_count: 10 + i,
+          { index: i, path: File.join(@dir, "heap-000#{i + 1}.json.gz"), time: "2026-01-01T#{%w[00:00 00:30 01:00][i]}:00.000Z",
+            rss_bytes: (100 + (10 * i)) * 1_000_000, live_objects: 30_000 + i, live_slots: 25_000 + i, gc_count: 10 + i,
             minor_gc_count: 7 + i, major_gc_count: 3, objects: trend.memory[i].objects, memsize: trend.memory[i].memsize }
         end
       )
@@ -175,7 +176,7 @@ RSpec.describe "Heapdiff.trend" do
   # A process that keeps 100 more Strings per snapshot, allocated in code whose file
   # name is markup: everything from the dump must reach the page as text.
   context "HTML report of a process whose file names are markup" do
-    FILE = "</script><script>document.title='pwned'</script><b>.rb"
+    markup_file = "</script><script>document.title='pwned'</script><b>.rb"
 
     before(:all) do
       @dir = Dir.mktmpdir("heapdiff-trend-html")
@@ -184,7 +185,7 @@ RSpec.describe "Heapdiff.trend" do
         Heapdiff.trace_allocations!
         KEEP = []
         3.times do
-          eval("100.times { KEEP << 'kept ' * 2 }", binding, #{FILE.inspect}, 1)
+          eval("100.times { KEEP << 'kept ' * 2 }", binding, #{markup_file.inspect}, 1)
           Heapdiff.snapshot(dir: ARGV[0])
         end
       RUBY
@@ -206,12 +207,12 @@ RSpec.describe "Heapdiff.trend" do
 
     it "ranks the markup-named site first, growing by 100 a snapshot" do
       site = Heapdiff.trend(@dir).first
-      expect(site).to have_attributes(location: "#{FILE}:1", verdict: :growing, counts: [100, 200, 300])
+      expect(site).to have_attributes(location: "#{markup_file}:1", verdict: :growing, counts: [100, 200, 300])
     end
 
     it "escapes it everywhere, the embedded JSON included" do
-      expect(@html).not_to include(FILE)
-      expect(@html).to include(CGI.escapeHTML(FILE))
+      expect(@html).not_to include(markup_file)
+      expect(@html).to include(CGI.escapeHTML(markup_file))
       expect(@html.scan("<script").size).to eq(2)
       expect(@html.scan("</script>").size).to eq(2)
       expect(@html).not_to match(%r{https?://(?!www\.w3\.org/2000/svg)})
@@ -223,7 +224,7 @@ RSpec.describe "Heapdiff.trend" do
       expect(dom).to include('<body data-ready="true">')
       expect(dom).to include("<title>heapdiff trend: 3 snapshots</title>")
       # Serialized as the DOM holds it: text, with only <, > and & escaped.
-      expect(dom).to include(FILE.gsub("&", "&amp;").gsub("<", "&lt;").gsub(">", "&gt;"))
+      expect(dom).to include(markup_file.gsub("&", "&amp;").gsub("<", "&lt;").gsub(">", "&gt;"))
     end
   end
 end

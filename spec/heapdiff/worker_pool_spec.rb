@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "io/wait"
 require_relative "../support/fixtures"
 
 # Long work runs on one worker pool per process, shared by concurrent calls. A forked
@@ -20,7 +21,7 @@ RSpec.describe "the worker pool" do
     end
     writer.close
     # A child stuck on the parent's threads would never answer: bounded wait.
-    answer = IO.select([reader], nil, nil, 60) && reader.read
+    answer = reader.wait_readable(60) && reader.read
     Process.kill(:KILL, pid) unless answer
     _, status = Process.wait2(pid)
     expect(answer).to eq("1000")

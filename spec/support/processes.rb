@@ -17,7 +17,7 @@ module Processes
 
   # Starts +code+ in the background, output to +log+. Returns the pid.
   def spawn_ruby(code, *args, log:, env: {})
-    Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, *args, in: File::NULL, out: log, err: [:child, :out])
+    Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, *args, in: File::NULL, out: log, err: %i[child out])
   end
 
   # Polls the block until it returns a truthy value, which it returns; fails after

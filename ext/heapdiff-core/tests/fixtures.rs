@@ -5,18 +5,18 @@ mod common;
 use common::shared;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use heapdiff_core::{diff, load, DiffOptions, Heap, LoadOptions, ObjectType};
 
 const RUBIES: [&str; 4] = ["3.1", "3.3", "3.4", "4.0"];
 
-fn load_path(path: &PathBuf) -> Heap {
+fn load_path(path: &Path) -> Heap {
     load(path, LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Counts the lines of a (possibly gzipped) dump by kind, independently of the parser.
-fn count_lines(path: &PathBuf) -> (u64, u64, u64) {
+fn count_lines(path: &Path) -> (u64, u64, u64) {
     let mut bytes = Vec::new();
     let file = std::fs::File::open(path).unwrap();
     if path.extension().is_some_and(|e| e == "gz") {

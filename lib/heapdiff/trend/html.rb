@@ -77,8 +77,8 @@ module Heapdiff
         memory = @trend.memory
         parts = ["#{@trend.snapshots.size} snapshots of #{File.dirname(memory.first.path)}"]
         parts << format("over %.1f min", @trend.hours * 60) if @trend.hours
-        parts << "#{@trend.size} allocation sites: " +
-                 VERDICTS.map { |v| "#{@trend.count { |s| s.verdict == v }} #{v}" }.join(", ")
+        parts << ("#{@trend.size} allocation sites: " +
+                 VERDICTS.map { |v| "#{@trend.count { |s| s.verdict == v }} #{v}" }.join(", "))
         parts.join(", ")
       end
 
@@ -193,7 +193,7 @@ module Heapdiff
         max = [values.max, 1].max
         step = values.size > 1 ? (width - 4).fdiv(values.size - 1) : 0
         points = values.each_with_index.map do |v, i|
-          format("%.1f,%.1f", 2 + i * step, height - 2 - (v.fdiv(max) * (height - 4)))
+          format("%.1f,%.1f", 2 + (i * step), height - 2 - (v.fdiv(max) * (height - 4)))
         end
         last = points.last.split(",")
         "<svg class=\"spark\" width=\"#{width}\" height=\"#{height}\" viewBox=\"0 0 #{width} #{height}\" role=\"img\" " \
