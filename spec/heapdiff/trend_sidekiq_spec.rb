@@ -70,7 +70,11 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
     expect(suspect.top.object.type).to eq("ARRAY")
     expect(suspect.top.count).to eq(leak.last)
     expect(suspect.top.share).to eq(1.0)
-    expect(trend.first.path.to_s).to match(%r{\AROOT \w+ → .*DATA VM/thread 0x\h+ → ARRAY 0x\h+ \(#{leak.last} refs\) → \[\d+\] STRING 0x\h+\z})
+    # Ruby 3.3 dumps the thread's root fiber (which holds Thread.current[]) as an
+    # object of its own; 3.1 folds it into the thread.
+    expect(trend.first.path.to_s).to match(
+      %r{\AROOT \w+ → .*DATA VM/thread 0x\h+ → (?:DATA fiber 0x\h+ → )?ARRAY 0x\h+ \(#{leak.last} refs\) → \[\d+\] STRING 0x\h+\z}
+    )
   end
 
   it "lets other threads run while it walks the snapshots, and stops on Timeout" do
