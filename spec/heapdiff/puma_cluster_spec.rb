@@ -112,8 +112,10 @@ RSpec.describe "Snapshots of a real Puma cluster" do
       counts = run[:counts][run[:worker]]
       leaked = counts["leak_counts"]["1"]
       expect(leaked).to be_positive
-      expect(out.lines.first).to start_with("Retained STRING #{leaked} objects ")
-      expect(out.lines.first.chomp).to end_with(" at: #{counts["leak_file"]}:#{counts["leak_line"]}")
+      # Not necessarily the first line: on Rack 3 the first requests of a worker also
+      # autoload parts of Rack, which the interval keeps too.
+      line = out.lines.find { |l| l.chomp.end_with?(" at: #{counts["leak_file"]}:#{counts["leak_line"]}") }
+      expect(line).to start_with("Retained STRING #{leaked} objects ")
     end
   end
 
