@@ -39,6 +39,7 @@ module Heapdiff
 
     # The recorders started in this process, for the fork hook.
     @started = []
+    @started_lock = Mutex.new
     # The pid of the first process of this program that loaded heapdiff: the
     # recorders of any other (forked) process write to DIR/pid-PID.
     @first_pid = Process.pid
@@ -58,18 +59,17 @@ module Heapdiff
       # Called in the child after fork and Process.daemon: each inherited recorder
       # restarts or stops, as its +after_fork+ says.
       def forked
-        inherited = @started
-        @started = []
+        inherited = @started_lock.synchronize { @started.slice!(0..) }
         inherited.each { |recorder| recorder.send(:forked_child) }
       end
 
       # For #start and #stop.
       def started(recorder)
-        @started |= [recorder]
+        @started_lock.synchronize { @started |= [recorder] }
       end
 
       def stopped(recorder)
-        @started -= [recorder]
+        @started_lock.synchronize { @started.delete(recorder) }
       end
     end
 
@@ -157,6 +157,8 @@ module Heapdiff
       thread&.join
       @finisher&.join
       close_pipe
+      # Whoever waits for a snapshot asked for but not taken waits no longer.
+      @requests_lock.synchronize { @requests.slice!(0..) }.each { |_, captured| captured.close }
       self
     end
 
