@@ -34,9 +34,11 @@ module Heapdiff
         recorder ||= Recorder.new(every: nil, **recorder_options)
         schedule = Schedule.new(recorder, every_jobs: every_jobs, every_seconds: every_seconds)
         ::Sidekiq.configure_server do |config|
-          config.server_middleware do |chain|
-            chain.remove(Middleware)
-            chain.prepend(Middleware, schedule)
+          each_chain_owner(config) do |owner|
+            owner.server_middleware do |chain|
+              chain.remove(Middleware)
+              chain.prepend(Middleware, schedule)
+            end
           end
           config.on(:quiet) { schedule.stopping! }
           config.on(:shutdown) { schedule.stopping! }
@@ -49,8 +51,18 @@ module Heapdiff
       # Takes the middleware out of the server chain again.
       def uninstall
         ::Sidekiq.configure_server do |config|
-          config.server_middleware { |chain| chain.remove(Middleware) }
+          each_chain_owner(config) { |owner| owner.server_middleware { |chain| chain.remove(Middleware) } }
         end
+      end
+
+      private
+
+      # The server's configuration, then (Sidekiq 7 and later) each capsule made so
+      # far: a capsule copies the configuration's chain when first asked for it, so
+      # one that already has its copy gets the middleware in its own chain too.
+      def each_chain_owner(config, &)
+        yield config
+        config.capsules.each_value(&) if config.respond_to?(:capsules)
       end
     end
 

@@ -131,6 +131,21 @@ RSpec.describe Heapdiff::Sidekiq do
       expect(schedule.recorder.every).to be_nil
     end
 
+    it "puts it in the chain of every capsule, also one that copied the chain before (Sidekiq 7 and later)" do
+      skip "Sidekiq #{Sidekiq::VERSION} has no capsules" unless Sidekiq.respond_to?(:default_configuration)
+
+      require "sidekiq/capsule" # loaded by the CLI in a server
+      config = Sidekiq.default_configuration
+      capsule = config.capsule("heapdiff-spec") { |c| c.queues = %w[heapdiff-spec] }
+      capsule.server_middleware # copies the configuration's chain now, without heapdiff's
+      described_class.install(every_jobs: 5, recorder: recorder)
+      expect(capsule.server_middleware.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
+      expect(config.capsule("heapdiff-later").server_middleware.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
+    ensure
+      config&.capsules&.delete("heapdiff-spec")
+      config&.capsules&.delete("heapdiff-later")
+    end
+
     it "installs nothing outside a Sidekiq server" do
       allow(Sidekiq).to receive(:server?).and_return(false)
       described_class.install(every_jobs: 5, recorder: recorder)
