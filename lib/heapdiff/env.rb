@@ -64,11 +64,15 @@ module Heapdiff
         recorder = Recorder.new(every: s[:every_jobs] ? nil : s[:every], **options)
         begin
           if s[:every_jobs]
-            # The middleware takes the snapshots; the thread only serves the signal.
+            # The middleware asks the recorder's thread for the snapshots.
             require_relative "sidekiq"
             # A binstub runs this before Sidekiq's executable loads its CLI, and
             # Sidekiq.configure_server runs its block only where the CLI is loaded.
             require "sidekiq/cli" if File.basename($PROGRAM_NAME) == "sidekiq"
+            unless ::Sidekiq.server?
+              warn("heapdiff: HEAPDIFF_EVERY_JOBS: #{$PROGRAM_NAME} has not loaded Sidekiq::CLI (not a Sidekiq " \
+                   "server, or a binstub not named sidekiq): no snapshots between jobs")
+            end
             Heapdiff::Sidekiq.install(every_jobs: s[:every_jobs], every_seconds: s[:every], recorder: recorder)
           end
           Heapdiff.trace_allocations! if s[:trace]

@@ -112,6 +112,18 @@ RSpec.describe "heapdiff/auto" do
     expect(File.exist?(dir)).to be(false)
   end
 
+  it "says so when HEAPDIFF_EVERY_JOBS is set in a process that is not a Sidekiq server" do
+    out, status = Processes.ruby(state + <<~RUBY, env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY_JOBS" => "5" })
+      require "heapdiff/auto"
+      chain = Sidekiq.respond_to?(:default_configuration) ? Sidekiq.default_configuration.server_middleware : Sidekiq.server_middleware
+      puts JSON.generate(state.call.merge("chain" => chain.entries.map { |e| e.klass.name }))
+    RUBY
+    expect(status).to be_success, out
+    expect(out.lines.first.chomp).to eq("heapdiff: HEAPDIFF_EVERY_JOBS: -e has not loaded Sidekiq::CLI (not a Sidekiq " \
+                                        "server, or a binstub not named sidekiq): no snapshots between jobs")
+    expect(JSON.parse(out.lines.last)["chain"]).not_to include("Heapdiff::Sidekiq::Middleware")
+  end
+
   it "undoes what it began when starting fails late, and says so" do
     # The recorder's thread starts last, after tracing; here it fails as running out of
     # file descriptors for its pipe would.
