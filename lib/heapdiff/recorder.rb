@@ -135,6 +135,11 @@ module Heapdiff
       self
     end
 
+    # Whether a forked child writes each dump (fork: true).
+    def fork?
+      @fork
+    end
+
     # Whether its thread runs in this process.
     def running?
       @owner == Process.pid && !@thread.nil? && @thread.alive?

@@ -16,11 +16,15 @@ module Heapdiff
   # The job that makes a snapshot due only hands it to the recorder's thread, and is
   # acknowledged as usual: a snapshot never holds a job that has run (a TERM during a
   # long snapshot must not make Sidekiq push a finished job back, to run it twice).
-  # The next job to start waits until the heap is captured (the dump written, or with
-  # fork: true the child forked), so that with concurrency 1 a snapshot is exactly
-  # between two jobs; a job that Sidekiq interrupts while it waits has not run, and
-  # Sidekiq pushes it back. Once Sidekiq is quieting or stopping no snapshot is asked
-  # for, and no job waits.
+  # The next job to start waits until the dump is written, so that with concurrency 1
+  # a snapshot is exactly between two jobs; a job that Sidekiq interrupts while it
+  # waits has not run, and Sidekiq pushes it back. Once Sidekiq is quieting or
+  # stopping no snapshot is asked for, and no job waits.
+  #
+  # With fork: true the processor thread that finished the job forks the child that
+  # writes the dump, itself: a pause of milliseconds, far below any shutdown timeout.
+  # A child forked from the recorder's thread would not see what only the processor
+  # thread's stack holds: a forked child has only the forking thread.
   module Sidekiq
     class << self
       # Adds the middleware to the server chain (outermost) of every capsule, through
@@ -97,22 +101,23 @@ module Heapdiff
       end
 
       # Called after every job, whether it succeeded or raised. When a snapshot is due,
-      # asks the recorder's thread for it and returns without waiting.
+      # asks the recorder's thread for it and returns without waiting (fork: true:
+      # forks the child that writes it, here).
       def job_done
-        @lock.synchronize do
+        reason = @lock.synchronize do
           @jobs += 1
-          reason = if every_jobs && (@jobs % every_jobs).zero? then "after job #{@jobs}"
-                   elsif every_seconds && now - @last >= every_seconds then "after #{every_seconds} s of jobs"
-                   end
-          next unless reason
-
-          @last = now
-          if @stopping
-            recorder.logger.info("heapdiff: snapshot (#{reason}) skipped: Sidekiq is stopping")
-          else
-            @capture = recorder.snapshot_soon(reason: reason)
-          end
+          due = if every_jobs && (@jobs % every_jobs).zero? then "after job #{@jobs}"
+                elsif every_seconds && now - @last >= every_seconds then "after #{every_seconds} s of jobs"
+                end
+          @last = now if due
+          due
         end
+        return unless reason
+        return recorder.logger.info("heapdiff: snapshot (#{reason}) skipped: Sidekiq is stopping") if @stopping
+        return recorder.snapshot_now(reason: reason) if recorder.fork?
+
+        capture = recorder.snapshot_soon(reason: reason)
+        @lock.synchronize { @capture = capture }
       end
 
       # Called before every job: waits while a snapshot that a finished job asked for

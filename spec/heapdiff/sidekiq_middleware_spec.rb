@@ -33,6 +33,14 @@ RSpec.describe Heapdiff::Sidekiq do
         @reasons << reason
         Thread::Queue.new
       end
+
+      attr_accessor :fork, :taken_here
+
+      alias_method :fork?, :fork
+
+      def snapshot_now(reason:)
+        (@taken_here ||= []) << [reason, Thread.current]
+      end
     end.new
   end
 
@@ -79,6 +87,14 @@ RSpec.describe Heapdiff::Sidekiq do
       expect(recorder.reasons).to eq(["after job 1"])
       expect(schedule.jobs).to eq(2)
       expect(recorder.log.string).to include("heapdiff: snapshot (after job 2) skipped: Sidekiq is stopping")
+    end
+
+    it "with fork: true forks from the thread that ran the job, and nothing waits" do
+      recorder.fork = true
+      middleware.call(nil, {}, "default") { :done }
+      expect(recorder.taken_here).to eq([["after job 1", Thread.current]])
+      expect(recorder.reasons).to be_empty
+      expect(schedule.instance_variable_get(:@capture)).to be_nil
     end
 
     it "starts the next job only once the snapshot the last one asked for has captured the heap" do
