@@ -86,8 +86,7 @@ module PumaClusterRun
       warn File.read(log)
       raise
     ensure
-      Process.kill("TERM", -master)
-      Process.wait(master)
+      Processes.stop_group(master)
     end
   end
 end

@@ -47,8 +47,8 @@ module RbtraceRun
       warn File.read(log)
       raise
     ensure
-      Process.kill("TERM", -pid)
-      Process.wait(pid)
+      # A Puma that rbtrace could not reach was seen to ignore TERM (Puma 8, rbtrace 0.5.5).
+      Processes.stop_group(pid)
     end
   end
 end

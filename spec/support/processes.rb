@@ -38,6 +38,16 @@ module Processes
     nil
   end
 
+  # Stops the process group that +pid+ leads (spawned with pgroup: true): TERM, then
+  # KILL if it has not exited after +grace+ seconds. Reaps +pid+.
+  def stop_group(pid, grace: 10)
+    Process.kill("TERM", -pid)
+    wait_for("pid #{pid} to exit", timeout: grace) { Process.waitpid(pid, Process::WNOHANG) }
+  rescue RuntimeError
+    Process.kill("KILL", -pid)
+    Process.wait(pid)
+  end
+
   # Polls the block until it returns a truthy value, which it returns; fails after
   # +timeout+ seconds.
   def wait_for(what, timeout: 20)
