@@ -17,6 +17,8 @@ module Heapdiff
   #   HEAPDIFF_EVERY_JOBS   Sidekiq servers: a snapshot between jobs, every N jobs. Then
   #                         HEAPDIFF_EVERY, if set, is also counted between jobs, and no
   #                         timer thread runs.
+  #   HEAPDIFF_AFTER_FORK   restart (default): a forked child (a Puma worker) records on
+  #                         its own, in HEAPDIFF_DIR/pid-PID; stop: it records nothing
   module Env
     # Keep in step with the test in heapdiff/auto.rb, which must not load this file.
     OFF = /\A\s*(?:0|false|no|off)?\s*\z/i
@@ -41,38 +43,67 @@ module Heapdiff
           fork: flag(env, "HEAPDIFF_FORK", false),
           gzip: flag(env, "HEAPDIFF_GZIP", false),
           trace: flag(env, "HEAPDIFF_TRACE", true),
-          every_jobs: every_jobs
+          every_jobs: every_jobs,
+          after_fork: after_fork(env)
         }
       end
 
       # Starts what +env+ asks for: allocation tracing, a Recorder, and for
       # HEAPDIFF_EVERY_JOBS the Sidekiq middleware. Returns the Recorder (the same one
-      # when called again); nil when HEAPDIFF is off, or when a setting is wrong (said
-      # on $stderr, and nothing is started: a typo in a debugging switch must not stop
-      # the process from booting).
+      # when called again in the same process, or in a forked child that restarted
+      # it); nil when HEAPDIFF is off, or when a setting is refused (said on $stderr,
+      # and whatever was started is undone: a typo in a debugging switch must neither
+      # stop the process from booting nor leave half of heapdiff on).
       def start(env = ENV)
-        return @recorder if @recorder
+        return @recorder if @recorder && (@pid == Process.pid || @recorder.running?)
         return nil unless on?(env)
 
         s = settings(env)
-        options = { dir: s[:dir], keep: s[:keep], signal: s[:signal], fork: s[:fork], gzip: s[:gzip] }
-        if s[:every_jobs]
-          # The middleware takes the snapshots; the thread only serves the signal.
-          recorder = Recorder.new(every: nil, **options)
-          require_relative "sidekiq"
-          Heapdiff::Sidekiq.install(every_jobs: s[:every_jobs], every_seconds: s[:every], recorder: recorder)
-        else
-          recorder = Recorder.new(every: s[:every], **options)
+        options = { dir: s[:dir], keep: s[:keep], signal: s[:signal], fork: s[:fork], gzip: s[:gzip],
+                    after_fork: s[:after_fork] }
+        recorder = Recorder.new(every: s[:every_jobs] ? nil : s[:every], **options)
+        begin
+          if s[:every_jobs]
+            # The middleware asks the recorder's thread for the snapshots.
+            require_relative "sidekiq"
+            # A binstub runs this before Sidekiq's executable loads its CLI, and
+            # Sidekiq.configure_server runs its block only where the CLI is loaded.
+            require "sidekiq/cli" if File.basename($PROGRAM_NAME) == "sidekiq"
+            unless ::Sidekiq.server?
+              warn("heapdiff: HEAPDIFF_EVERY_JOBS: #{$PROGRAM_NAME} has not loaded Sidekiq::CLI (not a Sidekiq " \
+                   "server, or a binstub not named sidekiq): no snapshots between jobs")
+            end
+            Heapdiff::Sidekiq.install(every_jobs: s[:every_jobs], every_seconds: s[:every], recorder: recorder)
+          end
+          Heapdiff.trace_allocations! if s[:trace]
+          recorder.start if s[:signal] || !s[:every_jobs]
+        rescue StandardError, LoadError
+          undo(recorder)
+          raise
         end
-        Heapdiff.trace_allocations! if s[:trace]
-        recorder.start if s[:signal] || !s[:every_jobs]
+        @pid = Process.pid
         @recorder = recorder
-      rescue ArgumentError, LoadError => e
+      rescue StandardError, LoadError => e
         warn("heapdiff: #{e.message.delete_prefix("heapdiff: ")}; heapdiff stays off")
         nil
       end
 
       private
+
+      # Takes back what a failed #start began.
+      def undo(recorder)
+        recorder.stop
+        Heapdiff::Sidekiq.uninstall if defined?(Heapdiff::Sidekiq)
+        Heapdiff.stop_tracing!
+      end
+
+      def after_fork(env)
+        text = env.fetch("HEAPDIFF_AFTER_FORK", "").strip
+        return :restart if text.empty?
+        return text.to_sym if %w[restart stop].include?(text)
+
+        raise ArgumentError, "HEAPDIFF_AFTER_FORK=#{text} is not restart or stop"
+      end
 
       # Seconds as a number, nil for 0 (no timer), +default+ when the variable is unset.
       def seconds(env, name, default:)

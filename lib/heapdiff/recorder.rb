@@ -16,22 +16,71 @@ module Heapdiff
   #
   # The signal handler only writes a byte to a pipe; the recorder thread, which waits
   # on that pipe, takes the snapshot. Nothing the handler does needs a lock.
+  #
+  # Fork: the process that started a recorder owns it. A thread does not survive
+  # fork(2), so a forked child (Puma's workers, a daemon) gets, by +after_fork:+,
+  # either a fresh recorder of its own (:restart, the default) or none (:stop). A
+  # recorder started in a forked child writes to DIR/pid-PID, so that siblings never
+  # share a numbering or prune each other's snapshots. Fork and Process.daemon are
+  # seen through Ruby's Process._fork hook and a wrapper of Process.daemon.
   class Recorder
     TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\d+\z/
     META_NAME = /\Aheap-(\d+)\.meta\.json\z/
+    AFTER_FORK = %i[restart stop].freeze
+    # Signals that Signal.trap refuses, and why: asked for one of these, the recorder
+    # refuses at #new, before anything has started.
+    UNTRAPPABLE = {
+      "KILL" => "the kernel does not let it be caught", "STOP" => "the kernel does not let it be caught",
+      "SEGV" => "reserved by Ruby", "BUS" => "reserved by Ruby", "ILL" => "reserved by Ruby",
+      "FPE" => "reserved by Ruby", "VTALRM" => "reserved by Ruby", "EXIT" => "not a signal: Ruby's exit hook"
+    }.freeze
 
-    attr_reader :dir, :every, :keep, :signal, :logger
+    attr_reader :dir, :every, :keep, :signal, :logger, :after_fork
 
-    # A new Recorder, started.
-    def self.start(**options)
-      new(**options).start
+    # The recorders started in this process, for the fork hook.
+    @started = []
+    @started_lock = Mutex.new
+    # The pid of the first process of this program that loaded heapdiff: the
+    # recorders of any other (forked) process write to DIR/pid-PID.
+    @first_pid = Process.pid
+
+    class << self
+      # A new Recorder, started.
+      def start(**options)
+        new(**options).start
+      end
+
+      # Whether this process was forked (or daemonized) from the one that loaded
+      # heapdiff.
+      def forked_child?
+        Process.pid != @first_pid
+      end
+
+      # Called in the child after fork and Process.daemon: each inherited recorder
+      # restarts or stops, as its +after_fork+ says.
+      def forked
+        inherited = @started_lock.synchronize { @started.slice!(0..) }
+        inherited.each { |recorder| recorder.send(:forked_child) }
+      end
+
+      # For #start and #stop.
+      def started(recorder)
+        @started_lock.synchronize { @started |= [recorder] }
+      end
+
+      def stopped(recorder)
+        @started_lock.synchronize { @started.delete(recorder) }
+      end
     end
 
     # +every+: seconds between snapshots (nil: none on a timer). +keep+: how many to
     # keep. +signal+: a signal name ("USR2") that asks for a snapshot. +on_snapshot+: called
     # with each complete Snapshot. +gzip+, +fork+: as for Heapdiff.snapshot. +logger+:
-    # where to log (default: $stderr); every line starts with "heapdiff:".
-    def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil)
+    # where to log (default: $stderr); every line starts with "heapdiff:". +after_fork+:
+    # what a forked child does with this recorder once started: :restart (a fresh one
+    # of its own, in DIR/pid-PID) or :stop (none).
+    def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
+                   after_fork: :restart)
       dir = dir.to_path if dir.respond_to?(:to_path)
       raise TypeError, "heapdiff: dir: must be a String or Pathname, got #{dir.class}" unless dir.is_a?(String)
       unless every.nil? || (every.is_a?(Numeric) && every.positive?)
@@ -43,8 +92,13 @@ module Heapdiff
       unless on_snapshot.nil? || on_snapshot.respond_to?(:call)
         raise ArgumentError, "heapdiff: on_snapshot: must respond to #call"
       end
+      unless AFTER_FORK.include?(after_fork)
+        raise ArgumentError, "heapdiff: after_fork: must be :restart or :stop, got #{after_fork.inspect}"
+      end
 
-      @dir = File.expand_path(dir)
+      @base_dir = File.expand_path(dir)
+      @dir = @base_dir
+      @after_fork = after_fork
       @every = every
       @keep = keep
       @signal = signal && signal_name(signal)
@@ -56,40 +110,60 @@ module Heapdiff
       @thread = nil
       @pending = nil
       @finisher = nil
+      @owner = nil
+      @handler = nil
+      @requests = []
+      @requests_lock = Mutex.new
     end
 
-    # Starts the thread (and the signal handler). Returns self.
+    # Starts the thread (and the signal handler) in this process, which then owns the
+    # recorder. Returns self. In a forked child it starts afresh, in DIR/pid-PID.
     def start
       return self if running?
 
+      forget_inherited unless @owner.nil? || @owner == Process.pid
+      @dir = Recorder.forked_child? ? File.join(@base_dir, "pid-#{Process.pid}") : @base_dir
       @wake_reader, @wake_writer = IO.pipe
-      @pid = Process.pid
-      trap_signal if @signal
+      @owner = Process.pid
+      trap_signal if @signal && @handler.nil?
       @thread = Thread.new { run }
       @thread.name = "heapdiff-recorder"
       @thread.report_on_exception = false
+      Recorder.started(self)
       logger.info("heapdiff: recording snapshots in #{dir}#{" every #{every} s" if every}" \
                   "#{" and on SIG#{@signal}" if @signal}, keeping #{keep}")
       self
     end
 
+    # Whether a forked child writes each dump (fork: true).
+    def fork?
+      @fork
+    end
+
+    # Whether its thread runs in this process.
     def running?
-      !@thread.nil? && @thread.alive? && @pid == Process.pid
+      @owner == Process.pid && !@thread.nil? && @thread.alive?
     end
 
     # Stops the thread after any snapshot in progress, and puts back the signal's
-    # previous handler. Returns self.
+    # previous handler. Returns self. In a process that does not own the recorder (a
+    # forked child that kept an inherited one) it only forgets it there: the owner's
+    # thread, pipe and handler stay untouched.
     def stop
-      thread = @thread
-      return self unless thread
+      return self if @owner.nil?
+      return forget_inherited unless @owner == Process.pid
 
+      thread = @thread
       @thread = nil
-      untrap_signal if @signal
+      @owner = nil
+      Recorder.stopped(self)
+      untrap_signal if @handler
       wake("q")
-      thread.join
+      thread&.join
       @finisher&.join
-      @wake_writer.close
-      @wake_reader.close
+      close_pipe
+      # Whoever waits for a snapshot asked for but not taken waits no longer.
+      @requests_lock.synchronize { @requests.slice!(0..) }.each { |_, captured| captured.close }
       self
     end
 
@@ -98,6 +172,21 @@ module Heapdiff
     # +reason+ goes in the log line.
     def snapshot_now(reason: "requested")
       take(reason)
+    end
+
+    # Asks the recorder thread (started if it is not) for a snapshot and returns at
+    # once, without waiting for it: a Thread::Queue that the thread closes once the
+    # process's heap is captured (the dump written, or with fork: true, the child
+    # forked), so that +captured.pop+ waits for that. +reason+ goes in the log line.
+    def snapshot_soon(reason: "requested")
+      captured = Thread::Queue.new
+      # Not @lock, which a snapshot holds while it is written.
+      @requests_lock.synchronize do
+        start unless running?
+        @requests << [reason, captured]
+      end
+      wake("r")
+      captured
     end
 
     private
@@ -109,6 +198,8 @@ module Heapdiff
         wakes = readable ? @wake_reader.read_nonblock(64, exception: false) : ""
         wakes = "" unless wakes.is_a?(String)
         break if wakes.include?("q")
+
+        take_requested if wakes.include?("r")
         next unless wakes.include?("s") || (due && now >= due)
 
         take(wakes.include?("s") ? "SIG#{@signal}" : "every #{every} s")
@@ -116,6 +207,16 @@ module Heapdiff
       end
     rescue StandardError => e
       logger.error("heapdiff: the recorder thread stopped: #{e.class}: #{e.message}")
+    end
+
+    # The snapshots asked for with #snapshot_soon: one for all that arrived together.
+    def take_requested
+      requests = @requests_lock.synchronize { @requests.slice!(0..) }
+      return if requests.empty?
+
+      take(requests.map(&:first).join(", "))
+    ensure
+      requests&.each { |_, captured| captured.close }
     end
 
     def take(reason)
@@ -202,17 +303,53 @@ module Heapdiff
       true
     end
 
-    # Chains to the handler it replaces. In a forked child (whose recorder thread did
-    # not survive the fork) it only chains.
+    # In the child, after fork: the inherited thread is gone and the pipe and signal
+    # handler are copies of the parent's. Restarts or stops, as +after_fork+ says.
+    def forked_child
+      return if @owner == Process.pid
+
+      forget_inherited
+      if after_fork == :restart
+        start
+      elsif @handler
+        untrap_signal
+      end
+    end
+
+    # Drops this process's copies of the owner's thread and pipe, without writing to
+    # the pipe (the owner reads it). Returns self.
+    def forget_inherited
+      @thread = nil
+      @finisher = nil
+      @pending = nil
+      @owner = nil
+      @lock = Mutex.new
+      @requests = []
+      @requests_lock = Mutex.new
+      close_pipe
+      self
+    end
+
+    def close_pipe
+      [@wake_writer, @wake_reader].each { |io| io&.close unless io&.closed? }
+      @wake_writer = @wake_reader = nil
+    end
+
+    # Chains to the handler it replaces, held in a local of its own: a handler never
+    # reaches itself through the chain. It wakes the thread only while it is this
+    # recorder's current handler and the recorder runs in this process.
     def trap_signal
-      @handler = proc do |signo|
-        wake("s") if Process.pid == @pid
-        previous = @previous_handler
+      handler = nil
+      previous = nil
+      handler = proc do |signo|
+        wake("s") if @handler.equal?(handler) && running?
         if previous.respond_to?(:call)
           previous.arity.zero? ? previous.call : previous.call(signo)
         end
       end
-      @previous_handler = Signal.trap(@signal, @handler)
+      previous = Signal.trap(@signal, handler)
+      @handler = handler
+      @previous_handler = previous
     end
 
     # Puts the previous handler back, unless someone trapped the signal after us (and
@@ -220,20 +357,24 @@ module Heapdiff
     def untrap_signal
       current = Signal.trap(@signal, @previous_handler || "DEFAULT")
       Signal.trap(@signal, current) unless current.equal?(@handler)
+      @handler = nil
     end
 
     # Called from the signal handler too: no locks, no allocation beyond the call.
     def wake(byte)
-      @wake_writer.write_nonblock(byte, exception: false)
+      @wake_writer&.write_nonblock(byte, exception: false)
     rescue IOError
       nil
     end
 
     def signal_name(signal)
       name = signal.is_a?(Integer) ? Signal.signame(signal) : signal.to_s.upcase.delete_prefix("SIG")
-      return name if name && Signal.list.key?(name)
+      raise ArgumentError, "heapdiff: signal: #{signal.inspect} is not a signal name" unless name && Signal.list.key?(name)
 
-      raise ArgumentError, "heapdiff: signal: #{signal.inspect} is not a signal name"
+      reason = UNTRAPPABLE[name]
+      raise ArgumentError, "heapdiff: signal: SIG#{name} cannot be trapped (#{reason})" if reason
+
+      name
     end
 
     def default_logger
@@ -245,4 +386,22 @@ module Heapdiff
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
   end
+
+  # Tells the recorders of a forked or daemonized child (see Recorder). Process._fork
+  # is Ruby's hook for fork, Kernel#fork and IO.popen("-"); Process.daemon does not
+  # call it.
+  module ForkHook
+    def _fork
+      pid = super
+      Recorder.forked if pid.zero?
+      pid
+    end
+
+    def daemon(...)
+      result = super
+      Recorder.forked
+      result
+    end
+  end
+  ::Process.singleton_class.prepend(ForkHook)
 end
