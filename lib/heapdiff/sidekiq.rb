@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "sidekiq"
-require_relative "recorder"
+require_relative "capture/recorder"
 
 module Heapdiff
   # Heap snapshots of a Sidekiq server between jobs: every N jobs and/or every T seconds.

@@ -59,7 +59,7 @@ module Heapdiff
         if s[:every_jobs]
           # The middleware takes the snapshots; the thread only serves the signal.
           recorder = Recorder.new(every: nil, **options)
-          require_relative "sidekiq"
+          require_relative "../sidekiq"
           Heapdiff::Sidekiq.install(every_jobs: s[:every_jobs], every_seconds: s[:every], recorder: recorder)
         else
           recorder = Recorder.new(every: s[:every], **options)
