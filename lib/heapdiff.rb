@@ -1,20 +1,33 @@
 # frozen_string_literal: true
 
+# The pipeline, one folder a stage: capture (a dump of a live process) → the native
+# core (parse, index, diff, graph; heapdiff.so) → analysis (the Ruby objects over its
+# results) → html. The entry points users require by path (heapdiff/auto, rspec,
+# minitest, rake_task, sidekiq, cli) stay at the top of lib/heapdiff.
+
+# Foundations
 require_relative "heapdiff/version"
 require_relative "heapdiff/errors"
 require_relative "heapdiff/native"
+
+# Capture: tracing allocations, writing snapshots, recording them over time
+require_relative "heapdiff/capture/tracing"
+require_relative "heapdiff/capture/snapshot"
+require_relative "heapdiff/capture/redactor"
+require_relative "heapdiff/capture/recorder"
+require_relative "heapdiff/capture/env"
+
+# Analysis: one dump, a diff of three, the graph's answers, trends over many
+require_relative "heapdiff/analysis/gem_attribution"
 require_relative "heapdiff/analysis/object"
 require_relative "heapdiff/analysis/heap"
 require_relative "heapdiff/analysis/group"
 require_relative "heapdiff/analysis/report"
 require_relative "heapdiff/analysis/path"
 require_relative "heapdiff/analysis/suspect"
-require_relative "heapdiff/capture/tracing"
-require_relative "heapdiff/capture/snapshot"
-require_relative "heapdiff/capture/redactor"
-require_relative "heapdiff/capture/recorder"
+require_relative "heapdiff/analysis/summary"
 require_relative "heapdiff/analysis/trend"
-require_relative "heapdiff/capture/env"
+# (heapdiff/html/trend_report is loaded by Trend#to_html, on first use.)
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
 # ObjectSpace.dump_all (in Rust, without holding the GVL), diffs them exactly, and
