@@ -12,7 +12,6 @@ pub mod record;
 pub mod redact;
 pub mod source;
 pub mod summary;
-pub mod suspects;
 pub mod trend;
 
 pub use diff::{diff, DiffOptions, Group, Report};

@@ -260,7 +260,7 @@ fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
 
 #[test]
 fn leak3_suspect_of_each_known_group_is_the_leaks_array() {
-    use heapdiff_core::{diff, suspects::suspects, DiffOptions};
+    use heapdiff_core::{diff, graph::suspects::suspects, DiffOptions};
     for ruby in ["3.1", "3.3", "3.4", "4.0"] {
         let heaps: Vec<Heap> = (0..3)
             .map(|n| {

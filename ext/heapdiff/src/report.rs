@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use heapdiff_core::suspects::{suspects, Suspect};
+use heapdiff_core::graph::suspects::{suspects, Suspect};
 use heapdiff_core::{diff, DiffOptions, Heap, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,

@@ -4,7 +4,7 @@
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use heapdiff_core::suspects::suspects;
+use heapdiff_core::graph::suspects::suspects;
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
