@@ -8,7 +8,6 @@ use hashbrown::HashMap;
 use std::sync::OnceLock;
 
 use crate::address_index::AddressIndex;
-use crate::graph::GraphCache;
 use crate::intern::Interner;
 use crate::object_type::ObjectType;
 use crate::source::Source;
@@ -247,8 +246,6 @@ pub struct Heap {
     pub class_parents: HashMap<u64, u64>,
     pub index: AddressIndex,
     pub stats: LoadStats,
-    /// Paths, reverse references and dominators, built on first use.
-    pub graph: GraphCache,
     /// SHAPE id → position in `shapes`, built on first use.
     pub shape_ids: OnceLock<HashMap<u64, usize>>,
 }

@@ -15,6 +15,7 @@ pub mod summary;
 pub mod trend;
 
 pub use diff::{diff, DiffOptions, Group, Report};
+pub use graph::HeapGraph;
 pub use heap::Heap;
 pub use load::{load, LoadError, LoadOptions};
 pub use object_type::ObjectType;

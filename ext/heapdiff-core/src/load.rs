@@ -818,7 +818,6 @@ impl Builder {
             class_parents,
             index,
             stats,
-            graph: Default::default(),
             shape_ids: Default::default(),
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
 use heapdiff_core::record::{self, flag, parse_line, Record};
-use heapdiff_core::{load, Heap, LoadOptions};
+use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
 };
@@ -16,10 +16,10 @@ use crate::errors::{error, load_error};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
-pub struct HeapHandle(pub Arc<Heap>, GiveBack);
+pub struct HeapHandle(pub Arc<HeapGraph>, GiveBack);
 
 impl HeapHandle {
-    pub fn new(heap: Arc<Heap>) -> HeapHandle {
+    pub fn new(heap: Arc<HeapGraph>) -> HeapHandle {
         HeapHandle(heap, GiveBack)
     }
 }
@@ -78,7 +78,7 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle::new(Arc::new(heap)))
+    Ok(HeapHandle::new(Arc::new(HeapGraph::new(heap))))
 }
 
 /// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
@@ -93,30 +93,30 @@ fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
 
 impl HeapHandle {
     fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
-        if row < self.0.len() {
+        if row < self.0.heap().len() {
             Ok(())
         } else {
             Err(Error::new(
                 ruby.exception_index_error(),
-                format!("row {row} out of range (heap has {})", self.0.len()),
+                format!("row {row} out of range (heap has {})", self.0.heap().len()),
             ))
         }
     }
 
     fn size(&self) -> usize {
-        self.0.len()
+        self.0.heap().len()
     }
 
     fn path(&self) -> String {
-        self.0.source.display()
+        self.0.heap().source.display()
     }
 
     fn warnings(&self) -> Vec<String> {
-        self.0.warnings()
+        self.0.heap().warnings()
     }
 
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        let s = &rb_self.0.stats;
+        let s = &rb_self.0.heap().stats;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
         hash.aset(ruby.to_symbol("lines"), s.lines)?;
@@ -140,7 +140,7 @@ impl HeapHandle {
 
     /// `[[root name, [address, …]], …]`
     fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         let out = ruby.ary_new_capa(heap.roots.len());
         for root in &heap.roots {
             let pair = ruby.ary_new_capa(2);
@@ -152,14 +152,14 @@ impl HeapHandle {
     }
 
     fn row_of(&self, address: u64) -> Option<usize> {
-        self.0.find(address)
+        self.0.heap().find(address)
     }
 
     /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
     ///   length, subtype, flags, shape_id]`
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         let c = &heap.columns;
         let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
@@ -196,25 +196,29 @@ impl HeapHandle {
 
     fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
         rb_self.check(ruby, i)?;
-        Ok(rb_self.0.reference_addresses(i))
+        Ok(rb_self.0.heap().reference_addresses(i))
     }
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<Vec<u8>, Error> {
-        let shared = heap.clone();
+    fn read_line(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<Vec<u8>, Error> {
+        let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
-            shared.source.read_line(shared.columns.offset[i])
+            let heap = shared.heap();
+            heap.source.read_line(heap.columns.offset[i])
         })?
-        .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
+        .map_err(|e| {
+            let path = graph.heap().source.display();
+            error(ruby, "FileError", format!("{path}: {e}"))
+        })
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<(Vec<u8>, Record), Error> {
-        let line = Self::read_line(ruby, heap, i)?;
+    fn reread(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, graph, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
-            let path = heap.source.display();
+            let path = graph.heap().source.display();
             error(
                 ruby,
                 "ParseError",
@@ -228,8 +232,8 @@ impl HeapHandle {
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
     fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
-        let (line, record) = Self::reread(ruby, heap, i)?;
+        let heap = rb_self.0.heap();
+        let (line, record) = Self::reread(ruby, &rb_self.0, i)?;
         Ok(record.value.map(|span| {
             let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
@@ -286,10 +290,10 @@ impl HeapHandle {
         &self,
         ruby: &Ruby,
         class_edges: bool,
-        query: impl Fn(&Heap) -> R + Send + Sync,
+        query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
-        let heap = self.0.clone();
-        let run = move |_: &_| query(&heap);
+        let graph = self.0.clone();
+        let run = move |_: &_| query(&graph);
         if self.0.has_root_tree(class_edges) {
             without_gvl_serial(ruby, run)
         } else {
@@ -306,8 +310,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
         rb_self.check(ruby, i)?;
-        let path = rb_self.path_query(ruby, class_edges, move |heap| {
-            heap.path_to_root(i, class_edges)
+        let path = rb_self.path_query(ruby, class_edges, move |graph| {
+            graph.path_to_root(i, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
@@ -320,8 +324,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let paths = rb_self.path_query(ruby, class_edges, move |heap| {
-            heap.paths_to_root(i, limit, class_edges)
+        let paths = rb_self.path_query(ruby, class_edges, move |graph| {
+            graph.paths_to_root(i, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
@@ -337,13 +341,13 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.retainers(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
         rb_self.check(ruby, i)?;
-        Ok(rb_self.0.referents(i).collect())
+        Ok(rb_self.0.heap().referents(i).collect())
     }
 
     fn dominator(
@@ -353,8 +357,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.dominator(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
     }
 
     fn retained_size(
@@ -364,14 +368,14 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<u64, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.retained_size(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
     fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         Ok(heap.class_name_of_class(heap.columns.address[i]))
     }
 

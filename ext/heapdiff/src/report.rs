@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use heapdiff_core::graph::suspects::{suspects, Suspect};
-use heapdiff_core::{diff, DiffOptions, Heap, Report};
+use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
 };
@@ -16,7 +16,7 @@ use crate::heap::{utf8, HeapHandle};
 pub struct ReportHandle {
     report: Report,
     // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    after: Arc<Heap>,
+    after: Arc<HeapGraph>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -52,7 +52,12 @@ fn diff_heaps(
         own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(&before, &after, later.as_deref(), &options)
+        diff(
+            before.heap(),
+            after.heap(),
+            later.as_ref().map(|l| l.heap()),
+            &options,
+        )
     })?;
     Ok(ReportHandle { report, after })
 }
@@ -113,7 +118,7 @@ impl ReportHandle {
                 format!("group {i} out of range"),
             )
         })?;
-        let address = &rb_self.after.columns.address;
+        let address = &rb_self.after.heap().columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
@@ -141,9 +146,9 @@ impl ReportHandle {
                 format!("group {i} out of range"),
             )
         })?;
-        let heap = rb_self.after.clone();
+        let graph = rb_self.after.clone();
         let members = g.members.clone();
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
         suspect_array(ruby, &suspect)
     }
 }

@@ -18,10 +18,10 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
 
 /// `[objects, memsize, types, classes, locations, files, duplicate_strings]`.
 fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
-    let heap = Arc::clone(&rb_self.0);
-    let summary =
-        without_gvl_serial(ruby, move |cancel| summarize(&heap, Some(cancel)))?.map_err(|e| {
-            let path = rb_self.0.source.display();
+    let graph = Arc::clone(&rb_self.0);
+    let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
+        .map_err(|e| {
+            let path = rb_self.0.heap().source.display();
             error(ruby, "FileError", format!("{path}: {e}"))
         })?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust

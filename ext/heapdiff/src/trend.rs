@@ -148,9 +148,9 @@ impl TrendHandle {
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.last.clone();
+        let graph = rb_self.0.last.clone();
         let members = rb_self.0.rows(i, usize::MAX);
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
         suspect_array(ruby, &suspect)
     }
 }

@@ -1,7 +1,6 @@
 //! The dominator tree (Lengauer–Tarjan) and retained sizes.
 
-use super::{slot, NONE};
-use crate::heap::Heap;
+use super::{slot, HeapGraph, NONE};
 
 /// The dominator tree: `idom[v]` is the closest object every path from the roots to `v`
 /// passes through (`SUPER_ROOT` when only the roots themselves do).
@@ -16,11 +15,10 @@ pub struct Dominators {
 /// The virtual root above all GC roots, in `Dominators::idom`.
 pub const SUPER_ROOT: u32 = NONE - 1;
 
-impl Heap {
+impl HeapGraph {
     /// The dominator tree (Lengauer–Tarjan) and retained sizes.
     pub fn dominators(&self, class_edges: bool) -> &Dominators {
-        self.graph.dominators[slot(class_edges)]
-            .get_or_init(|| compute_dominators(self, class_edges))
+        self.dominators[slot(class_edges)].get_or_init(|| compute_dominators(self, class_edges))
     }
 
     /// The immediate dominator of row `v`: Some(row), or None when the roots hold it
@@ -37,7 +35,8 @@ impl Heap {
 
 /// Lengauer–Tarjan over the heap plus a virtual root above all GC roots, in preorder
 /// numbers (0 is the virtual root). Iterative throughout: heaps have million-long chains.
-fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
+fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
+    let heap = graph.heap();
     let n = heap.len();
     let mut pre = vec![NONE; n]; // row → preorder number
     let mut vertex: Vec<u32> = vec![NONE]; // preorder → row (0: virtual root)
@@ -60,7 +59,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
         let next = if row == NONE {
             root_rows.get(k).map(|&t| Some(t))
         } else {
-            heap.successor_at(row as usize, k, class_edges)
+            graph.successor_at(row as usize, k, class_edges)
         };
         let t = match next {
             None => {
@@ -81,7 +80,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
     }
 
     let count = vertex.len();
-    let reverse = heap.reverse(class_edges);
+    let reverse = graph.reverse(class_edges);
     let mut semi: Vec<u32> = (0..count as u32).collect();
     let mut label: Vec<u32> = (0..count as u32).collect();
     let mut ancestor = vec![NONE; count];

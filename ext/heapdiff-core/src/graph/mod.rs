@@ -10,7 +10,9 @@ mod paths;
 pub mod suspects;
 
 pub use dominators::{Dominators, SUPER_ROOT};
-pub use paths::{Path, RootTree, Step};
+pub use paths::{Path, Step};
+
+use paths::RootTree;
 
 use std::sync::OnceLock;
 
@@ -19,12 +21,15 @@ use crate::heap::Heap;
 /// No vertex / not reached.
 pub const NONE: u32 = u32::MAX;
 
-/// Lazily built analyses of a heap, one slot per `class_edges` choice.
-#[derive(Debug, Default)]
-pub struct GraphCache {
-    pub(crate) reverse: [OnceLock<Csr>; 2],
-    pub(crate) tree: [OnceLock<RootTree>; 2],
-    pub(crate) dominators: [OnceLock<Dominators>; 2],
+/// A loaded heap with the analyses of its object graph, each built on first use and
+/// kept, one slot per `class_edges` choice. The graph depends on the heap, never the
+/// other way: `Heap` answers what one object is; `HeapGraph` answers what holds it.
+#[derive(Debug)]
+pub struct HeapGraph {
+    heap: Heap,
+    reverse: [OnceLock<Csr>; 2],
+    tree: [OnceLock<RootTree>; 2],
+    dominators: [OnceLock<Dominators>; 2],
 }
 
 /// A compressed sparse row adjacency: the neighbours of `v` are
@@ -45,14 +50,28 @@ pub(crate) fn slot(class_edges: bool) -> usize {
     usize::from(class_edges)
 }
 
-impl Heap {
+impl HeapGraph {
+    pub fn new(heap: Heap) -> HeapGraph {
+        HeapGraph {
+            heap,
+            reverse: Default::default(),
+            tree: Default::default(),
+            dominators: Default::default(),
+        }
+    }
+
+    /// The heap this graph is over.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
     /// Calls `f` with each object `v` references (and its class, with `class_edges`).
     fn for_each_successor(&self, v: usize, class_edges: bool, mut f: impl FnMut(usize)) {
-        for t in self.referents(v) {
+        for t in self.heap.referents(v) {
             f(t);
         }
         if class_edges {
-            if let Some(c) = self.class_row(v) {
+            if let Some(c) = self.heap.class_row(v) {
                 f(c);
             }
         }
@@ -66,21 +85,21 @@ impl Heap {
         k: usize,
         class_edges: bool,
     ) -> Option<Option<usize>> {
-        let refs = self.reference_rows_with_dangling(v);
+        let refs = self.heap.reference_rows_with_dangling(v);
         match k.cmp(&refs.len()) {
             std::cmp::Ordering::Less => {
                 let t = refs[k] as usize;
-                Some((t < self.len()).then_some(t))
+                Some((t < self.heap.len()).then_some(t))
             }
-            std::cmp::Ordering::Equal if class_edges => Some(self.class_row(v)),
+            std::cmp::Ordering::Equal if class_edges => Some(self.heap.class_row(v)),
             _ => None,
         }
     }
 
     /// Who references each object: the reverse of the reference graph.
     pub fn reverse(&self, class_edges: bool) -> &Csr {
-        self.graph.reverse[slot(class_edges)].get_or_init(|| {
-            let n = self.len();
+        self.reverse[slot(class_edges)].get_or_init(|| {
+            let n = self.heap.len();
             let mut counts = vec![0u32; n + 1];
             for v in 0..n {
                 self.for_each_successor(v, class_edges, |t| counts[t + 1] += 1);

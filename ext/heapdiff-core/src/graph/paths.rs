@@ -3,8 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{slot, NONE};
-use crate::heap::Heap;
+use super::{slot, HeapGraph, NONE};
 use crate::object_type::ObjectType;
 
 /// The root category of conservative stack scanning.
@@ -16,7 +15,7 @@ const ROOT_FLAG: u32 = 1 << 31;
 /// The breadth-first tree from the roots: for each object, the object it was first
 /// reached from (so a shortest path), or the root record that marks it.
 #[derive(Debug)]
-pub struct RootTree {
+pub(crate) struct RootTree {
     parent: Vec<u32>,
 }
 
@@ -36,14 +35,14 @@ pub struct Path {
     pub steps: Vec<Step>,
 }
 
-impl Heap {
+impl HeapGraph {
     /// The breadth-first tree from the roots, level by level: the successors of a level
     /// are gathered in parallel (the bulk of the work, reading every reference), then
     /// claimed in frontier order on one thread, so parents are exactly those of a plain
     /// sequential BFS, whatever the thread count.
     fn root_tree(&self, class_edges: bool) -> &RootTree {
-        self.graph.tree[slot(class_edges)].get_or_init(|| {
-            let n = self.len();
+        self.tree[slot(class_edges)].get_or_init(|| {
+            let n = self.heap.len();
             let mut parent = vec![NONE; n];
             let mut seen = vec![0u64; n.div_ceil(64)];
             let claim = |t: usize, from: u32, parent: &mut Vec<u32>, seen: &mut Vec<u64>| {
@@ -60,8 +59,8 @@ impl Heap {
             // leaked object says nothing about why it is retained.
             for conservative in [false, true] {
                 let mut frontier: Vec<u32> = Vec::new();
-                for (r, t) in self.root_rows() {
-                    let is_stack = self.root_name(&self.roots[r]) == CONSERVATIVE_ROOT;
+                for (r, t) in self.heap.root_rows() {
+                    let is_stack = self.heap.root_name(&self.heap.roots[r]) == CONSERVATIVE_ROOT;
                     if is_stack == conservative
                         && claim(t, ROOT_FLAG | r as u32, &mut parent, &mut seen)
                     {
@@ -76,14 +75,14 @@ impl Heap {
                             let mut out = Vec::new();
                             for &v in chunk {
                                 let v = v as usize;
-                                for &t in self.reference_rows_with_dangling(v) {
+                                for &t in self.heap.reference_rows_with_dangling(v) {
                                     let t = t as usize;
                                     if t < n && seen_now[t / 64] & (1 << (t % 64)) == 0 {
                                         out.push((t as u32, v as u32));
                                     }
                                 }
                                 if class_edges {
-                                    if let Some(c) = self.class_row(v) {
+                                    if let Some(c) = self.heap.class_row(v) {
                                         if seen_now[c / 64] & (1 << (c % 64)) == 0 {
                                             out.push((c as u32, v as u32));
                                         }
@@ -108,7 +107,7 @@ impl Heap {
 
     /// Has the breadth-first tree been built (so that a path query is cheap)?
     pub fn has_root_tree(&self, class_edges: bool) -> bool {
-        self.graph.tree[slot(class_edges)].get().is_some()
+        self.tree[slot(class_edges)].get().is_some()
     }
 
     /// The shortest path from a root to row `v`, or None when no root reaches it.
@@ -122,13 +121,13 @@ impl Heap {
                 return None;
             }
             if p & ROOT_FLAG != 0 {
-                let root = &self.roots[(p & !ROOT_FLAG) as usize];
+                let root = &self.heap.roots[(p & !ROOT_FLAG) as usize];
                 rows.reverse();
-                return Some(self.labelled_path(self.root_name(root), &rows));
+                return Some(self.labelled_path(self.heap.root_name(root), &rows));
             }
             at = p as usize;
             rows.push(at);
-            if rows.len() > self.len() {
+            if rows.len() > self.heap.len() {
                 return None; // cannot happen in a BFS tree; guards against a cycle
             }
         }
@@ -185,15 +184,15 @@ impl Heap {
     /// that references and ivars line up); for an ARRAY whose every element is a
     /// reference, the index. Anything else has no label rather than a guessed one.
     pub fn edge_label(&self, from: usize, to: usize) -> Option<String> {
-        let refs = self.reference_rows_with_dangling(from);
+        let refs = self.heap.reference_rows_with_dangling(from);
         let position = refs.iter().position(|&t| t == to as u32)?;
-        match self.columns.object_type[from] {
+        match self.heap.columns.object_type[from] {
             ObjectType::Object => {
-                let names = self.ivar_names(from)?;
+                let names = self.heap.ivar_names(from)?;
                 (names.len() == refs.len()).then(|| names[position].clone())
             }
             ObjectType::Array => {
-                let length = self.length(from)? as usize;
+                let length = self.heap.length(from)? as usize;
                 (length == refs.len()).then(|| format!("[{position}]"))
             }
             _ => None,
