@@ -329,7 +329,7 @@ impl Heap {
                 ObjectType::Module => Some(format!("#<Module:{}>", hex(class_address))),
                 ObjectType::Class | ObjectType::IClass => {
                     let singleton =
-                        self.columns.flags[i] & crate::record::flag::SINGLETON as u16 != 0;
+                        self.columns.flags[i] & crate::parse::flag::SINGLETON as u16 != 0;
                     let kind = if singleton { "singleton " } else { "" };
                     Some(format!("#<{kind}Class:{}>", hex(class_address)))
                 }
@@ -417,7 +417,7 @@ impl Heap {
 
     /// The ivar names of an OBJECT in slot order, from its shape chain (Ruby 3.2+).
     pub fn ivar_names(&self, v: usize) -> Option<Vec<String>> {
-        if self.columns.flags[v] & crate::record::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
+        if self.columns.flags[v] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
             return None; // ivars live in a hash table, in no shape order
         }
         let shape_id = self.shape_id(v)?;

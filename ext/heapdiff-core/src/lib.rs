@@ -8,7 +8,7 @@ pub mod heap;
 pub mod intern;
 pub mod load;
 pub mod object_type;
-pub mod record;
+pub mod parse;
 pub mod redact;
 pub mod source;
 pub mod summary;

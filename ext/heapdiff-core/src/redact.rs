@@ -20,7 +20,7 @@ use flate2::Compression;
 
 use crate::load::LoadError;
 use crate::object_type::ObjectType;
-use crate::record::{flag, parse_line, Record, RecordKind, Span};
+use crate::parse::{flag, parse_line, Record, RecordKind, Span};
 
 #[derive(Default, Clone, Copy)]
 pub struct RedactOptions<'a> {

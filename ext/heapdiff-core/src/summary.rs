@@ -10,7 +10,7 @@ use hashbrown::HashMap;
 use crate::heap::{Heap, ABSENT};
 use crate::intern::NONE;
 use crate::object_type::ObjectType;
-use crate::record::{parse_line, unescape_with};
+use crate::parse::{parse_line, unescape_with};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {

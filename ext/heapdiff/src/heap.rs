@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
-use heapdiff_core::record::{self, flag, parse_line, Record};
+use heapdiff_core::parse::{self, flag, parse_line, Record};
 use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
@@ -177,7 +177,7 @@ impl HeapHandle {
             opt_utf8(
                 ruby,
                 heap.method(i)
-                    .map(|m| record::unescape_with(m, heap.stats.decimal_escapes))
+                    .map(|m| parse::unescape_with(m, heap.stats.decimal_escapes))
                     .as_deref(),
             )
             .into_value_with(ruby),
@@ -235,7 +235,7 @@ impl HeapHandle {
         let heap = rb_self.0.heap();
         let (line, record) = Self::reread(ruby, &rb_self.0, i)?;
         Ok(record.value.map(|span| {
-            let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
+            let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
                 .encoding
                 .and_then(|e| std::str::from_utf8(e.of(&line)).ok())
@@ -252,7 +252,7 @@ impl HeapHandle {
         rb_self.check(ruby, i)?;
         let (line, r) = Self::reread(ruby, &rb_self.0, i)?;
         let hash = ruby.hash_new();
-        let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
+        let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
             ("bytesize", r.bytesize.into_value_with(ruby)),
             ("encoding", text(r.encoding).into_value_with(ruby)),
