@@ -1,6 +1,8 @@
 //! Record framing inside a batch: where records start, and how a batch is cut into
 //! pieces of whole records for the parallel parse.
 
+use crate::parse::boundary::is_record_start;
+
 /// Smallest piece handed to one parsing task.
 const MIN_PIECE_BYTES: usize = 1 << 20;
 
@@ -11,21 +13,13 @@ pub(super) fn starts_like_a_record(data: &[u8]) -> bool {
         .is_none_or(|&b| b == b'{')
 }
 
-/// Does a record start at `at`? Every record the emitter writes begins with its
-/// `address` or its `type` member. Checking the member name, not just the `{`, matters:
-/// the junk of a broken line can hold a newline followed by `{`.
-fn is_record_start(data: &[u8], at: usize) -> bool {
-    let rest = &data[at..];
-    rest.starts_with(b"{\"address\":") || rest.starts_with(b"{\"type\":")
-}
-
 /// Position of the `{` that starts the last record (just after a `\n`), if any. A
 /// record cut by the end of `data` cannot be judged yet, so only a start followed by
 /// enough bytes to see its first member counts.
 pub(super) fn last_record_start(data: &[u8]) -> Option<usize> {
     let mut end = data.len();
     while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
-        if data.len() - (nl + 1) >= 11 && is_record_start(data, nl + 1) {
+        if data.len() - (nl + 1) >= 11 && is_record_start(&data[nl + 1..]) {
             return Some(nl + 1);
         }
         end = nl;
@@ -46,7 +40,7 @@ pub(super) fn next_record(data: &[u8], from: usize) -> (Option<usize>, u64) {
     while let Some(nl) = memchr::memchr(b'\n', &data[at..]) {
         newlines += 1;
         let next = at + nl + 1;
-        if data.get(next) == Some(&b'{') && is_record_start(data, next) {
+        if data.get(next) == Some(&b'{') && is_record_start(&data[next..]) {
             return (Some(next), newlines);
         }
         at = next;

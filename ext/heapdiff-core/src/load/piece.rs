@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use crate::heap::{Columns, LoadStats, Shape, ABSENT, SAMPLE_LIMIT};
 use crate::intern::{Interner, NONE};
 use crate::object_type::ObjectType;
+use crate::parse::boundary::trim_segment_end;
 use crate::parse::{flag, parse_line_into, Record, RecordKind};
 
 use super::cancelled;
@@ -59,7 +60,7 @@ pub(super) fn parse_piece(
         let end = next.unwrap_or(data.len());
         let segment = &data[start..end];
         let terminated = segment.last() == Some(&b'\n');
-        let line = trim_end(segment);
+        let line = trim_segment_end(segment);
         let this_line = line_no + 1;
         if line.is_empty() {
             chunk.stats.blank_lines += newlines.max(1);
@@ -83,17 +84,6 @@ pub(super) fn parse_piece(
     }
     chunk.lines = line_no;
     chunk
-}
-
-fn trim_end(mut s: &[u8]) -> &[u8] {
-    while let Some((&last, rest)) = s.split_last() {
-        if matches!(last, b'\n' | b'\r' | b' ' | b'\t') {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
 }
 
 /// One record and its references, reused from line to line of a piece.

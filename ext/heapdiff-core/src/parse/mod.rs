@@ -11,8 +11,10 @@
 //!
 //! The parts, one file each: `record` (the types a line parses to), `flag` (the bits
 //! kept per object), `keys` (member names to keys), `line` (the parser), `scan` (byte
-//! scanning: quotes, hex), `unescape` (JSON string bodies to bytes).
+//! scanning: quotes, hex), `unescape` (JSON string bodies to bytes), `boundary` (where a
+//! record starts and a line ends, for the loader and the redactor alike).
 
+pub mod boundary;
 pub mod flag;
 mod keys;
 mod line;
