@@ -53,7 +53,6 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_referent_rows", method!(HeapHandle::referent_rows, 1))?;
     class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
     class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
-    class.define_method("_edge_label", method!(HeapHandle::edge_label, 2))?;
     class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
     Ok(())
 }
@@ -68,7 +67,6 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
             &path,
             LoadOptions {
                 cancel: Some(cancel),
-                progress: None,
             },
         );
         if result.is_err() {
@@ -377,17 +375,6 @@ impl HeapHandle {
         rb_self.check(ruby, i)?;
         let heap = rb_self.0.heap();
         Ok(heap.class_name_of_class(heap.columns.address[i]))
-    }
-
-    fn edge_label(
-        ruby: &Ruby,
-        rb_self: &Self,
-        from: usize,
-        to: usize,
-    ) -> Result<Option<String>, Error> {
-        rb_self.check(ruby, from)?;
-        rb_self.check(ruby, to)?;
-        Ok(rb_self.0.edge_label(from, to))
     }
 }
 

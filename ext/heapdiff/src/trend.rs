@@ -66,7 +66,6 @@ fn build(
                     &paths[k],
                     LoadOptions {
                         cancel: Some(cancel),
-                        progress: None,
                     },
                 )
             },

@@ -29,8 +29,6 @@ use read::{read_batches, read_up_to, Batch, CountingReader};
 pub struct LoadOptions<'a> {
     /// Set from another thread (Ctrl-C, Thread#kill) to stop a load early.
     pub cancel: Option<&'a AtomicBool>,
-    /// Called with (bytes of the file read so far, file size) after each batch.
-    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
 }
 
 #[derive(Debug)]
@@ -158,9 +156,6 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
                 builder.stats.stream_cut_short = batch.cut_short.clone();
             }
             let _ = recycle.send(batch.data);
-            if let Some(progress) = options.progress {
-                progress(read, total);
-            }
         }
         Ok(())
     })();

@@ -45,8 +45,10 @@ struct LineParser<'a, 'r> {
     record: &'r mut Record,
 }
 
-/// Keys whose string values the emitter escapes. Raw quotes inside the others are
-/// part of the value (a file path can contain `"`).
+/// The separators between members (`, "` or `,"`, the quote opening the next name). A
+/// string's closing quote is followed by one of them and a member name, or by the
+/// record's closing `}`; a quote followed by anything else is part of the value (a
+/// file path can contain `"`).
 const MEMBER_SEPARATORS: [&[u8]; 2] = [b", \"", b",\""];
 
 impl<'a> LineParser<'a, '_> {

@@ -4,7 +4,7 @@
 use crate::object_type::ObjectType;
 
 /// Where a string value lies inside the line, as byte offsets. Kept as a span so the
-/// parser copies nothing; `escaped` tells whether the emitter escapes that member.
+/// parser copies nothing; `unescape` decodes it when a caller needs the bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
     pub start: u32,
