@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use hashbrown::HashMap;
 
 use crate::heap::{Heap, ABSENT};
-use crate::intern::NONE;
+use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
 use crate::parse::{parse_line, unescape_with};
 
@@ -34,8 +34,9 @@ pub struct Duplicate {
     pub tally: Tally,
 }
 
-/// An allocation site: file and line (a line may be missing).
-pub type Site = (Vec<u8>, Option<u32>);
+/// Where objects were allocated: file and line (a line may be missing). Not a
+/// `trend::Site`, which is a whole allocation site (type, class, file, line) over time.
+pub type Location = (Vec<u8>, Option<u32>);
 
 /// Every table is unsorted; the caller ranks it as it needs.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +46,7 @@ pub struct Summary {
     /// Class name, else DATA struct / IMEMO type, else type name: what the object is.
     pub by_class: Vec<(String, Tally)>,
     /// (file, line); None for objects allocated while tracing was off.
-    pub by_location: Vec<(Option<Site>, Tally)>,
+    pub by_location: Vec<(Option<Location>, Tally)>,
     pub by_file: Vec<(Option<Vec<u8>>, Tally)>,
     pub duplicates: Vec<Duplicate>,
 }
@@ -85,7 +86,11 @@ pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary
             }
         }
         // Without a file there is no site, whatever the line says.
-        let line = if c.file[i] == NONE { ABSENT } else { c.line[i] };
+        let line = if c.file[i] == NO_STRING {
+            ABSENT
+        } else {
+            c.line[i]
+        };
         by_location
             .entry((c.file[i], line))
             .or_default()

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::diff::{compaction_warning, site_class, DiffOptions, Noise, Pairing, NAMED_CLASS};
 use crate::graph::HeapGraph;
 use crate::heap::Heap;
-use crate::intern::NONE;
+use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
 
 /// A row of the last heap that belongs to no site (empty slot, zombie, noise).
@@ -273,7 +273,7 @@ fn site_key(heap: &Heap, (object_type, class, file, line): (ObjectType, u64, u32
     SiteKey {
         object_type,
         class,
-        file: (file != NONE)
+        file: (file != NO_STRING)
             .then(|| heap.string(file).map(<[u8]>::to_vec))
             .flatten(),
         line,

@@ -1,6 +1,6 @@
 //! The dominator tree (Lengauer–Tarjan) and retained sizes.
 
-use super::{slot, HeapGraph, NONE};
+use super::{slot, HeapGraph, NO_ROW};
 
 /// The dominator tree: `idom[v]` is the closest object every path from the roots to `v`
 /// passes through (`SUPER_ROOT` when only the roots themselves do).
@@ -13,7 +13,7 @@ pub struct Dominators {
 }
 
 /// The virtual root above all GC roots, in `Dominators::idom`.
-pub const SUPER_ROOT: u32 = NONE - 1;
+pub const SUPER_ROOT: u32 = NO_ROW - 1;
 
 impl HeapGraph {
     /// The dominator tree (Lengauer–Tarjan) and retained sizes.
@@ -25,7 +25,7 @@ impl HeapGraph {
     /// directly (or nothing does).
     pub fn dominator(&self, v: usize, class_edges: bool) -> Option<usize> {
         let d = self.dominators(class_edges).idom[v];
-        (d != NONE && d != SUPER_ROOT).then_some(d as usize)
+        (d != NO_ROW && d != SUPER_ROOT).then_some(d as usize)
     }
 
     pub fn retained_size(&self, v: usize, class_edges: bool) -> u64 {
@@ -38,9 +38,9 @@ impl HeapGraph {
 fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
     let heap = graph.heap();
     let n = heap.len();
-    let mut pre = vec![NONE; n]; // row → preorder number
-    let mut vertex: Vec<u32> = vec![NONE]; // preorder → row (0: virtual root)
-    let mut parent: Vec<u32> = vec![NONE];
+    let mut pre = vec![NO_ROW; n]; // row → preorder number
+    let mut vertex: Vec<u32> = vec![NO_ROW]; // preorder → row (0: virtual root)
+    let mut parent: Vec<u32> = vec![NO_ROW];
     let mut is_root_target = vec![false; n];
     let mut root_rows: Vec<usize> = Vec::new();
     for (_, t) in heap.root_rows() {
@@ -52,11 +52,11 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
 
     // Depth-first numbering. A stack entry is (preorder number, row, next successor
     // index); the virtual root's successors are the root rows.
-    let mut stack: Vec<(u32, u32, usize)> = vec![(0, NONE, 0)];
+    let mut stack: Vec<(u32, u32, usize)> = vec![(0, NO_ROW, 0)];
     while let Some(top) = stack.last_mut() {
         let (p, row, k) = *top;
         top.2 += 1;
-        let next = if row == NONE {
+        let next = if row == NO_ROW {
             root_rows.get(k).map(|&t| Some(t))
         } else {
             graph.successor_at(row as usize, k, class_edges)
@@ -69,7 +69,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
             Some(None) => continue, // a dangling reference
             Some(Some(t)) => t,
         };
-        if pre[t] != NONE {
+        if pre[t] != NO_ROW {
             continue;
         }
         let number = vertex.len() as u32;
@@ -83,10 +83,10 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
     let reverse = graph.reverse(class_edges);
     let mut semi: Vec<u32> = (0..count as u32).collect();
     let mut label: Vec<u32> = (0..count as u32).collect();
-    let mut ancestor = vec![NONE; count];
+    let mut ancestor = vec![NO_ROW; count];
     let mut idom = vec![0u32; count];
-    let mut bucket_head = vec![NONE; count];
-    let mut bucket_next = vec![NONE; count];
+    let mut bucket_head = vec![NO_ROW; count];
+    let mut bucket_next = vec![NO_ROW; count];
     let mut path: Vec<u32> = Vec::new();
 
     let eval = |v: u32,
@@ -95,12 +95,12 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
                 semi: &Vec<u32>,
                 path: &mut Vec<u32>|
      -> u32 {
-        if ancestor[v as usize] == NONE {
+        if ancestor[v as usize] == NO_ROW {
             return v;
         }
         // Path compression, iteratively.
         let mut x = v;
-        while ancestor[ancestor[x as usize] as usize] != NONE {
+        while ancestor[ancestor[x as usize] as usize] != NO_ROW {
             path.push(x);
             x = ancestor[x as usize];
         }
@@ -120,7 +120,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         let preds = reverse.neighbours(row).iter().map(|&u| pre[u as usize]);
         let from_root = is_root_target[row].then_some(0u32);
         for pv in preds.chain(from_root) {
-            if pv == NONE {
+            if pv == NO_ROW {
                 continue; // a predecessor the roots do not reach
             }
             let u = eval(pv, &mut ancestor, &mut label, &semi, &mut path);
@@ -134,8 +134,8 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         let p = parent[w];
         ancestor[w] = p;
         let mut v = bucket_head[p as usize];
-        bucket_head[p as usize] = NONE;
-        while v != NONE {
+        bucket_head[p as usize] = NO_ROW;
+        while v != NO_ROW {
             let u = eval(v, &mut ancestor, &mut label, &semi, &mut path);
             idom[v as usize] = if semi[u as usize] < semi[v as usize] {
                 u
@@ -159,7 +159,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         retained_pre[d] += retained_pre[w];
     }
 
-    let mut idom_rows = vec![NONE; n];
+    let mut idom_rows = vec![NO_ROW; n];
     let mut retained = vec![0u64; n];
     for w in 1..count {
         let row = vertex[w] as usize;

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use crate::heap::Heap;
 
 /// No vertex / not reached.
-pub const NONE: u32 = u32::MAX;
+pub const NO_ROW: u32 = u32::MAX;
 
 /// A loaded heap with the analyses of its object graph, each built on first use and
 /// kept, one slot per `class_edges` choice. The graph depends on the heap, never the

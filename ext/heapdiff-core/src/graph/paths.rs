@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{slot, HeapGraph, NONE};
+use super::{slot, HeapGraph, NO_ROW};
 use crate::object_type::ObjectType;
 
 /// The root category of conservative stack scanning.
@@ -43,7 +43,7 @@ impl HeapGraph {
     fn root_tree(&self, class_edges: bool) -> &RootTree {
         self.tree[slot(class_edges)].get_or_init(|| {
             let n = self.heap.len();
-            let mut parent = vec![NONE; n];
+            let mut parent = vec![NO_ROW; n];
             let mut seen = vec![0u64; n.div_ceil(64)];
             let claim = |t: usize, from: u32, parent: &mut Vec<u32>, seen: &mut Vec<u64>| {
                 let (word, bit) = (t / 64, 1u64 << (t % 64));
@@ -117,7 +117,7 @@ impl HeapGraph {
         let mut at = v;
         loop {
             let p = tree.parent[at];
-            if p == NONE {
+            if p == NO_ROW {
                 return None;
             }
             if p & ROOT_FLAG != 0 {

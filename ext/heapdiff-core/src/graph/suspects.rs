@@ -4,7 +4,7 @@
 
 use hashbrown::{HashMap, HashSet};
 
-use super::{HeapGraph, NONE, SUPER_ROOT};
+use super::{HeapGraph, NO_ROW, SUPER_ROOT};
 
 /// How far up the dominator tree to look from each object. Holders sit within a few
 /// steps in practice; the cap bounds the work on pathological chains.
@@ -48,13 +48,13 @@ pub fn suspects(graph: &HeapGraph, members: &[u32], class_edges: bool) -> Suspec
     let mut suspect = Suspect::default();
     for &m in members {
         let mut at = idom[m as usize];
-        if at == NONE {
+        if at == NO_ROW {
             suspect.unreachable += 1;
             continue;
         }
         let mut held_by_member = false;
         for _ in 0..MAX_CLIMB {
-            if at == SUPER_ROOT || at == NONE {
+            if at == SUPER_ROOT || at == NO_ROW {
                 break;
             }
             if member_set.contains(&at) {
@@ -72,12 +72,12 @@ pub fn suspects(graph: &HeapGraph, members: &[u32], class_edges: bool) -> Suspec
     let mut holders: HashMap<Option<usize>, u64> = HashMap::new();
     for &m in members {
         let mut at = idom[m as usize];
-        if at == NONE {
+        if at == NO_ROW {
             continue;
         }
         let mut holder = None;
         for _ in 0..MAX_CLIMB {
-            if at == SUPER_ROOT || at == NONE {
+            if at == SUPER_ROOT || at == NO_ROW {
                 break;
             }
             if !member_set.contains(&at) && dominated.get(&at).copied().unwrap_or(0) >= threshold {

@@ -15,11 +15,11 @@ use crate::parse::flag;
 use crate::source::Source;
 
 use super::cancelled;
-use super::piece::Chunk;
+use super::piece::ParsedPiece;
 use super::LoadError;
 
 /// Accumulates chunks in file order.
-pub(super) struct Builder {
+pub(super) struct IndexBuilder {
     path: PathBuf,
     pub(super) columns: Columns,
     strings: Interner,
@@ -32,9 +32,9 @@ pub(super) struct Builder {
     pub(super) stats: LoadStats,
 }
 
-impl Builder {
-    pub(super) fn new(path: &Path) -> Builder {
-        Builder {
+impl IndexBuilder {
+    pub(super) fn new(path: &Path) -> IndexBuilder {
+        IndexBuilder {
             path: path.to_path_buf(),
             columns: Columns::default(),
             strings: Interner::new(),
@@ -56,7 +56,7 @@ impl Builder {
         }
     }
 
-    pub(super) fn append(&mut self, chunk: Chunk) -> Result<(), LoadError> {
+    pub(super) fn append(&mut self, chunk: ParsedPiece) -> Result<(), LoadError> {
         let line_base = self.stats.lines;
         if let Some((line, reason, final_unterminated)) = chunk.bad_line {
             let line = line_base + line;
@@ -125,7 +125,7 @@ impl Builder {
         source: Source,
         cancel: Option<&AtomicBool>,
     ) -> Result<Heap, LoadError> {
-        let Builder {
+        let IndexBuilder {
             mut columns,
             references,
             ref_start,

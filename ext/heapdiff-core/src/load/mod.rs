@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use crate::heap::Heap;
 use crate::source::Source;
 use framing::split_pieces;
-use index::Builder;
-use piece::{parse_piece, Chunk};
+use index::IndexBuilder;
+use piece::{parse_piece, ParsedPiece};
 use read::{read_batches, read_up_to, Batch, CountingReader};
 
 #[derive(Default, Clone, Copy)]
@@ -94,7 +94,7 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         Box::new(counting)
     };
 
-    let mut builder = Builder::new(path);
+    let mut builder = IndexBuilder::new(path);
     builder.stats.gzip = gzip;
     let stop_reader = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = sync_channel::<io::Result<Batch>>(1);
@@ -127,7 +127,7 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
             }
             let bytes = &batch.data[..batch.len];
             let pieces = split_pieces(bytes);
-            let chunks: Vec<Chunk> = pieces
+            let chunks: Vec<ParsedPiece> = pieces
                 .par_iter()
                 .map(|&(start, end)| {
                     parse_piece(

@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::heap::{Columns, LoadStats, Shape, ABSENT, SAMPLE_LIMIT};
-use crate::intern::{Interner, NONE};
+use crate::intern::{Interner, NO_STRING};
 use crate::object_type::ObjectType;
 use crate::parse::boundary::trim_segment_end;
 use crate::parse::{flag, parse_line_into, Record, RecordKind};
@@ -13,7 +13,7 @@ use super::framing::next_record;
 
 /// What one piece parsed to, with piece-local interned ids, offsets and line numbers.
 #[derive(Default)]
-pub(super) struct Chunk {
+pub(super) struct ParsedPiece {
     pub(super) columns: Columns,
     pub(super) strings: Interner,
     pub(super) references: Vec<u64>,
@@ -42,10 +42,10 @@ pub(super) fn parse_piece(
     offset: u64,
     last: bool,
     cancel: Option<&AtomicBool>,
-) -> Chunk {
-    let mut chunk = Chunk {
+) -> ParsedPiece {
+    let mut chunk = ParsedPiece {
         offset,
-        ..Chunk::default()
+        ..ParsedPiece::default()
     };
     let mut scratch = Scratch::default();
     let mut start = 0;
@@ -93,7 +93,7 @@ struct Scratch {
     refs: Vec<u64>,
 }
 
-impl Chunk {
+impl ParsedPiece {
     /// Adds one record; false when the line is no record (stop this piece).
     fn record(
         &mut self,
@@ -249,19 +249,19 @@ fn is_legacy_anonymous_name(name: &[u8]) -> bool {
 fn intern_again(strings: &mut Interner, bytes: Option<&[u8]>, last: &mut u32) -> u32 {
     match bytes {
         Some(b) if !b.is_empty() => {
-            if *last == NONE || strings.get(*last) != Some(b) {
+            if *last == NO_STRING || strings.get(*last) != Some(b) {
                 *last = strings.intern(b);
             }
             *last
         }
-        _ => NONE,
+        _ => NO_STRING,
     }
 }
 
 fn intern_opt(strings: &mut Interner, bytes: Option<&[u8]>) -> u32 {
     match bytes {
         Some(b) if !b.is_empty() => strings.intern(b),
-        _ => NONE,
+        _ => NO_STRING,
     }
 }
 
