@@ -12,7 +12,7 @@ use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
 };
 
-use crate::errors::{error, load_error};
+use crate::errors::{error, load_error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
@@ -33,9 +33,32 @@ impl Drop for GiveBack {
     }
 }
 
+/// The fields of `Heap#_row`, in order: the one definition of that array's layout.
+/// Ruby reads it as `Heapdiff::Heap::ROW_FIELDS` (`Heapdiff::Object` names its
+/// instance variables after it). `address_int` is the address as an Integer;
+/// `bytesize_column` is the bytesize the index kept (nil past 4 GiB: read it back).
+const ROW_FIELDS: [&str; 13] = [
+    "address_int",
+    "type",
+    "class_name",
+    "file",
+    "line",
+    "method",
+    "generation",
+    "memsize",
+    "bytesize_column",
+    "length",
+    "subtype",
+    "flags",
+    "shape_id",
+];
+
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
     class.undef_default_alloc_func();
+    let fields = ruby.ary_from_iter(ROW_FIELDS.iter().map(|name| ruby.to_symbol(name)));
+    fields.freeze();
+    class.const_set("ROW_FIELDS", fields)?;
     class.define_singleton_method("_load", function!(load_heap, 1))?;
     class.define_method("size", method!(HeapHandle::size, 0))?;
     class.define_method("path", method!(HeapHandle::path, 0))?;
@@ -153,8 +176,7 @@ impl HeapHandle {
         self.0.heap().find(address)
     }
 
-    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
-    ///   length, subtype, flags, shape_id]`
+    /// The values of row `i`, in the order of `ROW_FIELDS`.
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
         let heap = rb_self.0.heap();
@@ -166,7 +188,7 @@ impl HeapHandle {
                 names.push(ruby.to_symbol(name))?;
             }
         }
-        let values: [Value; 13] = [
+        let values: [Value; ROW_FIELDS.len()] = [
             c.address[i].into_value_with(ruby),
             c.object_type[i].name().into_value_with(ruby),
             heap.class_name(i).into_value_with(ruby),
@@ -207,7 +229,7 @@ impl HeapHandle {
         })?
         .map_err(|e| {
             let path = graph.heap().source.display();
-            error(ruby, "FileError", format!("{path}: {e}"))
+            error(ruby, Raise::FileError, format!("{path}: {e}"))
         })
     }
 
@@ -217,10 +239,12 @@ impl HeapHandle {
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
             let path = graph.heap().source.display();
-            error(
+            // The index keeps no line numbers, only offsets: `#line` is nil.
+            parse_error(
                 ruby,
-                "ParseError",
                 format!("{path}: the record changed: {}", e.0),
+                path,
+                None,
             )
         })?;
         Ok((line, record))

@@ -16,6 +16,7 @@ use magnus::{Error, Ruby};
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Heapdiff")?;
+    errors::init(module)?;
     heap::init(ruby, module)?;
     report::init(ruby, module)?;
     redact::init(ruby, module)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use heapdiff_core::summary::{summarize, Tally};
 use magnus::{method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
 
-use crate::errors::error;
+use crate::errors::{error, Raise};
 use crate::gvl::without_gvl_serial;
 use crate::heap::{utf8, HeapHandle};
 
@@ -22,7 +22,7 @@ fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
     let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
         .map_err(|e| {
             let path = rb_self.0.heap().source.display();
-            error(ruby, "FileError", format!("{path}: {e}"))
+            error(ruby, Raise::FileError, format!("{path}: {e}"))
         })?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust
     // vector would be invisible to the GC.
