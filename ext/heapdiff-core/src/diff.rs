@@ -54,6 +54,14 @@ pub struct Report {
     pub freed_before_later: u64,
 }
 
+/// Objects of `after` that `before` did not have and, given `later`, that `later` still
+/// has, grouped by allocation site (type, class, file, line), largest count first.
+///
+/// Identity is the address plus what a reused slot would change (see `Pairing`), not
+/// the address alone. Objects allocated by heapdiff itself (`options.own_paths`) and
+/// the allocation tracer's DATA object are counted in `Report::filtered` unless
+/// `options.include_noise`. Rows in the report are rows of `after`. Never fails:
+/// oddities (compaction moves) become `Report::warnings`.
 pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOptions) -> Report {
     let mut warnings = Vec::new();
     let first = Pairing::new(before, after);

@@ -51,6 +51,13 @@ pub struct Summary {
     pub duplicates: Vec<Duplicate>,
 }
 
+/// Counts and memsizes (bytes) of `heap`'s objects by type, class, allocation site
+/// and file, and the string values more than one STRING object holds (read back from
+/// the dump: one front-to-back pass over the STRING lines).
+///
+/// Errors: the `io::Error` of reading the dump again (moved, deleted, changed since
+/// the load). `cancel`, when set from another thread, stops the count early with an
+/// error whose message is "interrupted".
 pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary> {
     let c = &heap.columns;
     let mut total = Tally::default();

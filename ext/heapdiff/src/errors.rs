@@ -32,7 +32,11 @@ static CLASSES: OnceLock<Classes> = OnceLock::new();
 
 /// Looks the classes up in `Heapdiff` (lib/heapdiff/errors.rb is loaded first).
 pub fn init(module: RModule) -> Result<(), Error> {
-    let get = |name: &str| module.const_get::<_, ExceptionClass>(name).map(Opaque::from);
+    let get = |name: &str| {
+        module
+            .const_get::<_, ExceptionClass>(name)
+            .map(Opaque::from)
+    };
     let classes = Classes {
         error: get("Error")?,
         parse_error: get("ParseError")?,
@@ -45,7 +49,9 @@ pub fn init(module: RModule) -> Result<(), Error> {
 }
 
 fn class(ruby: &Ruby, raise: Raise) -> ExceptionClass {
-    let classes = CLASSES.get().expect("errors::init runs when the extension loads");
+    let classes = CLASSES
+        .get()
+        .expect("errors::init runs when the extension loads");
     ruby.get_inner(match raise {
         Raise::Error => classes.error,
         Raise::ParseError => classes.parse_error,
@@ -70,12 +76,9 @@ pub fn parse_error(ruby: &Ruby, message: String, path: String, line: Option<u64>
 
 pub fn load_error(ruby: &Ruby, e: LoadError) -> Error {
     match &e {
-        LoadError::NotAHeapDump { path, line, .. } => parse_error(
-            ruby,
-            e.to_string(),
-            path.display().to_string(),
-            Some(*line),
-        ),
+        LoadError::NotAHeapDump { path, line, .. } => {
+            parse_error(ruby, e.to_string(), path.display().to_string(), Some(*line))
+        }
         LoadError::Io { .. } => error(ruby, Raise::FileError, e.to_string()),
         LoadError::Cancelled => error(ruby, Raise::Interrupted, e.to_string()),
     }

@@ -61,6 +61,16 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// Loads the heap dump at `path` (plain or gzip, detected by content) into a `Heap`.
+///
+/// A reader thread streams the file in batches of about 4 MB; rayon parses each batch's
+/// pieces in parallel; memory holds the index plus a few batches. Lines that are not
+/// valid JSON as the emitter wrote them are recovered where the record is clear (see
+/// `Heap::warnings` and `LoadStats`).
+///
+/// Errors: `LoadError::Io` when the file cannot be opened or read (or is a directory),
+/// `LoadError::NotAHeapDump` (path, 1-based line, reason) for the first line that is
+/// no record, `LoadError::Cancelled` when `options.cancel` was set.
 pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     let io_error = |error| LoadError::Io {
         path: path.to_path_buf(),
