@@ -1,6 +1,7 @@
 //! The Ruby binding of heapdiff: a thin layer over `heapdiff-core` that converts
 //! arguments, releases the GVL around long work and wraps the results. The public
-//! Ruby API lives in `lib/heapdiff/*.rb`; the methods defined here are `_underscored`.
+//! Ruby API lives in `lib/heapdiff/` (`analysis/` wraps these classes); the methods
+//! defined here are `_underscored`.
 
 mod errors;
 mod gvl;
