@@ -1,8 +1,6 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
@@ -12,6 +10,7 @@ use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
 };
 
+use crate::convert::{check_index, opt_utf8, path_buf, utf8};
 use crate::errors::{error, load_error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
@@ -81,10 +80,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
 }
 
 fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
-    // Paths are bytes on Unix: no UTF-8 required.
-    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
-    let bytes = unsafe { path.as_slice() }.to_vec();
-    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    let path = path_buf(path);
     let heap = without_gvl(ruby, |cancel| {
         let result = load(
             &path,
@@ -102,26 +98,9 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
     Ok(HeapHandle::new(Arc::new(HeapGraph::new(heap))))
 }
 
-/// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
-/// practice; invalid bytes stay as they are, for Ruby to judge).
-pub fn utf8(ruby: &Ruby, bytes: &[u8]) -> RString {
-    ruby.enc_str_new(bytes, ruby.utf8_encoding())
-}
-
-fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
-    bytes.map(|b| utf8(ruby, b))
-}
-
 impl HeapHandle {
     fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
-        if row < self.0.heap().len() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ruby.exception_index_error(),
-                format!("row {row} out of range (heap has {})", self.0.heap().len()),
-            ))
-        }
+        check_index(ruby, "row", row, self.0.heap().len())
     }
 
     fn size(&self) -> usize {

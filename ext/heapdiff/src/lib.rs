@@ -3,6 +3,7 @@
 //! Ruby API lives in `lib/heapdiff/` (`analysis/` wraps these classes); the methods
 //! defined here are `_underscored`.
 
+mod convert;
 mod errors;
 mod gvl;
 mod heap;

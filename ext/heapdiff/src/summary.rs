@@ -6,9 +6,10 @@ use std::sync::Arc;
 use heapdiff_core::summary::{summarize, Tally};
 use magnus::{method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
 
+use crate::convert::utf8;
 use crate::errors::{error, Raise};
 use crate::gvl::without_gvl_serial;
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::HeapHandle;
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
