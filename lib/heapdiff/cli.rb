@@ -3,8 +3,8 @@
 require "json"
 require "optparse"
 require_relative "../heapdiff"
-require_relative "gem_attribution"
-require_relative "summary"
+require_relative "analysis/gem_attribution"
+require_relative "analysis/summary"
 
 module Heapdiff
   # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:

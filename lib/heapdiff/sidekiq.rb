@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "sidekiq"
-require_relative "recorder"
+require_relative "capture/recorder"
 
 module Heapdiff
   # Heap snapshots of a Sidekiq server (6.4 through 8.x) between jobs: every N jobs

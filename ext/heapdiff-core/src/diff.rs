@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::heap::{Heap, ABSENT};
-use crate::intern::NONE;
+use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
 
 /// The C struct name of the allocation tracer's own DATA object.
@@ -54,6 +54,14 @@ pub struct Report {
     pub freed_before_later: u64,
 }
 
+/// Objects of `after` that `before` did not have and, given `later`, that `later` still
+/// has, grouped by allocation site (type, class, file, line), largest count first.
+///
+/// Identity is the address plus what a reused slot would change (see `Pairing`), not
+/// the address alone. Objects allocated by heapdiff itself (`options.own_paths`) and
+/// the allocation tracer's DATA object are counted in `Report::filtered` unless
+/// `options.include_noise`. Rows in the report are rows of `after`. Never fails:
+/// oddities (compaction moves) become `Report::warnings`.
 pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOptions) -> Report {
     let mut warnings = Vec::new();
     let first = Pairing::new(before, after);
@@ -294,7 +302,7 @@ fn class_key(heap: &Heap, i: usize, to_other: Option<&[u32]>) -> (ObjectType, u3
     let name = heap
         .class_names
         .get(&heap.real_class(heap.columns.class[i]))
-        .map_or(NONE, |&id| to_other.map_or(id, |map| map[id as usize]));
+        .map_or(NO_STRING, |&id| to_other.map_or(id, |map| map[id as usize]));
     (heap.columns.object_type[i], name)
 }
 
@@ -340,10 +348,10 @@ fn same_object(a: &Heap, i: usize, b: &Heap, j: usize, a_to_b: &[u32]) -> bool {
 }
 
 /// For each interned id of `from` (index), the id of the same bytes in `to`, or a value
-/// that matches nothing (`u32::MAX`) when `to` has no such string. NONE maps to NONE.
+/// that matches nothing (`u32::MAX`) when `to` has no such string. NO_STRING maps to NO_STRING.
 fn translate(from: &Heap, to: &Heap) -> Vec<u32> {
     let mut map = Vec::with_capacity(from.strings.len() + 1);
-    map.push(NONE);
+    map.push(NO_STRING);
     for id in 1..=from.strings.len() as u32 {
         let bytes = from.strings.get(id).expect("ids are dense");
         map.push(to.strings.lookup(bytes).unwrap_or(u32::MAX));
@@ -454,7 +462,7 @@ fn group(heap: &Heap, rows: &[u32]) -> Vec<Group> {
     }
     for (group, subtype) in groups.iter_mut().zip(subtypes) {
         group.subtype = subtype
-            .filter(|&id| id != NONE)
+            .filter(|&id| id != NO_STRING)
             .and_then(|id| heap.string(id))
             .map(<[u8]>::to_vec);
     }

@@ -8,14 +8,14 @@ pub mod heap;
 pub mod intern;
 pub mod load;
 pub mod object_type;
-pub mod record;
+pub mod parse;
 pub mod redact;
 pub mod source;
 pub mod summary;
-pub mod suspects;
 pub mod trend;
 
 pub use diff::{diff, DiffOptions, Group, Report};
+pub use graph::HeapGraph;
 pub use heap::Heap;
 pub use load::{load, LoadError, LoadOptions};
 pub use object_type::ObjectType;

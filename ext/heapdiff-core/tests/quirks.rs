@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use heapdiff_core::record::{parse_line, unescape_with};
+use heapdiff_core::parse::{parse_line, unescape_with};
 use heapdiff_core::{diff, load, DiffOptions, Heap, LoadError, LoadOptions, ObjectType};
 
 const ROOT: &str = r#"{"type":"ROOT", "root":"vm", "references":["0x10"]}"#;

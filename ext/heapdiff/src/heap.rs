@@ -1,25 +1,24 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
-use heapdiff_core::record::{self, flag, parse_line, Record};
-use heapdiff_core::{load, Heap, LoadOptions};
+use heapdiff_core::parse::{self, flag, parse_line, Record};
+use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
 };
 
-use crate::errors::{error, load_error};
+use crate::convert::{check_index, opt_utf8, path_buf, utf8};
+use crate::errors::{error, load_error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
-pub struct HeapHandle(pub Arc<Heap>, GiveBack);
+pub struct HeapHandle(pub Arc<HeapGraph>, GiveBack);
 
 impl HeapHandle {
-    pub fn new(heap: Arc<Heap>) -> HeapHandle {
+    pub fn new(heap: Arc<HeapGraph>) -> HeapHandle {
         HeapHandle(heap, GiveBack)
     }
 }
@@ -33,9 +32,32 @@ impl Drop for GiveBack {
     }
 }
 
+/// The fields of `Heap#_row`, in order: the one definition of that array's layout.
+/// Ruby reads it as `Heapdiff::Heap::ROW_FIELDS` (`Heapdiff::Object` names its
+/// instance variables after it). `address_int` is the address as an Integer;
+/// `bytesize_column` is the bytesize the index kept (nil past 4 GiB: read it back).
+const ROW_FIELDS: [&str; 13] = [
+    "address_int",
+    "type",
+    "class_name",
+    "file",
+    "line",
+    "method",
+    "generation",
+    "memsize",
+    "bytesize_column",
+    "length",
+    "subtype",
+    "flags",
+    "shape_id",
+];
+
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
     class.undef_default_alloc_func();
+    let fields = ruby.ary_from_iter(ROW_FIELDS.iter().map(|name| ruby.to_symbol(name)));
+    fields.freeze();
+    class.const_set("ROW_FIELDS", fields)?;
     class.define_singleton_method("_load", function!(load_heap, 1))?;
     class.define_method("size", method!(HeapHandle::size, 0))?;
     class.define_method("path", method!(HeapHandle::path, 0))?;
@@ -53,22 +75,17 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_referent_rows", method!(HeapHandle::referent_rows, 1))?;
     class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
     class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
-    class.define_method("_edge_label", method!(HeapHandle::edge_label, 2))?;
     class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
     Ok(())
 }
 
 fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
-    // Paths are bytes on Unix: no UTF-8 required.
-    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
-    let bytes = unsafe { path.as_slice() }.to_vec();
-    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    let path = path_buf(path);
     let heap = without_gvl(ruby, |cancel| {
         let result = load(
             &path,
             LoadOptions {
                 cancel: Some(cancel),
-                progress: None,
             },
         );
         if result.is_err() {
@@ -78,45 +95,28 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle::new(Arc::new(heap)))
-}
-
-/// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
-/// practice; invalid bytes stay as they are, for Ruby to judge).
-pub fn utf8(ruby: &Ruby, bytes: &[u8]) -> RString {
-    ruby.enc_str_new(bytes, ruby.utf8_encoding())
-}
-
-fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
-    bytes.map(|b| utf8(ruby, b))
+    Ok(HeapHandle::new(Arc::new(HeapGraph::new(heap))))
 }
 
 impl HeapHandle {
     fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
-        if row < self.0.len() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ruby.exception_index_error(),
-                format!("row {row} out of range (heap has {})", self.0.len()),
-            ))
-        }
+        check_index(ruby, "row", row, self.0.heap().len())
     }
 
     fn size(&self) -> usize {
-        self.0.len()
+        self.0.heap().len()
     }
 
     fn path(&self) -> String {
-        self.0.source.display()
+        self.0.heap().source.display()
     }
 
     fn warnings(&self) -> Vec<String> {
-        self.0.warnings()
+        self.0.heap().warnings()
     }
 
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        let s = &rb_self.0.stats;
+        let s = &rb_self.0.heap().stats;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
         hash.aset(ruby.to_symbol("lines"), s.lines)?;
@@ -140,7 +140,7 @@ impl HeapHandle {
 
     /// `[[root name, [address, …]], …]`
     fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         let out = ruby.ary_new_capa(heap.roots.len());
         for root in &heap.roots {
             let pair = ruby.ary_new_capa(2);
@@ -152,14 +152,13 @@ impl HeapHandle {
     }
 
     fn row_of(&self, address: u64) -> Option<usize> {
-        self.0.find(address)
+        self.0.heap().find(address)
     }
 
-    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
-    ///   length, subtype, flags, shape_id]`
+    /// The values of row `i`, in the order of `ROW_FIELDS`.
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         let c = &heap.columns;
         let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
@@ -168,7 +167,7 @@ impl HeapHandle {
                 names.push(ruby.to_symbol(name))?;
             }
         }
-        let values: [Value; 13] = [
+        let values: [Value; ROW_FIELDS.len()] = [
             c.address[i].into_value_with(ruby),
             c.object_type[i].name().into_value_with(ruby),
             heap.class_name(i).into_value_with(ruby),
@@ -177,7 +176,7 @@ impl HeapHandle {
             opt_utf8(
                 ruby,
                 heap.method(i)
-                    .map(|m| record::unescape_with(m, heap.stats.decimal_escapes))
+                    .map(|m| parse::unescape_with(m, heap.stats.decimal_escapes))
                     .as_deref(),
             )
             .into_value_with(ruby),
@@ -196,29 +195,35 @@ impl HeapHandle {
 
     fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
         rb_self.check(ruby, i)?;
-        Ok(rb_self.0.reference_addresses(i))
+        Ok(rb_self.0.heap().reference_addresses(i))
     }
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<Vec<u8>, Error> {
-        let shared = heap.clone();
+    fn read_line(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<Vec<u8>, Error> {
+        let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
-            shared.source.read_line(shared.columns.offset[i])
+            let heap = shared.heap();
+            heap.source.read_line(heap.columns.offset[i])
         })?
-        .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
+        .map_err(|e| {
+            let path = graph.heap().source.display();
+            error(ruby, Raise::FileError, format!("{path}: {e}"))
+        })
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<(Vec<u8>, Record), Error> {
-        let line = Self::read_line(ruby, heap, i)?;
+    fn reread(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, graph, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
-            let path = heap.source.display();
-            error(
+            let path = graph.heap().source.display();
+            // The index keeps no line numbers, only offsets: `#line` is nil.
+            parse_error(
                 ruby,
-                "ParseError",
                 format!("{path}: the record changed: {}", e.0),
+                path,
+                None,
             )
         })?;
         Ok((line, record))
@@ -228,10 +233,10 @@ impl HeapHandle {
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
     fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
-        let (line, record) = Self::reread(ruby, heap, i)?;
+        let heap = rb_self.0.heap();
+        let (line, record) = Self::reread(ruby, &rb_self.0, i)?;
         Ok(record.value.map(|span| {
-            let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
+            let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
                 .encoding
                 .and_then(|e| std::str::from_utf8(e.of(&line)).ok())
@@ -248,7 +253,7 @@ impl HeapHandle {
         rb_self.check(ruby, i)?;
         let (line, r) = Self::reread(ruby, &rb_self.0, i)?;
         let hash = ruby.hash_new();
-        let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
+        let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
             ("bytesize", r.bytesize.into_value_with(ruby)),
             ("encoding", text(r.encoding).into_value_with(ruby)),
@@ -286,10 +291,10 @@ impl HeapHandle {
         &self,
         ruby: &Ruby,
         class_edges: bool,
-        query: impl Fn(&Heap) -> R + Send + Sync,
+        query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
-        let heap = self.0.clone();
-        let run = move |_: &_| query(&heap);
+        let graph = self.0.clone();
+        let run = move |_: &_| query(&graph);
         if self.0.has_root_tree(class_edges) {
             without_gvl_serial(ruby, run)
         } else {
@@ -306,8 +311,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
         rb_self.check(ruby, i)?;
-        let path = rb_self.path_query(ruby, class_edges, move |heap| {
-            heap.path_to_root(i, class_edges)
+        let path = rb_self.path_query(ruby, class_edges, move |graph| {
+            graph.path_to_root(i, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
@@ -320,8 +325,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let paths = rb_self.path_query(ruby, class_edges, move |heap| {
-            heap.paths_to_root(i, limit, class_edges)
+        let paths = rb_self.path_query(ruby, class_edges, move |graph| {
+            graph.paths_to_root(i, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
@@ -337,13 +342,13 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.retainers(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
         rb_self.check(ruby, i)?;
-        Ok(rb_self.0.referents(i).collect())
+        Ok(rb_self.0.heap().referents(i).collect())
     }
 
     fn dominator(
@@ -353,8 +358,8 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.dominator(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
     }
 
     fn retained_size(
@@ -364,26 +369,15 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<u64, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
-        without_gvl_serial(ruby, move |_| heap.retained_size(i, class_edges))
+        let graph = rb_self.0.clone();
+        without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
     fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
         rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.0.heap();
         Ok(heap.class_name_of_class(heap.columns.address[i]))
-    }
-
-    fn edge_label(
-        ruby: &Ruby,
-        rb_self: &Self,
-        from: usize,
-        to: usize,
-    ) -> Result<Option<String>, Error> {
-        rb_self.check(ruby, from)?;
-        rb_self.check(ruby, to)?;
-        Ok(rb_self.0.edge_label(from, to))
     }
 }
 

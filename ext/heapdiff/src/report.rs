@@ -3,20 +3,21 @@
 
 use std::sync::Arc;
 
-use heapdiff_core::suspects::{suspects, Suspect};
-use heapdiff_core::{diff, DiffOptions, Heap, Report};
+use heapdiff_core::graph::suspects::{suspects, Suspect};
+use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
 };
 
+use crate::convert::{check_index, utf8};
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::HeapHandle;
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
     report: Report,
     // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    after: Arc<Heap>,
+    after: Arc<HeapGraph>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -52,7 +53,12 @@ fn diff_heaps(
         own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(&before, &after, later.as_deref(), &options)
+        diff(
+            before.heap(),
+            after.heap(),
+            later.as_ref().map(|l| l.heap()),
+            &options,
+        )
     })?;
     Ok(ReportHandle { report, after })
 }
@@ -64,12 +70,8 @@ impl ReportHandle {
 
     /// `[type, class_name, subtype, file, line, count, memsize]`
     fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
         let values: [Value; 7] = [
             g.object_type.name().into_value_with(ruby),
             g.class_name.clone().into_value_with(ruby),
@@ -95,25 +97,17 @@ impl ReportHandle {
         i: usize,
         limit: Option<usize>,
     ) -> Result<Vec<u32>, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
         let n = limit.unwrap_or(g.members.len()).min(g.members.len());
         Ok(g.members[..n].to_vec())
     }
 
     /// Addresses (in the `after` heap) of the group's objects.
     fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
-        let address = &rb_self.after.columns.address;
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
+        let address = &rb_self.after.heap().columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
@@ -135,15 +129,11 @@ impl ReportHandle {
     /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
     /// in the `after` heap. The first call builds the dominator tree without the GVL.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
-        let heap = rb_self.after.clone();
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
+        let graph = rb_self.after.clone();
         let members = g.members.clone();
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
         suspect_array(ruby, &suspect)
     }
 }

@@ -1,18 +1,16 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
 //! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
 
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
-
-use heapdiff_core::suspects::suspects;
+use heapdiff_core::graph::suspects::suspects;
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
 };
 
+use crate::convert::{check_index, path_buf, utf8};
 use crate::errors::load_error;
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::HeapHandle;
 use crate::report::suspect_array;
 
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
@@ -38,15 +36,9 @@ fn build(
     include_noise: bool,
     own_paths: Vec<String>,
 ) -> Result<TrendHandle, Error> {
-    // Paths are bytes on Unix: no UTF-8 required.
     let paths = paths
         .into_iter()
-        .map(|p| {
-            let p = RString::try_convert(p)?;
-            // SAFETY: the bytes are copied before any Ruby call can move or free them.
-            let bytes = unsafe { p.as_slice() }.to_vec();
-            Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
-        })
+        .map(|p| RString::try_convert(p).map(path_buf))
         .collect::<Result<Vec<_>, Error>>()?;
     if paths.is_empty() {
         return Err(Error::new(
@@ -66,7 +58,6 @@ fn build(
                     &paths[k],
                     LoadOptions {
                         cancel: Some(cancel),
-                        progress: None,
                     },
                 )
             },
@@ -82,14 +73,7 @@ impl TrendHandle {
     }
 
     fn check(&self, ruby: &Ruby, i: usize) -> Result<(), Error> {
-        if i < self.0.sites.len() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ruby.exception_index_error(),
-                format!("site {i} out of range"),
-            ))
-        }
+        check_index(ruby, "site", i, self.0.sites.len())
     }
 
     /// `[type, class_name, subtype, file, line, counts, memsizes, survived, verdict]`
@@ -148,9 +132,9 @@ impl TrendHandle {
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.last.clone();
+        let graph = rb_self.0.last.clone();
         let members = rb_self.0.rows(i, usize::MAX);
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
+        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
         suspect_array(ruby, &suspect)
     }
 }

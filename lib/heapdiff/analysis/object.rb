@@ -6,8 +6,8 @@ module Heapdiff
   # One object of a heap dump, built on demand from the index. The string value and
   # the rarely used members are read back from the dump file when first asked for.
   class Object
-    FIELDS = %i[address_int type class_name file line method generation memsize bytesize_column
-                length subtype flags shape_id].freeze
+    # The layout of Heap#_row, defined once in the extension (ext/heapdiff/src/heap.rs).
+    FIELDS = Heap::ROW_FIELDS
     private_constant :FIELDS
 
     attr_reader :heap, :row, :type, :class_name, :file, :line, :generation,

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
-require_relative "errors"
+require_relative "../errors"
 require_relative "snapshot_writer"
 
 module Heapdiff
@@ -181,7 +181,7 @@ module Heapdiff
 
     # Loads the dump (Heapdiff.load).
     def load
-      require_relative "../heapdiff"
+      require_relative "../../heapdiff"
       Heapdiff.load(to_path)
     end
 

@@ -17,7 +17,7 @@ module Heapdiff
     # For tests and links, `#click=TABLE:COLUMN,…` in the URL clicks those headers
     # once the page has loaded (COLUMN counts from 0), as a reader would.
     class HTML
-      ASSETS = File.expand_path("html", __dir__)
+      ASSETS = __dir__
       # Sites listed in the table of all sites; the JSON output has them all.
       DEFAULT_TOP = 200
       # Growing sites shown with their suspect and path (each needs the dominator tree).

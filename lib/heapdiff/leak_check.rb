@@ -3,7 +3,7 @@
 require "tmpdir"
 require "fileutils"
 require_relative "../heapdiff"
-require_relative "gem_attribution"
+require_relative "analysis/gem_attribution"
 
 module Heapdiff
   # The leak check behind the RSpec matcher and the minitest assertion: runs a block

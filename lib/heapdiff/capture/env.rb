@@ -65,7 +65,7 @@ module Heapdiff
         begin
           if s[:every_jobs]
             # The middleware asks the recorder's thread for the snapshots.
-            require_relative "sidekiq"
+            require_relative "../sidekiq"
             # A binstub runs this before Sidekiq's executable loads its CLI, and
             # Sidekiq.configure_server runs its block only where the CLI is loaded.
             require "sidekiq/cli" if File.basename($PROGRAM_NAME) == "sidekiq"

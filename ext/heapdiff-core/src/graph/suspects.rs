@@ -4,8 +4,7 @@
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::graph::{NONE, SUPER_ROOT};
-use crate::heap::Heap;
+use super::{HeapGraph, NO_ROW, SUPER_ROOT};
 
 /// How far up the dominator tree to look from each object. Holders sit within a few
 /// steps in practice; the cap bounds the work on pathological chains.
@@ -31,11 +30,11 @@ pub struct Suspect {
     pub unreachable: u64,
 }
 
-/// Finds the holders of `members` (rows of `heap`). A holder is the nearest dominator
+/// Finds the holders of `members` (rows of the graph's heap). A holder is the nearest dominator
 /// of a member that is not itself a member and that dominates a real part of the
 /// group: at least a tenth of it, and at least two objects (one for a group of one).
-pub fn suspects(heap: &Heap, members: &[u32], class_edges: bool) -> Suspect {
-    let dominators = heap.dominators(class_edges);
+pub fn suspects(graph: &HeapGraph, members: &[u32], class_edges: bool) -> Suspect {
+    let dominators = graph.dominators(class_edges);
     let idom = &dominators.idom;
     let member_set: HashSet<u32> = members.iter().copied().collect();
     let threshold = if members.len() >= 2 {
@@ -49,13 +48,13 @@ pub fn suspects(heap: &Heap, members: &[u32], class_edges: bool) -> Suspect {
     let mut suspect = Suspect::default();
     for &m in members {
         let mut at = idom[m as usize];
-        if at == NONE {
+        if at == NO_ROW {
             suspect.unreachable += 1;
             continue;
         }
         let mut held_by_member = false;
         for _ in 0..MAX_CLIMB {
-            if at == SUPER_ROOT || at == NONE {
+            if at == SUPER_ROOT || at == NO_ROW {
                 break;
             }
             if member_set.contains(&at) {
@@ -73,12 +72,12 @@ pub fn suspects(heap: &Heap, members: &[u32], class_edges: bool) -> Suspect {
     let mut holders: HashMap<Option<usize>, u64> = HashMap::new();
     for &m in members {
         let mut at = idom[m as usize];
-        if at == NONE {
+        if at == NO_ROW {
             continue;
         }
         let mut holder = None;
         for _ in 0..MAX_CLIMB {
-            if at == SUPER_ROOT || at == NONE {
+            if at == SUPER_ROOT || at == NO_ROW {
                 break;
             }
             if !member_set.contains(&at) && dominated.get(&at).copied().unwrap_or(0) >= threshold {

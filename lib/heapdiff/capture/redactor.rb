@@ -1,8 +1,8 @@
 # frozen_string_literal: true
 
 require "fileutils"
-require_relative "errors"
-require_relative "native"
+require_relative "../errors"
+require_relative "../native"
 
 module Heapdiff
   class << self

@@ -2,8 +2,8 @@
 
 require "json"
 require "time"
-require_relative "errors"
-require_relative "snapshot"
+require_relative "../errors"
+require_relative "../capture/snapshot"
 
 module Heapdiff
   # How each allocation site evolves across N snapshots of one process (made by
@@ -155,7 +155,7 @@ module Heapdiff
 
     # The self-contained HTML report (see Trend::HTML).
     def to_html(**options)
-      require_relative "trend/html"
+      require_relative "../html/trend_report"
       HTML.new(self, **options).render
     end
 
@@ -197,4 +197,4 @@ module Heapdiff
 end
 
 # Site uses Trend::VERDICTS.
-require_relative "trend/site"
+require_relative "trend_site"

@@ -2,9 +2,9 @@
 
 require "etc"
 require "json"
-require_relative "errors"
+require_relative "../errors"
 require_relative "tracing"
-require_relative "version"
+require_relative "../version"
 
 module Heapdiff
   # Writes one snapshot: a full GC, ObjectSpace.dump_all into a hidden temporary file
@@ -222,7 +222,7 @@ module Heapdiff
         "heapdiff_version" => VERSION,
         # Where heapdiff's own objects were allocated (Heapdiff::OWN_PATH there): a diff
         # made on another machine needs it to leave them out.
-        "heapdiff_path" => __dir__,
+        "heapdiff_path" => File.expand_path("..", __dir__),
         "sequence" => @sequence,
         "pid" => @pid,
         "hostname" => Etc.uname[:nodename],

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
-require_relative "../allocation_site"
+require_relative "allocation_site"
 
 module Heapdiff
   class Trend

@@ -11,6 +11,10 @@ module Heapdiff
     private_constant :ADDRESS
 
     # The object at +address+ ("0x7f…" or an Integer), or nil.
+    #
+    # @param address [String, Integer, Heapdiff::Object]
+    # @return [Heapdiff::Object, nil]
+    # @raise [ArgumentError] +address+ is not an address
     def at(address)
       row = _row_of(address_int(address))
       row && object(row)
@@ -18,6 +22,10 @@ module Heapdiff
     alias [] at
 
     # The object in row +row+ (dump order, 0-based).
+    #
+    # @param row [Integer]
+    # @return [Heapdiff::Object]
+    # @raise [IndexError] no such row
     def object(row)
       Object.new(self, row, _row(row))
     end
@@ -31,6 +39,7 @@ module Heapdiff
 
     # { "vm" => ["0x…", …], … }: the root categories and the addresses each marks.
     def roots
+      # _roots is [[name, addresses], …], pairs rather than a Hash (hence to_h first).
       @roots ||= _roots.to_h.transform_values { |addresses| addresses.map { |a| format("0x%x", a) } }
     end
 
@@ -38,28 +47,53 @@ module Heapdiff
     # or nil when no root reaches it. Precise roots are tried before the conservatively
     # scanned machine stack. +class_edges: true+ adds the object → class edges that
     # dumps leave out, so that class-level state (class ivars, constants) shows up.
+    #
+    # @param object [Heapdiff::Object, String, Integer] the object or its address
+    # @param class_edges [Boolean]
+    # @return [Heapdiff::Path, nil]
+    # @raise [ArgumentError] no object at that address in this heap
     def path_to_root(object, class_edges: false)
       path = _path(row_of!(object), class_edges)
       path && Path.new(self, *path)
     end
 
     # Up to +limit+ shortest paths that reach +object+ through different retainers.
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @param limit [Integer]
+    # @param class_edges [Boolean]
+    # @return [Array<Heapdiff::Path>] shortest first
+    # @raise [ArgumentError] no object at that address in this heap
     def paths_to_root(object, limit: 5, class_edges: false)
       _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
     end
 
     # The objects that reference +object+.
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @param class_edges [Boolean]
+    # @return [Array<Heapdiff::Object>]
+    # @raise [ArgumentError] no object at that address in this heap
     def retainers(object, class_edges: false)
       _retainers(row_of!(object), class_edges).map { |row| object(row) }
     end
 
     # The objects +object+ references (those the dump has).
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @return [Array<Heapdiff::Object>] in dump order
+    # @raise [ArgumentError] no object at that address in this heap
     def referents(object)
       _referent_rows(row_of!(object)).map { |row| object(row) }
     end
 
     # The closest object that every path from the roots to +object+ passes through;
     # nil when only the roots themselves do (or nothing reaches it).
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @param class_edges [Boolean]
+    # @return [Heapdiff::Object, nil]
+    # @raise [ArgumentError] no object at that address in this heap
     def dominator(object, class_edges: false)
       row = _dominator(row_of!(object), class_edges)
       row && object(row)
@@ -67,11 +101,18 @@ module Heapdiff
 
     # Bytes that freeing +object+ would free: its memsize and that of everything it
     # dominates. 0 for objects no root reaches.
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @param class_edges [Boolean]
+    # @return [Integer] bytes (memsizes as the dump gives them)
+    # @raise [ArgumentError] no object at that address in this heap
     def retained_size(object, class_edges: false)
       _retained_size(row_of!(object), class_edges)
     end
 
     # What loading counted: lines, objects, recovered lines, dangling references…
+    #
+    # @return [Hash{Symbol => Integer, Boolean, nil}]
     def stats
       @stats ||= _stats
     end
