@@ -36,20 +36,21 @@ module Heapdiff
 
     # The shortest path from a GC root to +object+ (a Heapdiff::Object or an address),
     # or nil when no root reaches it. Precise roots are tried before the conservatively
-    # scanned machine stack. +class_edges: true+ adds the object → class edges that
-    # dumps leave out, so that class-level state (class ivars, constants) shows up.
-    def path_to_root(object, class_edges: false)
+    # scanned machine stack. Object → class edges, which dumps leave out of
+    # `references`, are followed where nothing else holds an object (a singleton
+    # class's closures, say); +class_edges: false+ leaves them out.
+    def path_to_root(object, class_edges: true)
       path = _path(row_of!(object), class_edges)
       path && Path.new(self, *path)
     end
 
     # Up to +limit+ shortest paths that reach +object+ through different retainers.
-    def paths_to_root(object, limit: 5, class_edges: false)
+    def paths_to_root(object, limit: 5, class_edges: true)
       _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
     end
 
     # The objects that reference +object+.
-    def retainers(object, class_edges: false)
+    def retainers(object, class_edges: true)
       _retainers(row_of!(object), class_edges).map { |row| object(row) }
     end
 
@@ -60,14 +61,14 @@ module Heapdiff
 
     # The closest object that every path from the roots to +object+ passes through;
     # nil when only the roots themselves do (or nothing reaches it).
-    def dominator(object, class_edges: false)
+    def dominator(object, class_edges: true)
       row = _dominator(row_of!(object), class_edges)
       row && object(row)
     end
 
     # Bytes that freeing +object+ would free: its memsize and that of everything it
     # dominates. 0 for objects no root reaches.
-    def retained_size(object, class_edges: false)
+    def retained_size(object, class_edges: true)
       _retained_size(row_of!(object), class_edges)
     end
 

@@ -15,8 +15,9 @@ use crate::heap::{utf8, HeapHandle};
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
     report: Report,
-    // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    after: Arc<Heap>,
+    // The last dump's heap (where the groups' rows are), kept so the rows stay
+    // meaningful even if Ruby drops the heap.
+    last: Arc<Heap>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -54,7 +55,8 @@ fn diff_heaps(
     let report = without_gvl(ruby, |_cancel| {
         diff(&before, &after, later.as_deref(), &options)
     })?;
-    Ok(ReportHandle { report, after })
+    let last = later.unwrap_or(after);
+    Ok(ReportHandle { report, last })
 }
 
 impl ReportHandle {
@@ -62,7 +64,7 @@ impl ReportHandle {
         self.report.groups.len()
     }
 
-    /// `[type, class_name, subtype, file, line, count, memsize]`
+    /// `[type, class_name, subtype, file, line, count, memsize, uncertain]`
     fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         let g = rb_self.report.groups.get(i).ok_or_else(|| {
             Error::new(
@@ -70,7 +72,7 @@ impl ReportHandle {
                 format!("group {i} out of range"),
             )
         })?;
-        let values: [Value; 7] = [
+        let values: [Value; 8] = [
             g.object_type.name().into_value_with(ruby),
             g.class_name.clone().into_value_with(ruby),
             g.subtype
@@ -84,11 +86,12 @@ impl ReportHandle {
             g.line.into_value_with(ruby),
             g.count.into_value_with(ruby),
             g.memsize.into_value_with(ruby),
+            g.uncertain.into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
 
-    /// Rows (in the `after` heap) of the group's objects, at most `limit` (nil: all).
+    /// Rows (in the last heap) of the group's objects, at most `limit` (nil: all).
     fn group_rows(
         ruby: &Ruby,
         rb_self: &Self,
@@ -105,7 +108,7 @@ impl ReportHandle {
         Ok(g.members[..n].to_vec())
     }
 
-    /// Addresses (in the `after` heap) of the group's objects.
+    /// Addresses (in the last heap) of the group's objects.
     fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
         let g = rb_self.report.groups.get(i).ok_or_else(|| {
             Error::new(
@@ -113,18 +116,21 @@ impl ReportHandle {
                 format!("group {i} out of range"),
             )
         })?;
-        let address = &rb_self.after.columns.address;
+        let address = &rb_self.last.columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
-    /// `[total_count, total_memsize, filtered, freed_before_later]`
-    fn summary(&self) -> (u64, u64, u64, u64) {
+    /// `[total_count, total_memsize, filtered, freed_before_later, unreachable,
+    /// total_uncertain]`
+    fn summary(&self) -> (u64, u64, u64, u64, u64, u64) {
         let r = &self.report;
         (
             r.total_count,
             r.total_memsize,
             r.filtered,
             r.freed_before_later,
+            r.unreachable,
+            r.total_uncertain,
         )
     }
 
@@ -133,7 +139,7 @@ impl ReportHandle {
     }
 
     /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
-    /// in the `after` heap. The first call builds the dominator tree without the GVL.
+    /// in the last heap. The first call builds the dominator tree without the GVL.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         let g = rb_self.report.groups.get(i).ok_or_else(|| {
             Error::new(
@@ -141,7 +147,7 @@ impl ReportHandle {
                 format!("group {i} out of range"),
             )
         })?;
-        let heap = rb_self.after.clone();
+        let heap = rb_self.last.clone();
         let members = g.members.clone();
         let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
         suspect_array(ruby, &suspect)
