@@ -56,8 +56,10 @@ RSpec.describe "Generated leak scenarios" do
       end
 
       warnings = report.warnings.join("\n")
-      expect(warnings).not_to match(/compact/i) unless [1, 2].include?(scenario.compact_before)
-      expect(warnings).not_to match(/full GC|garbage/i) unless scenario.full_gc.include?(false)
+      # Stated as a fact only when it happened; "compacted, or …" names no cause.
+      stated_compaction = /the heap was compacted between the two dumps \(GC\.compact or GC\.auto_compact\)\./
+      expect(warnings).not_to match(stated_compaction) unless [1, 2].include?(scenario.compact_before)
+      expect(warnings).not_to match(/without a full GC/i) unless scenario.full_gc.include?(false)
       expect(warnings).not_to match(/tracing (was|is) off|turn .*tracing on/i) if scenario.tracing
       FileUtils.rm_rf(dir)
     end

@@ -120,6 +120,47 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         }
         (new, maybe_new)
     };
+    // Without tracing, a suspected compaction may have moved old objects to addresses
+    // where they look new: as many of them per type and class as `before` lost
+    // objects of that type and class are uncertain (old ones first, being the likelier
+    // movers).
+    let (new, maybe_new, unsure_suspected) = if first.suspected_compaction > 0 {
+        let mut lost: HashMap<(ObjectType, u32), u64> = HashMap::new();
+        let to_after = translate(before, after);
+        for j in 0..before.len() {
+            if before.generation(j).is_none() && first.counterpart_in_later(j).is_none() {
+                *lost.entry(class_key(before, j, Some(&to_after))).or_insert(0) += 1;
+            }
+        }
+        let is_old = |i: u32| u32::from(after.columns.flags[i as usize]) & flag::OLD != 0;
+        let mut candidates = new;
+        candidates.sort_by_key(|&i| !is_old(i));
+        let (mut new, mut maybe_new, mut unsure) = (Vec::new(), maybe_new, 0u64);
+        for i in candidates {
+            let untraced = after.generation(i as usize).is_none();
+            let slot = untraced.then(|| lost.get_mut(&class_key(after, i as usize, None))).flatten();
+            match slot {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    unsure += 1;
+                    maybe_new.push(i);
+                }
+                _ => new.push(i),
+            }
+        }
+        new.sort_unstable();
+        (new, maybe_new, unsure)
+    } else {
+        (new, maybe_new, 0)
+    };
+    if first.suspected_compaction > 0 {
+        warnings.push(suspected_compaction_warning(before, after, first.suspected_compaction, unsure_suspected));
+    }
+    if let (Some(second), Some(later)) = (&second, later) {
+        if second.suspected_compaction > 0 {
+            warnings.push(suspected_compaction_warning(after, later, second.suspected_compaction, 0));
+        }
+    }
     let filtered = new.iter().filter(|&&i| noise.is_noise(i as usize)).count() as u64;
     let new: Vec<u32> = new.into_iter().filter(|&i| live(i as usize)).collect();
     let maybe_new: Vec<u32> = maybe_new.into_iter().filter(|&i| live(i as usize)).collect();
@@ -153,7 +194,7 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         } else {
             HashMap::new()
         };
-        let mut erased_pool = if second.moved > 0 {
+        let mut erased_pool = if second.moved > 0 || second.suspected_compaction > 0 {
             second.moved_without_allocation_info(later)
         } else {
             HashMap::new()
@@ -184,8 +225,13 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
             }
         }
         if estimated > 0 {
+            let why = if second.moved > 0 {
+                "compaction moved them and Ruby 2.7–3.3 erase the allocation site of moved objects"
+            } else {
+                "they are not at their address there and have no allocation info (see the compaction warning)"
+            };
             warnings.push(format!(
-                "{estimated} object(s) were found in {} only by type and class: compaction moved them and Ruby 2.7–3.3 erase the allocation site of moved objects, so they are counted as uncertain (a range in their groups)",
+                "{estimated} object(s) could be found in {} only by type and class: {why}, so they are counted as uncertain (a range in their groups)",
                 later.source.display()
             ));
         }
@@ -204,7 +250,7 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
     uncertain.retain(|&(_, j)| j.is_none_or(|j| last.is_reachable(j as usize, true)));
     if unreachable > 0 {
         warnings.push(format!(
-            "{unreachable} new object(s) in {} are garbage not yet collected: no GC root reaches them, so they are not counted as retained. The dumps were taken without a full GC; take them after GC.start (Heapdiff.snapshot does)",
+            "{unreachable} new object(s) in {} are garbage the GC had not collected when it was dumped: no GC root reaches them, so they are not counted as retained. A dump written right after a full GC (GC.start, as Heapdiff.snapshot does) has next to none",
             last.source.display()
         ));
     }
@@ -234,6 +280,21 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         freed_before_later,
         unreachable,
     }
+}
+
+/// No warning names a cause that may not have happened: without tracing, old objects
+/// at new addresses come from compaction or from promotion since the earlier dump.
+fn suspected_compaction_warning(earlier: &Heap, later: &Heap, relocated: u64, unsure: u64) -> String {
+    let counted = if unsure > 0 {
+        format!(" {unsure} object(s) that look new may be old ones that moved, so groups show ranges (low–high).")
+    } else {
+        String::new()
+    };
+    format!(
+        "{relocated} old object(s) in {} sit at addresses that held no such object in {}: the heap was compacted between the two dumps (GC.compact or GC.auto_compact), or that many objects were allocated and promoted in between. Without allocation tracing a moved object cannot be told from a new one.{counted} Turn tracing on for exact counts",
+        later.source.display(),
+        earlier.source.display()
+    )
 }
 
 pub(crate) fn compaction_warning(earlier: &Heap, later: &Heap, moved: u64) -> String {
@@ -278,7 +339,17 @@ pub(crate) struct Pairing<'a> {
     /// Tracing was on before `earlier` and still is in `later` (`later` has traced
     /// objects younger than everything in `earlier`).
     tracing_throughout: bool,
+    /// Without tracing, compaction leaves no trace but this: old objects (see
+    /// `old_relocated`) at addresses that held no such object in `earlier`. Their
+    /// count when it is large enough to suspect compaction, else 0.
+    pub(crate) suspected_compaction: u64,
 }
+
+/// Old objects at new addresses, as a share of `later`'s old objects, above which an
+/// untraced heap is suspected of compaction (and at least `SUSPECT_MIN` of them): new
+/// objects promoted between the dumps are a few, a compaction moves thousands.
+const SUSPECT_PER_MILLE: u64 = 10;
+const SUSPECT_MIN: u64 = 100;
 
 impl<'a> Pairing<'a> {
     pub(crate) fn new(earlier: &'a Heap, later: &'a Heap) -> Pairing<'a> {
@@ -306,12 +377,45 @@ impl<'a> Pairing<'a> {
             earlier_max_generation,
             moved: 0,
             tracing_throughout,
+            suspected_compaction: 0,
         };
         pairing.moved = (0..later.len())
             .into_par_iter()
             .with_min_len(1 << 14)
             .filter(|&i| pairing.counterpart(i).is_none() && pairing.is_older_than_earlier(i))
             .count() as u64;
+        if !pairing.tracing_throughout {
+            // A compaction moves old objects: `earlier` loses old objects of a class at
+            // their addresses and `later` has as many old ones of that class at
+            // addresses that held none. Promotion and death between the dumps do the
+            // same only where both happen to one class.
+            let untraced_old =
+                |heap: &Heap, i: usize| u32::from(heap.columns.flags[i]) & flag::OLD != 0 && heap.generation(i).is_none();
+            let mut relocated: HashMap<(ObjectType, u32), u64> = HashMap::new();
+            let mut old = 0u64;
+            for i in 0..later.len() {
+                if untraced_old(later, i) {
+                    old += 1;
+                    if pairing.counterpart(i).is_none() {
+                        *relocated.entry(class_key(later, i, None)).or_insert(0) += 1;
+                    }
+                }
+            }
+            let mut lost: HashMap<(ObjectType, u32), u64> = HashMap::new();
+            for j in 0..earlier.len() {
+                if untraced_old(earlier, j) && pairing.counterpart_in_later(j).is_none() {
+                    let key = class_key(earlier, j, Some(&pairing.earlier_to_later));
+                    *lost.entry(key).or_insert(0) += 1;
+                }
+            }
+            let moved: u64 = relocated
+                .iter()
+                .map(|(key, &n)| n.min(lost.get(key).copied().unwrap_or(0)))
+                .sum();
+            if moved >= SUSPECT_MIN && moved * 1000 >= old * SUSPECT_PER_MILLE {
+                pairing.suspected_compaction = moved;
+            }
+        }
         pairing
     }
 
@@ -381,11 +485,14 @@ impl<'a> Pairing<'a> {
     /// Counted by type and class name (`later`'s ids).
     fn moved_without_allocation_info(&self, later: &Heap) -> HashMap<(ObjectType, u32), Vec<u32>> {
         let mut pool: HashMap<_, Vec<u32>> = HashMap::new();
-        if !self.tracing_throughout {
+        if !self.tracing_throughout && self.suspected_compaction == 0 {
             return pool;
         }
+        // Without tracing, a moved object may land where an object of its class was
+        // and look like that one: every untraced object of the class is a candidate.
+        let any_untraced = self.suspected_compaction > 0 && !self.tracing_throughout;
         for i in 0..later.len() {
-            if later.generation(i).is_none() && self.counterpart(i).is_none() {
+            if later.generation(i).is_none() && (any_untraced || self.counterpart(i).is_none()) {
                 pool.entry(class_key(later, i, None)).or_default().push(i as u32);
             }
         }
