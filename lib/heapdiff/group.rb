@@ -62,7 +62,9 @@ module Heapdiff
 
     # heapy's wording, so that people who know heapy read it at once.
     def to_s
-      "#{report.verb} #{label} #{count_text} objects#{" (estimate)" if estimated?} of size #{memsize}/#{report.total_memsize} (in bytes) at: #{location}"
+      "#{report.verb} #{label} #{count_text} objects#{if estimated?
+                                                        " (estimate)"
+                                                      end} of size #{memsize}/#{report.total_memsize} (in bytes) at: #{location}"
     end
 
     def inspect

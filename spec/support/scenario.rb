@@ -42,7 +42,7 @@ class Scenario
   def initialize(seed)
     @seed = seed
     rng = Random.new(seed)
-    names = KINDS.keys.shuffle(random: rng).first(rng.rand(3..6))
+    names = KINDS.keys.sample(rng.rand(3..6), random: rng)
     @kinds = names.map do |name|
       count = rng.rand(20..200)
       dropped = %i[global constant class_ivar].include?(name) && rng.rand < 0.4 ? rng.rand(1..count / 2) : 0

@@ -22,9 +22,9 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::heap::{Heap, ABSENT};
-use crate::record::flag;
 use crate::intern::NONE;
 use crate::object_type::ObjectType;
+use crate::record::flag;
 
 /// The C struct name of the allocation tracer's own DATA object.
 const TRACER_STRUCT: &[u8] = b"ObjectTracing/allocation_info_tracer";
@@ -106,8 +106,12 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
             .with_min_len(1 << 14)
             .filter_map(|i| {
                 let identity = first.identity(i as usize);
-                (identity != Identity::Old && !matches!(after.columns.object_type[i as usize], ObjectType::None | ObjectType::Zombie))
-                    .then_some((i, identity))
+                (identity != Identity::Old
+                    && !matches!(
+                        after.columns.object_type[i as usize],
+                        ObjectType::None | ObjectType::Zombie
+                    ))
+                .then_some((i, identity))
             })
             .collect();
         let mut new = Vec::new();
@@ -129,7 +133,9 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         let to_after = translate(before, after);
         for j in 0..before.len() {
             if before.generation(j).is_none() && first.counterpart_in_later(j).is_none() {
-                *lost.entry(class_key(before, j, Some(&to_after))).or_insert(0) += 1;
+                *lost
+                    .entry(class_key(before, j, Some(&to_after)))
+                    .or_insert(0) += 1;
             }
         }
         let is_old = |i: u32| u32::from(after.columns.flags[i as usize]) & flag::OLD != 0;
@@ -138,7 +144,9 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         let (mut new, mut maybe_new, mut unsure) = (Vec::new(), maybe_new, 0u64);
         for i in candidates {
             let untraced = after.generation(i as usize).is_none();
-            let slot = untraced.then(|| lost.get_mut(&class_key(after, i as usize, None))).flatten();
+            let slot = untraced
+                .then(|| lost.get_mut(&class_key(after, i as usize, None)))
+                .flatten();
             match slot {
                 Some(n) if *n > 0 => {
                     *n -= 1;
@@ -154,16 +162,29 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         (new, maybe_new, 0)
     };
     if first.suspected_compaction > 0 {
-        warnings.push(suspected_compaction_warning(before, after, first.suspected_compaction, unsure_suspected));
+        warnings.push(suspected_compaction_warning(
+            before,
+            after,
+            first.suspected_compaction,
+            unsure_suspected,
+        ));
     }
     if let (Some(second), Some(later)) = (&second, later) {
         if second.suspected_compaction > 0 {
-            warnings.push(suspected_compaction_warning(after, later, second.suspected_compaction, 0));
+            warnings.push(suspected_compaction_warning(
+                after,
+                later,
+                second.suspected_compaction,
+                0,
+            ));
         }
     }
     let filtered = new.iter().filter(|&&i| noise.is_noise(i as usize)).count() as u64;
     let new: Vec<u32> = new.into_iter().filter(|&i| live(i as usize)).collect();
-    let maybe_new: Vec<u32> = maybe_new.into_iter().filter(|&i| live(i as usize)).collect();
+    let maybe_new: Vec<u32> = maybe_new
+        .into_iter()
+        .filter(|&i| live(i as usize))
+        .collect();
     let unsure_reused = first.count_unsure(&maybe_new, Identity::MaybeReusedSlot);
     let unsure_moved = first.count_unsure(&maybe_new, Identity::MaybeMoved);
 
@@ -173,15 +194,7 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
     let mut certain: Vec<(u32, u32)> = Vec::with_capacity(new.len());
     let mut uncertain: Vec<(u32, Option<u32>)>;
     if let (Some(second), Some(later)) = (&second, later) {
-        // The uncertain ones must still be in `later` to be retained.
-        uncertain = maybe_new
-            .iter()
-            .filter_map(|&i| {
-                second
-                    .counterpart_in_later(i as usize)
-                    .map(|j| (i, Some(j as u32)))
-            })
-            .collect();
+        uncertain = Vec::new();
         // Still alive in `later`: found at its address, or, when `later` was compacted,
         // matched by content among `later`'s moved objects.
         let found: Vec<Option<usize>> = new
@@ -224,6 +237,21 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
                 freed_before_later += 1;
             }
         }
+        // The uncertain ones must still be in `later` to be retained: at their
+        // address, or, after a compaction, maybe among the objects of their class.
+        for &i in &maybe_new {
+            if let Some(j) = second.counterpart_in_later(i as usize) {
+                uncertain.push((i, Some(j as u32)));
+            } else if take(
+                &mut erased_pool,
+                class_key(after, i as usize, Some(&second.earlier_to_later)),
+            )
+            .is_some()
+            {
+                estimated += 1;
+                uncertain.push((i, None));
+            }
+        }
         if estimated > 0 {
             let why = if second.moved > 0 {
                 "compaction moved them and Ruby 2.7–3.3 erase the allocation site of moved objects"
@@ -240,14 +268,17 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
         uncertain = maybe_new.iter().map(|&i| (i, Some(i))).collect();
     }
 
-    // Retained means reachable in the last dump.
+    // Retained means reachable in the last dump. (A two-dump diff reports what was
+    // allocated in between and is present in `after`, garbage or not.)
     let mut unreachable = 0u64;
-    certain.retain(|&(_, j)| {
-        let reachable = last.is_reachable(j as usize, true);
-        unreachable += u64::from(!reachable);
-        reachable
-    });
-    uncertain.retain(|&(_, j)| j.is_none_or(|j| last.is_reachable(j as usize, true)));
+    if later.is_some() {
+        certain.retain(|&(_, j)| {
+            let reachable = last.is_reachable(j as usize, true);
+            unreachable += u64::from(!reachable);
+            reachable
+        });
+        uncertain.retain(|&(_, j)| j.is_none_or(|j| last.is_reachable(j as usize, true)));
+    }
     if unreachable > 0 {
         warnings.push(format!(
             "{unreachable} new object(s) in {} are garbage the GC had not collected when it was dumped: no GC root reaches them, so they are not counted as retained. A dump written right after a full GC (GC.start, as Heapdiff.snapshot does) has next to none",
@@ -284,7 +315,12 @@ pub fn diff(before: &Heap, after: &Heap, later: Option<&Heap>, options: &DiffOpt
 
 /// No warning names a cause that may not have happened: without tracing, old objects
 /// at new addresses come from compaction or from promotion since the earlier dump.
-fn suspected_compaction_warning(earlier: &Heap, later: &Heap, relocated: u64, unsure: u64) -> String {
+fn suspected_compaction_warning(
+    earlier: &Heap,
+    later: &Heap,
+    relocated: u64,
+    unsure: u64,
+) -> String {
     let counted = if unsure > 0 {
         format!(" {unsure} object(s) that look new may be old ones that moved, so groups show ranges (low–high).")
     } else {
@@ -389,8 +425,9 @@ impl<'a> Pairing<'a> {
             // their addresses and `later` has as many old ones of that class at
             // addresses that held none. Promotion and death between the dumps do the
             // same only where both happen to one class.
-            let untraced_old =
-                |heap: &Heap, i: usize| u32::from(heap.columns.flags[i]) & flag::OLD != 0 && heap.generation(i).is_none();
+            let untraced_old = |heap: &Heap, i: usize| {
+                u32::from(heap.columns.flags[i]) & flag::OLD != 0 && heap.generation(i).is_none()
+            };
             let mut relocated: HashMap<(ObjectType, u32), u64> = HashMap::new();
             let mut old = 0u64;
             for i in 0..later.len() {
@@ -455,10 +492,13 @@ impl<'a> Pairing<'a> {
             Some(j)
                 if self.later.generation(i).is_none() && self.earlier.generation(j).is_none() =>
             {
-                match (self.tracing_throughout, self.moved) {
-                    (true, 0) => Identity::Old,
-                    (true, _) => Identity::MaybeMoved,
-                    (false, _) => Identity::MaybeReusedSlot,
+                // (Compaction could in principle move a new object, erasing its
+                // allocation info, onto the slot of a dead untraced object of its
+                // class; that residual case is taken to be the same object.)
+                if self.tracing_throughout {
+                    Identity::Old
+                } else {
+                    Identity::MaybeReusedSlot
                 }
             }
             Some(_) => Identity::Old,
@@ -493,7 +533,9 @@ impl<'a> Pairing<'a> {
         let any_untraced = self.suspected_compaction > 0 && !self.tracing_throughout;
         for i in 0..later.len() {
             if later.generation(i).is_none() && (any_untraced || self.counterpart(i).is_none()) {
-                pool.entry(class_key(later, i, None)).or_default().push(i as u32);
+                pool.entry(class_key(later, i, None))
+                    .or_default()
+                    .push(i as u32);
             }
         }
         pool
@@ -510,7 +552,9 @@ impl<'a> Pairing<'a> {
                 _ => false,
             };
             if not_newer && self.counterpart(i).is_none() {
-                pool.entry(content_key(later, i, None)).or_default().push(i as u32);
+                pool.entry(content_key(later, i, None))
+                    .or_default()
+                    .push(i as u32);
             }
         }
         pool

@@ -261,6 +261,25 @@ impl Heap {
         self.root_tree(class_edges).parent[v] != NONE
     }
 
+    /// The category (`vm`, `finalizers`, `global_tbl`, …) of the root that the
+    /// shortest path to row `v` starts from, or None when no root reaches it.
+    pub fn root_category(&self, v: usize, class_edges: bool) -> Option<&[u8]> {
+        let tree = self.root_tree(class_edges);
+        let mut at = v;
+        // A tree path visits each row once at most.
+        for _ in 0..=self.len() {
+            let p = tree.parent[at];
+            if p == NONE {
+                return None;
+            }
+            if p & ROOT_FLAG != 0 {
+                return Some(self.root_name(&self.roots[(p & !ROOT_FLAG) as usize]));
+            }
+            at = p as usize;
+        }
+        None
+    }
+
     /// Has the breadth-first tree been built (so that a path query is cheap)?
     pub fn has_root_tree(&self, class_edges: bool) -> bool {
         self.graph.tree[slot(class_edges)].get().is_some()

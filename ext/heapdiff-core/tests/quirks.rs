@@ -211,8 +211,10 @@ fn compaction_between_dumps_is_reported_and_matched() {
     let c_moved = br#"{"address":"0x98", "type":"STRING", "class":"0x30", "file":"b.rb", "line":2, "generation":9, "memsize":40}"#;
     let c_newest = br#"{"address":"0xa0", "type":"STRING", "class":"0x30", "file":"c.rb", "line":2, "generation":12, "memsize":40}"#;
     let c_old_moved = br#"{"address":"0x90", "type":"STRING", "class":"0x30", "file":"a.rb", "line":1, "generation":3, "memsize":40}"#;
+    // Retained means reachable: the third dump's root holds what it has.
+    let c_root = br#"{"type":"ROOT", "root":"vm", "references":["0x90", "0x98", "0xa0"]}"#;
     let c = load_text(&lines(&[
-        ROOT.as_bytes(),
+        c_root,
         c_old_moved,
         c_moved,
         c_newest,
@@ -224,7 +226,7 @@ fn compaction_between_dumps_is_reported_and_matched() {
         report.total_count, 1,
         "still alive in c, at another address"
     );
-    assert_eq!(report.warnings.len(), 2);
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
 }
 
 #[test]
@@ -292,10 +294,12 @@ fn extended_objects_keep_their_identity() {
         report.total_count, 2,
         "only the singleton class and the ICLASS are new"
     );
+    // Untraced, the object might also be a new one in the reused slot: at most an
+    // uncertain count, never a certain one.
     assert!(report
         .groups
         .iter()
-        .all(|g| g.object_type != ObjectType::Object));
+        .all(|g| g.object_type != ObjectType::Object || g.count == 0));
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl ReportHandle {
         self.report.warnings.clone()
     }
 
-    /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
+    /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]` for group `i`,
     /// in the last heap. The first call builds the dominator tree without the GVL.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         let g = rb_self.report.groups.get(i).ok_or_else(|| {
@@ -154,11 +154,11 @@ impl ReportHandle {
     }
 }
 
-/// `[[[holder row or nil, count], …], retained_size, unreachable]`
+/// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`
 pub fn suspect_array(ruby: &Ruby, suspect: &Suspect) -> Result<RArray, Error> {
     let holders = ruby.ary_new_capa(suspect.holders.len());
     for h in &suspect.holders {
-        holders.push((h.row, h.count))?;
+        holders.push((h.row, h.count, h.root.clone()))?;
     }
     let out = ruby.ary_new_capa(3);
     out.push(holders)?;
