@@ -113,9 +113,9 @@ module Heapdiff
 
     # One line per group in heapy's wording, the first +suspects+ groups followed by
     # where they are held, then warnings.
-    def to_s(top: nil, suspects: 3)
+    def to_s(top: nil, suspects: 3, class_edges: true)
       lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
-        i < suspects ? [group.to_s, "  #{suspect(group)}"] : [group.to_s]
+        i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
       lines << "(#{size - top} more groups)" if top && size > top
       lines << "No objects #{verb.downcase}." if groups.empty?

@@ -72,6 +72,10 @@ RSpec.describe "The shared leak cases" do
     out, _err, status = cli("path", dumps.last, truth["sample_address"])
     expect(status.exitstatus).to eq(0)
     expect(out).to include(truth["singleton_class_address"]).and include("ROOT vm")
+    # Switched off, the object → class edge is missing and so is the path.
+    out, _err, status = cli("path", dumps.last, truth["sample_address"], "--no-class-edges")
+    expect(status.exitstatus).to eq(0)
+    expect(out).to include("no root reaches #{truth["sample_address"]}")
   end
 
   it "04-singleton-closure: the matcher's failure message names the singleton class" do
