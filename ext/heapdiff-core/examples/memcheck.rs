@@ -12,18 +12,14 @@ fn main() {
         .iter()
         .map(|p| load(p.as_ref(), LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    let report = diff(
-        &heaps[0],
-        &heaps[1],
-        Some(&heaps[2]),
-        &DiffOptions::default(),
-    );
+    let graph = HeapGraph::new(heaps.pop().expect("three heaps"));
+    let report = diff(&heaps[0], &heaps[1], Some(&graph), &DiffOptions::default());
     let group = report.groups.first().expect("the dumps leak");
+    // Members are rows of the last heap, where the retention holds.
     let row = group.members[0] as usize;
-    let graph = HeapGraph::new(heaps.remove(1));
     let path = graph.path_to_root(row, false);
-    let after = graph.heap();
-    let value = after.source.read_line(after.columns.offset[row]).unwrap();
+    let last = graph.heap();
+    let value = last.source.read_line(last.columns.offset[row]).unwrap();
     let mut redacted = Vec::new();
     let input = std::fs::File::open(&paths[1]).unwrap();
     let stats = redact(

@@ -159,9 +159,9 @@ fn the_redacted_leak3_dumps_diff_and_path_the_same() {
             .starts_with(&[0x1f, 0x8b]));
         let before: Vec<Heap> = inputs.iter().map(|p| load_path(p)).collect();
         let after: Vec<Heap> = outputs.iter().map(|p| load_path(p)).collect();
-        let summary = |h: Vec<Heap>| {
-            let report = diff(&h[0], &h[1], Some(&h[2]), &DiffOptions::default());
-            let graph = HeapGraph::new(h.into_iter().nth(1).expect("three heaps"));
+        let summary = |mut h: Vec<Heap>| {
+            let graph = HeapGraph::new(h.pop().expect("three heaps"));
+            let report = diff(&h[0], &h[1], Some(&graph), &DiffOptions::default());
             let groups: Vec<_> = report
                 .groups
                 .iter()

@@ -16,8 +16,9 @@ use crate::heap::HeapHandle;
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
     report: Report,
-    // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    after: Arc<HeapGraph>,
+    // The last dump's graph (where the groups' rows are), kept so the rows stay
+    // meaningful even if Ruby drops the heap.
+    last: Arc<HeapGraph>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -53,14 +54,10 @@ fn diff_heaps(
         own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(
-            before.heap(),
-            after.heap(),
-            later.as_ref().map(|l| l.heap()),
-            &options,
-        )
+        diff(before.heap(), after.heap(), later.as_deref(), &options)
     })?;
-    Ok(ReportHandle { report, after })
+    let last = later.unwrap_or(after);
+    Ok(ReportHandle { report, last })
 }
 
 impl ReportHandle {
@@ -68,11 +65,11 @@ impl ReportHandle {
         self.report.groups.len()
     }
 
-    /// `[type, class_name, subtype, file, line, count, memsize]`
+    /// `[type, class_name, subtype, file, line, count, memsize, uncertain]`
     fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let values: [Value; 7] = [
+        let values: [Value; 8] = [
             g.object_type.name().into_value_with(ruby),
             g.class_name.clone().into_value_with(ruby),
             g.subtype
@@ -86,11 +83,12 @@ impl ReportHandle {
             g.line.into_value_with(ruby),
             g.count.into_value_with(ruby),
             g.memsize.into_value_with(ruby),
+            g.uncertain.into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
 
-    /// Rows (in the `after` heap) of the group's objects, at most `limit` (nil: all).
+    /// Rows (in the last heap) of the group's objects, at most `limit` (nil: all).
     fn group_rows(
         ruby: &Ruby,
         rb_self: &Self,
@@ -103,22 +101,25 @@ impl ReportHandle {
         Ok(g.members[..n].to_vec())
     }
 
-    /// Addresses (in the `after` heap) of the group's objects.
+    /// Addresses (in the last heap) of the group's objects.
     fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let address = &rb_self.after.heap().columns.address;
+        let address = &rb_self.last.heap().columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
-    /// `[total_count, total_memsize, filtered, freed_before_later]`
-    fn summary(&self) -> (u64, u64, u64, u64) {
+    /// `[total_count, total_memsize, filtered, freed_before_later, unreachable,
+    /// total_uncertain]`
+    fn summary(&self) -> (u64, u64, u64, u64, u64, u64) {
         let r = &self.report;
         (
             r.total_count,
             r.total_memsize,
             r.filtered,
             r.freed_before_later,
+            r.unreachable,
+            r.total_uncertain,
         )
     }
 
@@ -126,23 +127,23 @@ impl ReportHandle {
         self.report.warnings.clone()
     }
 
-    /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
-    /// in the `after` heap. The first call builds the dominator tree without the GVL.
+    /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]` for group `i`,
+    /// in the last heap. The first call builds the dominator tree without the GVL.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let graph = rb_self.after.clone();
+        let graph = rb_self.last.clone();
         let members = g.members.clone();
         let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
         suspect_array(ruby, &suspect)
     }
 }
 
-/// `[[[holder row or nil, count], …], retained_size, unreachable]`
+/// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`
 pub fn suspect_array(ruby: &Ruby, suspect: &Suspect) -> Result<RArray, Error> {
     let holders = ruby.ary_new_capa(suspect.holders.len());
     for h in &suspect.holders {
-        holders.push((h.row, h.count))?;
+        holders.push((h.row, h.count, h.root.clone()))?;
     }
     let out = ruby.ary_new_capa(3);
     out.push(holders)?;

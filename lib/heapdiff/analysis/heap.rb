@@ -45,14 +45,15 @@ module Heapdiff
 
     # The shortest path from a GC root to +object+ (a Heapdiff::Object or an address),
     # or nil when no root reaches it. Precise roots are tried before the conservatively
-    # scanned machine stack. +class_edges: true+ adds the object → class edges that
-    # dumps leave out, so that class-level state (class ivars, constants) shows up.
+    # scanned machine stack. Object → class edges, which dumps leave out of
+    # `references`, are followed where nothing else holds an object (a singleton
+    # class's closures, say); +class_edges: false+ leaves them out.
     #
     # @param object [Heapdiff::Object, String, Integer] the object or its address
     # @param class_edges [Boolean]
     # @return [Heapdiff::Path, nil]
     # @raise [ArgumentError] no object at that address in this heap
-    def path_to_root(object, class_edges: false)
+    def path_to_root(object, class_edges: true)
       path = _path(row_of!(object), class_edges)
       path && Path.new(self, *path)
     end
@@ -64,7 +65,7 @@ module Heapdiff
     # @param class_edges [Boolean]
     # @return [Array<Heapdiff::Path>] shortest first
     # @raise [ArgumentError] no object at that address in this heap
-    def paths_to_root(object, limit: 5, class_edges: false)
+    def paths_to_root(object, limit: 5, class_edges: true)
       _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
     end
 
@@ -74,7 +75,7 @@ module Heapdiff
     # @param class_edges [Boolean]
     # @return [Array<Heapdiff::Object>]
     # @raise [ArgumentError] no object at that address in this heap
-    def retainers(object, class_edges: false)
+    def retainers(object, class_edges: true)
       _retainers(row_of!(object), class_edges).map { |row| object(row) }
     end
 
@@ -94,7 +95,7 @@ module Heapdiff
     # @param class_edges [Boolean]
     # @return [Heapdiff::Object, nil]
     # @raise [ArgumentError] no object at that address in this heap
-    def dominator(object, class_edges: false)
+    def dominator(object, class_edges: true)
       row = _dominator(row_of!(object), class_edges)
       row && object(row)
     end
@@ -106,7 +107,7 @@ module Heapdiff
     # @param class_edges [Boolean]
     # @return [Integer] bytes (memsizes as the dump gives them)
     # @raise [ArgumentError] no object at that address in this heap
-    def retained_size(object, class_edges: false)
+    def retained_size(object, class_edges: true)
       _retained_size(row_of!(object), class_edges)
     end
 

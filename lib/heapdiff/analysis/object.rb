@@ -52,15 +52,15 @@ module Heapdiff
     end
 
     # Why is it retained: see Heap#path_to_root, #retainers, #dominator, #retained_size.
-    def path_to_root(class_edges: false)
+    def path_to_root(class_edges: true)
       heap.path_to_root(self, class_edges: class_edges)
     end
 
-    def retainers(class_edges: false)
+    def retainers(class_edges: true)
       heap.retainers(self, class_edges: class_edges)
     end
 
-    def retained_size(class_edges: false)
+    def retained_size(class_edges: true)
       heap.retained_size(self, class_edges: class_edges)
     end
 

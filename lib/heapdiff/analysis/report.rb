@@ -53,6 +53,23 @@ module Heapdiff
       _summary[3]
     end
 
+    # New objects in the last dump that no GC root reaches there: garbage the dump
+    # caught before a GC swept it (dumps taken without a full GC). Not retained, so
+    # in no group.
+    def unreachable_count
+      _summary[4]
+    end
+
+    # Objects that may also be retained (the groups' Group#uncertain, summed).
+    def uncertain_count
+      _summary[5]
+    end
+
+    # The heap the groups' objects are retained in: the last dump.
+    def last_heap
+      later || after
+    end
+
     # Warnings from the diff (compaction) and from loading each dump.
     def warnings
       @warnings ||= _warnings + [before, after, later].compact.flat_map(&:warnings)
@@ -64,15 +81,17 @@ module Heapdiff
     end
 
     # Where each group is held (see Suspect), for the first +top+ groups (all by
-    # default). Builds the dominator tree of the +after+ dump on first use.
-    def suspects(top: nil, class_edges: false)
+    # default), in the last dump, where the retention holds. Builds its dominator tree
+    # on first use. +class_edges: false+ leaves out the object → class edges that
+    # dumps omit (then what only a singleton class holds looks unreachable).
+    def suspects(top: nil, class_edges: true)
       (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
     end
 
-    def suspect(group, class_edges: false)
+    def suspect(group, class_edges: true)
       @suspects ||= {}
       @suspects[[group.index, class_edges]] ||=
-        Suspect.from_native(group, after, _suspect(group.index, class_edges), class_edges: class_edges)
+        Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
     end
 
     def to_h
@@ -80,6 +99,8 @@ module Heapdiff
         dumps: [before, after, later].compact.map(&:path),
         total_count: total_count,
         total_memsize: total_memsize,
+        uncertain_count: uncertain_count,
+        unreachable_count: unreachable_count,
         filtered_count: filtered_count,
         groups: groups.map(&:to_h),
         warnings: warnings
@@ -92,9 +113,9 @@ module Heapdiff
 
     # One line per group in heapy's wording, the first +suspects+ groups followed by
     # where they are held, then warnings.
-    def to_s(top: nil, suspects: 3)
+    def to_s(top: nil, suspects: 3, class_edges: true)
       lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
-        i < suspects ? [group.to_s, "  #{suspect(group)}"] : [group.to_s]
+        i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
       lines << "(#{size - top} more groups)" if top && size > top
       lines << "No objects #{verb.downcase}." if groups.empty?

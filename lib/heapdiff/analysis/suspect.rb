@@ -7,17 +7,19 @@ module Heapdiff
   # converge on (found on the dominator tree), each with the share of the group it
   # holds and its own path to a root. Made by Report#suspects.
   class Suspect
-    # One holder: +object+ is nil when the roots hold these objects directly.
-    Holder = Struct.new(:object, :count, :share, :path) do
+    # One holder: +object+ is nil when the roots hold these objects directly; +root+
+    # then names the roots' category (from the dump's ROOT records: "vm",
+    # "finalizers", "end_proc", "global_tbl", "machine_context", …).
+    Holder = Struct.new(:object, :count, :share, :path, :root) do
       def to_s
         percent = share < 0.01 ? "<1%" : format("%.0f%%", share * 100)
-        return "#{percent} held by the roots directly" unless object
+        return "#{percent} held directly by ROOT #{root || "?"}" unless object
 
         "#{percent} held by #{path ? path.to_s_from_target : "#{object.brief} (no root reaches it)"}"
       end
 
       def to_h
-        { object: object&.address, description: object&.brief, count: count, share: share,
+        { object: object&.address, description: object&.brief, root: root, count: count, share: share,
           path: path&.to_h }
       end
     end
@@ -28,9 +30,10 @@ module Heapdiff
     # for +group+'s objects (a Group or a Trend::Site) in +heap+.
     def self.from_native(group, heap, native, class_edges:)
       holders, retained, unreachable = native
-      holders = holders.map do |row, count|
+      holders = holders.map do |row, count, root|
         object = row && heap.object(row)
-        Holder.new(object, count, count.fdiv(group.count), object && heap.path_to_root(object, class_edges: class_edges))
+        path = object && heap.path_to_root(object, class_edges: class_edges)
+        Holder.new(object, count, count.fdiv(group.count), path, root)
       end
       new(group, holders, retained, unreachable)
     end
@@ -58,7 +61,8 @@ module Heapdiff
 
     # "7000 STRING from app.rb:28 — 100% held by ARRAY 0x… (21006 refs) ← DATA VM/thread 0x… ← ROOT vm"
     def to_s
-      lines = ["#{group.count} #{group.label} from #{group.location} — #{holders.first(3).map(&:to_s).join("; ")}"]
+      held = holders.empty? ? "no holder found" : holders.first(3).map(&:to_s).join("; ")
+      lines = ["#{group.count} #{group.label} from #{group.location} — #{held}"]
       lines[0] += "; retains #{retained_size} bytes"
       lines[0] += "; #{unreachable_count} not reachable from any root" if unreachable_count.positive?
       lines.join

@@ -82,7 +82,7 @@ module Heapdiff
 
       # Where the site's objects in the last snapshot are held (a Suspect). Builds the
       # last snapshot's dominator tree on first use.
-      def suspect(class_edges: false)
+      def suspect(class_edges: true)
         @suspect ||= {}
         @suspect[class_edges] ||=
           Suspect.from_native(self, trend.last_heap, trend._suspect(index, class_edges), class_edges: class_edges)
@@ -90,7 +90,7 @@ module Heapdiff
 
       # The shortest path from a GC root to one of the site's objects in the last
       # snapshot, or nil when it has none there or no root reaches it.
-      def path(class_edges: false)
+      def path(class_edges: true)
         @path ||= {}
         return @path[class_edges] if @path.key?(class_edges)
 

@@ -56,15 +56,33 @@ impl HeapGraph {
             };
             // Precise roots first; the conservatively scanned machine stack only for
             // what they do not reach: a stale stack slot that happens to point at a
-            // leaked object says nothing about why it is retained.
-            for conservative in [false, true] {
+            // leaked object says nothing about why it is retained. With class edges,
+            // references are followed alone first, then the class edges of everything
+            // reached: a path takes an object → class edge only where nothing else
+            // holds what it leads to (a singleton class, say).
+            // Each phase: which roots it starts from (None: everything reached so
+            // far), and whether it follows class edges.
+            let phases: &[(Option<bool>, bool)] = if class_edges {
+                &[(Some(false), false), (None, true), (Some(true), true)]
+            } else {
+                &[(Some(false), false), (Some(true), false)]
+            };
+            for &(roots, class_edges) in phases {
                 let mut frontier: Vec<u32> = Vec::new();
-                for (r, t) in self.heap.root_rows() {
-                    let is_stack = self.heap.root_name(&self.heap.roots[r]) == CONSERVATIVE_ROOT;
-                    if is_stack == conservative
-                        && claim(t, ROOT_FLAG | r as u32, &mut parent, &mut seen)
-                    {
-                        frontier.push(t as u32);
+                match roots {
+                    None => frontier.extend(
+                        (0..n as u32).filter(|&v| seen[v as usize / 64] & (1 << (v % 64)) != 0),
+                    ),
+                    Some(conservative) => {
+                        for (r, t) in self.heap.root_rows() {
+                            let is_stack =
+                                self.heap.root_name(&self.heap.roots[r]) == CONSERVATIVE_ROOT;
+                            if is_stack == conservative
+                                && claim(t, ROOT_FLAG | r as u32, &mut parent, &mut seen)
+                            {
+                                frontier.push(t as u32);
+                            }
+                        }
                     }
                 }
                 while !frontier.is_empty() {
@@ -103,6 +121,34 @@ impl HeapGraph {
             }
             RootTree { parent }
         })
+    }
+
+    /// Does a GC root reach row `v` (through references, and object → class edges with
+    /// `class_edges`)? Builds the breadth-first tree from the roots on first use.
+    pub fn is_reachable(&self, v: usize, class_edges: bool) -> bool {
+        self.root_tree(class_edges).parent[v] != NO_ROW
+    }
+
+    /// The category (`vm`, `finalizers`, `global_tbl`, …) of the root that the
+    /// shortest path to row `v` starts from, or None when no root reaches it.
+    pub fn root_category(&self, v: usize, class_edges: bool) -> Option<&[u8]> {
+        let tree = self.root_tree(class_edges);
+        let mut at = v;
+        // A tree path visits each row once at most.
+        for _ in 0..=self.heap.len() {
+            let p = tree.parent[at];
+            if p == NO_ROW {
+                return None;
+            }
+            if p & ROOT_FLAG != 0 {
+                return Some(
+                    self.heap
+                        .root_name(&self.heap.roots[(p & !ROOT_FLAG) as usize]),
+                );
+            }
+            at = p as usize;
+        }
+        None
     }
 
     /// Has the breadth-first tree been built (so that a path query is cheap)?

@@ -15,6 +15,10 @@ const MAX_CLIMB: usize = 512;
 pub struct Holder {
     /// The holding object's row, or None when the roots hold these objects directly.
     pub row: Option<usize>,
+    /// When the roots hold them directly: the category of the roots (`vm`,
+    /// `finalizers`, `end_proc`, `global_tbl`, `machine_context`, …) their shortest
+    /// paths start from.
+    pub root: Option<String>,
     /// How many of the group's objects it holds.
     pub count: u64,
 }
@@ -69,7 +73,7 @@ pub fn suspects(graph: &HeapGraph, members: &[u32], class_edges: bool) -> Suspec
         }
     }
 
-    let mut holders: HashMap<Option<usize>, u64> = HashMap::new();
+    let mut holders: HashMap<(Option<usize>, Option<&[u8]>), u64> = HashMap::new();
     for &m in members {
         let mut at = idom[m as usize];
         if at == NO_ROW {
@@ -86,14 +90,25 @@ pub fn suspects(graph: &HeapGraph, members: &[u32], class_edges: bool) -> Suspec
             }
             at = idom[at as usize];
         }
-        *holders.entry(holder).or_insert(0) += 1;
+        let root = match holder {
+            Some(_) => None,
+            None => graph.root_category(m as usize, class_edges),
+        };
+        *holders.entry((holder, root)).or_insert(0) += 1;
     }
     suspect.holders = holders
         .into_iter()
-        .map(|(row, count)| Holder { row, count })
+        .map(|((row, root), count)| Holder {
+            row,
+            root: root.map(|r| String::from_utf8_lossy(r).into_owned()),
+            count,
+        })
         .collect();
-    suspect
-        .holders
-        .sort_by(|a, b| b.count.cmp(&a.count).then(a.row.cmp(&b.row)));
+    suspect.holders.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.row.cmp(&b.row))
+            .then_with(|| a.root.cmp(&b.root))
+    });
     suspect
 }
