@@ -24,11 +24,13 @@ module Heapdiff
   # a file: processes sharing a directory each get their own numbers. A path given by
   # the caller is replaced, like File.write.
   #
-  # With fork, the parent only starts the full GC (incremental marking, lazy sweep: a
-  # millisecond or so), opens the temporary and forks. The child finishes that GC
-  # (GC.disable does) before it dumps, so the dump holds no garbage, and starts no new
-  # one: a new GC would raise the child's GC count, and so the generation of what its
-  # dump holds, above the parent's. The parent's next objects would then look older than
+  # With fork, the parent runs the full GC's marking (every thread's stack is a root
+  # only here: a forked child has the forking thread alone, so marking finished there
+  # would free what only other threads' stacks hold, and the dump would miss it), opens
+  # the temporary and forks. The child finishes the lazy sweep (GC.disable does) before
+  # it dumps, so the dump holds no garbage, and starts no new GC: a new GC would raise
+  # the child's GC count, and so the generation of what its dump holds, above the
+  # parent's. The parent's next objects would then look older than
   # the dump, and a diff would take them for objects that compaction moved rather than
   # new ones.
   class SnapshotWriter
@@ -119,7 +121,7 @@ module Heapdiff
       # them be in the first dump rather than new in the second.
       if forked
         JSON::Parser.new("[]").parse
-        GC.start(full_mark: true, immediate_mark: false, immediate_sweep: false)
+        GC.start(full_mark: true, immediate_mark: true, immediate_sweep: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
         @meta = collect_meta(time, forked)
