@@ -3,6 +3,7 @@
 require "heapdiff/sidekiq"
 require "logger"
 require "stringio"
+require_relative "../support/sidekiq_middleware"
 
 # The middleware's bookkeeping; sidekiq_server_spec.rb runs it in a real server.
 RSpec.describe Heapdiff::Sidekiq do
@@ -74,7 +75,7 @@ RSpec.describe Heapdiff::Sidekiq do
     end
   end
 
-  describe ".install" do
+  describe ".install", pending: SidekiqMiddleware::MISSING_ON_THIS_SIDEKIQ do
     after { Sidekiq.server_middleware.remove(Heapdiff::Sidekiq::Middleware) }
 
     it "puts the middleware first in Sidekiq's server chain, once" do
