@@ -38,5 +38,7 @@ Gem::Specification.new do |spec|
   spec.executables = spec.files.grep(%r{\Aexe/}) { |f| File.basename(f) }
   spec.require_paths = ["lib"]
   spec.extensions = ["ext/heapdiff/extconf.rb"]
+  # extconf.rb writes its Makefile with rb_sys's create_rust_makefile.
+  spec.add_dependency "rb_sys", "~> 0.9"
   spec.metadata["rubygems_mfa_required"] = "true"
 end

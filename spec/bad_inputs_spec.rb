@@ -269,9 +269,9 @@ RSpec.describe "Bad inputs" do
 
     it "loads a since: partial dump, which has no roots, and warns of its dangling references" do
       path = dump_with(since: "gen + 1")
-      lines = File.readlines(path)
       heap = Heapdiff.load(path)
-      expect(heap.size).to eq(lines.size)
+      # Every line is an object, but for the SHAPE lines that Ruby 3.3 writes too.
+      expect(heap.size).to eq(Fixtures.count_records(path)["objects"])
       expect(heap.roots).to eq({})
       expect(heap.count { |o| o.type == "STRING" && o.value&.start_with?("later ") }).to eq(300)
       expect(heap.count { |o| o.value&.start_with?("kept ") }).to eq(0)

@@ -7,6 +7,10 @@ RSpec.configure do |config|
   config.disable_monkey_patching!
   config.expect_with(:rspec) { |c| c.syntax = :expect }
 
+  # Specs that build Debian chroots (root, debootstrap, minutes): bin/matrix runs them
+  # with `rspec --tag chroot`, which lifts this exclusion.
+  config.filter_run_excluding :chroot
+
   # GC_STRESS=1 runs every example under GC.stress, which collects at every allocation
   # and so turns a missing mark or a Ruby value kept across an allocation into a crash.
   if ENV.fetch("GC_STRESS", "") !~ /\A(|0|false)\z/

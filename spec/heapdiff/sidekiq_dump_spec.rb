@@ -4,7 +4,7 @@ require "json"
 require "tmpdir"
 require_relative "../../examples/sidekiq_leak/run"
 
-# Real dumps from a real Sidekiq + ActiveRecord server (Debian's Ruby 3.1.2) with the
+# Real dumps from a real Sidekiq + ActiveRecord server (Debian's Ruby) with the
 # thread-local SQL-log leak. Sidekiq's own `Launcher#❤` trips the Ruby 3.1 non-ASCII
 # bug, so these dumps contain broken lines, some spanning two physical lines.
 RSpec.describe "A real Sidekiq process's dumps" do
@@ -21,7 +21,8 @@ RSpec.describe "A real Sidekiq process's dumps" do
     @paths.each do |path|
       heap = Heapdiff.load(path)
       lines = File.binread(path).lines
-      record_lines = lines.count { |l| l.start_with?('{"address":') }
+      # Objects: the records with an address, less Ruby 3.3's SHAPE records.
+      record_lines = lines.count { |l| l.start_with?('{"address":') && !l.match?(/\A\{"address":"\w+", "type":"SHAPE"/) }
       root_lines = lines.count { |l| l.start_with?('{"type":"ROOT"') }
       broken = lines.count do |l|
         JSON.parse(l)
@@ -32,9 +33,15 @@ RSpec.describe "A real Sidekiq process's dumps" do
       expect(heap.size).to eq(record_lines), path
       expect(heap.stats[:root_records]).to eq(root_lines)
       expect(heap.stats[:lines]).to eq(lines.size)
-      expect(broken).to be > 0
       expect(heap.recovered_lines).to eq(broken)
-      expect(heap.warnings.join).to include("#{broken} record(s) were not valid JSON and were recovered")
+      # Ruby 3.0 and 3.1 write bytes >= 0x80 in names as invalid JSON, which a Sidekiq
+      # app's dumps always hold (../shared/docs/heap-dump-format.md); later Rubies don't.
+      if RUBY_VERSION < "3.2"
+        expect(broken).to be > 0
+        expect(heap.warnings.join).to include("#{broken} record(s) were not valid JSON and were recovered")
+      else
+        expect(heap.warnings.join).not_to include("not valid JSON")
+      end
     end
   end
 

@@ -41,7 +41,19 @@ module Heapdiff
     @lock = Mutex.new
     @sequence = 0
 
+    # The parser's C entry point. Its objects are allocated in the file that calls it,
+    # so a diff's own-objects filter knows what heapdiff parsed. Up to json 2.9 that is
+    # JSON::Parser#parse; from 2.10 (sid's json 3.1) JSON::Parser#parse is Ruby in
+    # json/ext.rb, which calls JSON::Ext::ParserConfig#parse.
+    PARSER_CONFIG = defined?(JSON::Ext::ParserConfig) ? JSON::Ext::ParserConfig : nil
+    private_constant :PARSER_CONFIG
+
     class << self
+      # Parses +text+ (a JSON String) here; raises JSON::ParserError.
+      def parse_json(text)
+        PARSER_CONFIG ? PARSER_CONFIG.new(nil).parse(text) : JSON::Parser.new(text).parse
+      end
+
       # Heapdiff.snapshot.
       def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
         path = path_string(path, "path")
@@ -217,7 +229,7 @@ module Heapdiff
       report = child.reader.read_nonblock(1 << 20, exception: false)
       child.reader.close
       outcome, *rest = begin
-        JSON::Parser.new(report).parse if report.is_a?(String)
+        Snapshot.parse_json(report) if report.is_a?(String)
       rescue JSON::ParserError
         nil
       end

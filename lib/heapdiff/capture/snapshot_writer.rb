@@ -87,8 +87,8 @@ module Heapdiff
     # Prepares the snapshot here, then forks a child that dumps, commits and exit!s.
     # Returns [child_pid, reader]: the child sends, as JSON, ["ok", dump_path,
     # meta_path, meta] through +reader+ once everything is in place, or ["error",
-    # message]. Parse it with JSON::Parser#parse, not JSON.parse: the objects the
-    # parser makes are then allocated in the caller's file, not in json/common.rb.
+    # message]. Parse it with Snapshot.parse_json, not JSON.parse: the objects the
+    # parser makes are then allocated in heapdiff's file, not in json's.
     def fork_write(time)
       prepare(time, forked: true)
       reader, writer = IO.pipe
@@ -120,7 +120,7 @@ module Heapdiff
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
       # them be in the first dump rather than new in the second.
       if forked
-        JSON::Parser.new("[]").parse
+        Snapshot.parse_json("[]")
         GC.start(full_mark: true, immediate_mark: true, immediate_sweep: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
