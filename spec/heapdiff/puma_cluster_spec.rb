@@ -140,7 +140,7 @@ RSpec.describe "Snapshots of a real Puma cluster" do
   end
 
   context "with Heapdiff::Env.start in on_worker_boot" do
-    cluster_with "require \"heapdiff/env\"\non_worker_boot { Heapdiff::Env.start }"
+    cluster_with "require \"heapdiff\"\non_worker_boot { Heapdiff::Env.start }"
 
     it "has no recorder in the master" do
       expect(run[:master_threads]).to eq(0)
