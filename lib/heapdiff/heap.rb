@@ -31,7 +31,7 @@ module Heapdiff
 
     # { "vm" => ["0x…", …], … }: the root categories and the addresses each marks.
     def roots
-      @roots ||= _roots.transform_values { |addresses| addresses.map { |a| format("0x%x", a) } }
+      @roots ||= _roots.to_h.transform_values { |addresses| addresses.map { |a| format("0x%x", a) } }
     end
 
     # The shortest path from a GC root to +object+ (a Heapdiff::Object or an address),
