@@ -193,13 +193,10 @@ module Heapdiff
     # place: a browser reloading the page never sees half of it.
     def write_html(snapshots, path)
       trend = Heapdiff.trend(snapshots)
-      temp = "#{path}.tmp-#{Process.pid}"
-      File.write(temp, trend.to_html)
-      File.rename(temp, path)
+      SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
       @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
                 "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
     rescue SystemCallError => e
-      File.unlink(temp) if temp && File.exist?(temp)
       raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end
 

@@ -17,7 +17,7 @@ module Heapdiff
   # The signal handler only writes a byte to a pipe; the recorder thread, which waits
   # on that pipe, takes the snapshot. Nothing the handler does needs a lock.
   class Recorder
-    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\d+\z/
+    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\h+\z/
     META_NAME = /\Aheap-(\d+)\.meta\.json\z/
 
     attr_reader :dir, :every, :keep, :signal, :logger

@@ -1,8 +1,8 @@
 # frozen_string_literal: true
 
-require "fileutils"
 require_relative "errors"
 require_relative "native"
+require_relative "safe_file"
 
 module Heapdiff
   class << self
@@ -30,19 +30,12 @@ module Heapdiff
         gzip = output.end_with?(".gz") if gzip.nil?
         raise ArgumentError, "heapdiff: the output would replace the input (#{input})" if same_file?(input, output)
 
-        temp = "#{File.dirname(output)}/.#{File.basename(output)}.tmp-#{Process.pid}-#{Thread.current.object_id}"
-        begin
-          stats = File.open(input, "rb") do |src|
-            File.open(temp, File::WRONLY | File::CREAT | File::TRUNC | File::BINARY, MODE) do |dst|
-              redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
-            end
+        File.open(input, "rb") do |src|
+          SafeFile.write(output, mode: MODE) do |dst|
+            redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
           end
-          File.rename(temp, output)
-          stats
-        ensure
-          FileUtils.rm_f(temp)
         end
-      rescue Errno::ENOENT, Errno::EACCES, Errno::EISDIR, Errno::ENOTDIR => e
+      rescue SystemCallError => e
         raise FileError, "heapdiff: #{e.message}"
       end
 

@@ -3,6 +3,7 @@
 require "etc"
 require "json"
 require_relative "errors"
+require_relative "safe_file"
 require_relative "tracing"
 require_relative "version"
 
@@ -12,7 +13,7 @@ module Heapdiff
   # final names. Used by Heapdiff.snapshot; not an API of its own.
   #
   # What a reader of the directory sees, in order:
-  #   .heap-0003.json.tmp-PID-SEQ    the dump being written: hidden, and it gets no
+  #   .heap-0003.json.tmp-PID-RANDOM the dump being written: hidden, and it gets no
   #                                  final name before it is complete and fsynced
   #   heap-0003.meta.json            the sidecar (written and fsynced the same way)
   #   heap-0003.json                 the dump: the last name to appear, so a dump that
@@ -67,7 +68,7 @@ module Heapdiff
       @gzip = gzip
       @redact = redact
       @sequence = sequence
-      @temp_suffix = ".tmp-#{Process.pid}-#{sequence}"
+      @temp_suffix = SafeFile.temp_suffix
       @temps = []
     end
 
@@ -264,17 +265,12 @@ module Heapdiff
     end
 
     # A hidden temporary beside the target (same file system, so that linking and
-    # renaming it are atomic), mode 0600, never an existing file. Returns [path, io].
+    # renaming it are atomic), mode 0600, never an existing file nor through a
+    # symlink (SafeFile). Returns [path, io].
     def create_temp(name, readable: false)
       temp = File.join(@dir, ".#{name}#{@temp_suffix}")
+      io = SafeFile.create(temp, MODE, readable: readable)
       @temps << temp
-      io = begin
-        File.open(temp, (readable ? File::RDWR : File::WRONLY) | File::CREAT | File::EXCL | File::BINARY, MODE)
-      rescue Errno::EEXIST
-        # Left by an earlier process with this pid that died mid-write.
-        File.unlink(temp)
-        retry
-      end
       [temp, io]
     end
 
