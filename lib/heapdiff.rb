@@ -2,6 +2,7 @@
 
 require_relative "heapdiff/version"
 require_relative "heapdiff/errors"
+require_relative "heapdiff/printable"
 require_relative "heapdiff/native"
 require_relative "heapdiff/object"
 require_relative "heapdiff/heap"

@@ -206,7 +206,9 @@ module Heapdiff
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
         rows = regroup(report, options[:by])
-        rows.first(options[:top]).each { |key, count, memsize| @out.puts format("  %10d  %12d B  %s", count, memsize, key) }
+        rows.first(options[:top]).each do |key, count, memsize|
+          @out.puts format("  %10d  %12d B  %s", count, memsize, Printable.escape(key))
+        end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
         @out.puts report.to_s(top: options[:top])
@@ -220,7 +222,9 @@ module Heapdiff
       h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
       if options[:by]
         h[:by] = options[:by]
-        h[:rows] = regroup(report, options[:by]).first(options[:top]).map { |k, c, m| { key: k, count: c, memsize: m } }
+        h[:rows] = regroup(report, options[:by]).first(options[:top]).map do |k, c, m|
+          { key: Printable.utf8(k), count: c, memsize: m }
+        end
       end
       h
     end

@@ -33,7 +33,8 @@ module Heapdiff
     end
 
     def to_h
-      { type: type, class_name: class_name, subtype: subtype, file: file, line: line,
+      { type: type, class_name: Printable.utf8(class_name), subtype: Printable.utf8(subtype),
+        file: Printable.utf8(file), line: line,
         location: file && location, count: count, memsize: memsize }
     end
 

@@ -82,7 +82,7 @@ module Heapdiff
 
     def inspect
       extra = warnings.empty? ? "" : " warnings=#{warnings.size}"
-      "#<Heapdiff::Heap #{File.basename(path)} objects=#{size} roots=#{roots.size}#{extra}>"
+      "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} objects=#{size} roots=#{roots.size}#{extra}>"
     end
     alias to_s inspect
 

@@ -77,7 +77,7 @@ module Heapdiff
 
     def to_h
       {
-        dumps: [before, after, later].compact.map(&:path),
+        dumps: [before, after, later].compact.map { |heap| Printable.utf8(heap.path) },
         total_count: total_count,
         total_memsize: total_memsize,
         filtered_count: filtered_count,
