@@ -226,8 +226,7 @@ module Heapdiff
         "heapdiff_path" => __dir__,
         "sequence" => @sequence,
         "pid" => @pid,
-        "hostname" => Etc.uname[:nodename],
-        "program" => $PROGRAM_NAME,
+        **process_identity,
         "time" => time.getutc.strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
         "ruby_version" => RUBY_VERSION,
         "ruby_platform" => RUBY_PLATFORM,
@@ -241,6 +240,17 @@ module Heapdiff
         "gzip" => @gzip,
         "redacted" => @redact
       }
+    end
+
+    # The host and the program's name ($PROGRAM_NAME, which servers fill with their
+    # command line: "--token=…"). A redacted sidecar holds neither: the host only as a
+    # hash, which still tells snapshots of different hosts apart (Trend needs that).
+    def process_identity
+      hostname = Etc.uname[:nodename]
+      return { "hostname" => hostname, "program" => $PROGRAM_NAME } unless @redact
+
+      require "digest"
+      { "hostname" => "sha256:#{Digest::SHA256.hexdigest(hostname)[0, 16]}", "program" => nil }
     end
 
     # Resident set size from /proc (Linux); nil elsewhere.
