@@ -29,6 +29,8 @@ module Heapdiff
         output = File.expand_path(path_string(output, "output"))
         gzip = output.end_with?(".gz") if gzip.nil?
         raise ArgumentError, "heapdiff: the output would replace the input (#{input})" if same_file?(input, output)
+        # Before opening: open(2) of a FIFO blocks until a writer comes.
+        raise FileError, "heapdiff: #{input}: not a regular file" if File.exist?(input) && !File.file?(input)
 
         File.open(input, "rb") do |src|
           SafeFile.write(output, mode: MODE) do |dst|

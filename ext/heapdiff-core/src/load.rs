@@ -71,13 +71,15 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         path: path.to_path_buf(),
         error,
     };
+    // The type is checked before opening too: open(2) of a FIFO with no writer blocks
+    // until one comes, past any cancel.
+    if !std::fs::metadata(path).map_err(io_error)?.is_file() {
+        return Err(io_error(not_a_regular_file()));
+    }
     let mut file = File::open(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
     if !metadata.is_file() {
-        // Values are read back from the file later, which a pipe cannot do.
-        return Err(io_error(io::Error::other(
-            "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
-        )));
+        return Err(io_error(not_a_regular_file()));
     }
     let total = metadata.len();
     let mut magic = [0u8; 2];
@@ -183,6 +185,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         });
     }
     builder.finish(source, options.cancel)
+}
+
+fn not_a_regular_file() -> io::Error {
+    // Values are read back from the file later, which a pipe cannot do.
+    io::Error::other(
+        "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
+    )
 }
 
 fn cancelled(flag: Option<&AtomicBool>) -> bool {
