@@ -39,4 +39,39 @@ RSpec.describe "Safety of the host process" do
       expect(out.lines.grep(/FileError: .*not a regular file/).size).to eq(2), out
     end
   end
+
+  describe "a small gzip file that inflates to one record of gigabytes" do
+    # 32 gzip members of 64 MB of "a" each (a multi-member stream, as gzip reads it):
+    # about 2 MB on disk, one 2 GB line once inflated.
+    def write_bomb(path)
+      member = Zlib.gzip("a" * (64 << 20), level: 9)
+      File.open(path, "wb") do |f|
+        f.write(Zlib.gzip(%({"address":"0x1", "type":"STRING", "value":")))
+        32.times { f.write(member) }
+      end
+    end
+
+    it "raises ParseError naming the line in the loader and the redactor, and leaves no file behind" do
+      bomb = File.join(@dir, "bomb.json.gz")
+      write_bomb(bomb)
+      expect(File.size(bomb)).to be < 3_000_000
+      out_dir = File.join(@dir, "out")
+      Dir.mkdir(out_dir)
+      # A limit on the address space turns an unbounded allocation into an abort here,
+      # whatever memory the machine has.
+      out = child(<<~RUBY, bomb, out_dir, timeout: 300)
+        Process.setrlimit(:AS, 3 << 30)
+        [-> { Heapdiff.load(ARGV[0]) }, -> { Heapdiff.redact(ARGV[0], File.join(ARGV[1], "out.json")) }].each do |call|
+          call.call
+          puts "no error"
+        rescue Heapdiff::ParseError => e
+          puts "ParseError: \#{e.message}"
+        end
+        puts "left: \#{Dir.children(ARGV[1]).inspect}"
+      RUBY
+      reason = "a record longer than 256 MB, heapdiff's limit"
+      expect(out.lines.grep(/ParseError/).map(&:chomp)).to eq(["ParseError: #{bomb}:1: not a heap dump record (#{reason})"] * 2)
+      expect(out).to include("left: []")
+    end
+  end
 end

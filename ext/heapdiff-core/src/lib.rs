@@ -15,6 +15,12 @@ pub mod summary;
 pub mod suspects;
 pub mod trend;
 
+/// The longest record (one line of a dump, in bytes) heapdiff reads. Real records
+/// hold at most one string's value; without a limit, a small gzip file that inflates
+/// to one line of gigabytes would make the loader allocate all of it. Longer records
+/// are a ParseError naming their line.
+pub const MAX_RECORD_BYTES: usize = 256 << 20;
+
 pub use diff::{diff, DiffOptions, Group, Report};
 pub use heap::Heap;
 pub use load::{load, LoadError, LoadOptions};
