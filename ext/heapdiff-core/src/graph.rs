@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use crate::cancel::checkpoint;
 use crate::heap::Heap;
 use crate::object_type::ObjectType;
 
@@ -137,6 +138,7 @@ impl Heap {
             let n = self.len();
             let mut counts = vec![0u32; n + 1];
             for v in 0..n {
+                checkpoint_every(v);
                 self.for_each_successor(v, class_edges, |t| counts[t + 1] += 1);
             }
             for i in 0..n {
@@ -145,6 +147,7 @@ impl Heap {
             let mut fill = counts.clone();
             let mut targets = vec![0u32; counts[n] as usize];
             for v in 0..n {
+                checkpoint_every(v);
                 self.for_each_successor(v, class_edges, |t| {
                     targets[fill[t] as usize] = v as u32;
                     fill[t] += 1;
@@ -201,6 +204,7 @@ impl Heap {
                     }
                 }
                 while !frontier.is_empty() {
+                    checkpoint();
                     let seen_now = &seen;
                     let candidates: Vec<Vec<(u32, u32)>> = frontier
                         .par_chunks(4096)
@@ -398,6 +402,13 @@ impl Heap {
     }
 }
 
+/// A `checkpoint` once in 64K steps of a loop: cheap enough for the hottest ones.
+fn checkpoint_every(step: usize) {
+    if step.is_multiple_of(1 << 16) {
+        checkpoint();
+    }
+}
+
 /// Lengauer–Tarjan over the heap plus a virtual root above all GC roots, in preorder
 /// numbers (0 is the virtual root). Iterative throughout: heaps have million-long chains.
 fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
@@ -418,6 +429,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
     // index); the virtual root's successors are the root rows.
     let mut stack: Vec<(u32, u32, usize)> = vec![(0, NONE, 0)];
     while let Some(top) = stack.last_mut() {
+        checkpoint_every(vertex.len());
         let (p, row, k) = *top;
         top.2 += 1;
         let next = if row == NONE {
@@ -479,6 +491,7 @@ fn compute_dominators(heap: &Heap, class_edges: bool) -> Dominators {
     };
 
     for w in (1..count).rev() {
+        checkpoint_every(w);
         let row = vertex[w] as usize;
         let mut s = semi[w];
         let preds = reverse.neighbours(row).iter().map(|&u| pre[u as usize]);

@@ -2,6 +2,7 @@
 //! index and diffing them. Plain Rust, no Ruby types: the binding crate wraps it.
 
 pub mod address_index;
+pub mod cancel;
 pub mod diff;
 pub mod graph;
 pub mod heap;
