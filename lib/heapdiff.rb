@@ -32,11 +32,22 @@ module Heapdiff
   class << self
     # Loads a heap dump (plain or gzip) into an index. Raises ParseError when the file
     # is not a heap dump, FileError when it cannot be read.
+    #
+    # The index lives in Rust memory, which Ruby's GC is told about (so that dropped
+    # heaps are collected); Heap#close frees it at once. With a block, yields the Heap,
+    # closes it when the block returns (or raises) and returns the block's value.
     def load(path)
       path = path.to_path if path.respond_to?(:to_path)
       raise TypeError, "expected a path (String or Pathname), got #{path.class}" unless path.is_a?(String)
 
-      Heap._load(File.expand_path(path))
+      heap = Heap._load(File.expand_path(path))
+      return heap unless block_given?
+
+      begin
+        yield heap
+      ensure
+        heap.close
+      end
     end
 
     # Objects in +after+ that +before+ did not have and, given +later+, that +later+

@@ -58,7 +58,12 @@ module Heapdiff
     def diff_command(args, options)
       raise Usage, "diff needs two or three dumps" unless (2..3).cover?(args.size)
 
-      report_output(diff_paths(args), options)
+      report = diff_paths(args)
+      begin
+        report_output(report, options)
+      ensure
+        report.close
+      end
     end
 
     def report_command(args, options)
@@ -68,7 +73,12 @@ module Heapdiff
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
-      status = report_output(diff_paths(snapshots.map(&:path)), options)
+      report = diff_paths(snapshots.map(&:path))
+      status = begin
+        report_output(report, options)
+      ensure
+        report.close
+      end
       write_html(all, options[:html]) if options[:html]
       status
     end
@@ -77,15 +87,16 @@ module Heapdiff
       raise Usage, "path needs a dump and an address" unless args.size == 2
       raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
 
-      heap = load(args[0])
-      object = heap.at(args[1])
-      raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
+      load(args[0]) do |heap|
+        object = heap.at(args[1])
+        raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
 
-      path = heap.path_to_root(object)
-      if options[:format] == "json"
-        @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
-      else
-        @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
+        path = heap.path_to_root(object)
+        if options[:format] == "json"
+          @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
+        else
+          @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
+        end
       end
       0
     end
@@ -93,12 +104,14 @@ module Heapdiff
     def summary_command(args, options)
       raise Usage, "summary needs one dump" unless args.size == 1
 
-      summary = Summary.new(load(args[0]), attribution: @attribution)
       keys = options[:by] ? [options[:by].to_sym] : Summary::KEYS
-      if options[:format] == "json"
-        @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
-      else
-        @out.puts summary.to_s(top: options[:top], keys: keys)
+      load(args[0]) do |heap|
+        summary = Summary.new(heap, attribution: @attribution)
+        if options[:format] == "json"
+          @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
+        else
+          @out.puts summary.to_s(top: options[:top], keys: keys)
+        end
       end
       0
     end
@@ -168,9 +181,10 @@ module Heapdiff
       status
     end
 
-    def load(path)
+    # Heapdiff.load with the block, after a progress line.
+    def load(path, &)
       progress(path)
-      Heapdiff.load(path)
+      Heapdiff.load(path, &)
     end
 
     # Loads side by side (Heapdiff.diff does), after a progress line for each.

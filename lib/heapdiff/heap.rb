@@ -80,7 +80,14 @@ module Heapdiff
       stats[:recovered_lines]
     end
 
+    # close: frees the index now rather than when the GC collects this Heap (a Report
+    # made from it keeps it until the Report goes). Every later call but #path,
+    # #closed? and #inspect raises Heapdiff::Error. Returns nil; closing twice is fine.
+    # (Defined in Rust, like closed?.)
+
     def inspect
+      return "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} closed>" if closed?
+
       extra = warnings.empty? ? "" : " warnings=#{warnings.size}"
       "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} objects=#{size} roots=#{roots.size}#{extra}>"
     end

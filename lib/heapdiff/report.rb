@@ -54,8 +54,14 @@ module Heapdiff
     end
 
     # Warnings from the diff (compaction) and from loading each dump.
-    def warnings
-      @warnings ||= _warnings + [before, after, later].compact.flat_map(&:warnings)
+    attr_reader :warnings
+
+    # Closes the heaps the report was made from (Heap#close), to free their memory
+    # now. Groups, counts, warnings and #to_s stay; #suspects and Group#sample need
+    # the heaps and raise Heapdiff::Error after this. Returns nil.
+    def close
+      [before, after, later].compact.each(&:close)
+      nil
     end
 
     # "Retained" for a three-dump diff (still alive in the last dump), else "Allocated".
@@ -114,6 +120,7 @@ module Heapdiff
       @before = before
       @after = after
       @later = later
+      @warnings = _warnings + [before, after, later].compact.flat_map(&:warnings)
     end
   end
 end

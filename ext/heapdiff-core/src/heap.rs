@@ -82,6 +82,11 @@ impl Memsizes {
 
 /// Grows `v` by at most an eighth beyond what is needed, instead of doubling: the
 /// columns are the bulk of the memory and are sized from an estimate up front.
+/// Bytes a vector holds on the heap.
+fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
 fn extend_lean<T: Copy>(v: &mut Vec<T>, items: impl ExactSizeIterator<Item = T>) {
     let need = v.len() + items.len();
     if need > v.capacity() {
@@ -97,6 +102,25 @@ impl Columns {
 
     pub fn is_empty(&self) -> bool {
         self.address.is_empty()
+    }
+
+    /// Bytes of the columns' buffers.
+    pub fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.address)
+            + vec_bytes(&self.object_type)
+            + vec_bytes(&self.flags)
+            + vec_bytes(&self.class)
+            + vec_bytes(&self.file)
+            + vec_bytes(&self.line)
+            + vec_bytes(&self.method)
+            + vec_bytes(&self.generation)
+            + vec_bytes(&self.memsize.small)
+            + vec_bytes(&self.memsize.large)
+            + vec_bytes(&self.bytesize)
+            + vec_bytes(&self.length)
+            + vec_bytes(&self.subtype)
+            + vec_bytes(&self.shape_id)
+            + vec_bytes(&self.offset)
     }
 
     pub fn reserve(&mut self, n: usize) {
@@ -254,6 +278,22 @@ pub struct Heap {
 }
 
 impl Heap {
+    /// Bytes the index holds in its columns, references and address index: nearly all
+    /// of a loaded heap, which the binding reports to Ruby's GC. The graph caches
+    /// built on first use (paths, dominators) come on top.
+    pub fn heap_bytes(&self) -> usize {
+        self.columns.heap_bytes()
+            + vec_bytes(&self.ref_start)
+            + vec_bytes(&self.ref_targets)
+            + vec_bytes(&self.dangling)
+            + vec_bytes(&self.root_targets)
+            + vec_bytes(&self.roots)
+            + vec_bytes(&self.shapes)
+            + self.strings.heap_bytes()
+            + (self.class_names.capacity() + self.class_parents.capacity()) * (8 + 8 + 1)
+            + self.index.heap_bytes()
+    }
+
     pub fn len(&self) -> usize {
         self.columns.len()
     }

@@ -1,6 +1,7 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
+use std::cell::RefCell;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,12 +16,79 @@ use magnus::{
 use crate::errors::{error, load_error};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
+/// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
+/// path, which stays readable after the heap is closed.
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
-pub struct HeapHandle(pub Arc<Heap>, GiveBack);
+pub struct HeapHandle {
+    loaded: RefCell<Option<Loaded>>,
+    path: String,
+}
+
+/// The heap, and the bytes reported to Ruby's GC for it: the GC counts them as
+/// allocated, so that dropped heaps lead to a collection (and are freed) like any
+/// large Ruby allocation would. Reported back as freed when this drops.
+struct Loaded {
+    heap: Arc<Heap>,
+    gc_bytes: isize,
+    _give_back: GiveBack,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        adjust_gc_memory(-self.gc_bytes);
+    }
+}
+
+/// Tells Ruby's GC about memory it did not allocate (`rb_gc_adjust_memory_usage`).
+/// Called with the GVL held: when a heap is loaded, or freed (closed, or swept by the
+/// GC itself, where Ruby allows it: it only lowers a counter).
+fn adjust_gc_memory(bytes: isize) {
+    if bytes != 0 {
+        // SAFETY: a plain counter update in Ruby's GC; the GVL is held.
+        unsafe { rb_sys::rb_gc_adjust_memory_usage(bytes as rb_sys::ssize_t) };
+    }
+}
 
 impl HeapHandle {
+    /// A freshly loaded heap, whose memory is reported to Ruby's GC.
+    fn loaded(heap: Heap) -> HeapHandle {
+        let gc_bytes = isize::try_from(heap.heap_bytes()).unwrap_or(isize::MAX);
+        adjust_gc_memory(gc_bytes);
+        HeapHandle::holding(Arc::new(heap), gc_bytes)
+    }
+
+    /// Another handle on a heap that something else holds (and has reported).
     pub fn new(heap: Arc<Heap>) -> HeapHandle {
-        HeapHandle(heap, GiveBack)
+        HeapHandle::holding(heap, 0)
+    }
+
+    fn holding(heap: Arc<Heap>, gc_bytes: isize) -> HeapHandle {
+        HeapHandle {
+            path: heap.source.display(),
+            loaded: RefCell::new(Some(Loaded {
+                heap,
+                gc_bytes,
+                _give_back: GiveBack,
+            })),
+        }
+    }
+
+    /// The heap; raises Heapdiff::Error once it is closed.
+    pub fn heap(&self, ruby: &Ruby) -> Result<Arc<Heap>, Error> {
+        match &*self.loaded.borrow() {
+            Some(loaded) => Ok(loaded.heap.clone()),
+            None => Err(error(ruby, "Error", "heapdiff: the heap is closed".into())),
+        }
+    }
+
+    /// Frees the heap now (its memory goes once nothing else, a Report, holds it).
+    fn close(&self) {
+        let loaded = self.loaded.borrow_mut().take();
+        drop(loaded);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.loaded.borrow().is_none()
     }
 }
 
@@ -37,6 +105,8 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
     class.undef_default_alloc_func();
     class.define_singleton_method("_load", function!(load_heap, 1))?;
+    class.define_method("close", method!(HeapHandle::close, 0))?;
+    class.define_method("closed?", method!(HeapHandle::is_closed, 0))?;
     class.define_method("size", method!(HeapHandle::size, 0))?;
     class.define_method("path", method!(HeapHandle::path, 0))?;
     class.define_method("warnings", method!(HeapHandle::warnings, 0))?;
@@ -58,11 +128,27 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     Ok(())
 }
 
-fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
-    // Paths are bytes on Unix: no UTF-8 required.
+/// A Ruby String's bytes, whatever its encoding: paths are bytes on Unix, and need
+/// not be UTF-8 (a non-UTF-8 file name, a non-ASCII directory under LANG=C).
+pub fn bytes(string: RString) -> Vec<u8> {
     // SAFETY: the bytes are copied before any Ruby call can move or free the string.
-    let bytes = unsafe { path.as_slice() }.to_vec();
-    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    unsafe { string.as_slice() }.to_vec()
+}
+
+/// The bytes of each String in `strings` (own paths: see `bytes`).
+pub fn byte_strings(strings: RArray) -> Result<Vec<Vec<u8>>, Error> {
+    strings
+        .into_iter()
+        .map(|s| RString::try_convert(s).map(bytes))
+        .collect()
+}
+
+pub fn path_buf(string: RString) -> PathBuf {
+    PathBuf::from(std::ffi::OsString::from_vec(bytes(string)))
+}
+
+fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
+    let path = path_buf(path);
     let heap = without_gvl(ruby, |cancel| {
         let result = load(
             &path,
@@ -78,7 +164,7 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle::new(Arc::new(heap)))
+    Ok(HeapHandle::loaded(heap))
 }
 
 /// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
@@ -92,31 +178,34 @@ fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
 }
 
 impl HeapHandle {
-    fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
-        if row < self.0.len() {
-            Ok(())
+    /// The heap, once `row` is checked to be one of its rows.
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<Heap>, Error> {
+        let heap = self.heap(ruby)?;
+        if row < heap.len() {
+            Ok(heap)
         } else {
             Err(Error::new(
                 ruby.exception_index_error(),
-                format!("row {row} out of range (heap has {})", self.0.len()),
+                format!("row {row} out of range (heap has {})", heap.len()),
             ))
         }
     }
 
-    fn size(&self) -> usize {
-        self.0.len()
+    fn size(ruby: &Ruby, rb_self: &Self) -> Result<usize, Error> {
+        Ok(rb_self.heap(ruby)?.len())
     }
 
     fn path(&self) -> String {
-        self.0.source.display()
+        self.path.clone()
     }
 
-    fn warnings(&self) -> Vec<String> {
-        self.0.warnings()
+    fn warnings(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, Error> {
+        Ok(rb_self.heap(ruby)?.warnings())
     }
 
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        let s = &rb_self.0.stats;
+        let heap = rb_self.heap(ruby)?;
+        let s = &heap.stats;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
         hash.aset(ruby.to_symbol("lines"), s.lines)?;
@@ -140,7 +229,7 @@ impl HeapHandle {
 
     /// `[[root name, [address, …]], …]`
     fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let heap = &rb_self.0;
+        let heap = rb_self.heap(ruby)?;
         let out = ruby.ary_new_capa(heap.roots.len());
         for root in &heap.roots {
             let pair = ruby.ary_new_capa(2);
@@ -151,15 +240,14 @@ impl HeapHandle {
         Ok(out)
     }
 
-    fn row_of(&self, address: u64) -> Option<usize> {
-        self.0.find(address)
+    fn row_of(ruby: &Ruby, rb_self: &Self, address: u64) -> Result<Option<usize>, Error> {
+        Ok(rb_self.heap(ruby)?.find(address))
     }
 
     /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
     ///   length, subtype, flags, shape_id]`
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.check(ruby, i)?;
         let c = &heap.columns;
         let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
@@ -195,8 +283,7 @@ impl HeapHandle {
     }
 
     fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        rb_self.check(ruby, i)?;
-        Ok(rb_self.0.reference_addresses(i))
+        Ok(rb_self.check(ruby, i)?.reference_addresses(i))
     }
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
@@ -227,8 +314,7 @@ impl HeapHandle {
     /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
     fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = &rb_self.check(ruby, i)?;
         let (line, record) = Self::reread(ruby, heap, i)?;
         Ok(record.value.map(|span| {
             let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
@@ -245,8 +331,7 @@ impl HeapHandle {
 
     /// Every member of the record that the index does not keep, read back from the dump.
     fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
-        rb_self.check(ruby, i)?;
-        let (line, r) = Self::reread(ruby, &rb_self.0, i)?;
+        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, i)?, i)?;
         let hash = ruby.hash_new();
         let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
@@ -283,14 +368,14 @@ impl HeapHandle {
     /// Runs a query that needs the BFS tree without the GVL: the first one builds the
     /// tree in parallel (a pool of its own); later ones need no pool.
     fn path_query<R: Send>(
-        &self,
         ruby: &Ruby,
+        heap: Arc<Heap>,
         class_edges: bool,
         query: impl Fn(&Heap) -> R + Send + Sync,
     ) -> Result<R, Error> {
-        let heap = self.0.clone();
+        let built = heap.has_root_tree(class_edges);
         let run = move |_: &_| query(&heap);
-        if self.0.has_root_tree(class_edges) {
+        if built {
             without_gvl_serial(ruby, run)
         } else {
             without_gvl(ruby, run)
@@ -305,8 +390,8 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
-        rb_self.check(ruby, i)?;
-        let path = rb_self.path_query(ruby, class_edges, move |heap| {
+        let heap = rb_self.check(ruby, i)?;
+        let path = Self::path_query(ruby, heap, class_edges, move |heap| {
             heap.path_to_root(i, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
@@ -319,8 +404,8 @@ impl HeapHandle {
         limit: usize,
         class_edges: bool,
     ) -> Result<RArray, Error> {
-        rb_self.check(ruby, i)?;
-        let paths = rb_self.path_query(ruby, class_edges, move |heap| {
+        let heap = rb_self.check(ruby, i)?;
+        let paths = Self::path_query(ruby, heap, class_edges, move |heap| {
             heap.paths_to_root(i, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
@@ -336,14 +421,12 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
+        let heap = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| heap.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        Ok(rb_self.0.referents(i).collect())
+        Ok(rb_self.check(ruby, i)?.referents(i).collect())
     }
 
     fn dominator(
@@ -352,8 +435,7 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
+        let heap = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| heap.dominator(i, class_edges))
     }
 
@@ -363,15 +445,13 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<u64, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.clone();
+        let heap = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| heap.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
     fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = &rb_self.0;
+        let heap = rb_self.check(ruby, i)?;
         Ok(heap.class_name_of_class(heap.columns.address[i]))
     }
 
@@ -382,8 +462,7 @@ impl HeapHandle {
         to: usize,
     ) -> Result<Option<String>, Error> {
         rb_self.check(ruby, from)?;
-        rb_self.check(ruby, to)?;
-        Ok(rb_self.0.edge_label(from, to))
+        Ok(rb_self.check(ruby, to)?.edge_label(from, to))
     }
 }
 

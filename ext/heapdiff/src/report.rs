@@ -10,7 +10,7 @@ use magnus::{
 };
 
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::{byte_strings, utf8, HeapHandle};
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
@@ -42,14 +42,14 @@ fn diff_heaps(
     after: Obj<HeapHandle>,
     later: Option<Obj<HeapHandle>>,
     include_noise: bool,
-    own_paths: Vec<String>,
+    own_paths: RArray,
 ) -> Result<ReportHandle, Error> {
-    let before = before.0.clone();
-    let after = after.0.clone();
-    let later = later.map(|l| l.0.clone());
+    let before = before.heap(ruby)?;
+    let after = after.heap(ruby)?;
+    let later = later.map(|l| l.heap(ruby)).transpose()?;
     let options = DiffOptions {
         include_noise,
-        own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
+        own_paths: byte_strings(own_paths)?,
     };
     let report = without_gvl(ruby, |_cancel| {
         diff(&before, &after, later.as_deref(), &options)
