@@ -168,7 +168,9 @@ module Heapdiff
     # temporaries of processes that no longer run.
     def prune
       names = Dir.children(dir)
-      dumps = names.filter_map { |n| (number = n[Snapshot::DUMP_NAME, 1]) && [number.to_i, n] }.sort
+      # Names are matched as bytes: one that is not UTF-8 is no snapshot's, and must not
+      # stop the pruning.
+      dumps = names.filter_map { |n| (number = n.b[Snapshot::DUMP_NAME, 1]) && [number.to_i, n] }.sort
       dumps[0...-keep]&.each do |_, name|
         path = File.join(dir, name)
         remove(path)
@@ -177,9 +179,9 @@ module Heapdiff
       newest = dumps.last&.first || 0
       kept = dumps.map(&:first)
       names.each do |name|
-        if (number = name[META_NAME, 1]&.to_i)
+        if (number = name.b[META_NAME, 1]&.to_i)
           remove(File.join(dir, name)) if number < newest && !kept.include?(number)
-        elsif (pid = name[TEMP_NAME, 1]&.to_i)
+        elsif (pid = name.b[TEMP_NAME, 1]&.to_i)
           remove(File.join(dir, name)) unless alive?(pid)
         end
       end

@@ -2,6 +2,7 @@
 
 require "json"
 require_relative "errors"
+require_relative "printable"
 require_relative "snapshot_writer"
 
 module Heapdiff
@@ -71,7 +72,8 @@ module Heapdiff
       # The complete snapshots in +dir+ (numbered names), oldest first.
       def list(dir)
         dir = File.expand_path(path_string(dir, "dir"))
-        numbered = Dir.children(dir).filter_map { |name| (n = name[DUMP_NAME, 1]) && [n.to_i, name] }
+        # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
+        numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
         numbered.sort.filter_map do |_, name|
           read(File.join(dir, name))
         rescue FileError
@@ -87,9 +89,8 @@ module Heapdiff
         raise FileError, "heapdiff: no such dump: #{path}" unless File.file?(path)
 
         meta_path = meta_path_for(path)
-        meta = File.file?(meta_path) ? JSON.parse(File.read(meta_path)) : nil
-        taken_at = meta&.dig("time") ? parse_time(meta["time"]) : File.mtime(path)
-        new(taken_at: taken_at, path: path, meta_path: meta && meta_path, meta: meta)
+        meta, taken_at = read_meta(meta_path)
+        new(taken_at: taken_at || File.mtime(path), path: path, meta_path: meta && meta_path, meta: meta)
       rescue Errno::ENOENT
         raise FileError, "heapdiff: no such dump: #{path}"
       end
@@ -106,6 +107,21 @@ module Heapdiff
         return value if value.nil? || value.is_a?(String)
 
         raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
+      end
+
+      # [meta, time taken] from the sidecar at +meta_path+; [nil, nil] when there is none,
+      # or when it is damaged (not JSON, not an object, a bad time), with a warning: a
+      # damaged sidecar costs its snapshot the meta, never the listing.
+      def read_meta(meta_path)
+        return [nil, nil] unless File.file?(meta_path)
+
+        meta = JSON.parse(File.read(meta_path))
+        raise TypeError, "not a JSON object" unless meta.is_a?(Hash)
+
+        [meta, meta["time"] && parse_time(meta["time"])]
+      rescue JSON::ParserError, TypeError, ArgumentError, SystemCallError, IOError => e
+        warn "heapdiff: ignoring the damaged sidecar #{Printable.escape(meta_path)}: #{e.class}: #{e.message[0, 200]}"
+        [nil, nil]
       end
 
       def parse_time(text)
@@ -208,7 +224,7 @@ module Heapdiff
     end
 
     # The child sent ["ok", dump, meta_path, meta] once both were in place, or
-    # ["error", message] (see SnapshotWriter#fork_write). The exit status only explains
+    # ["error", message], with Marshal (see SnapshotWriter#fork_write). The exit status only explains
     # a failure: code that reaps every child (a Puma master) may have taken it first.
     # Drops the child's objects afterwards.
     def finish
@@ -217,8 +233,8 @@ module Heapdiff
       report = child.reader.read_nonblock(1 << 20, exception: false)
       child.reader.close
       outcome, *rest = begin
-        JSON::Parser.new(report).parse if report.is_a?(String)
-      rescue JSON::ParserError
+        Marshal.load(report) if report.is_a?(String) # rubocop:disable Security/MarshalLoad -- our own child, through our own pipe
+      rescue TypeError, ArgumentError
         nil
       end
       if outcome == "ok"

@@ -3,6 +3,7 @@
 require "etc"
 require "json"
 require_relative "errors"
+require_relative "printable"
 require_relative "safe_file"
 require_relative "tracing"
 require_relative "version"
@@ -84,10 +85,10 @@ module Heapdiff
     end
 
     # Prepares the snapshot here, then forks a child that dumps, commits and exit!s.
-    # Returns [child_pid, reader]: the child sends, as JSON, ["ok", dump_path,
+    # Returns [child_pid, reader]: the child sends, with Marshal, ["ok", dump_path,
     # meta_path, meta] through +reader+ once everything is in place, or ["error",
-    # message]. Parse it with JSON::Parser#parse, not JSON.parse: the objects the
-    # parser makes are then allocated in the caller's file, not in json/common.rb.
+    # message]. Marshal, not JSON: paths are bytes and need not be UTF-8, and the
+    # objects Marshal.load makes are allocated in the caller's file (heapdiff's own).
     def fork_write(time)
       prepare(time, forked: true)
       reader, writer = IO.pipe
@@ -116,10 +117,8 @@ module Heapdiff
       @pid = Process.pid
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
-      # sidecar here; parsing the child's report in a forked snapshot's parent): let
-      # them be in the first dump rather than new in the second.
+      # sidecar here): let them be in the first dump rather than new in the second.
       if forked
-        JSON::Parser.new("[]").parse
         GC.start(full_mark: true, immediate_mark: false, immediate_sweep: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
@@ -180,12 +179,12 @@ module Heapdiff
         GC.disable
         raise SnapshotError, "heapdiff: the GC did not finish before the dump" unless GC.latest_gc_info(:state) == :none
 
-        writer.write(JSON.generate(["ok", *yield]))
+        writer.write(Marshal.dump(["ok", *yield]))
         status = 0
       rescue Exception => e # rubocop:disable Lint/RescueException -- the forked child: whatever it is, the parent gets its message
         @temps.each { |t| remove(t) }
         begin
-          writer.write(JSON.generate(["error", e.message]))
+          writer.write(Marshal.dump(["error", e.message]))
         rescue SystemCallError, IOError
           nil
         end
@@ -223,7 +222,7 @@ module Heapdiff
         "heapdiff_version" => VERSION,
         # Where heapdiff's own objects were allocated (Heapdiff::OWN_PATH there): a diff
         # made on another machine needs it to leave them out.
-        "heapdiff_path" => __dir__,
+        "heapdiff_path" => Printable.utf8(__dir__),
         "sequence" => @sequence,
         "pid" => @pid,
         **process_identity,
@@ -247,7 +246,7 @@ module Heapdiff
     # hash, which still tells snapshots of different hosts apart (Trend needs that).
     def process_identity
       hostname = Etc.uname[:nodename]
-      return { "hostname" => hostname, "program" => $PROGRAM_NAME } unless @redact
+      return { "hostname" => hostname, "program" => Printable.utf8($PROGRAM_NAME) } unless @redact
 
       require "digest"
       { "hostname" => "sha256:#{Digest::SHA256.hexdigest(hostname)[0, 16]}", "program" => nil }
@@ -347,7 +346,7 @@ module Heapdiff
     end
 
     def next_number
-      numbers = Dir.children(@dir).filter_map { |name| name[NUMBERED, 1]&.to_i }
+      numbers = Dir.children(@dir).filter_map { |name| name.b[NUMBERED, 1]&.to_i }
       (numbers.max || 0) + 1
     end
 

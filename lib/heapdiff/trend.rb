@@ -22,7 +22,7 @@ module Heapdiff
     Point = Struct.new(:index, :path, :time, :rss_bytes, :live_objects, :live_slots, :gc_count,
                        :minor_gc_count, :major_gc_count, :objects, :memsize, keyword_init: true) do
       def to_h
-        super.merge(time: time&.getutc&.iso8601(3))
+        super.merge(path: Printable.utf8(path), time: time&.getutc&.iso8601(3))
       end
     end
 

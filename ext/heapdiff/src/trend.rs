@@ -1,9 +1,6 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
 //! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
 
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
-
 use heapdiff_core::suspects::suspects;
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
@@ -12,7 +9,7 @@ use magnus::{
 
 use crate::errors::load_error;
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::{byte_strings, path_buf, utf8, HeapHandle};
 use crate::report::suspect_array;
 
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
@@ -36,17 +33,11 @@ fn build(
     ruby: &Ruby,
     paths: RArray,
     include_noise: bool,
-    own_paths: Vec<String>,
+    own_paths: RArray,
 ) -> Result<TrendHandle, Error> {
-    // Paths are bytes on Unix: no UTF-8 required.
     let paths = paths
         .into_iter()
-        .map(|p| {
-            let p = RString::try_convert(p)?;
-            // SAFETY: the bytes are copied before any Ruby call can move or free them.
-            let bytes = unsafe { p.as_slice() }.to_vec();
-            Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
-        })
+        .map(|p| Ok(path_buf(RString::try_convert(p)?)))
         .collect::<Result<Vec<_>, Error>>()?;
     if paths.is_empty() {
         return Err(Error::new(
@@ -56,7 +47,7 @@ fn build(
     }
     let options = DiffOptions {
         include_noise,
-        own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
+        own_paths: byte_strings(own_paths)?,
     };
     let result = without_gvl(ruby, |cancel| {
         trend(
