@@ -36,7 +36,7 @@ module Heapdiff
     DEFAULT_DIR = "tmp/heapdiff"
     DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/
 
-    Child = Struct.new(:dir, :temp_suffix, :reader, :waiter)
+    Child = Struct.new(:dir, :path, :temp_suffix, :reader, :waiter)
     private_constant :Child
 
     @lock = Mutex.new
@@ -60,7 +60,7 @@ module Heapdiff
           taken_at = Time.new
           if fork
             pid, reader = writer.fork_write(taken_at)
-            child = Child.new(dir, writer.temp_suffix, reader, Process.detach(pid))
+            child = Child.new(dir, path, writer.temp_suffix, reader, Process.detach(pid))
             new(taken_at: taken_at, child_pid: pid, child: child)
           else
             dump, meta_path, meta = writer.write(taken_at)
@@ -223,8 +223,8 @@ module Heapdiff
       true
     end
 
-    # The child sent ["ok", dump, meta_path, meta] once both were in place, or
-    # ["error", message], with Marshal (see SnapshotWriter#fork_write). The exit status only explains
+    # The child sent ["ok", meta] once the dump and sidecar were in place, or
+    # ["error", message] (see SnapshotWriter#fork_write). The exit status only explains
     # a failure: code that reaps every child (a Puma master) may have taken it first.
     # Drops the child's objects afterwards.
     def finish
@@ -233,12 +233,14 @@ module Heapdiff
       report = child.reader.read_nonblock(1 << 20, exception: false)
       child.reader.close
       outcome, *rest = begin
-        Marshal.load(report) if report.is_a?(String) # rubocop:disable Security/MarshalLoad -- our own child, through our own pipe
-      rescue TypeError, ArgumentError
+        JSON::Parser.new(report).parse if report.is_a?(String)
+      rescue JSON::ParserError
         nil
       end
       if outcome == "ok"
-        @path, @meta_path, @meta = rest
+        @meta = rest.first
+        @path = child.path || File.join(child.dir, @meta["dump"])
+        @meta_path = self.class.meta_path_for(@path)
       else
         SnapshotWriter.remove_temps(child.dir, child.temp_suffix)
         @error = SnapshotError.new("heapdiff: the snapshot child (pid #{@child_pid}) #{ending(status)}" \

@@ -85,10 +85,12 @@ module Heapdiff
     end
 
     # Prepares the snapshot here, then forks a child that dumps, commits and exit!s.
-    # Returns [child_pid, reader]: the child sends, with Marshal, ["ok", dump_path,
-    # meta_path, meta] through +reader+ once everything is in place, or ["error",
-    # message]. Marshal, not JSON: paths are bytes and need not be UTF-8, and the
-    # objects Marshal.load makes are allocated in the caller's file (heapdiff's own).
+    # Returns [child_pid, reader]: the child sends, as JSON, ["ok", meta] through
+    # +reader+ once everything is in place (the parent knows the paths from the
+    # directory and meta["dump"]: paths are bytes, which JSON cannot carry when they
+    # are not UTF-8), or ["error", message]. Parse it with JSON::Parser#parse, not
+    # JSON.parse: the objects the parser makes are then allocated in the caller's
+    # file, not in json/common.rb.
     def fork_write(time)
       prepare(time, forked: true)
       reader, writer = IO.pipe
@@ -117,8 +119,10 @@ module Heapdiff
       @pid = Process.pid
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
-      # sidecar here): let them be in the first dump rather than new in the second.
+      # sidecar here; parsing the child's report in a forked snapshot's parent): let
+      # them be in the first dump rather than new in the second.
       if forked
+        JSON::Parser.new("[]").parse
         GC.start(full_mark: true, immediate_mark: false, immediate_sweep: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
@@ -179,12 +183,13 @@ module Heapdiff
         GC.disable
         raise SnapshotError, "heapdiff: the GC did not finish before the dump" unless GC.latest_gc_info(:state) == :none
 
-        writer.write(Marshal.dump(["ok", *yield]))
+        _, _, meta = yield
+        writer.write(JSON.generate(["ok", meta]))
         status = 0
       rescue Exception => e # rubocop:disable Lint/RescueException -- the forked child: whatever it is, the parent gets its message
         @temps.each { |t| remove(t) }
         begin
-          writer.write(Marshal.dump(["error", e.message]))
+          writer.write(JSON.generate(["error", Printable.utf8(e.message)]))
         rescue SystemCallError, IOError
           nil
         end

@@ -7,7 +7,8 @@ require_relative "../support/processes"
 # Paths are bytes: a file name that is not UTF-8, a directory that is not ASCII in a
 # process with no locale (LANG=C), a damaged sidecar. A bad neighbour is skipped,
 # with a warning where it is a snapshot's own file; it never stops heapdiff. Each case
-# runs in a child with LC_ALL=C, where Ruby tags file names as binary.
+# runs in a child: with LC_ALL=C, where Ruby tags file names as binary, or with a
+# UTF-8 locale, where it tags them UTF-8 whether or not they are.
 RSpec.describe "Paths that are not UTF-8" do
   no_locale = { "LC_ALL" => "C", "LANG" => "C" }
 
@@ -18,16 +19,16 @@ RSpec.describe "Paths that are not UTF-8" do
     end
   end
 
-  def child(code, *args)
+  def child(code, *args, env: { "LC_ALL" => "C", "LANG" => "C" })
     code = "require 'heapdiff'\nrequire 'json'\nrequire 'logger'\nrequire 'stringio'\n#{code}"
-    out, status = Processes.ruby(code, *args, env: { "LC_ALL" => "C", "LANG" => "C" })
+    out, status = Processes.ruby(code, *args, env: env)
     expect(status.success?).to be(true), out
     out
   end
 
   it "keeps the Recorder, Snapshot.list, trend and report working beside a stray name and a damaged sidecar" do
     dir = File.join(@dir, "snaps")
-    out = child(<<~RUBY, dir)
+    out = child(<<~RUBY, dir, env: { "LC_ALL" => "C.UTF-8" })
       require "heapdiff/cli"
       require "logger"
       dir = ARGV[0]
@@ -35,8 +36,8 @@ RSpec.describe "Paths that are not UTF-8" do
       recorder = Heapdiff::Recorder.new(dir: dir, keep: 3, logger: Logger.new(errors))
       recorder.snapshot_now
       File.write(File.join(dir, "stray-\\xff\\xfe.json".b), "x")
-      File.write(File.join(dir, "heap-0001.meta.json"), "{not json")
       4.times { recorder.snapshot_now }
+      File.write(File.join(dir, "heap-0004.meta.json"), "{not json")
       names = Heapdiff::Snapshot.list(dir).map { |s| [File.basename(s.path), s.meta.nil?] }
       out = StringIO.new
       status = Heapdiff::CLI.new(out: out, err: errors).run(["report", dir, "--html", File.join(dir, "trend.html")])
@@ -44,7 +45,7 @@ RSpec.describe "Paths that are not UTF-8" do
       puts JSON.generate(names: names, status: status, errors: errors.string, sites: trend.size)
     RUBY
     result = JSON.parse(out.lines.last)
-    expect(result["names"]).to eq([["heap-0003.json", false], ["heap-0004.json", false], ["heap-0005.json", false]])
+    expect(result["names"]).to eq([["heap-0003.json", false], ["heap-0004.json", true], ["heap-0005.json", false]])
     expect(result["errors"]).not_to include("failed")
     expect(result["status"]).to eq(0)
     expect(result["sites"]).to be > 0
