@@ -2,6 +2,7 @@
 
 require_relative "heapdiff/version"
 require_relative "heapdiff/errors"
+require_relative "heapdiff/arguments"
 require_relative "heapdiff/printable"
 require_relative "heapdiff/native"
 require_relative "heapdiff/object"
@@ -37,9 +38,7 @@ module Heapdiff
     # heaps are collected); Heap#close frees it at once. With a block, yields the Heap,
     # closes it when the block returns (or raises) and returns the block's value.
     def load(path)
-      path = path.to_path if path.respond_to?(:to_path)
-      raise TypeError, "expected a path (String or Pathname), got #{path.class}" unless path.is_a?(String)
-
+      path = Arguments.path(path, "path")
       heap = Heap._load(File.expand_path(path))
       return heap unless block_given?
 
@@ -75,7 +74,7 @@ module Heapdiff
       done = Queue.new
       threads = []
       values.each_with_index do |value, i|
-        next if value.nil? || value.is_a?(Heap)
+        next if NilClass === value || Heap === value
 
         threads << Thread.new do
           Thread.current.report_on_exception = false

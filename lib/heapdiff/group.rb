@@ -23,7 +23,7 @@ module Heapdiff
 
     # Up to +n+ of the group's objects, as Heapdiff::Object.
     def sample(n = 1)
-      rows(n).map { |row| report.after.object(row) }
+      rows(Arguments.count(n, "n")).map { |row| report.after.object(row) }
     end
 
     def each_object(&block)

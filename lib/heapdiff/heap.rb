@@ -17,8 +17,12 @@ module Heapdiff
     end
     alias [] at
 
-    # The object in row +row+ (dump order, 0-based).
+    # The object in row +row+ (dump order, 0-based). Raises ArgumentError for a row
+    # the heap does not have.
     def object(row)
+      raise TypeError, "heapdiff: a row is an Integer, got #{Arguments.kind(row)}" unless Integer === row
+      raise ArgumentError, "heapdiff: no row #{row} in #{File.basename(path)} (0...#{size})" unless row >= 0 && row < size
+
       Object.new(self, row, _row(row))
     end
 
@@ -45,7 +49,7 @@ module Heapdiff
 
     # Up to +limit+ shortest paths that reach +object+ through different retainers.
     def paths_to_root(object, limit: 5, class_edges: false)
-      _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
+      _paths(row_of!(object), Arguments.count(limit, "limit:"), class_edges).map { |root, steps| Path.new(self, root, steps) }
     end
 
     # The objects that reference +object+.
@@ -96,18 +100,23 @@ module Heapdiff
     private
 
     def row_of!(object)
-      return object.row if object.is_a?(Heapdiff::Object) && object.heap.equal?(self)
+      return object.row if Heapdiff::Object === object && object.heap.equal?(self)
 
-      _row_of(address_int(object)) or raise ArgumentError, "no object at #{object.inspect} in #{File.basename(path)}"
+      _row_of(address_int(object)) or
+        raise ArgumentError, "no object at #{Arguments.kind(object)} in #{File.basename(path)}"
     end
 
+    # Addresses are 64-bit: anything else is no object's.
     def address_int(address)
-      case address
-      when Integer then address
-      when ADDRESS then address.to_i(16)
-      when Heapdiff::Object then address.address.to_i(16)
-      else raise ArgumentError, "expected an address like \"0x7f3a…\", got #{address.inspect}"
-      end
+      int = case address
+            when Integer then address
+            when ADDRESS then address.to_i(16)
+            when Heapdiff::Object then address.address.to_i(16)
+            else raise ArgumentError, "expected an address like \"0x7f3a…\", got #{Arguments.kind(address)}"
+            end
+      raise ArgumentError, "not a 64-bit address: #{Arguments.kind(address)}" unless int >= 0 && int < (1 << 64)
+
+      int
     end
   end
 end

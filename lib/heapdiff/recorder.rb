@@ -32,13 +32,12 @@ module Heapdiff
     # with each complete Snapshot. +gzip+, +fork+: as for Heapdiff.snapshot. +logger+:
     # where to log (default: $stderr); every line starts with "heapdiff:".
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil)
-      dir = dir.to_path if dir.respond_to?(:to_path)
-      raise TypeError, "heapdiff: dir: must be a String or Pathname, got #{dir.class}" unless dir.is_a?(String)
-      unless every.nil? || (every.is_a?(Numeric) && every.positive?)
-        raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{every.inspect}"
+      dir = Arguments.path(dir, "dir:")
+      unless NilClass === every || (Numeric === every && every.positive?)
+        raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{Arguments.kind(every)}"
       end
-      unless keep.is_a?(Integer) && keep.positive?
-        raise ArgumentError, "heapdiff: keep: must be a positive Integer, got #{keep.inspect}"
+      unless Integer === keep && keep.positive?
+        raise ArgumentError, "heapdiff: keep: must be a positive Integer, got #{Arguments.kind(keep)}"
       end
       unless on_snapshot.nil? || on_snapshot.respond_to?(:call)
         raise ArgumentError, "heapdiff: on_snapshot: must respond to #call"
@@ -232,10 +231,13 @@ module Heapdiff
     end
 
     def signal_name(signal)
-      name = signal.is_a?(Integer) ? Signal.signame(signal) : signal.to_s.upcase.delete_prefix("SIG")
+      name = case signal
+             when Integer then Signal.list.key(signal)
+             when String, Symbol then signal.to_s.upcase.delete_prefix("SIG")
+             end
       return name if name && Signal.list.key?(name)
 
-      raise ArgumentError, "heapdiff: signal: #{signal.inspect} is not a signal name"
+      raise ArgumentError, "heapdiff: signal: #{Arguments.kind(signal)} is not a signal name"
     end
 
     def default_logger

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "errors"
+require_relative "arguments"
 require_relative "native"
 require_relative "safe_file"
 
@@ -25,9 +26,9 @@ module Heapdiff
     class << self
       # Heapdiff.redact.
       def redact_file(input, output, gzip: nil)
-        input = File.expand_path(path_string(input, "input"))
-        output = File.expand_path(path_string(output, "output"))
-        gzip = output.end_with?(".gz") if gzip.nil?
+        input = File.expand_path(Arguments.path(input, "input"))
+        output = File.expand_path(Arguments.path(output, "output"))
+        gzip = output.end_with?(".gz") if NilClass === gzip
         raise ArgumentError, "heapdiff: the output would replace the input (#{input})" if same_file?(input, output)
         # Before opening: open(2) of a FIFO blocks until a writer comes.
         raise FileError, "heapdiff: #{input}: not a regular file" if File.exist?(input) && !File.file?(input)
@@ -52,13 +53,6 @@ module Heapdiff
       end
 
       private
-
-      def path_string(value, name)
-        value = value.to_path if value.respond_to?(:to_path)
-        return value if value.is_a?(String)
-
-        raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
-      end
 
       def same_file?(a, b)
         a == b || (File.exist?(b) && File.identical?(a, b))

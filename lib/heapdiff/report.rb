@@ -72,10 +72,15 @@ module Heapdiff
     # Where each group is held (see Suspect), for the first +top+ groups (all by
     # default). Builds the dominator tree of the +after+ dump on first use.
     def suspects(top: nil, class_edges: false)
+      top = Arguments.count(top, "top:", nil_ok: true)
       (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
     end
 
     def suspect(group, class_edges: false)
+      unless Group === group && group.report.equal?(self)
+        raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
+      end
+
       @suspects ||= {}
       @suspects[[group.index, class_edges]] ||=
         Suspect.from_native(group, after, _suspect(group.index, class_edges), class_edges: class_edges)
@@ -99,6 +104,8 @@ module Heapdiff
     # One line per group in heapy's wording, the first +suspects+ groups followed by
     # where they are held, then warnings.
     def to_s(top: nil, suspects: 3)
+      top = Arguments.count(top, "top:", nil_ok: true)
+      suspects = Arguments.count(suspects, "suspects:")
       lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
         i < suspects ? [group.to_s, "  #{suspect(group)}"] : [group.to_s]
       end

@@ -2,6 +2,7 @@
 
 require "json"
 require_relative "errors"
+require_relative "arguments"
 require_relative "printable"
 require_relative "snapshot_writer"
 
@@ -45,8 +46,8 @@ module Heapdiff
     class << self
       # Heapdiff.snapshot.
       def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
-        path = path_string(path, "path")
-        dir = path_string(dir, "dir:")
+        path = Arguments.path(path, "path", nil_ok: true)
+        dir = Arguments.path(dir, "dir:", nil_ok: true)
         raise ArgumentError, "heapdiff: give a path or dir:, not both" if path && dir
 
         path &&= File.expand_path(path)
@@ -71,7 +72,7 @@ module Heapdiff
 
       # The complete snapshots in +dir+ (numbered names), oldest first.
       def list(dir)
-        dir = File.expand_path(path_string(dir, "dir"))
+        dir = File.expand_path(Arguments.path(dir, "dir"))
         # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
         numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
         numbered.sort.filter_map do |_, name|
@@ -81,11 +82,13 @@ module Heapdiff
         end
       rescue Errno::ENOENT
         []
+      rescue SystemCallError => e
+        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
       end
 
       # The snapshot whose dump is +path+, with its sidecar's meta when it has one.
       def read(path)
-        path = File.expand_path(path_string(path, "path"))
+        path = File.expand_path(Arguments.path(path, "path"))
         raise FileError, "heapdiff: no such dump: #{path}" unless File.file?(path)
 
         meta_path = meta_path_for(path)
@@ -101,13 +104,6 @@ module Heapdiff
       end
 
       private
-
-      def path_string(value, name)
-        value = value.to_path if value.respond_to?(:to_path)
-        return value if value.nil? || value.is_a?(String)
-
-        raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
-      end
 
       # [meta, time taken] from the sidecar at +meta_path+; [nil, nil] when there is none,
       # or when it is damaged (not JSON, not an object, a bad time), with a warning: a

@@ -308,7 +308,7 @@ module Heapdiff
 
     def commit_to_path(dump)
       meta_path = Snapshot.meta_path_for(@path)
-      meta = @meta.merge("dump" => File.basename(@path))
+      meta = @meta.merge("dump" => Printable.utf8(File.basename(@path)))
       File.rename(write_temp(File.basename(meta_path)) { |io| io.write(JSON.generate(meta), "\n") }, meta_path)
       File.rename(dump, @path)
       [@path, meta_path, meta]

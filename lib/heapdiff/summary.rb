@@ -3,6 +3,7 @@
 require "json"
 require_relative "gem_attribution"
 require_relative "printable"
+require_relative "arguments"
 
 module Heapdiff
   # What one heap dump holds: counts and memsizes by type, class, allocation site,
@@ -37,7 +38,12 @@ module Heapdiff
     # The rows for +key+ (:type, :class, :location, :file or :gem), sorted by +by+
     # (:count or :memsize), largest first; +limit: nil+ gives them all.
     def top(key, by: :count, limit: 10)
-      raise ArgumentError, "heapdiff: no summary by #{key.inspect} (#{KEYS.join(", ")})" unless KEYS.include?(key)
+      raise ArgumentError, "heapdiff: no summary by #{Arguments.kind(key)} (#{KEYS.join(", ")})" unless KEYS.include?(key)
+      unless %i[count memsize].include?(by)
+        raise ArgumentError, "heapdiff: by: must be :count or :memsize, got #{Arguments.kind(by)}"
+      end
+
+      limit = Arguments.count(limit, "limit:", nil_ok: true)
 
       rows = @tables.fetch(key).map { |k, (count, memsize)| Row.new(k, count, memsize) }
       rows = rows.sort_by { |row| [-row.public_send(by), row.key.to_s] }

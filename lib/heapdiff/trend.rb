@@ -42,14 +42,14 @@ module Heapdiff
 
       # The snapshots a directory (Snapshot.list) or a list of paths stands for.
       def snapshots_from(paths_or_dir)
-        paths_or_dir = paths_or_dir.to_path if paths_or_dir.respond_to?(:to_path)
+        paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir
         when String
           raise FileError, "heapdiff: no such directory: #{paths_or_dir}" unless File.directory?(paths_or_dir)
 
           Snapshot.list(paths_or_dir)
         when Array then paths_or_dir
-        else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{paths_or_dir.class}"
+        else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{Arguments.kind(paths_or_dir)}"
         end
       end
 

@@ -22,18 +22,24 @@ module Processes
   def ruby_with_deadline(code, *args, timeout:, env: {})
     Tempfile.create("heapdiff-child") do |log|
       pid = spawn_ruby(code, *args, log: log.path, env: env)
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-      until (status = Process.wait2(pid, Process::WNOHANG)&.last)
-        break if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-
-        sleep 0.05
-      end
-      unless status
-        Process.kill(:KILL, pid)
-        Process.wait(pid)
-      end
+      status = wait_with_deadline(pid, timeout)
       [File.read(log.path), status]
     end
+  end
+
+  # Waits for the child +pid+ at most +timeout+ seconds, then kills it (SIGKILL).
+  # Returns its Process::Status, or nil when it had to be killed.
+  def wait_with_deadline(pid, timeout)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    until (status = Process.wait2(pid, Process::WNOHANG)&.last)
+      if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        Process.kill(:KILL, pid)
+        Process.wait(pid)
+        return nil
+      end
+      sleep 0.01
+    end
+    status
   end
 
   # Starts +code+ in the background, output to +log+. Returns the pid.
