@@ -310,7 +310,12 @@ module Heapdiff
       meta_path = Snapshot.meta_path_for(@path)
       meta = @meta.merge("dump" => Printable.utf8(File.basename(@path)))
       File.rename(write_temp(File.basename(meta_path)) { |io| io.write(JSON.generate(meta), "\n") }, meta_path)
-      File.rename(dump, @path)
+      begin
+        File.rename(dump, @path)
+      rescue SystemCallError
+        remove(meta_path) # a sidecar without its dump would describe nothing
+        raise
+      end
       [@path, meta_path, meta]
     end
 
@@ -370,9 +375,11 @@ module Heapdiff
       nil
     end
 
+    # Removes a file if it can: called while cleaning up after a failure, it must not
+    # replace the error that explains the failure (EPERM, EROFS).
     def remove(path)
       File.unlink(path)
-    rescue Errno::ENOENT
+    rescue SystemCallError
       nil
     end
 

@@ -245,6 +245,8 @@ pub struct LoadStats {
     pub decimal_escapes: bool,
     /// The (gzip) stream ended early, with this error: the dump is cut short.
     pub stream_cut_short: Option<String>,
+    /// The file's size when loading began and when it ended, if it shrank meanwhile.
+    pub shrank_while_read: Option<(u64, u64)>,
 }
 
 /// Keeps this many example line numbers per kind of warning.
@@ -438,7 +440,18 @@ impl Heap {
         let s = &self.stats;
         let path = self.source.display();
         let mut out = Vec::new();
-        if s.recovered_lines > 0 {
+        // A file cut while it was read ends in a broken last line: that line is no
+        // recovered record, no dump cut short by its writer.
+        let last_line_explained = s.shrank_while_read.is_some();
+        if let Some((before, after)) = s.shrank_while_read {
+            out.push(format!(
+                "{path}: the file shrank from {before} to {after} bytes while it was read (truncated or rewritten by another process): the records read before the cut were kept"
+            ));
+        }
+        let recovered_elsewhere = !(last_line_explained
+            && s.recovered_lines == 1
+            && s.recovered_samples.first().map(|&(line, _)| line) == Some(s.lines));
+        if s.recovered_lines > 0 && recovered_elsewhere {
             let samples: Vec<String> = s
                 .recovered_samples
                 .iter()
@@ -458,7 +471,7 @@ impl Heap {
                 s.objects + s.root_records + s.shapes
             ));
         }
-        if let Some(line) = s.truncated_last_line {
+        if let (Some(line), false) = (s.truncated_last_line, last_line_explained) {
             out.push(format!(
                 "{path}: line {line}: the last line is truncated (the dump was cut short); its record was kept as far as it goes"
             ));

@@ -180,6 +180,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     drop(receiver);
     let _ = reader_thread.join();
     result?;
+    // Another process truncated the file while it was read: its end then looks like a
+    // dump whose writer died, which is not what happened.
+    if let Ok(now) = std::fs::metadata(path) {
+        if now.len() < total {
+            builder.stats.shrank_while_read = Some((total, now.len()));
+        }
+    }
     if builder.stats.lines == builder.stats.blank_lines {
         return Err(LoadError::NotAHeapDump {
             path: path.to_path_buf(),
