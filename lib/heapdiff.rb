@@ -1,22 +1,35 @@
 # frozen_string_literal: true
 
+# The pipeline, one folder a stage: capture (a dump of a live process) → the native
+# core (parse, index, diff, graph; heapdiff.so) → analysis (the Ruby objects over its
+# results) → html. The entry points users require by path (heapdiff/auto, rspec,
+# minitest, rake_task, sidekiq, cli) stay at the top of lib/heapdiff.
+
+# Foundations
 require_relative "heapdiff/version"
 require_relative "heapdiff/errors"
 require_relative "heapdiff/arguments"
 require_relative "heapdiff/printable"
 require_relative "heapdiff/native"
-require_relative "heapdiff/object"
-require_relative "heapdiff/heap"
-require_relative "heapdiff/group"
-require_relative "heapdiff/report"
-require_relative "heapdiff/path"
-require_relative "heapdiff/suspect"
-require_relative "heapdiff/tracing"
-require_relative "heapdiff/snapshot"
-require_relative "heapdiff/redactor"
-require_relative "heapdiff/recorder"
-require_relative "heapdiff/trend"
-require_relative "heapdiff/env"
+
+# Capture: tracing allocations, writing snapshots, recording them over time
+require_relative "heapdiff/capture/tracing"
+require_relative "heapdiff/capture/snapshot"
+require_relative "heapdiff/capture/redactor"
+require_relative "heapdiff/capture/recorder"
+require_relative "heapdiff/capture/env"
+
+# Analysis: one dump, a diff of three, the graph's answers, trends over many
+require_relative "heapdiff/analysis/gem_attribution"
+require_relative "heapdiff/analysis/object"
+require_relative "heapdiff/analysis/heap"
+require_relative "heapdiff/analysis/group"
+require_relative "heapdiff/analysis/report"
+require_relative "heapdiff/analysis/path"
+require_relative "heapdiff/analysis/suspect"
+require_relative "heapdiff/analysis/summary"
+require_relative "heapdiff/analysis/trend"
+# (heapdiff/html/trend_report is loaded by Trend#to_html, on first use.)
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
 # ObjectSpace.dump_all (in Rust, without holding the GVL), diffs them exactly, and
@@ -37,6 +50,14 @@ module Heapdiff
     # The index lives in Rust memory, which Ruby's GC is told about (so that dropped
     # heaps are collected); Heap#close frees it at once. With a block, yields the Heap,
     # closes it when the block returns (or raises) and returns the block's value.
+    #
+    # @param path [String, Pathname] a dump written by ObjectSpace.dump_all
+    # @yieldparam heap [Heapdiff::Heap] closed when the block returns
+    # @return [Heapdiff::Heap, Object] the heap, or the block's value
+    # @raise [ParseError] the file is not a heap dump (#path, #line say where)
+    # @raise [FileError] the file cannot be read
+    # @raise [Interrupted] the load was stopped from outside (Thread#kill, Timeout)
+    # @raise [TypeError] +path+ is not a String or Pathname
     def load(path)
       path = Arguments.path(path, "path")
       heap = Heap._load(File.expand_path(path))
@@ -53,6 +74,13 @@ module Heapdiff
     # still has: what was allocated between the first two dumps and is still retained.
     # Arguments are paths or Heaps. +include_noise: true+ keeps the allocation tracer's
     # own object and heapdiff's own allocations.
+    #
+    # @param before [String, Pathname, Heap] the first dump
+    # @param after [String, Pathname, Heap] the second: the report's objects are its rows
+    # @param later [String, Pathname, Heap, nil] the third: keeps what it still holds
+    # @param include_noise [Boolean]
+    # @return [Heapdiff::Report] groups by allocation site; sizes in bytes
+    # @raise [ParseError, FileError, Interrupted] as Heapdiff.load, for the first failure
     def diff(before, after, later = nil, include_noise: false)
       Report.build(*load_all([before, after, later]), include_noise: include_noise)
     end
@@ -60,6 +88,12 @@ module Heapdiff
     # How each allocation site evolves across the snapshots in a Recorder's directory
     # (+paths_or_dir+ a directory) or in a list of dumps (paths or Snapshots, oldest
     # first): a Trend. Raises TrendError for fewer than two snapshots.
+    #
+    # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
+    # @param include_noise [Boolean]
+    # @return [Heapdiff::Trend]
+    # @raise [TrendError] fewer than two snapshots, or snapshots that make no trend
+    # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
     def trend(paths_or_dir, include_noise: false)
       Trend.build(Trend.snapshots_from(paths_or_dir), include_noise: include_noise)
     end

@@ -67,16 +67,20 @@ module SidekiqLeak
   #
   # +env+ is added to the server's environment; +binstub+ replaces the sidekiq
   # executable (it is run with this Ruby and heapdiff's lib on the load path); +app+
-  # replaces app.rb (trend_app.rb builds on it).
+  # replaces app.rb (trend_app.rb builds on it); +timeout+ is Sidekiq's shutdown
+  # timeout (-t), in seconds. #stop_sidekiq and #start_sidekiq restart the Sidekiq
+  # server alone, against the same redis-server (after +env=+, with another env).
   class Server
     include Logging
     APP = File.expand_path("app.rb", __dir__)
     LIB = File.expand_path("../../lib", __dir__)
 
-    attr_reader :tmp, :port, :sidekiq_log
+    attr_reader :tmp, :port, :sidekiq_log, :sidekiq_pid
+    attr_writer :env
 
-    def initialize(tmp, log: $stderr, env: {}, binstub: nil, app: APP)
+    def initialize(tmp, log: $stderr, env: {}, binstub: nil, app: APP, timeout: 5)
       @tmp = tmp
+      @timeout = timeout
       @app = app
       @log = log
       @env = env
@@ -112,18 +116,21 @@ module SidekiqLeak
       process_alive?(@sidekiq_pid)
     end
 
-    # Pushes one job of class +klass+ per element of +args_list+, in order.
+    # Pushes one job of class +klass+ per element of +args_list+, in order. Returns
+    # their jids.
     def push(klass, args_list)
       t = Time.now.to_f
-      payloads = args_list.map do |args|
+      jids = args_list.map { SecureRandom.hex(12) }
+      payloads = args_list.zip(jids).map do |args, jid|
         JSON.generate(
           "class" => klass, "args" => args, "queue" => "default", "retry" => false,
-          "jid" => SecureRandom.hex(12), "created_at" => t, "enqueued_at" => t
+          "jid" => jid, "created_at" => t, "enqueued_at" => t
         )
       end
       redis("SADD", "queues", "default")
       # LPUSH + BRPOP (Sidekiq's fetch) = FIFO; push in order, in one command.
       redis("LPUSH", "queue:default", *payloads)
+      jids
     end
 
     # Polls the block until it is true; raises if Sidekiq exits or +timeout+ passes.
@@ -135,6 +142,33 @@ module SidekiqLeak
 
         sleep 0.05
       end
+    end
+
+    # Starts the Sidekiq server (again), logging to +sidekiq_log+ (appended to).
+    def start_sidekiq
+      env = {
+        "REDIS_URL" => "redis://127.0.0.1:#{@port}/0",
+        "HEAPDIFF_LEAK_DB" => File.join(@tmp, "leak.sqlite3"),
+        # Use the system gems, not whatever bundle the caller runs in.
+        "RUBYOPT" => nil, "BUNDLE_GEMFILE" => nil, "BUNDLE_BIN_PATH" => nil,
+        "BUNDLER_SETUP" => nil, "BUNDLER_VERSION" => nil, "GEM_HOME" => nil,
+        "GEM_PATH" => nil, "RUBYLIB" => nil
+      }.merge(@env)
+      @sidekiq_log = File.join(@tmp, "sidekiq.log")
+      @sidekiq_pid = Process.spawn(
+        env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", @app, "-c", "1", "-q", "default",
+        "-t", @timeout.to_s, "-e", "production",
+        in: File::NULL, out: [@sidekiq_log, "a"], err: %i[child out], pgroup: true,
+        chdir: @tmp
+      )
+    end
+
+    # Sends TERM to the Sidekiq server and waits for it to exit (KILL after 15 s more
+    # than its shutdown timeout). Returns its Process::Status, nil if not running.
+    def stop_sidekiq
+      pid = @sidekiq_pid or return
+      @sidekiq_pid = nil
+      stop_process(pid, "sidekiq", grace: @timeout + 15)
     end
 
     def dump_logs
@@ -228,33 +262,9 @@ module SidekiqLeak
 
     # -- sidekiq -------------------------------------------------------------
 
-    def start_sidekiq
-      env = {
-        "REDIS_URL" => "redis://127.0.0.1:#{@port}/0",
-        "HEAPDIFF_LEAK_DB" => File.join(@tmp, "leak.sqlite3"),
-        # Use the system gems, not whatever bundle the caller runs in.
-        "RUBYOPT" => nil, "BUNDLE_GEMFILE" => nil, "BUNDLE_BIN_PATH" => nil,
-        "BUNDLER_SETUP" => nil, "BUNDLER_VERSION" => nil, "GEM_HOME" => nil,
-        "GEM_PATH" => nil, "RUBYLIB" => nil
-      }.merge(@env)
-      @sidekiq_log = File.join(@tmp, "sidekiq.log")
-      @sidekiq_pid = Process.spawn(
-        env, RbConfig.ruby, "-I", LIB, @binstub || sidekiq_bin, "-r", @app, "-c", "1", "-q", "default",
-        "-t", "5", "-e", "production",
-        in: File::NULL, out: @sidekiq_log, err: %i[child out], pgroup: true,
-        chdir: @tmp
-      )
-    end
-
     def sidekiq_bin
       %w[/usr/bin/sidekiq /usr/local/bin/sidekiq].find { |p| File.file?(p) } ||
         Gem.bin_path("sidekiq", "sidekiq")
-    end
-
-    def stop_sidekiq
-      pid = @sidekiq_pid or return
-      @sidekiq_pid = nil
-      stop_process(pid, "sidekiq", grace: 15)
     end
 
     # -- processes -----------------------------------------------------------
@@ -271,7 +281,7 @@ module SidekiqLeak
       signal(-pid, "TERM") || signal(pid, "TERM")
       deadline = now + grace
       loop do
-        return if Process.waitpid(pid, Process::WNOHANG)
+        return Process.last_status if Process.waitpid(pid, Process::WNOHANG)
         break if now > deadline
 
         sleep 0.05

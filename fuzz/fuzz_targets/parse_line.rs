@@ -2,7 +2,7 @@
 //! never panic, and every span it returns must lie inside the line.
 #![no_main]
 
-use heapdiff_core::record::{parse_line, unescape, unescape_with};
+use heapdiff_core::parse::{parse_line, unescape, unescape_with};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|line: &[u8]| {

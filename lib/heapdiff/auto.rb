@@ -9,6 +9,6 @@
 # HEAPDIFF unset (or 0, false, no, off) it does nothing and loads nothing else: not
 # heapdiff, not objspace, no thread.
 unless ENV.fetch("HEAPDIFF", "").match?(/\A\s*(?:0|false|no|off)?\s*\z/i)
-  require_relative "env"
+  require_relative "capture/env"
   Heapdiff::Env.start
 end

@@ -3,8 +3,8 @@
 require "json"
 require "optparse"
 require_relative "../heapdiff"
-require_relative "gem_attribution"
-require_relative "summary"
+require_relative "analysis/gem_attribution"
+require_relative "analysis/summary"
 
 module Heapdiff
   # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:
@@ -38,7 +38,7 @@ module Heapdiff
       return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
       return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
 
-      options = { format: "text", top: 10, by: nil, fail_over: nil }
+      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true }
       parser = option_parser(command, options)
       args = parser.parse(argv)
       if options[:help]
@@ -91,7 +91,7 @@ module Heapdiff
         object = heap.at(args[1])
         raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
 
-        path = heap.path_to_root(object)
+        path = heap.path_to_root(object, class_edges: options[:class_edges])
         if options[:format] == "json"
           @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
         else
@@ -147,6 +147,11 @@ module Heapdiff
           options[:top] = v
         end
         o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } unless command == "path"
+        unless command == "summary"
+          o.on("--no-class-edges", "Paths and holders without the object → class edges dumps leave out") do
+            options[:class_edges] = false
+          end
+        end
         if command == "report"
           o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
             options[:html] = v
@@ -225,7 +230,7 @@ module Heapdiff
         end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
-        @out.puts report.to_s(top: options[:top])
+        @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges])
       end
       fail_over(report, options[:fail_over])
     end

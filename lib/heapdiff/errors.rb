@@ -5,14 +5,22 @@ module Heapdiff
   class Error < StandardError; end
 
   # The file is not a heap dump (or a line of it is no record at all). The message
-  # names the file and the line: "path:LINE: not a heap dump record (why)".
+  # names the file and the line: "path:LINE: not a heap dump record (why)"; #path and
+  # #line carry the same facts as data (the extension sets them when it raises).
   class ParseError < Error
-    def path
-      message[/\A(.*?):\d+:/, 1]
-    end
+    # @return [String, nil] the file that is not a heap dump
+    attr_reader :path
+    # @return [Integer, nil] the line (from 1) of the first line that is no record; nil
+    #   when the error is not about one line
+    attr_reader :line
 
-    def line
-      message[/\A.*?:(\d+):/, 1]&.to_i
+    # @param message [String]
+    # @param path [String, nil]
+    # @param line [Integer, nil]
+    def initialize(message = nil, path = nil, line = nil)
+      super(message)
+      @path = path
+      @line = line
     end
   end
 

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "minitest"
-require_relative "matcher"
+require_relative "leak_check"
 
 module Heapdiff
   # minitest support: `assert_no_leak { code }`, with LeakCheck's options:

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "rspec/expectations"
-require_relative "matcher"
+require_relative "leak_check"
 
 module Heapdiff
   # RSpec support: `expect { code }.not_to leak`, with LeakCheck's options:

@@ -1,10 +1,11 @@
 # frozen_string_literal: true
 
 require "sidekiq"
-require_relative "recorder"
+require_relative "capture/recorder"
 
 module Heapdiff
-  # Heap snapshots of a Sidekiq server between jobs: every N jobs and/or every T seconds.
+  # Heap snapshots of a Sidekiq server (6.4 through 8.x) between jobs: every N jobs
+  # and/or every T seconds.
   #
   #   # config/initializers/sidekiq.rb
   #   require "heapdiff/sidekiq"
@@ -12,32 +13,65 @@ module Heapdiff
   #     Heapdiff::Sidekiq.install(dir: "tmp/heapdiff", every_jobs: 1000, keep: 10)
   #   end
   #
-  # The snapshot is taken on the processor thread that just finished the Nth job,
-  # outside every other middleware, before the job is acknowledged. With concurrency 1
-  # that is exactly between two jobs; with more, the other processors stop for the GC
-  # and share the GVL with the dump, unless the snapshot forks (fork: true).
+  # The job that makes a snapshot due only hands it to the recorder's thread, and is
+  # acknowledged as usual: a snapshot never holds a job that has run (a TERM during a
+  # long snapshot must not make Sidekiq push a finished job back, to run it twice).
+  # The next job to start waits until the dump is written, so that with concurrency 1
+  # a snapshot is exactly between two jobs; a job that Sidekiq interrupts while it
+  # waits has not run, and Sidekiq pushes it back. Once Sidekiq is quieting or
+  # stopping no snapshot is asked for, and no job waits.
+  #
+  # With fork: true the processor thread that finished the job forks the child that
+  # writes the dump, itself: a pause of milliseconds, far below any shutdown timeout.
+  # A child forked from the recorder's thread would not see what only the processor
+  # thread's stack holds: a forked child has only the forking thread.
   module Sidekiq
     class << self
-      # Adds the middleware to Sidekiq's server chain (outermost). +every_jobs+,
+      # Adds the middleware to the server chain (outermost) of every capsule, through
+      # Sidekiq.configure_server: in any other process it does nothing. +every_jobs+,
       # +every_seconds+: when to take a snapshot (at least one). The other options are
-      # a Recorder's (+dir:+, +keep:+, +gzip:+, +fork:+, +logger:+, +on_snapshot:+), or
-      # +recorder:+ to share one (the binstub does: one numbering, one +keep+ for
-      # timed, signalled and per-job snapshots). Returns the Schedule.
+      # a Recorder's (+dir:+, +keep:+, +gzip:+, +fork:+, +logger:+, +on_snapshot:+,
+      # +after_fork:+), or +recorder:+ to share one (the binstub does: one numbering,
+      # one +keep+ for timed, signalled and per-job snapshots). Returns the Schedule.
+      # Raises ArgumentError for a wrong option.
       def install(every_jobs: nil, every_seconds: nil, recorder: nil, **recorder_options)
-        recorder ||= Recorder.new(**recorder_options)
+        recorder ||= Recorder.new(every: nil, **recorder_options)
         schedule = Schedule.new(recorder, every_jobs: every_jobs, every_seconds: every_seconds)
-        ::Sidekiq.server_middleware do |chain|
-          chain.remove(Middleware)
-          chain.prepend(Middleware, schedule)
+        ::Sidekiq.configure_server do |config|
+          each_chain_owner(config) do |owner|
+            owner.server_middleware do |chain|
+              chain.remove(Middleware)
+              chain.prepend(Middleware, schedule)
+            end
+          end
+          config.on(:quiet) { schedule.stopping! }
+          config.on(:shutdown) { schedule.stopping! }
+          recorder.logger.info("heapdiff: Sidekiq jobs will take snapshots in #{recorder.dir}, #{schedule}, " \
+                               "keeping #{recorder.keep}")
         end
-        recorder.logger.info("heapdiff: Sidekiq jobs will take snapshots in #{recorder.dir}, #{schedule}, " \
-                             "keeping #{recorder.keep}")
         schedule
+      end
+
+      # Takes the middleware out of the server chain again.
+      def uninstall
+        ::Sidekiq.configure_server do |config|
+          each_chain_owner(config) { |owner| owner.server_middleware { |chain| chain.remove(Middleware) } }
+        end
+      end
+
+      private
+
+      # The server's configuration, then (Sidekiq 7 and later) each capsule made so
+      # far: a capsule copies the configuration's chain when first asked for it, so
+      # one that already has its copy gets the middleware in its own chain too.
+      def each_chain_owner(config, &)
+        yield config
+        config.capsules.each_value(&) if config.respond_to?(:capsules)
       end
     end
 
     # Counts finished jobs and decides when a snapshot is due. One per server, shared by
-    # the middleware instances (Sidekiq 6 makes a new one for every job).
+    # the middleware instances (Sidekiq makes a new one for every job) of all capsules.
     class Schedule
       attr_reader :recorder, :every_jobs, :every_seconds, :jobs
 
@@ -56,6 +90,8 @@ module Heapdiff
         @jobs = 0
         @last = now
         @lock = Mutex.new
+        @capture = nil
+        @stopping = false
       end
 
       # "every 500 jobs", "every 500 jobs or 60 s"
@@ -64,8 +100,9 @@ module Heapdiff
         "every #{when_due.join(" or ")}"
       end
 
-      # Called after every job, whether it succeeded or raised. Takes the snapshot on
-      # the calling thread when one is due.
+      # Called after every job, whether it succeeded or raised. When a snapshot is due,
+      # asks the recorder's thread for it and returns without waiting (fork: true:
+      # forks the child that writes it, here).
       def job_done
         reason = @lock.synchronize do
           @jobs += 1
@@ -75,7 +112,30 @@ module Heapdiff
           @last = now if due
           due
         end
-        recorder.snapshot_now(reason: reason) if reason
+        return unless reason
+        return recorder.logger.info("heapdiff: snapshot (#{reason}) skipped: Sidekiq is stopping") if @stopping
+        return recorder.snapshot_now(reason: reason) if recorder.fork?
+
+        capture = recorder.snapshot_soon(reason: reason)
+        @lock.synchronize { @capture = capture }
+      end
+
+      # Called before every job: waits while a snapshot that a finished job asked for
+      # has not captured the heap yet.
+      def before_job
+        @capture&.pop
+      end
+
+      # Sidekiq is quieting or stopping: no more snapshots, and no job waits for one.
+      def stopping!
+        @lock.synchronize do
+          @stopping = true
+          @capture&.close
+        end
+      end
+
+      def stopping?
+        @stopping
       end
 
       private
@@ -88,11 +148,15 @@ module Heapdiff
     # The server middleware. Jobs that Sidekiq interrupts at shutdown (Sidekiq::Shutdown)
     # are not counted and take no snapshot.
     class Middleware
+      # Sidekiq 7 and later: gives the middleware its capsule's config.
+      include ::Sidekiq::ServerMiddleware if defined?(::Sidekiq::ServerMiddleware)
+
       def initialize(schedule)
         @schedule = schedule
       end
 
       def call(_worker, _job, _queue)
+        @schedule.before_job
         begin
           yield
         rescue StandardError

@@ -96,22 +96,66 @@ RSpec.describe "heapdiff/auto" do
     end
     expect(File.exist?(dir)).to be(false)
   end
+
+  # Boot goes on, and the process is as if heapdiff were absent: no thread, tracing
+  # off, no directory, the signal's handler untouched.
+  it "refuses a signal it cannot trap, and leaves nothing on" do
+    probe = 'h = Signal.trap("USR1", "DEFAULT"); puts JSON.generate(state.call.merge("usr1" => h.inspect))'
+    %w[KILL STOP SEGV VTALRM BUS ILL FPE EXIT].each do |signal|
+      out, status = Processes.ruby(state + "require 'heapdiff/auto'; #{probe}",
+                                   env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_SIGNAL" => signal })
+      expect(status).to be_success, out
+      expect(out.lines.first).to start_with("heapdiff: signal: SIG#{signal} cannot be trapped (")
+      expect(out.lines.first.chomp).to end_with("); heapdiff stays off")
+      expect(JSON.parse(out.lines.last)).to include("threads" => [nil], "tracing" => false, "usr1" => '"DEFAULT"')
+    end
+    expect(File.exist?(dir)).to be(false)
+  end
+
+  it "says so when HEAPDIFF_EVERY_JOBS is set in a process that is not a Sidekiq server" do
+    out, status = Processes.ruby(state + <<~RUBY, env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY_JOBS" => "5" })
+      require "heapdiff/auto"
+      chain = Sidekiq.respond_to?(:default_configuration) ? Sidekiq.default_configuration.server_middleware : Sidekiq.server_middleware
+      puts JSON.generate(state.call.merge("chain" => chain.entries.map { |e| e.klass.name }))
+    RUBY
+    expect(status).to be_success, out
+    expect(out.lines.first.chomp).to eq("heapdiff: HEAPDIFF_EVERY_JOBS: -e has not loaded Sidekiq::CLI (not a Sidekiq " \
+                                        "server, or a binstub not named sidekiq): no snapshots between jobs")
+    expect(JSON.parse(out.lines.last)["chain"]).not_to include("Heapdiff::Sidekiq::Middleware")
+  end
+
+  it "undoes what it began when starting fails late, and says so" do
+    # The recorder's thread starts last, after tracing; here it fails as running out of
+    # file descriptors for its pipe would.
+    out, status = Processes.ruby(state + <<~RUBY, env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir })
+      require "heapdiff"
+      Heapdiff::Recorder.prepend(Module.new { def start = raise(Errno::EMFILE, "pipe") })
+      require "heapdiff/auto"
+      puts JSON.generate(state.call)
+    RUBY
+    expect(status).to be_success, out
+    expect(out.lines.first.chomp).to eq("heapdiff: Too many open files - pipe; heapdiff stays off")
+    expect(JSON.parse(out.lines.last)).to include("threads" => [nil], "tracing" => false)
+  end
 end
 
 RSpec.describe Heapdiff::Env do
   it "reads the defaults" do
     expect(described_class.settings({ "HEAPDIFF" => "1" })).to eq(
-      dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, trace: true, every_jobs: nil
+      dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, trace: true, every_jobs: nil,
+      after_fork: :restart
     )
   end
 
   it "reads every variable" do
     env = {
       "HEAPDIFF_DIR" => "/var/dumps", "HEAPDIFF_EVERY" => "0", "HEAPDIFF_KEEP" => "3",
-      "HEAPDIFF_SIGNAL" => " USR2 ", "HEAPDIFF_FORK" => "yes", "HEAPDIFF_GZIP" => "1", "HEAPDIFF_TRACE" => "off"
+      "HEAPDIFF_SIGNAL" => " USR2 ", "HEAPDIFF_FORK" => "yes", "HEAPDIFF_GZIP" => "1", "HEAPDIFF_TRACE" => "off",
+      "HEAPDIFF_AFTER_FORK" => "stop"
     }
     expect(described_class.settings(env)).to eq(
-      dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, trace: false, every_jobs: nil
+      dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, trace: false, every_jobs: nil,
+      after_fork: :stop
     )
   end
 
@@ -123,7 +167,7 @@ RSpec.describe Heapdiff::Env do
 
   it "names the variable that does not parse" do
     [%w[HEAPDIFF_EVERY -1], %w[HEAPDIFF_KEEP 0], %w[HEAPDIFF_KEEP many], %w[HEAPDIFF_FORK maybe],
-     %w[HEAPDIFF_EVERY_JOBS 1.5]].each do |name, value|
+     %w[HEAPDIFF_EVERY_JOBS 1.5], %w[HEAPDIFF_AFTER_FORK sometimes]].each do |name, value|
       expect { described_class.settings({ name => value }) }.to raise_error(ArgumentError, /\A#{name}=#{Regexp.escape(value)} /)
     end
   end

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-require "heapdiff/gem_attribution"
+require "heapdiff/analysis/gem_attribution"
 
 RSpec.describe Heapdiff::GemAttribution do
   subject(:attribution) { described_class.new(app_root: "/srv/app") }

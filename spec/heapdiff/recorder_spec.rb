@@ -71,6 +71,16 @@ RSpec.describe Heapdiff::Recorder do
     end
   end
 
+  it "takes a snapshot asked for with snapshot_soon on its own thread, and says when the heap is captured" do
+    @recorder = described_class.new(dir: dir, every: nil, logger: logger, on_snapshot: ->(s) { taken << s })
+    captured = @recorder.snapshot_soon(reason: "after job 3")
+    expect(@recorder).to be_running
+    expect(captured.pop).to be_nil # returns once the recorder's thread closed it
+    expect(captured).to be_closed
+    expect(next_snapshot.path).to end_with("heap-0001.json")
+    expect(log.string).to include("heap-0001.json (after job 3, ")
+  end
+
   it "takes a snapshot in the calling thread with snapshot_now" do
     start(every: nil)
     snapshot = @recorder.snapshot_now

@@ -3,6 +3,7 @@
 require "heapdiff/sidekiq"
 require "logger"
 require "stringio"
+require_relative "../support/processes"
 
 # The middleware's bookkeeping; sidekiq_server_spec.rb runs it in a real server.
 RSpec.describe Heapdiff::Sidekiq do
@@ -28,10 +29,26 @@ RSpec.describe Heapdiff::Sidekiq do
         3
       end
 
-      def snapshot_now(reason:)
+      def snapshot_soon(reason:)
         @reasons << reason
+        Thread::Queue.new
+      end
+
+      attr_accessor :fork, :taken_here
+
+      alias_method :fork?, :fork
+
+      def snapshot_now(reason:)
+        (@taken_here ||= []) << [reason, Thread.current]
       end
     end.new
+  end
+
+  # The server chain, as a server's configuration block sees it.
+  def server_chain
+    chain = nil
+    Sidekiq.configure_server { |config| chain = config.server_middleware }
+    chain
   end
 
   describe Heapdiff::Sidekiq::Schedule do
@@ -63,9 +80,40 @@ RSpec.describe Heapdiff::Sidekiq do
     let(:middleware) { described_class.new(schedule) }
 
     it "counts a job once it has run, and one that raised too" do
+      schedule.before_job # no snapshot asked for yet: does not wait
       middleware.call(nil, {}, "default") { :done }
+      schedule.stopping!
       expect { middleware.call(nil, {}, "default") { raise "boom" } }.to raise_error(RuntimeError, "boom")
-      expect(recorder.reasons).to eq(["after job 1", "after job 2"])
+      expect(recorder.reasons).to eq(["after job 1"])
+      expect(schedule.jobs).to eq(2)
+      expect(recorder.log.string).to include("heapdiff: snapshot (after job 2) skipped: Sidekiq is stopping")
+    end
+
+    it "with fork: true forks from the thread that ran the job, and nothing waits" do
+      recorder.fork = true
+      middleware.call(nil, {}, "default") { :done }
+      expect(recorder.taken_here).to eq([["after job 1", Thread.current]])
+      expect(recorder.reasons).to be_empty
+      expect(schedule.instance_variable_get(:@capture)).to be_nil
+    end
+
+    it "starts the next job only once the snapshot the last one asked for has captured the heap" do
+      middleware.call(nil, {}, "default") { :done }
+      ran = Queue.new
+      job = Thread.new { middleware.call(nil, {}, "default") { ran << :ran } }
+      Processes.wait_for("the job to wait") { job.status == "sleep" }
+      expect(ran).to be_empty
+      schedule.instance_variable_get(:@capture).close # what the recorder's thread does
+      job.join
+      expect(ran.size).to eq(1)
+    end
+
+    it "lets jobs go on without waiting once Sidekiq is quieting" do
+      middleware.call(nil, {}, "default") { :done }
+      job = Thread.new { middleware.call(nil, {}, "default") { :done } }
+      Processes.wait_for("the job to wait") { job.status == "sleep" }
+      schedule.stopping!
+      expect(job.join(5)).to be(job)
     end
 
     it "does not count a job that Sidekiq interrupts to shut down" do
@@ -75,14 +123,16 @@ RSpec.describe Heapdiff::Sidekiq do
   end
 
   describe ".install" do
-    after { Sidekiq.server_middleware.remove(Heapdiff::Sidekiq::Middleware) }
+    # A Sidekiq server is a process that has loaded Sidekiq::CLI.
+    before { allow(Sidekiq).to receive(:server?).and_return(true) }
+    after { described_class.uninstall }
 
     it "puts the middleware first in Sidekiq's server chain, once" do
       described_class.install(every_jobs: 10, recorder: recorder)
       schedule = described_class.install(every_jobs: 5, recorder: recorder)
-      entries = Sidekiq.server_middleware.entries.select { |e| e.klass == Heapdiff::Sidekiq::Middleware }
+      entries = server_chain.entries.select { |e| e.klass == Heapdiff::Sidekiq::Middleware }
       expect(entries.size).to eq(1)
-      expect(Sidekiq.server_middleware.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
+      expect(server_chain.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
       expect(schedule.every_jobs).to eq(5)
       expect(schedule.recorder).to equal(recorder)
       expect(recorder.log.string).to include("heapdiff: Sidekiq jobs will take snapshots in /tmp/snapshots, " \
@@ -94,6 +144,29 @@ RSpec.describe Heapdiff::Sidekiq do
       expect(schedule.recorder).to be_a(Heapdiff::Recorder)
       expect([schedule.recorder.dir, schedule.recorder.keep]).to eq(["/tmp/x", 4])
       expect(schedule.recorder).not_to be_running
+      expect(schedule.recorder.every).to be_nil
+    end
+
+    it "puts it in the chain of every capsule, also one that copied the chain before (Sidekiq 7 and later)" do
+      skip "Sidekiq #{Sidekiq::VERSION} has no capsules" unless Sidekiq.respond_to?(:default_configuration)
+
+      require "sidekiq/capsule" # loaded by the CLI in a server
+      config = Sidekiq.default_configuration
+      capsule = config.capsule("heapdiff-spec") { |c| c.queues = %w[heapdiff-spec] }
+      capsule.server_middleware # copies the configuration's chain now, without heapdiff's
+      described_class.install(every_jobs: 5, recorder: recorder)
+      expect(capsule.server_middleware.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
+      expect(config.capsule("heapdiff-later").server_middleware.entries.first.klass).to eq(Heapdiff::Sidekiq::Middleware)
+    ensure
+      config&.capsules&.delete("heapdiff-spec")
+      config&.capsules&.delete("heapdiff-later")
+    end
+
+    it "installs nothing outside a Sidekiq server" do
+      allow(Sidekiq).to receive(:server?).and_return(false)
+      described_class.install(every_jobs: 5, recorder: recorder)
+      allow(Sidekiq).to receive(:server?).and_return(true)
+      expect(server_chain.entries.map(&:klass)).not_to include(Heapdiff::Sidekiq::Middleware)
     end
   end
 end

@@ -45,9 +45,9 @@ module SidekiqServerRun
   end
 end
 
-# A real Sidekiq 6.4 server (Debian's ruby-sidekiq) against a real redis-server on
-# loopback, started with a binstub holding `require "heapdiff/auto"` and HEAPDIFF_*
-# variables. Its jobs leak SQL log lines into a thread-local buffer, each tagged with
+# A real Sidekiq server (Debian's ruby-sidekiq: 6.4 on the host, 7.3 on trixie, 8.1
+# on sid) against a real redis-server on loopback, started with a binstub holding
+# `require "heapdiff/auto"` and HEAPDIFF_* variables. Its jobs leak SQL log lines into a thread-local buffer, each tagged with
 # its phase, and count them. heapdiff's middleware snapshots the server after every
 # JOBS_PER_PHASE jobs: exactly at the ends of the three phases.
 RSpec.describe "Snapshots of a real Sidekiq server, taken by heapdiff's middleware" do

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "tmpdir"
-require "heapdiff/summary"
+require "heapdiff/analysis/summary"
 require_relative "../support/fixtures"
 
 RSpec.describe Heapdiff::Summary do

@@ -1,7 +1,9 @@
 # frozen_string_literal: true
 
+require "net/http"
 require "open3"
 require "rbconfig"
+require "socket"
 require "tempfile"
 
 # Runs Ruby snippets in fresh processes with heapdiff's lib on the load path: what a
@@ -45,6 +47,32 @@ module Processes
   # Starts +code+ in the background, output to +log+. Returns the pid.
   def spawn_ruby(code, *args, log:, env: {})
     Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, *args, in: File::NULL, out: log, err: %i[child out])
+  end
+
+  # A TCP port on 127.0.0.1 that nothing listens on (for a server a spec starts).
+  def free_port
+    server = TCPServer.new("127.0.0.1", 0)
+    server.addr[1]
+  ensure
+    server&.close
+  end
+
+  # GET +path+ from a server on 127.0.0.1:+port+: the response, or nil while nothing
+  # answers there.
+  def http_get(port, path)
+    Net::HTTP.start("127.0.0.1", port, open_timeout: 5, read_timeout: 30) { |http| http.get(path) }
+  rescue SystemCallError, IOError, Net::OpenTimeout
+    nil
+  end
+
+  # Stops the process group that +pid+ leads (spawned with pgroup: true): TERM, then
+  # KILL if it has not exited after +grace+ seconds. Reaps +pid+.
+  def stop_group(pid, grace: 10)
+    Process.kill("TERM", -pid)
+    wait_for("pid #{pid} to exit", timeout: grace) { Process.waitpid(pid, Process::WNOHANG) }
+  rescue RuntimeError
+    Process.kill("KILL", -pid)
+    Process.wait(pid)
   end
 
   # Polls the block until it returns a truthy value, which it returns; fails after

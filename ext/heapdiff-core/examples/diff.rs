@@ -21,7 +21,9 @@ fn main() {
     let objects: usize = heaps.iter().map(|h| h.len()).sum();
     let references: u64 = heaps.iter().map(|h| h.stats.references).sum();
     let options = heapdiff_core::DiffOptions::default();
-    let report = heapdiff_core::diff(&heaps[0], &heaps[1], Some(&heaps[2]), &options);
+    let mut heaps = heaps;
+    let last = heapdiff_core::HeapGraph::new(heaps.pop().expect("three heaps"));
+    let report = heapdiff_core::diff(&heaps[0], &heaps[1], Some(&last), &options);
     let total = start.elapsed().as_secs_f64();
     println!(
         "loads {loaded:.3} s, diff {:.3} s, total {total:.3} s; {} groups",

@@ -5,7 +5,10 @@ use std::time::Instant;
 fn main() {
     let path = std::env::args().nth(1).expect("a dump");
     let t = Instant::now();
-    let heap = heapdiff_core::load(path.as_ref(), Default::default()).expect("loads");
+    let graph = heapdiff_core::HeapGraph::new(
+        heapdiff_core::load(path.as_ref(), Default::default()).expect("loads"),
+    );
+    let heap = graph.heap();
     println!(
         "load: {} objects in {:.3} s",
         heap.len(),
@@ -13,7 +16,7 @@ fn main() {
     );
     let target = heap.len() - 1;
     let t = Instant::now();
-    let path = heap.path_to_root(target, false);
+    let path = graph.path_to_root(target, false);
     println!(
         "first path (builds the BFS tree): {:.1} ms, {} steps",
         t.elapsed().as_secs_f64() * 1e3,
@@ -21,20 +24,20 @@ fn main() {
     );
     let t = Instant::now();
     let found = (0..1000)
-        .filter(|&i| heap.path_to_root(i * (heap.len() / 1000), false).is_some())
+        .filter(|&i| graph.path_to_root(i * (heap.len() / 1000), false).is_some())
         .count();
     println!(
         "1000 more paths: {:.1} ms ({found} reachable)",
         t.elapsed().as_secs_f64() * 1e3
     );
     let t = Instant::now();
-    let retainers = heap.retainers(target, false).len();
+    let retainers = graph.retainers(target, false).len();
     println!(
         "reverse graph + retainers: {:.1} ms ({retainers})",
         t.elapsed().as_secs_f64() * 1e3
     );
     let t = Instant::now();
-    let d = heap.dominators(false);
+    let d = graph.dominators(false);
     let reachable = d.idom.iter().filter(|&&x| x != u32::MAX).count();
     println!(
         "dominators: {:.3} s ({reachable} reachable)",

@@ -3,28 +3,23 @@
 //! (bin/test runs `valgrind --leak-check=full` on it with the leak3 fixture).
 //! `cargo run --release --example memcheck -- 0.json 1.json 2.json`
 use heapdiff_core::redact::{redact, RedactOptions};
-use heapdiff_core::{diff, load, DiffOptions, LoadOptions};
+use heapdiff_core::{diff, load, DiffOptions, HeapGraph, LoadOptions};
 
 fn main() {
     let paths: Vec<String> = std::env::args().skip(1).collect();
     assert_eq!(paths.len(), 3, "usage: memcheck BEFORE AFTER LATER");
-    let heaps: Vec<_> = paths
+    let mut heaps: Vec<_> = paths
         .iter()
         .map(|p| load(p.as_ref(), LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    let report = diff(
-        &heaps[0],
-        &heaps[1],
-        Some(&heaps[2]),
-        &DiffOptions::default(),
-    );
+    let graph = HeapGraph::new(heaps.pop().expect("three heaps"));
+    let report = diff(&heaps[0], &heaps[1], Some(&graph), &DiffOptions::default());
     let group = report.groups.first().expect("the dumps leak");
+    // Members are rows of the last heap, where the retention holds.
     let row = group.members[0] as usize;
-    let path = heaps[1].path_to_root(row, false);
-    let value = heaps[1]
-        .source
-        .read_line(heaps[1].columns.offset[row])
-        .unwrap();
+    let path = graph.path_to_root(row, false);
+    let last = graph.heap();
+    let value = last.source.read_line(last.columns.offset[row]).unwrap();
     let mut redacted = Vec::new();
     let input = std::fs::File::open(&paths[1]).unwrap();
     let stats = redact(

@@ -42,6 +42,13 @@ pub fn checkpoint() {
     }
 }
 
+/// A `checkpoint` once in 64K steps of a loop: cheap enough for the hottest ones.
+pub fn checkpoint_every(step: usize) {
+    if step.is_multiple_of(1 << 16) {
+        checkpoint();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

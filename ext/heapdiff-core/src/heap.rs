@@ -8,7 +8,6 @@ use hashbrown::HashMap;
 use std::sync::OnceLock;
 
 use crate::address_index::AddressIndex;
-use crate::graph::GraphCache;
 use crate::intern::Interner;
 use crate::object_type::ObjectType;
 use crate::source::Source;
@@ -273,8 +272,6 @@ pub struct Heap {
     pub class_parents: HashMap<u64, u64>,
     pub index: AddressIndex,
     pub stats: LoadStats,
-    /// Paths, reverse references and dominators, built on first use.
-    pub graph: GraphCache,
     /// SHAPE id → position in `shapes`, built on first use.
     pub shape_ids: OnceLock<HashMap<u64, usize>>,
 }
@@ -374,7 +371,7 @@ impl Heap {
                 ObjectType::Module => Some(format!("#<Module:{}>", hex(class_address))),
                 ObjectType::Class | ObjectType::IClass => {
                     let singleton =
-                        self.columns.flags[i] & crate::record::flag::SINGLETON as u16 != 0;
+                        self.columns.flags[i] & crate::parse::flag::SINGLETON as u16 != 0;
                     let kind = if singleton { "singleton " } else { "" };
                     Some(format!("#<{kind}Class:{}>", hex(class_address)))
                 }
@@ -433,6 +430,75 @@ impl Heap {
 
     pub fn length(&self, i: usize) -> Option<u32> {
         absent_to_none(self.columns.length[i])
+    }
+
+    /// The row of the object's class, when the dump has it (not for IMEMO, whose class
+    /// member is bogus before 3.2).
+    pub fn class_row(&self, v: usize) -> Option<usize> {
+        let class = self.columns.class[v];
+        if class == 0 || self.columns.object_type[v] == ObjectType::Imemo {
+            return None;
+        }
+        self.find(class)
+    }
+
+    /// Rows the roots mark, each root record's in order, duplicates kept.
+    pub(crate) fn root_rows(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let n = self.len() as u32;
+        self.roots.iter().enumerate().flat_map(move |(r, root)| {
+            self.root_targets[root.start as usize..root.end as usize]
+                .iter()
+                .filter(move |&&t| t < n)
+                .map(move |&t| (r, t as usize))
+        })
+    }
+
+    pub(crate) fn reference_rows_with_dangling(&self, v: usize) -> &[u32] {
+        &self.ref_targets[self.ref_start[v] as usize..self.ref_start[v + 1] as usize]
+    }
+
+    /// The ivar names of an OBJECT in slot order, from its shape chain (Ruby 3.2+).
+    pub fn ivar_names(&self, v: usize) -> Option<Vec<String>> {
+        if self.columns.flags[v] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
+            return None; // ivars live in a hash table, in no shape order
+        }
+        let shape_id = self.shape_id(v)?;
+        let by_id = self.shape_index();
+        let mut names = Vec::new();
+        let mut id = u64::from(shape_id);
+        for _ in 0..=self.shapes.len() {
+            let shape = &self.shapes[*by_id.get(&id)?];
+            if let Some(name) = self.string(shape.edge_name) {
+                if self.string(shape.shape_type) == Some(b"IVAR") {
+                    names.push(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+            // The chain ends at a shape without a parent, or with a parent id that
+            // is no shape (3.4 writes 65535, the invalid id, above T_OBJECT shapes).
+            match shape.parent_id.filter(|p| by_id.contains_key(p)) {
+                Some(parent) => id = parent,
+                None => {
+                    names.reverse();
+                    return Some(names);
+                }
+            }
+        }
+        None
+    }
+
+    fn shape_index(&self) -> &hashbrown::HashMap<u64, usize> {
+        self.shape_ids.get_or_init(|| {
+            self.shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id, i))
+                .collect()
+        })
+    }
+
+    pub fn shape_id(&self, v: usize) -> Option<u32> {
+        let id = self.columns.shape_id[v];
+        (id != crate::heap::ABSENT && !self.shapes.is_empty()).then_some(id)
     }
 
     /// Human-readable warnings about what loading recovered or could not use.

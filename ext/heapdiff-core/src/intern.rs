@@ -4,7 +4,7 @@
 use hashbrown::HashMap;
 
 /// Id 0 means "absent"; real strings start at 1.
-pub const NONE: u32 = 0;
+pub const NO_STRING: u32 = 0;
 
 #[derive(Default, Debug, Clone)]
 pub struct Interner {
@@ -28,7 +28,7 @@ impl Interner {
     }
 
     pub fn get(&self, id: u32) -> Option<&[u8]> {
-        if id == NONE {
+        if id == NO_STRING {
             return None;
         }
         self.strings.get(id as usize - 1).map(|s| &s[..])
@@ -58,7 +58,7 @@ impl Interner {
     /// ours (index = other's id).
     pub fn absorb(&mut self, other: &Interner) -> Vec<u32> {
         let mut map = Vec::with_capacity(other.strings.len() + 1);
-        map.push(NONE);
+        map.push(NO_STRING);
         for s in &other.strings {
             map.push(self.intern(s));
         }

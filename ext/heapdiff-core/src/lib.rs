@@ -9,11 +9,10 @@ pub mod heap;
 pub mod intern;
 pub mod load;
 pub mod object_type;
-pub mod record;
+pub mod parse;
 pub mod redact;
 pub mod source;
 pub mod summary;
-pub mod suspects;
 pub mod trend;
 
 /// The longest record (one line of a dump, in bytes) heapdiff reads. Real records
@@ -23,6 +22,7 @@ pub mod trend;
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
 
 pub use diff::{diff, DiffOptions, Group, Report};
+pub use graph::HeapGraph;
 pub use heap::Heap;
 pub use load::{load, LoadError, LoadOptions};
 pub use object_type::ObjectType;

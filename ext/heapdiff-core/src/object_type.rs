@@ -9,8 +9,6 @@ macro_rules! object_types {
         pub enum ObjectType { $($variant),* }
 
         impl ObjectType {
-            pub const ALL: &'static [ObjectType] = &[$(ObjectType::$variant),*];
-
             pub fn name(self) -> &'static str {
                 match self { $(ObjectType::$variant => $name),* }
             }
@@ -66,13 +64,4 @@ const fn pack_name(name: &[u8]) -> Option<u64> {
         i += 1;
     }
     Some(packed)
-}
-
-impl ObjectType {
-    pub fn from_u8(byte: u8) -> ObjectType {
-        Self::ALL
-            .get(byte as usize)
-            .copied()
-            .unwrap_or(ObjectType::Unknown)
-    }
 }

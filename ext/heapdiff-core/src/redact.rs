@@ -20,7 +20,8 @@ use flate2::Compression;
 
 use crate::load::{LoadError, RecordTooLong};
 use crate::object_type::ObjectType;
-use crate::record::{flag, parse_line, Record, RecordKind, Span};
+use crate::parse::boundary::{is_record_start, trim_line_end};
+use crate::parse::{flag, parse_line, Record, RecordKind, Span};
 use crate::MAX_RECORD_BYTES;
 
 #[derive(Default, Clone, Copy)]
@@ -190,7 +191,7 @@ impl<W: Write> Redactor<'_, W> {
             if line.len() > MAX_RECORD_BYTES {
                 return Err(self.not_a_dump(self.stats.lines, &RecordTooLong.to_string()));
             }
-            let content = trim_end(&line);
+            let content = trim_line_end(&line);
             if content.is_empty() {
                 self.flush_pending(false)?;
                 self.write(b"\n")?;
@@ -294,23 +295,6 @@ impl<W: Write> Redactor<'_, W> {
         self.pending.clear();
         Ok(())
     }
-}
-
-fn trim_end(mut s: &[u8]) -> &[u8] {
-    while let Some((&last, rest)) = s.split_last() {
-        if matches!(last, b'\n' | b'\r') {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
-}
-
-/// Does this line start a record, as the emitter writes one? (As in loading: junk of a
-/// broken record can hold a newline followed by `{`.)
-fn is_record_start(line: &[u8]) -> bool {
-    line.starts_with(b"{\"address\":") || line.starts_with(b"{\"type\":")
 }
 
 /// The record's text without its `value` member, and whether there was one; None

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use hashbrown::HashMap;
 
 use crate::heap::{Heap, ABSENT};
-use crate::intern::NONE;
+use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
-use crate::record::{parse_line, unescape_with};
+use crate::parse::{parse_line, unescape_with};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -34,8 +34,9 @@ pub struct Duplicate {
     pub tally: Tally,
 }
 
-/// An allocation site: file and line (a line may be missing).
-pub type Site = (Vec<u8>, Option<u32>);
+/// Where objects were allocated: file and line (a line may be missing). Not a
+/// `trend::Site`, which is a whole allocation site (type, class, file, line) over time.
+pub type Location = (Vec<u8>, Option<u32>);
 
 /// Every table is unsorted; the caller ranks it as it needs.
 #[derive(Debug, Clone, Default)]
@@ -45,11 +46,18 @@ pub struct Summary {
     /// Class name, else DATA struct / IMEMO type, else type name: what the object is.
     pub by_class: Vec<(String, Tally)>,
     /// (file, line); None for objects allocated while tracing was off.
-    pub by_location: Vec<(Option<Site>, Tally)>,
+    pub by_location: Vec<(Option<Location>, Tally)>,
     pub by_file: Vec<(Option<Vec<u8>>, Tally)>,
     pub duplicates: Vec<Duplicate>,
 }
 
+/// Counts and memsizes (bytes) of `heap`'s objects by type, class, allocation site
+/// and file, and the string values more than one STRING object holds (read back from
+/// the dump: one front-to-back pass over the STRING lines).
+///
+/// Errors: the `io::Error` of reading the dump again (moved, deleted, changed since
+/// the load). `cancel`, when set from another thread, stops the count early with an
+/// error whose message is "interrupted".
 pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary> {
     let c = &heap.columns;
     let mut total = Tally::default();
@@ -85,7 +93,11 @@ pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary
             }
         }
         // Without a file there is no site, whatever the line says.
-        let line = if c.file[i] == NONE { ABSENT } else { c.line[i] };
+        let line = if c.file[i] == NO_STRING {
+            ABSENT
+        } else {
+            c.line[i]
+        };
         by_location
             .entry((c.file[i], line))
             .or_default()

@@ -13,8 +13,9 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::diff::{compaction_warning, site_class, DiffOptions, Noise, Pairing, NAMED_CLASS};
+use crate::graph::HeapGraph;
 use crate::heap::Heap;
-use crate::intern::NONE;
+use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
 
 /// A row of the last heap that belongs to no site (empty slot, zombie, noise).
@@ -90,7 +91,7 @@ pub struct Trend {
     pub snapshots: Vec<SnapshotTotals>,
     pub warnings: Vec<String>,
     /// The last snapshot, kept for suspects and paths of its objects.
-    pub last: Arc<Heap>,
+    pub last: Arc<HeapGraph>,
     /// The site (index into `sites`) of each row of `last`, or `NO_SITE`.
     last_sites: Vec<u32>,
 }
@@ -255,7 +256,7 @@ pub fn trend<E>(
         sites,
         snapshots,
         warnings,
-        last: Arc::new(previous.expect("at least one snapshot")),
+        last: Arc::new(HeapGraph::new(previous.expect("at least one snapshot"))),
         last_sites,
     })
 }
@@ -272,7 +273,7 @@ fn site_key(heap: &Heap, (object_type, class, file, line): (ObjectType, u64, u32
     SiteKey {
         object_type,
         class,
-        file: (file != NONE)
+        file: (file != NO_STRING)
             .then(|| heap.string(file).map(<[u8]>::to_vec))
             .flatten(),
         line,

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use heapdiff_core::graph::SUPER_ROOT;
-use heapdiff_core::{load, Heap, LoadOptions, ObjectType};
+use heapdiff_core::{load, Heap, HeapGraph, LoadOptions, ObjectType};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -126,7 +126,7 @@ fn dominators_agree_with_the_definition_on_random_graphs() {
     let mut rng = Rng(0x5eed_1234_abcd);
     for case in 0..400 {
         let g = random_graph(&mut rng);
-        let heap = as_heap(&g);
+        let graph = HeapGraph::new(as_heap(&g));
         let n = g.edges.len();
         let live = reachable(&g, None);
         for v in 0..n {
@@ -137,13 +137,13 @@ fn dominators_agree_with_the_definition_on_random_graphs() {
             expected.sort();
             let mut chain = Vec::new();
             let mut at = v;
-            while let Some(d) = heap.dominator(at, false) {
+            while let Some(d) = graph.dominator(at, false) {
                 chain.push(d);
                 at = d;
             }
             chain.sort();
             assert_eq!(chain, expected, "case {case}, node {v}: {:?}", g.edges);
-            let idom = heap.dominators(false).idom[v];
+            let idom = graph.dominators(false).idom[v];
             assert_eq!(
                 idom == SUPER_ROOT || idom != u32::MAX,
                 live[v],
@@ -158,7 +158,7 @@ fn retained_sizes_agree_with_brute_force() {
     let mut rng = Rng(0xf_eedb_eef1);
     for case in 0..400 {
         let g = random_graph(&mut rng);
-        let heap = as_heap(&g);
+        let graph = HeapGraph::new(as_heap(&g));
         let live = reachable(&g, None);
         for v in 0..g.edges.len() {
             let expected: u64 = if live[v] {
@@ -171,7 +171,7 @@ fn retained_sizes_agree_with_brute_force() {
                 0
             };
             assert_eq!(
-                heap.retained_size(v, false),
+                graph.retained_size(v, false),
                 expected,
                 "case {case}, node {v}"
             );
@@ -184,10 +184,10 @@ fn paths_are_shortest_and_follow_real_edges() {
     let mut rng = Rng(0xabc);
     for case in 0..300 {
         let g = random_graph(&mut rng);
-        let heap = as_heap(&g);
+        let graph = HeapGraph::new(as_heap(&g));
         let dist = bfs_distance(&g);
         for v in 0..g.edges.len() {
-            let path = heap.path_to_root(v, false);
+            let path = graph.path_to_root(v, false);
             assert_eq!(
                 path.as_ref().map(|p| p.steps.len()),
                 dist[v],
@@ -201,7 +201,7 @@ fn paths_are_shortest_and_follow_real_edges() {
                 assert_eq!(path.steps.last().unwrap().row, v);
                 assert_eq!(path.root, "vm");
             }
-            for p in heap.paths_to_root(v, 5, false) {
+            for p in graph.paths_to_root(v, 5, false) {
                 assert_eq!(p.steps.last().unwrap().row, v);
                 assert!(p.steps.len() >= dist[v].unwrap());
             }
@@ -219,7 +219,8 @@ fn shared() -> PathBuf {
 fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
     for ruby in ["3.1", "3.3", "3.4", "4.0"] {
         let path = shared().join(format!("fixtures/leak3/ruby-{ruby}/2.jsonl.gz"));
-        let heap = load(&path, LoadOptions::default()).unwrap();
+        let graph = HeapGraph::new(load(&path, LoadOptions::default()).unwrap());
+        let heap = graph.heap();
         let leaks: Vec<usize> = (0..heap.len())
             .filter(|&i| {
                 heap.columns.object_type[i] == ObjectType::Object && heap.line(i) == Some(28)
@@ -227,7 +228,7 @@ fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
             .collect();
         assert_eq!(leaks.len(), 3000, "{ruby}");
         for &leak in &leaks {
-            let path = heap.path_to_root(leak, false).expect("reachable");
+            let path = graph.path_to_root(leak, false).expect("reachable");
             let holder = path.steps[path.steps.len() - 2].row;
             assert_eq!(
                 heap.columns.object_type[holder],
@@ -242,14 +243,14 @@ fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
                 .iter()
                 .any(|r| heap.root_addresses(r).contains(&heap.columns.address[leak]));
             let expected = if marked_by_root { None } else { Some(holder) };
-            assert_eq!(heap.dominator(leak, false), expected, "{ruby}");
+            assert_eq!(graph.dominator(leak, false), expected, "{ruby}");
         }
         // Ivar labels come from shapes on 3.2+: the payload is held as @payload.
         let payload = heap
             .referents(leaks[0])
             .find(|&t| heap.line(t) == Some(17))
             .unwrap();
-        let label = heap.edge_label(leaks[0], payload);
+        let label = graph.edge_label(leaks[0], payload);
         if ruby == "3.1" {
             assert_eq!(label, None, "no shapes in 3.1 dumps");
         } else {
@@ -260,35 +261,32 @@ fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
 
 #[test]
 fn leak3_suspect_of_each_known_group_is_the_leaks_array() {
-    use heapdiff_core::{diff, suspects::suspects, DiffOptions};
+    use heapdiff_core::{diff, graph::suspects::suspects, DiffOptions};
     for ruby in ["3.1", "3.3", "3.4", "4.0"] {
-        let heaps: Vec<Heap> = (0..3)
+        let mut heaps: Vec<Heap> = (0..3)
             .map(|n| {
                 let path = shared().join(format!("fixtures/leak3/ruby-{ruby}/{n}.jsonl.gz"));
                 load(&path, LoadOptions::default()).unwrap()
             })
             .collect();
-        let report = diff(
-            &heaps[0],
-            &heaps[1],
-            Some(&heaps[2]),
-            &DiffOptions::default(),
-        );
-        let after = &heaps[1];
+        // Members are rows of the last dump, where the retention holds.
+        let graph = HeapGraph::new(heaps.pop().expect("three heaps"));
+        let report = diff(&heaps[0], &heaps[1], Some(&graph), &DiffOptions::default());
+        let last = graph.heap();
         for line in [17, 27, 28] {
             let group = report.groups.iter().find(|g| g.line == Some(line)).unwrap();
-            let suspect = suspects(after, &group.members, false);
+            let suspect = suspects(&graph, &group.members, false);
             let top = &suspect.holders[0];
             let holder = top.row.expect("held by an object");
             assert_eq!(
-                after.columns.object_type[holder],
+                last.columns.object_type[holder],
                 ObjectType::Array,
                 "{ruby}:{line}"
             );
             assert_eq!(
-                after.length(holder),
-                Some(2000),
-                "{ruby}:{line}: LEAKS at dump 1"
+                last.length(holder),
+                Some(3000),
+                "{ruby}:{line}: LEAKS at dump 2"
             );
             assert!(top.count >= 999, "{ruby}:{line}: {:?}", suspect.holders);
             assert!(suspect.retained_size >= group.memsize, "{ruby}:{line}");

@@ -99,7 +99,7 @@ fn survivors_are_counted_by_identity_not_by_address() {
     let rows = t.rows(0, usize::MAX);
     let addresses: Vec<u64> = rows
         .iter()
-        .map(|&r| t.last.columns.address[r as usize])
+        .map(|&r| t.last.heap().columns.address[r as usize])
         .collect();
     assert_eq!(addresses, vec![0x100, 0x200, 0x300, 0x600, 0x700]);
     assert_eq!(t.rows(0, 2).len(), 2);

@@ -10,7 +10,7 @@ use heapdiff_core::cancel;
 use magnus::{Error, Ruby};
 use rayon::ThreadPool;
 
-use crate::errors::error;
+use crate::errors::{error, Raise};
 
 /// Runs `work` with the GVL released, on the process's rayon pool (see `pool`). `work`
 /// gets a flag that turns true when Ruby wants the thread back (an interrupt); it should
@@ -115,7 +115,7 @@ where
                     .unwrap_or_else(|| "unknown panic".into());
                 return Err(error(
                     ruby,
-                    "Error",
+                    Raise::Error,
                     format!("internal error in heapdiff: {message}"),
                 ));
             }
@@ -123,7 +123,7 @@ where
             _ => continue,
         }
     }
-    Err(error(ruby, "Interrupted", "interrupted".into()))
+    Err(error(ruby, Raise::Interrupted, "interrupted".into()))
 }
 
 /// The worker pool, one per process and shared by concurrent calls: the three loads of

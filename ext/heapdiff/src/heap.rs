@@ -2,18 +2,17 @@
 //! no Ruby object exists per heap object unless asked for.
 
 use std::cell::RefCell;
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
-use heapdiff_core::record::{self, flag, parse_line, Record};
-use heapdiff_core::{load, Heap, LoadOptions};
+use heapdiff_core::parse::{self, flag, parse_line, Record};
+use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby, Value,
 };
 
-use crate::errors::{error, load_error};
+use crate::convert::{check_index, opt_utf8, path_buf, utf8};
+use crate::errors::{error, load_error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 /// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
@@ -28,7 +27,7 @@ pub struct HeapHandle {
 /// allocated, so that dropped heaps lead to a collection (and are freed) like any
 /// large Ruby allocation would. Reported back as freed when this drops.
 struct Loaded {
-    heap: Arc<Heap>,
+    graph: Arc<HeapGraph>,
     gc_bytes: isize,
     _give_back: GiveBack,
 }
@@ -51,33 +50,37 @@ fn adjust_gc_memory(bytes: isize) {
 
 impl HeapHandle {
     /// A freshly loaded heap, whose memory is reported to Ruby's GC.
-    fn loaded(heap: Heap) -> HeapHandle {
-        let gc_bytes = isize::try_from(heap.heap_bytes()).unwrap_or(isize::MAX);
+    fn loaded(graph: HeapGraph) -> HeapHandle {
+        let gc_bytes = isize::try_from(graph.heap().heap_bytes()).unwrap_or(isize::MAX);
         adjust_gc_memory(gc_bytes);
-        HeapHandle::holding(Arc::new(heap), gc_bytes)
+        HeapHandle::holding(Arc::new(graph), gc_bytes)
     }
 
     /// Another handle on a heap that something else holds (and has reported).
-    pub fn new(heap: Arc<Heap>) -> HeapHandle {
-        HeapHandle::holding(heap, 0)
+    pub fn new(graph: Arc<HeapGraph>) -> HeapHandle {
+        HeapHandle::holding(graph, 0)
     }
 
-    fn holding(heap: Arc<Heap>, gc_bytes: isize) -> HeapHandle {
+    fn holding(graph: Arc<HeapGraph>, gc_bytes: isize) -> HeapHandle {
         HeapHandle {
-            path: heap.source.display(),
+            path: graph.heap().source.display(),
             loaded: RefCell::new(Some(Loaded {
-                heap,
+                graph,
                 gc_bytes,
                 _give_back: GiveBack,
             })),
         }
     }
 
-    /// The heap; raises Heapdiff::Error once it is closed.
-    pub fn heap(&self, ruby: &Ruby) -> Result<Arc<Heap>, Error> {
+    /// The heap and its graph; raises Heapdiff::Error once it is closed.
+    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
         match &*self.loaded.borrow() {
-            Some(loaded) => Ok(loaded.heap.clone()),
-            None => Err(error(ruby, "Error", "heapdiff: the heap is closed".into())),
+            Some(loaded) => Ok(loaded.graph.clone()),
+            None => Err(error(
+                ruby,
+                Raise::Error,
+                "heapdiff: the heap is closed".into(),
+            )),
         }
     }
 
@@ -101,9 +104,32 @@ impl Drop for GiveBack {
     }
 }
 
+/// The fields of `Heap#_row`, in order: the one definition of that array's layout.
+/// Ruby reads it as `Heapdiff::Heap::ROW_FIELDS` (`Heapdiff::Object` names its
+/// instance variables after it). `address_int` is the address as an Integer;
+/// `bytesize_column` is the bytesize the index kept (nil past 4 GiB: read it back).
+const ROW_FIELDS: [&str; 13] = [
+    "address_int",
+    "type",
+    "class_name",
+    "file",
+    "line",
+    "method",
+    "generation",
+    "memsize",
+    "bytesize_column",
+    "length",
+    "subtype",
+    "flags",
+    "shape_id",
+];
+
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
     class.undef_default_alloc_func();
+    let fields = ruby.ary_from_iter(ROW_FIELDS.iter().map(|name| ruby.to_symbol(name)));
+    fields.freeze();
+    class.const_set("ROW_FIELDS", fields)?;
     class.define_singleton_method("_load", function!(load_heap, 1))?;
     class.define_method("close", method!(HeapHandle::close, 0))?;
     class.define_method("closed?", method!(HeapHandle::is_closed, 0))?;
@@ -123,28 +149,8 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_referent_rows", method!(HeapHandle::referent_rows, 1))?;
     class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
     class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
-    class.define_method("_edge_label", method!(HeapHandle::edge_label, 2))?;
     class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
     Ok(())
-}
-
-/// A Ruby String's bytes, whatever its encoding: paths are bytes on Unix, and need
-/// not be UTF-8 (a non-UTF-8 file name, a non-ASCII directory under LANG=C).
-pub fn bytes(string: RString) -> Vec<u8> {
-    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
-    unsafe { string.as_slice() }.to_vec()
-}
-
-/// The bytes of each String in `strings` (own paths: see `bytes`).
-pub fn byte_strings(strings: RArray) -> Result<Vec<Vec<u8>>, Error> {
-    strings
-        .into_iter()
-        .map(|s| RString::try_convert(s).map(bytes))
-        .collect()
-}
-
-pub fn path_buf(string: RString) -> PathBuf {
-    PathBuf::from(std::ffi::OsString::from_vec(bytes(string)))
 }
 
 fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
@@ -154,7 +160,6 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
             &path,
             LoadOptions {
                 cancel: Some(cancel),
-                progress: None,
             },
         );
         if result.is_err() {
@@ -164,35 +169,19 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle::loaded(heap))
-}
-
-/// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in
-/// practice; invalid bytes stay as they are, for Ruby to judge).
-pub fn utf8(ruby: &Ruby, bytes: &[u8]) -> RString {
-    ruby.enc_str_new(bytes, ruby.utf8_encoding())
-}
-
-fn opt_utf8(ruby: &Ruby, bytes: Option<&[u8]>) -> Option<RString> {
-    bytes.map(|b| utf8(ruby, b))
+    Ok(HeapHandle::loaded(HeapGraph::new(heap)))
 }
 
 impl HeapHandle {
-    /// The heap, once `row` is checked to be one of its rows.
-    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<Heap>, Error> {
-        let heap = self.heap(ruby)?;
-        if row < heap.len() {
-            Ok(heap)
-        } else {
-            Err(Error::new(
-                ruby.exception_index_error(),
-                format!("row {row} out of range (heap has {})", heap.len()),
-            ))
-        }
+    /// The heap and its graph, once `row` is checked to be one of its rows.
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<HeapGraph>, Error> {
+        let graph = self.graph(ruby)?;
+        check_index(ruby, "row", row, graph.heap().len())?;
+        Ok(graph)
     }
 
     fn size(ruby: &Ruby, rb_self: &Self) -> Result<usize, Error> {
-        Ok(rb_self.heap(ruby)?.len())
+        Ok(rb_self.graph(ruby)?.heap().len())
     }
 
     fn path(&self) -> String {
@@ -200,12 +189,12 @@ impl HeapHandle {
     }
 
     fn warnings(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, Error> {
-        Ok(rb_self.heap(ruby)?.warnings())
+        Ok(rb_self.graph(ruby)?.heap().warnings())
     }
 
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        let heap = rb_self.heap(ruby)?;
-        let s = &heap.stats;
+        let graph = rb_self.graph(ruby)?;
+        let s = &graph.heap().stats;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
         hash.aset(ruby.to_symbol("lines"), s.lines)?;
@@ -229,7 +218,8 @@ impl HeapHandle {
 
     /// `[[root name, [address, …]], …]`
     fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let heap = rb_self.heap(ruby)?;
+        let graph = rb_self.graph(ruby)?;
+        let heap = graph.heap();
         let out = ruby.ary_new_capa(heap.roots.len());
         for root in &heap.roots {
             let pair = ruby.ary_new_capa(2);
@@ -241,13 +231,13 @@ impl HeapHandle {
     }
 
     fn row_of(ruby: &Ruby, rb_self: &Self, address: u64) -> Result<Option<usize>, Error> {
-        Ok(rb_self.heap(ruby)?.find(address))
+        Ok(rb_self.graph(ruby)?.heap().find(address))
     }
 
-    /// `[address, type, class_name, file, line, method, generation, memsize, bytesize,
-    ///   length, subtype, flags, shape_id]`
+    /// The values of row `i`, in the order of `ROW_FIELDS`.
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        let heap = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
         let c = &heap.columns;
         let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
@@ -256,7 +246,7 @@ impl HeapHandle {
                 names.push(ruby.to_symbol(name))?;
             }
         }
-        let values: [Value; 13] = [
+        let values: [Value; ROW_FIELDS.len()] = [
             c.address[i].into_value_with(ruby),
             c.object_type[i].name().into_value_with(ruby),
             heap.class_name(i).into_value_with(ruby),
@@ -265,7 +255,7 @@ impl HeapHandle {
             opt_utf8(
                 ruby,
                 heap.method(i)
-                    .map(|m| record::unescape_with(m, heap.stats.decimal_escapes))
+                    .map(|m| parse::unescape_with(m, heap.stats.decimal_escapes))
                     .as_deref(),
             )
             .into_value_with(ruby),
@@ -283,29 +273,35 @@ impl HeapHandle {
     }
 
     fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        Ok(rb_self.check(ruby, i)?.reference_addresses(i))
+        Ok(rb_self.check(ruby, i)?.heap().reference_addresses(i))
     }
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<Vec<u8>, Error> {
-        let shared = heap.clone();
+    fn read_line(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<Vec<u8>, Error> {
+        let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
-            shared.source.read_line(shared.columns.offset[i])
+            let heap = shared.heap();
+            heap.source.read_line(heap.columns.offset[i])
         })?
-        .map_err(|e| error(ruby, "FileError", format!("{}: {e}", heap.source.display())))
+        .map_err(|e| {
+            let path = graph.heap().source.display();
+            error(ruby, Raise::FileError, format!("{path}: {e}"))
+        })
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, heap: &Arc<Heap>, i: usize) -> Result<(Vec<u8>, Record), Error> {
-        let line = Self::read_line(ruby, heap, i)?;
+    fn reread(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, graph, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
-            let path = heap.source.display();
-            error(
+            let path = graph.heap().source.display();
+            // The index keeps no line numbers, only offsets: `#line` is nil.
+            parse_error(
                 ruby,
-                "ParseError",
                 format!("{path}: the record changed: {}", e.0),
+                path,
+                None,
             )
         })?;
         Ok((line, record))
@@ -314,10 +310,11 @@ impl HeapHandle {
     /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
     fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        let heap = &rb_self.check(ruby, i)?;
-        let (line, record) = Self::reread(ruby, heap, i)?;
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
+        let (line, record) = Self::reread(ruby, &graph, i)?;
         Ok(record.value.map(|span| {
-            let bytes = record::unescape_with(span.of(&line), heap.stats.decimal_escapes);
+            let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
                 .encoding
                 .and_then(|e| std::str::from_utf8(e.of(&line)).ok())
@@ -333,7 +330,7 @@ impl HeapHandle {
     fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         let (line, r) = Self::reread(ruby, &rb_self.check(ruby, i)?, i)?;
         let hash = ruby.hash_new();
-        let text = |s: Option<record::Span>| s.map(|s| utf8(ruby, &record::unescape(s.of(&line))));
+        let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
             ("bytesize", r.bytesize.into_value_with(ruby)),
             ("encoding", text(r.encoding).into_value_with(ruby)),
@@ -369,12 +366,12 @@ impl HeapHandle {
     /// tree in parallel (a pool of its own); later ones need no pool.
     fn path_query<R: Send>(
         ruby: &Ruby,
-        heap: Arc<Heap>,
+        graph: Arc<HeapGraph>,
         class_edges: bool,
-        query: impl Fn(&Heap) -> R + Send + Sync,
+        query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
-        let built = heap.has_root_tree(class_edges);
-        let run = move |_: &_| query(&heap);
+        let built = graph.has_root_tree(class_edges);
+        let run = move |_: &_| query(&graph);
         if built {
             without_gvl_serial(ruby, run)
         } else {
@@ -390,9 +387,9 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
-        let heap = rb_self.check(ruby, i)?;
-        let path = Self::path_query(ruby, heap, class_edges, move |heap| {
-            heap.path_to_root(i, class_edges)
+        let graph = rb_self.check(ruby, i)?;
+        let path = Self::path_query(ruby, graph, class_edges, move |graph| {
+            graph.path_to_root(i, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
@@ -404,9 +401,9 @@ impl HeapHandle {
         limit: usize,
         class_edges: bool,
     ) -> Result<RArray, Error> {
-        let heap = rb_self.check(ruby, i)?;
-        let paths = Self::path_query(ruby, heap, class_edges, move |heap| {
-            heap.paths_to_root(i, limit, class_edges)
+        let graph = rb_self.check(ruby, i)?;
+        let paths = Self::path_query(ruby, graph, class_edges, move |graph| {
+            graph.paths_to_root(i, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
@@ -421,12 +418,12 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
-        let heap = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| heap.retainers(i, class_edges))
+        let graph = rb_self.check(ruby, i)?;
+        without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
-        Ok(rb_self.check(ruby, i)?.referents(i).collect())
+        Ok(rb_self.check(ruby, i)?.heap().referents(i).collect())
     }
 
     fn dominator(
@@ -435,8 +432,8 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
-        let heap = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| heap.dominator(i, class_edges))
+        let graph = rb_self.check(ruby, i)?;
+        without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
     }
 
     fn retained_size(
@@ -445,24 +442,15 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<u64, Error> {
-        let heap = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| heap.retained_size(i, class_edges))
+        let graph = rb_self.check(ruby, i)?;
+        without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
     fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
-        let heap = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
         Ok(heap.class_name_of_class(heap.columns.address[i]))
-    }
-
-    fn edge_label(
-        ruby: &Ruby,
-        rb_self: &Self,
-        from: usize,
-        to: usize,
-    ) -> Result<Option<String>, Error> {
-        rb_self.check(ruby, from)?;
-        Ok(rb_self.check(ruby, to)?.edge_label(from, to))
     }
 }
 

@@ -11,9 +11,9 @@ use heapdiff_core::redact::{redact, RedactOptions};
 use heapdiff_core::LoadError;
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby};
 
+use crate::convert::path_buf;
 use crate::errors::load_error;
 use crate::gvl::without_gvl_serial;
-use crate::heap::path_buf;
 
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_module("Redactor")?;

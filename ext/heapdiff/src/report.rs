@@ -1,22 +1,27 @@
 //! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small arrays; the
 //! rows of a group's objects stay in Rust until asked for.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use heapdiff_core::suspects::{suspects, Suspect};
-use heapdiff_core::{diff, DiffOptions, Heap, Report};
+use heapdiff_core::graph::suspects::{suspects, Suspect};
+use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
 };
 
+use crate::convert::{byte_strings, check_index, utf8};
+use crate::errors::{error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{byte_strings, utf8, HeapHandle};
+use crate::heap::HeapHandle;
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
     report: Report,
-    // Kept so the rows in `report` stay meaningful even if Ruby drops the heap.
-    after: Arc<Heap>,
+    // The last dump's graph (where the groups' rows are), kept so the rows stay
+    // meaningful even if Ruby drops the heap; None once `Report#close` let it go
+    // (only touched with the GVL held).
+    last: RefCell<Option<Arc<HeapGraph>>>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -33,6 +38,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_summary", method!(ReportHandle::summary, 0))?;
     class.define_method("_warnings", method!(ReportHandle::warnings, 0))?;
     class.define_method("_suspect", method!(ReportHandle::suspect, 2))?;
+    class.define_method("_close", method!(ReportHandle::close, 0))?;
     Ok(())
 }
 
@@ -44,33 +50,51 @@ fn diff_heaps(
     include_noise: bool,
     own_paths: RArray,
 ) -> Result<ReportHandle, Error> {
-    let before = before.heap(ruby)?;
-    let after = after.heap(ruby)?;
-    let later = later.map(|l| l.heap(ruby)).transpose()?;
+    let before = before.graph(ruby)?;
+    let after = after.graph(ruby)?;
+    let later = later.map(|l| l.graph(ruby)).transpose()?;
     let options = DiffOptions {
         include_noise,
         own_paths: byte_strings(own_paths)?,
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(&before, &after, later.as_deref(), &options)
+        diff(before.heap(), after.heap(), later.as_deref(), &options)
     })?;
-    Ok(ReportHandle { report, after })
+    let last = later.unwrap_or(after);
+    Ok(ReportHandle {
+        report,
+        last: RefCell::new(Some(last)),
+    })
 }
 
 impl ReportHandle {
+    /// The last dump's graph; raises Heapdiff::Error once the report is closed.
+    fn last(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
+        match &*self.last.borrow() {
+            Some(last) => Ok(last.clone()),
+            None => Err(error(
+                ruby,
+                Raise::Error,
+                "heapdiff: the heap is closed".into(),
+            )),
+        }
+    }
+
+    /// Lets go of the last dump's graph (its memory goes with the heaps' handles).
+    fn close(&self) {
+        let last = self.last.borrow_mut().take();
+        drop(last);
+    }
+
     fn group_count(&self) -> usize {
         self.report.groups.len()
     }
 
-    /// `[type, class_name, subtype, file, line, count, memsize]`
+    /// `[type, class_name, subtype, file, line, count, memsize, uncertain]`
     fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
-        let values: [Value; 7] = [
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
+        let values: [Value; 8] = [
             g.object_type.name().into_value_with(ruby),
             g.class_name.clone().into_value_with(ruby),
             g.subtype
@@ -84,47 +108,44 @@ impl ReportHandle {
             g.line.into_value_with(ruby),
             g.count.into_value_with(ruby),
             g.memsize.into_value_with(ruby),
+            g.uncertain.into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
 
-    /// Rows (in the `after` heap) of the group's objects, at most `limit` (nil: all).
+    /// Rows (in the last heap) of the group's objects, at most `limit` (nil: all).
     fn group_rows(
         ruby: &Ruby,
         rb_self: &Self,
         i: usize,
         limit: Option<usize>,
     ) -> Result<Vec<u32>, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
         let n = limit.unwrap_or(g.members.len()).min(g.members.len());
         Ok(g.members[..n].to_vec())
     }
 
-    /// Addresses (in the `after` heap) of the group's objects.
+    /// Addresses (in the last heap) of the group's objects.
     fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
-        let address = &rb_self.after.columns.address;
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
+        let last = rb_self.last(ruby)?;
+        let address = &last.heap().columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
-    /// `[total_count, total_memsize, filtered, freed_before_later]`
-    fn summary(&self) -> (u64, u64, u64, u64) {
+    /// `[total_count, total_memsize, filtered, freed_before_later, unreachable,
+    /// total_uncertain]`
+    fn summary(&self) -> (u64, u64, u64, u64, u64, u64) {
         let r = &self.report;
         (
             r.total_count,
             r.total_memsize,
             r.filtered,
             r.freed_before_later,
+            r.unreachable,
+            r.total_uncertain,
         )
     }
 
@@ -132,27 +153,40 @@ impl ReportHandle {
         self.report.warnings.clone()
     }
 
-    /// `[[[holder row or nil, count], …], retained_size, unreachable]` for group `i`,
-    /// in the `after` heap. The first call builds the dominator tree without the GVL.
+    /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]` for group `i`,
+    /// in the last heap. The first call builds the dominator tree without the GVL.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
-        let g = rb_self.report.groups.get(i).ok_or_else(|| {
-            Error::new(
-                ruby.exception_index_error(),
-                format!("group {i} out of range"),
-            )
-        })?;
-        let heap = rb_self.after.clone();
-        let members = g.members.clone();
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
-        suspect_array(ruby, &suspect)
+        check_index(ruby, "group", i, rb_self.report.groups.len())?;
+        let g = &rb_self.report.groups[i];
+        suspect_of(ruby, rb_self.last(ruby)?, g.members.clone(), class_edges)
     }
 }
 
-/// `[[[holder row or nil, count], …], retained_size, unreachable]`
+/// The suspects of `members` (rows of `graph`), as `suspect_array`. The first call
+/// builds the breadth-first tree (root categories) in parallel on the process's pool,
+/// like a path query: rayon's global pool would not survive a fork. Later calls and the
+/// dominator tree run on this thread.
+pub fn suspect_of(
+    ruby: &Ruby,
+    graph: Arc<HeapGraph>,
+    members: Vec<u32>,
+    class_edges: bool,
+) -> Result<RArray, Error> {
+    let built = graph.has_root_tree(class_edges);
+    let run = move |_: &_| suspects(&graph, &members, class_edges);
+    let suspect = if built {
+        without_gvl_serial(ruby, run)?
+    } else {
+        without_gvl(ruby, run)?
+    };
+    suspect_array(ruby, &suspect)
+}
+
+/// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`
 pub fn suspect_array(ruby: &Ruby, suspect: &Suspect) -> Result<RArray, Error> {
     let holders = ruby.ary_new_capa(suspect.holders.len());
     for h in &suspect.holders {
-        holders.push((h.row, h.count))?;
+        holders.push((h.row, h.count, h.root.clone()))?;
     }
     let out = ruby.ary_new_capa(3);
     out.push(holders)?;

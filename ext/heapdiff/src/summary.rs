@@ -4,9 +4,10 @@
 use heapdiff_core::summary::{summarize, Tally};
 use magnus::{method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
 
-use crate::errors::error;
+use crate::convert::utf8;
+use crate::errors::{error, Raise};
 use crate::gvl::without_gvl_serial;
-use crate::heap::{utf8, HeapHandle};
+use crate::heap::HeapHandle;
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Heap", ruby.class_object())?;
@@ -16,10 +17,10 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
 
 /// `[objects, memsize, types, classes, locations, files, duplicate_strings]`.
 fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
-    let heap = rb_self.heap(ruby)?;
-    let path = heap.source.display();
-    let summary = without_gvl_serial(ruby, move |cancel| summarize(&heap, Some(cancel)))?
-        .map_err(|e| error(ruby, "FileError", format!("{path}: {e}")))?;
+    let graph = rb_self.graph(ruby)?;
+    let path = graph.heap().source.display();
+    let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
+        .map_err(|e| error(ruby, Raise::FileError, format!("{path}: {e}")))?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust
     // vector would be invisible to the GC.
     let table = |n: usize, row: &dyn Fn(usize) -> (Value, Tally)| -> Result<RArray, Error> {

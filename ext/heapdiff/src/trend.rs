@@ -1,16 +1,16 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
 //! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
 
-use heapdiff_core::suspects::suspects;
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
 };
 
+use crate::convert::{byte_strings, check_index, path_buf, utf8};
 use crate::errors::load_error;
-use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::heap::{byte_strings, path_buf, utf8, HeapHandle};
-use crate::report::suspect_array;
+use crate::gvl::without_gvl;
+use crate::heap::HeapHandle;
+use crate::report::suspect_of;
 
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
 pub struct TrendHandle(Trend);
@@ -37,7 +37,7 @@ fn build(
 ) -> Result<TrendHandle, Error> {
     let paths = paths
         .into_iter()
-        .map(|p| Ok(path_buf(RString::try_convert(p)?)))
+        .map(|p| RString::try_convert(p).map(path_buf))
         .collect::<Result<Vec<_>, Error>>()?;
     if paths.is_empty() {
         return Err(Error::new(
@@ -57,7 +57,6 @@ fn build(
                     &paths[k],
                     LoadOptions {
                         cancel: Some(cancel),
-                        progress: None,
                     },
                 )
             },
@@ -73,14 +72,7 @@ impl TrendHandle {
     }
 
     fn check(&self, ruby: &Ruby, i: usize) -> Result<(), Error> {
-        if i < self.0.sites.len() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ruby.exception_index_error(),
-                format!("site {i} out of range"),
-            ))
-        }
+        check_index(ruby, "site", i, self.0.sites.len())
     }
 
     /// `[type, class_name, subtype, file, line, counts, memsizes, survived, verdict]`
@@ -139,9 +131,7 @@ impl TrendHandle {
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let heap = rb_self.0.last.clone();
         let members = rb_self.0.rows(i, usize::MAX);
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&heap, &members, class_edges))?;
-        suspect_array(ruby, &suspect)
+        suspect_of(ruby, rb_self.0.last.clone(), members, class_edges)
     }
 }

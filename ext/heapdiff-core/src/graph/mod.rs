@@ -1,0 +1,139 @@
+//! The object graph of one heap, for "why is it retained": the shortest paths from the
+//! GC roots, the reverse references, and the dominator tree with retained sizes.
+//!
+//! Everything here is computed on first use and kept (the heap is immutable), once per
+//! choice of `class_edges`: dumps leave out the object → class edge, and adding it
+//! shows class-level state (caches in class ivars and constants) as a retainer.
+
+mod dominators;
+mod paths;
+pub mod suspects;
+
+pub use dominators::{Dominators, SUPER_ROOT};
+pub use paths::{Path, Step};
+
+use paths::RootTree;
+
+use std::sync::OnceLock;
+
+use crate::cancel::checkpoint_every;
+use crate::heap::Heap;
+
+/// No vertex / not reached.
+pub const NO_ROW: u32 = u32::MAX;
+
+/// A loaded heap with the analyses of its object graph, each built on first use and
+/// kept, one slot per `class_edges` choice. The graph depends on the heap, never the
+/// other way: `Heap` answers what one object is; `HeapGraph` answers what holds it.
+#[derive(Debug)]
+pub struct HeapGraph {
+    heap: Heap,
+    reverse: [OnceLock<Csr>; 2],
+    tree: [OnceLock<RootTree>; 2],
+    dominators: [OnceLock<Dominators>; 2],
+}
+
+/// A compressed sparse row adjacency: the neighbours of `v` are
+/// `targets[start[v]..start[v + 1]]`.
+#[derive(Debug)]
+pub struct Csr {
+    pub start: Vec<u32>,
+    pub targets: Vec<u32>,
+}
+
+impl Csr {
+    pub fn neighbours(&self, v: usize) -> &[u32] {
+        &self.targets[self.start[v] as usize..self.start[v + 1] as usize]
+    }
+}
+
+pub(crate) fn slot(class_edges: bool) -> usize {
+    usize::from(class_edges)
+}
+
+impl HeapGraph {
+    pub fn new(heap: Heap) -> HeapGraph {
+        HeapGraph {
+            heap,
+            reverse: Default::default(),
+            tree: Default::default(),
+            dominators: Default::default(),
+        }
+    }
+
+    /// The heap this graph is over.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
+    /// Calls `f` with each object `v` references (and its class, with `class_edges`).
+    fn for_each_successor(&self, v: usize, class_edges: bool, mut f: impl FnMut(usize)) {
+        for t in self.heap.referents(v) {
+            f(t);
+        }
+        if class_edges {
+            if let Some(c) = self.heap.class_row(v) {
+                f(c);
+            }
+        }
+    }
+
+    /// The `k`-th successor of row `v`: None past the last, Some(None) for a dangling
+    /// reference, Some(Some(row)) otherwise. The class edge, if asked for, comes last.
+    pub(crate) fn successor_at(
+        &self,
+        v: usize,
+        k: usize,
+        class_edges: bool,
+    ) -> Option<Option<usize>> {
+        let refs = self.heap.reference_rows_with_dangling(v);
+        match k.cmp(&refs.len()) {
+            std::cmp::Ordering::Less => {
+                let t = refs[k] as usize;
+                Some((t < self.heap.len()).then_some(t))
+            }
+            std::cmp::Ordering::Equal if class_edges => Some(self.heap.class_row(v)),
+            _ => None,
+        }
+    }
+
+    /// Who references each object: the reverse of the reference graph.
+    pub fn reverse(&self, class_edges: bool) -> &Csr {
+        self.reverse[slot(class_edges)].get_or_init(|| {
+            let n = self.heap.len();
+            let mut counts = vec![0u32; n + 1];
+            for v in 0..n {
+                checkpoint_every(v);
+                self.for_each_successor(v, class_edges, |t| counts[t + 1] += 1);
+            }
+            for i in 0..n {
+                counts[i + 1] += counts[i];
+            }
+            let mut fill = counts.clone();
+            let mut targets = vec![0u32; counts[n] as usize];
+            for v in 0..n {
+                checkpoint_every(v);
+                self.for_each_successor(v, class_edges, |t| {
+                    targets[fill[t] as usize] = v as u32;
+                    fill[t] += 1;
+                });
+            }
+            Csr {
+                start: counts,
+                targets,
+            }
+        })
+    }
+
+    /// Objects that reference row `v` (each once).
+    pub fn retainers(&self, v: usize, class_edges: bool) -> Vec<usize> {
+        let mut rows: Vec<usize> = self
+            .reverse(class_edges)
+            .neighbours(v)
+            .iter()
+            .map(|&u| u as usize)
+            .collect();
+        rows.dedup();
+        rows
+    }
+}

@@ -1,0 +1,215 @@
+//! Loading a dump: a reader thread streams the file (plain or gzip) in batches that end
+//! on a record boundary; each batch is cut into pieces parsed in parallel with rayon;
+//! the pieces are appended in order to the columns. Memory stays at the index plus a
+//! few batches, never the whole file.
+
+mod framing;
+mod index;
+mod piece;
+mod read;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use rayon::prelude::*;
+
+use crate::heap::Heap;
+use crate::source::Source;
+use framing::split_pieces;
+use index::IndexBuilder;
+use piece::{parse_piece, ParsedPiece};
+pub(crate) use read::RecordTooLong;
+use read::{read_batches, read_up_to, Batch, CountingReader};
+
+#[derive(Default, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// Set from another thread (Ctrl-C, Thread#kill) to stop a load early.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    NotAHeapDump {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    Cancelled,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            LoadError::NotAHeapDump { path, line, reason } => write!(
+                f,
+                "{}:{line}: not a heap dump record ({reason})",
+                path.display()
+            ),
+            LoadError::Cancelled => write!(f, "loading was interrupted"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads the heap dump at `path` (plain or gzip, detected by content) into a `Heap`.
+///
+/// A reader thread streams the file in batches of about 4 MB; rayon parses each batch's
+/// pieces in parallel; memory holds the index plus a few batches. Lines that are not
+/// valid JSON as the emitter wrote them are recovered where the record is clear (see
+/// `Heap::warnings` and `LoadStats`).
+///
+/// Errors: `LoadError::Io` when the file cannot be opened or read (or is a directory),
+/// `LoadError::NotAHeapDump` (path, 1-based line, reason) for the first line that is
+/// no record, `LoadError::Cancelled` when `options.cancel` was set.
+pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
+    let io_error = |error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    // The type is checked before opening too: open(2) of a FIFO with no writer blocks
+    // until one comes, past any cancel.
+    if !std::fs::metadata(path).map_err(io_error)?.is_file() {
+        return Err(io_error(not_a_regular_file()));
+    }
+    let mut file = File::open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
+    if !metadata.is_file() {
+        return Err(io_error(not_a_regular_file()));
+    }
+    let total = metadata.len();
+    let mut magic = [0u8; 2];
+    let magic_len = read_up_to(&mut file, &mut magic).map_err(io_error)?;
+    let gzip = magic_len == 2 && magic == [0x1f, 0x8b];
+    let source = Source::new(path, gzip).map_err(io_error)?;
+    let file = File::open(path).map_err(io_error)?;
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counting = CountingReader {
+        inner: file,
+        count: consumed.clone(),
+    };
+    let reader: Box<dyn Read + Send> = if gzip {
+        Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(
+            1 << 20,
+            counting,
+        )))
+    } else {
+        Box::new(counting)
+    };
+
+    let mut builder = IndexBuilder::new(path);
+    builder.stats.gzip = gzip;
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = sync_channel::<io::Result<Batch>>(1);
+    // Parsed batches go back to the reader to be filled again: no page faults on fresh
+    // buffers for every batch.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader_stop = stop_reader.clone();
+    let reader_thread = std::thread::Builder::new()
+        .name("heapdiff-reader".into())
+        .spawn(move || read_batches(reader, gzip, &sender, &recycled, &reader_stop))
+        .map_err(io_error)?;
+
+    let result = (|| {
+        loop {
+            // Wait in short steps, so that a cancel is seen while the reader is busy
+            // (a record of hundreds of megabytes takes a while to read).
+            let batch = match receiver.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(batch) => batch,
+                Err(RecvTimeoutError::Timeout) => {
+                    if cancelled(options.cancel) {
+                        return Err(LoadError::Cancelled);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let batch = match batch {
+                Err(e) if e.get_ref().is_some_and(|e| e.is::<RecordTooLong>()) => {
+                    // The batches before it are appended: the record starts on the next line.
+                    return Err(builder.not_a_dump(builder.stats.lines + 1, e.to_string()));
+                }
+                batch => batch.map_err(io_error)?,
+            };
+            if cancelled(options.cancel) {
+                return Err(LoadError::Cancelled);
+            }
+            let bytes = &batch.data[..batch.len];
+            let pieces = split_pieces(bytes);
+            let chunks: Vec<ParsedPiece> = pieces
+                .par_iter()
+                .map(|&(start, end)| {
+                    parse_piece(
+                        &bytes[start..end],
+                        batch.offset + start as u64,
+                        batch.eof && end == bytes.len(),
+                        options.cancel,
+                    )
+                })
+                .collect();
+            if cancelled(options.cancel) {
+                return Err(LoadError::Cancelled);
+            }
+            let read = consumed.load(Ordering::Relaxed).min(total);
+            if builder.stats.bytes == 0 && read > 0 {
+                // Size the columns once from the first batch's objects per file byte.
+                let objects: usize = chunks.iter().map(|c| c.columns.len()).sum();
+                let estimate = (objects as f64 * total as f64 / read as f64 * 1.02) as usize;
+                builder.columns.reserve(estimate.min(1 << 31));
+            }
+            for chunk in chunks {
+                builder.append(chunk)?;
+            }
+            builder.stats.bytes += batch.len as u64;
+            if batch.cut_short.is_some() {
+                builder.stats.stream_cut_short = batch.cut_short.clone();
+            }
+            let _ = recycle.send(batch.data);
+        }
+        Ok(())
+    })();
+    stop_reader.store(true, Ordering::Relaxed);
+    drop(receiver);
+    let _ = reader_thread.join();
+    result?;
+    // Another process truncated the file while it was read: its end then looks like a
+    // dump whose writer died, which is not what happened.
+    if let Ok(now) = std::fs::metadata(path) {
+        if now.len() < total {
+            builder.stats.shrank_while_read = Some((total, now.len()));
+        }
+    }
+    if builder.stats.lines == builder.stats.blank_lines {
+        return Err(LoadError::NotAHeapDump {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: if builder.stats.lines == 0 {
+                "the file is empty".into()
+            } else {
+                "the file holds only blank lines".into()
+            },
+        });
+    }
+    builder.finish(source, options.cancel)
+}
+
+fn not_a_regular_file() -> io::Error {
+    // Values are read back from the file later, which a pipe cannot do.
+    io::Error::other(
+        "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
+    )
+}
+
+pub(super) fn cancelled(flag: Option<&AtomicBool>) -> bool {
+    flag.is_some_and(|f| f.load(Ordering::Relaxed))
+}

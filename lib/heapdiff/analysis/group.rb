@@ -1,0 +1,80 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "allocation_site"
+
+module Heapdiff
+  # The retained objects of one allocation site: type, class, file and line.
+  class Group
+    include AllocationSite
+
+    # +count+: objects known to be retained here. +uncertain+: objects that may also
+    # be (the dumps cannot tell whether they are new: no allocation info, or erased by
+    # compaction; Report#warnings says which). The true count is in #count_range.
+    attr_reader :report, :index, :type, :class_name, :subtype, :file, :line, :count, :memsize, :uncertain
+
+    def initialize(report, index, values)
+      @report = report
+      @index = index
+      @type, @class_name, @subtype, @file, @line, @count, @memsize, @uncertain = values
+    end
+
+    # The range that holds the true count: count..count for an exact one.
+    def count_range
+      count..(count + uncertain)
+    end
+
+    # Is the count an estimate (see #uncertain)?
+    def estimated?
+      uncertain.positive?
+    end
+
+    # "1000", or "652–1000" for an estimate.
+    def count_text
+      estimated? ? "#{count}–#{count + uncertain}" : count.to_s
+    end
+
+    # Addresses of every object in the group.
+    def addresses
+      report._group_addresses(index).map { |a| format("0x%x", a) }
+    end
+
+    # Up to +n+ of the group's objects, as Heapdiff::Object.
+    def sample(n = 1)
+      rows(Arguments.count(n, "n")).map { |row| report.last_heap.object(row) }
+    end
+
+    def each_object(&block)
+      return enum_for(:each_object) { count } unless block
+
+      rows.each { |row| yield report.last_heap.object(row) }
+    end
+
+    def to_h
+      { type: type, class_name: Printable.utf8(class_name), subtype: Printable.utf8(subtype),
+        file: Printable.utf8(file), line: line, location: file && location, count: count,
+        count_max: count + uncertain, estimated: estimated?, memsize: memsize }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # heapy's wording, so that people who know heapy read it at once.
+    def to_s
+      "#{report.verb} #{label} #{count_text} objects#{if estimated?
+                                                        " (estimate)"
+                                                      end} of size #{memsize}/#{report.total_memsize} (in bytes) at: #{location}"
+    end
+
+    def inspect
+      "#<Heapdiff::Group #{label} count=#{count_text} memsize=#{memsize} at #{location}>"
+    end
+
+    private
+
+    def rows(limit = nil)
+      report._group_rows(index, limit)
+    end
+  end
+end

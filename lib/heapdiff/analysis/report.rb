@@ -1,0 +1,155 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Heapdiff
+  # The result of Heapdiff.diff: the retained objects grouped by allocation site,
+  # largest count first. Enumerable over Group.
+  class Report
+    include Enumerable
+
+    attr_reader :before, :after, :later
+
+    def self.build(before, after, later, include_noise:)
+      report = _diff(before, after, later, include_noise, include_noise ? [] : OWN_PATHS)
+      report.send(:attach, before, after, later)
+      report
+    end
+
+    def groups
+      @groups ||= Array.new(_group_count) { |i| Group.new(self, i, _group(i)) }
+    end
+
+    def each(&block)
+      return enum_for(:each) { groups.size } unless block
+
+      groups.each(&block)
+      self
+    end
+
+    def size
+      _group_count
+    end
+
+    def empty?
+      size.zero?
+    end
+
+    def total_count
+      _summary[0]
+    end
+
+    def total_memsize
+      _summary[1]
+    end
+
+    # Objects left out as noise (the allocation tracer's own, heapdiff's own).
+    def filtered_count
+      _summary[2]
+    end
+
+    # Three dumps: objects new in the second dump that the third no longer has.
+    def freed_count
+      _summary[3]
+    end
+
+    # New objects in the last dump that no GC root reaches there: garbage the dump
+    # caught before a GC swept it (dumps taken without a full GC). Not retained, so
+    # in no group.
+    def unreachable_count
+      _summary[4]
+    end
+
+    # Objects that may also be retained (the groups' Group#uncertain, summed).
+    def uncertain_count
+      _summary[5]
+    end
+
+    # The heap the groups' objects are retained in: the last dump.
+    def last_heap
+      later || after
+    end
+
+    # Warnings from the diff (compaction) and from loading each dump.
+    attr_reader :warnings
+
+    # Closes the heaps the report was made from (Heap#close), to free their memory
+    # now. Groups, counts, warnings and #to_s stay; #suspects and Group#sample need
+    # the heaps and raise Heapdiff::Error after this. Returns nil.
+    def close
+      [before, after, later].compact.each(&:close)
+      _close
+      nil
+    end
+
+    # "Retained" for a three-dump diff (still alive in the last dump), else "Allocated".
+    def verb
+      later ? "Retained" : "Allocated"
+    end
+
+    # Where each group is held (see Suspect), for the first +top+ groups (all by
+    # default), in the last dump, where the retention holds. Builds its dominator tree
+    # on first use. +class_edges: false+ leaves out the object → class edges that
+    # dumps omit (then what only a singleton class holds looks unreachable).
+    def suspects(top: nil, class_edges: true)
+      top = Arguments.count(top, "top:", nil_ok: true)
+      (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
+    end
+
+    def suspect(group, class_edges: true)
+      unless Group === group && group.report.equal?(self)
+        raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
+      end
+
+      @suspects ||= {}
+      @suspects[[group.index, class_edges]] ||=
+        Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
+    end
+
+    def to_h
+      {
+        dumps: [before, after, later].compact.map { |heap| Printable.utf8(heap.path) },
+        total_count: total_count,
+        total_memsize: total_memsize,
+        uncertain_count: uncertain_count,
+        unreachable_count: unreachable_count,
+        filtered_count: filtered_count,
+        groups: groups.map(&:to_h),
+        warnings: warnings
+      }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # One line per group in heapy's wording, the first +suspects+ groups followed by
+    # where they are held, then warnings.
+    def to_s(top: nil, suspects: 3, class_edges: true)
+      top = Arguments.count(top, "top:", nil_ok: true)
+      suspects = Arguments.count(suspects, "suspects:")
+      lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
+        i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
+      end
+      lines << "(#{size - top} more groups)" if top && size > top
+      lines << "No objects #{verb.downcase}." if groups.empty?
+      warnings.each { |w| lines << "warning: #{w}" }
+      lines.join("\n")
+    end
+
+    def inspect
+      top = groups.first
+      head = top ? " top=#{top.label} #{top.count} at #{top.location}" : ""
+      "#<Heapdiff::Report #{verb.downcase} groups=#{size} objects=#{total_count} memsize=#{total_memsize}#{head}>"
+    end
+
+    private
+
+    def attach(before, after, later)
+      @before = before
+      @after = after
+      @later = later
+      @warnings = _warnings + [before, after, later].compact.flat_map(&:warnings)
+    end
+  end
+end

@@ -1,0 +1,200 @@
+# frozen_string_literal: true
+
+require "json"
+require "time"
+require_relative "../errors"
+require_relative "../capture/snapshot"
+
+module Heapdiff
+  # How each allocation site evolves across N snapshots of one process (made by
+  # Heapdiff.trend): live objects and memsize per snapshot, how many of them are the
+  # same objects as in the snapshot before, and a verdict per site (see Site#verdict).
+  # Enumerable over Site, ranked: growing sites first, largest growth first.
+  #
+  # Memory over time comes from the snapshots' sidecars (#memory): RSS, live slots, GC
+  # counts. Growth per hour needs the sidecars' times; without them a trend gives growth
+  # per snapshot only, and says so in #warnings.
+  class Trend
+    include Enumerable
+
+    # One snapshot's memory: sidecar figures (nil without a sidecar) and what the sites
+    # count in its dump (+objects+, +memsize+).
+    Point = Struct.new(:index, :path, :time, :rss_bytes, :live_objects, :live_slots, :gc_count,
+                       :minor_gc_count, :major_gc_count, :objects, :memsize, keyword_init: true) do
+      def to_h
+        super.merge(path: Printable.utf8(path), time: time&.getutc&.iso8601(3))
+      end
+    end
+
+    VERDICTS = %i[growing stable transient].freeze
+
+    class << self
+      # +snapshots+: Snapshots or dump paths, oldest first (Heapdiff.trend turns a
+      # directory into Snapshot.list). Loads them one after the other without the GVL,
+      # at most two at a time.
+      def build(snapshots, include_noise: false)
+        snapshots = snapshots.map { |s| s.is_a?(Snapshot) ? s.wait : Snapshot.read(s) }
+        check(snapshots)
+        trend = _build(snapshots.map(&:path), include_noise, include_noise ? [] : OWN_PATHS)
+        trend.send(:attach, snapshots)
+        trend
+      end
+
+      # The snapshots a directory (Snapshot.list) or a list of paths stands for.
+      def snapshots_from(paths_or_dir)
+        paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
+        case paths_or_dir
+        when String
+          raise FileError, "heapdiff: no such directory: #{paths_or_dir}" unless File.directory?(paths_or_dir)
+
+          Snapshot.list(paths_or_dir)
+        when Array then paths_or_dir
+        else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{Arguments.kind(paths_or_dir)}"
+        end
+      end
+
+      private
+
+      # Identity across dumps means something only within one process, in time order.
+      def check(snapshots)
+        raise TrendError, "heapdiff: a trend needs at least two snapshots, got #{snapshots.size}" if snapshots.size < 2
+
+        pids = snapshots.filter_map { |s| s.meta && [s.meta["hostname"], s.meta["pid"]] }.uniq
+        if pids.size > 1
+          raise TrendError, "heapdiff: the snapshots come from #{pids.size} processes " \
+                            "(#{pids.map { |h, p| "#{h}:#{p}" }.join(", ")}); a trend follows one process"
+        end
+        times = snapshots.filter_map { |s| s.meta&.dig("time") && s.taken_at }
+        return if times.each_cons(2).all? { |a, b| a <= b }
+
+        raise TrendError, "heapdiff: the snapshots are not in time order (their sidecars' times); give them oldest first"
+      end
+    end
+
+    attr_reader :snapshots
+
+    def sites
+      @sites ||= Array.new(_site_count) { |i| Site.new(self, i, _site(i)) }
+    end
+
+    def each(&block)
+      return enum_for(:each) { size } unless block
+
+      sites.each(&block)
+      self
+    end
+
+    def size
+      _site_count
+    end
+
+    def [](index)
+      sites[index]
+    end
+
+    VERDICTS.each do |verdict|
+      define_method(verdict) { sites.select { |site| site.verdict == verdict } }
+    end
+
+    # True when every snapshot has a sidecar with its time: growth per hour is known.
+    def timed?
+      snapshots.all? { |s| s.meta&.dig("time") }
+    end
+
+    # Hours from the first snapshot to the last (nil unless #timed?).
+    def hours
+      return nil unless timed?
+
+      (snapshots.last.taken_at - snapshots.first.taken_at) / 3600.0
+    end
+
+    # Memory over time: one Point per snapshot.
+    def memory
+      @memory ||= snapshots.each_with_index.zip(_totals).map do |(snapshot, i), (objects, memsize)|
+        meta = snapshot.meta || {}
+        gc = meta["gc_stat"] || {}
+        Point.new(index: i, path: snapshot.path, time: meta["time"] && snapshot.taken_at,
+                  rss_bytes: meta["rss_bytes"], live_objects: meta["live_objects"],
+                  live_slots: gc["heap_live_slots"], gc_count: meta["gc_count"],
+                  minor_gc_count: gc["minor_gc_count"], major_gc_count: gc["major_gc_count"],
+                  objects: objects, memsize: memsize)
+      end
+    end
+
+    # The last snapshot, loaded (the trend keeps it for suspects and paths).
+    def last_heap
+      @last_heap ||= _last_heap
+    end
+
+    # Compaction between snapshots, what loading recovered, missing sidecars.
+    def warnings
+      @warnings ||= begin
+        untimed = snapshots.reject { |s| s.meta&.dig("time") }.map { |s| File.basename(s.path) }
+        untimed_warning = "no sidecar with a time for #{untimed.join(", ")}: growth is given per snapshot only, not per hour"
+        untimed.empty? ? _warnings : _warnings + [untimed_warning]
+      end
+    end
+
+    # +top+: how many sites (nil: all). +suspects+: how many growing sites get their
+    # suspect and path (each builds on the last snapshot's dominator tree).
+    def to_h(top: nil, suspects: 3)
+      {
+        snapshots: memory.map(&:to_h),
+        timed: timed?,
+        hours: hours,
+        site_count: size,
+        verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
+        sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
+        warnings: warnings
+      }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # The self-contained HTML report (see Trend::HTML).
+    def to_html(**options)
+      require_relative "../html/trend_report"
+      HTML.new(self, **options).render
+    end
+
+    def to_s(top: 10, suspects: 3)
+      first, last = memory.values_at(0, -1)
+      lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
+               "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
+        VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+      lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
+      lines << "  live objects #{memory.map(&:objects).join(" → ")}"
+      growing.first(top).each do |site|
+        lines << site.to_s
+        next unless site.index < suspects
+
+        lines << "    held: #{site.suspect.holders.first(2).map(&:to_s).join("; ")}" if site.suspect.top
+        lines << "    path: #{site.path}" if site.path
+      end
+      lines << "No site grows." if growing.empty?
+      warnings.each { |w| lines << "warning: #{w}" }
+      lines.join("\n")
+    end
+
+    def inspect
+      top = growing.first
+      head = top ? " top=#{top.label} #{top.counts.first}→#{top.counts.last} at #{top.location}" : ""
+      "#<Heapdiff::Trend snapshots=#{snapshots.size} sites=#{size} growing=#{growing.size}#{head}>"
+    end
+
+    private
+
+    def attach(snapshots)
+      @snapshots = snapshots.freeze
+    end
+
+    def mb(bytes)
+      format("%.1f MB", bytes / 1e6)
+    end
+  end
+end
+
+# Site uses Trend::VERDICTS.
+require_relative "trend_site"

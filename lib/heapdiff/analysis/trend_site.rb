@@ -1,0 +1,143 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "allocation_site"
+
+module Heapdiff
+  class Trend
+    # One allocation site (type, class, file, line, as a diff's Group) across the
+    # snapshots. +counts+, +memsizes+ and +survived+ have one entry per snapshot;
+    # +survived[k]+ counts the objects of snapshot k that are the same objects
+    # (identity as in the diff) as in snapshot k-1.
+    #
+    # The verdict (computed in heapdiff-core's trend.rs, where the rules are tested):
+    # - :transient when most objects do not survive to the next snapshot (the
+    #   survivors are fewer than half of the objects the snapshots before held), or
+    #   only the last snapshot has any, or the last has none: objects come and go.
+    # - :growing when they survive and the count grows monotonically or nearly so
+    #   across at least 3 snapshots. Nearly, for n snapshots: the last count is above
+    #   the first, the count rises in at least ⌈2(n-1)/3⌉ of the n-1 steps (both steps
+    #   of 3 snapshots, 4 of 5 for 6), and no step falls by more than a tenth.
+    # - :stable otherwise: retained, not growing (a cache that filled and stays).
+    class Site
+      include AllocationSite
+
+      attr_reader :trend, :index, :type, :class_name, :subtype, :file, :line, :counts, :memsizes, :survived,
+                  :verdict
+
+      def initialize(trend, index, values)
+        @trend = trend
+        @index = index
+        @type, @class_name, @subtype, @file, @line, @counts, @memsizes, @survived, verdict = values
+        @verdict = verdict.to_sym
+        [@counts, @memsizes, @survived].each(&:freeze)
+      end
+
+      # 1 for the first site.
+      def rank
+        index + 1
+      end
+
+      Trend::VERDICTS.each do |verdict|
+        define_method(:"#{verdict}?") { @verdict == verdict }
+      end
+
+      # Objects in the last snapshot (what a suspect's shares are of).
+      def count
+        counts.last
+      end
+
+      def memsize
+        memsizes.last
+      end
+
+      # Objects of each snapshot that the one before did not have (all, for the first).
+      def new_counts
+        counts.zip(survived).map { |c, s| c - s }
+      end
+
+      # Last count minus first.
+      def growth
+        counts.last - counts.first
+      end
+
+      def memsize_growth
+        memsizes.last - memsizes.first
+      end
+
+      def growth_per_snapshot
+        growth.fdiv(counts.size - 1)
+      end
+
+      # nil when the snapshots have no times (no sidecars), or all the same time.
+      def growth_per_hour
+        hours = trend.hours
+        hours&.positive? ? growth / hours : nil
+      end
+
+      # Up to +n+ of the site's objects in the last snapshot.
+      def sample(n = 1)
+        trend._site_rows(index, n).map { |row| trend.last_heap.object(row) }
+      end
+
+      # Where the site's objects in the last snapshot are held (a Suspect). Builds the
+      # last snapshot's dominator tree on first use.
+      def suspect(class_edges: true)
+        @suspect ||= {}
+        @suspect[class_edges] ||=
+          Suspect.from_native(self, trend.last_heap, trend._suspect(index, class_edges), class_edges: class_edges)
+      end
+
+      # The shortest path from a GC root to one of the site's objects in the last
+      # snapshot, or nil when it has none there or no root reaches it.
+      def path(class_edges: true)
+        @path ||= {}
+        return @path[class_edges] if @path.key?(class_edges)
+
+        object = sample.first
+        @path[class_edges] = object && trend.last_heap.path_to_root(object, class_edges: class_edges)
+      end
+
+      # +details+: add the suspect and the path (they need the dominator tree).
+      def to_h(details: false)
+        h = { rank: rank, verdict: verdict, type: type, class_name: Printable.utf8(class_name),
+              subtype: Printable.utf8(subtype), label: label, file: Printable.utf8(file), line: line,
+              location: file && location, counts: counts, memsizes: memsizes,
+              survived: survived, new: new_counts, growth: growth, growth_per_snapshot: growth_per_snapshot,
+              growth_per_hour: growth_per_hour, memsize_growth: memsize_growth }
+        return h unless details
+
+        h.merge(suspect: suspect.to_h.except(:group), path: path&.to_h)
+      end
+
+      def to_json(*args)
+        to_h.to_json(*args)
+      end
+
+      # "  1. growing STRING at app.rb:97: 700 → 1400 → 2100 objects (+700/snapshot, +84000/hour), 100% kept"
+      def to_s
+        rate = format("%+.0f/snapshot", growth_per_snapshot)
+        rate += format(", %+.0f/hour", growth_per_hour) if growth_per_hour
+        "#{format("%3d", rank)}. #{verdict} #{label} at #{location}: #{counts.join(" → ")} objects (#{rate}), " \
+          "#{memsizes.first} → #{memsizes.last} bytes, #{kept_percent} of each snapshot's objects still in the next"
+      end
+
+      def inspect
+        "#<Heapdiff::Trend::Site ##{rank} #{verdict} #{label} at #{location} counts=#{counts} survived=#{survived}>"
+      end
+
+      # Share of the objects of snapshots 1..n-1 still there in the next one.
+      def kept_share
+        before = counts[0...-1].sum
+        before.zero? ? nil : survived.drop(1).sum.fdiv(before)
+      end
+
+      private
+
+      def kept_percent
+        share = kept_share
+        share ? format("%.0f%%", share * 100) : "none"
+      end
+    end
+  end
+end

@@ -1,0 +1,257 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "../errors"
+require_relative "../arguments"
+require_relative "../printable"
+require_relative "snapshot_writer"
+
+module Heapdiff
+  class << self
+    # Takes a heap snapshot of this process: a full GC, then ObjectSpace.dump_all into
+    # +path+, or into the next free heap-NNNN.json in +dir+ (default tmp/heapdiff), with
+    # a sidecar heap-NNNN.meta.json. Files are mode 0600; directories it creates, 0700.
+    # No reader ever sees a partial dump (see SnapshotWriter for the order of writes).
+    #
+    # +gzip: true+ compresses the dump. +fork: true+ has a forked child write it, so
+    # that this process pauses only for the fork; the Snapshot it returns is then
+    # pending until the child is done (Snapshot#wait). +redact: true+ writes the dump
+    # without string, symbol and float values (see Heapdiff.redact): the unredacted
+    # dump never has a name on disk.
+    #
+    # Raises SnapshotError when the snapshot cannot be written. It takes a lock, so
+    # not from a signal handler: a Recorder's +signal:+ is made for that.
+    def snapshot(path = nil, dir: nil, gzip: false, fork: false, redact: false)
+      Snapshot.take(path, dir: dir, gzip: gzip, fork: fork, redact: redact)
+    end
+  end
+
+  # A heap dump of a live process, with the sidecar that describes it (#meta: pid,
+  # hostname, time, Ruby, GC.count and GC.stat, RSS, live objects, whether allocation
+  # tracing was on, heapdiff's version, a sequence number).
+  #
+  # A snapshot taken with +fork: true+ is pending until its child has written it:
+  # #path and #meta are nil until then, #wait blocks for it. Heapdiff.load and
+  # Heapdiff.diff accept a Snapshot (through #to_path, which waits).
+  class Snapshot
+    DEFAULT_DIR = "tmp/heapdiff"
+    DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/
+
+    Child = Struct.new(:dir, :path, :temp_suffix, :reader, :waiter)
+    private_constant :Child
+
+    @lock = Mutex.new
+    @sequence = 0
+
+    class << self
+      # Heapdiff.snapshot.
+      def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
+        path = Arguments.path(path, "path", nil_ok: true)
+        dir = Arguments.path(dir, "dir:", nil_ok: true)
+        raise ArgumentError, "heapdiff: give a path or dir:, not both" if path && dir
+
+        path &&= File.expand_path(path)
+        dir = path ? File.dirname(path) : File.expand_path(dir || DEFAULT_DIR)
+        @lock.synchronize do
+          @sequence += 1
+          writer = SnapshotWriter.new(dir: dir, path: path, gzip: gzip ? true : false, redact: redact ? true : false,
+                                      sequence: @sequence)
+          # Time.new rather than Time.now: Ruby 3.1 allocates the latter in
+          # <internal:timev>, where a diff would not know it for heapdiff's own.
+          taken_at = Time.new
+          if fork
+            pid, reader = writer.fork_write(taken_at)
+            child = Child.new(dir, path, writer.temp_suffix, reader, Process.detach(pid))
+            new(taken_at: taken_at, child_pid: pid, child: child)
+          else
+            dump, meta_path, meta = writer.write(taken_at)
+            new(taken_at: taken_at, path: dump, meta_path: meta_path, meta: meta)
+          end
+        end
+      end
+
+      # The complete snapshots in +dir+ (numbered names), oldest first.
+      def list(dir)
+        dir = File.expand_path(Arguments.path(dir, "dir"))
+        # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
+        numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
+        numbered.sort.filter_map do |_, name|
+          read(File.join(dir, name))
+        rescue FileError
+          nil # deleted (a Recorder's keep) since the directory was read
+        end
+      rescue Errno::ENOENT
+        []
+      rescue SystemCallError => e
+        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
+      end
+
+      # The snapshot whose dump is +path+, with its sidecar's meta when it has one.
+      def read(path)
+        path = File.expand_path(Arguments.path(path, "path"))
+        raise FileError, "heapdiff: no such dump: #{path}" unless File.file?(path)
+
+        meta_path = meta_path_for(path)
+        meta, taken_at = read_meta(meta_path)
+        new(taken_at: taken_at || File.mtime(path), path: path, meta_path: meta && meta_path, meta: meta)
+      rescue Errno::ENOENT
+        raise FileError, "heapdiff: no such dump: #{path}"
+      end
+
+      # "dir/heap-0003.json" => "dir/heap-0003.meta.json" (also for .json.gz).
+      def meta_path_for(path)
+        "#{path.sub(/\.json(?:\.gz)?\z/, "")}.meta.json"
+      end
+
+      private
+
+      # [meta, time taken] from the sidecar at +meta_path+; [nil, nil] when there is none,
+      # or when it is damaged (not JSON, not an object, a bad time), with a warning: a
+      # damaged sidecar costs its snapshot the meta, never the listing.
+      def read_meta(meta_path)
+        return [nil, nil] unless File.file?(meta_path)
+
+        meta = JSON.parse(File.read(meta_path))
+        raise TypeError, "not a JSON object" unless meta.is_a?(Hash)
+
+        [meta, meta["time"] && parse_time(meta["time"])]
+      rescue JSON::ParserError, TypeError, ArgumentError, SystemCallError, IOError => e
+        warn "heapdiff: ignoring the damaged sidecar #{Printable.escape(meta_path)}: #{e.class}: #{e.message[0, 200]}"
+        [nil, nil]
+      end
+
+      def parse_time(text)
+        require "time"
+        Time.iso8601(text)
+      end
+    end
+
+    # When the heap was captured (for fork: true, the moment of the fork).
+    attr_reader :taken_at
+
+    def initialize(taken_at:, path: nil, meta_path: nil, meta: nil, child_pid: nil, child: nil)
+      @taken_at = taken_at
+      @child_pid = child_pid
+      @path = path
+      @meta_path = meta_path
+      @meta = meta
+      @child = child
+      @settled = child.nil?
+      @error = nil
+      @lock = Mutex.new
+    end
+
+    # The dump, once it is complete; nil while a forked child writes it or if it failed.
+    def path
+      settle(0)
+      @path
+    end
+
+    def meta_path
+      settle(0)
+      @meta_path
+    end
+
+    # The sidecar's contents (a Hash with String keys), once the dump is complete.
+    def meta
+      settle(0)
+      @meta
+    end
+
+    def pending?
+      !settle(0)
+    end
+
+    def complete?
+      !path.nil?
+    end
+
+    # The SnapshotError of a forked snapshot whose child failed, else nil.
+    def error
+      settle(0)
+      @error
+    end
+
+    # The pid of the child that writes a fork: true snapshot (nil for one taken
+    # in-process).
+    attr_reader :child_pid
+
+    # Waits for a forked snapshot's child, at most +timeout+ seconds (nil: no limit).
+    # Returns self once the dump is complete, nil on timeout; raises SnapshotError if
+    # the child failed (its temporary files are removed).
+    def wait(timeout = nil)
+      return nil unless settle(timeout)
+      raise @error if @error
+
+      self
+    end
+
+    # The dump's path, waiting for it if need be: Heapdiff.load(snapshot) works.
+    def to_path
+      wait.path
+    end
+
+    # Loads the dump (Heapdiff.load).
+    def load
+      require_relative "../../heapdiff"
+      Heapdiff.load(to_path)
+    end
+
+    def inspect
+      state = if pending? then "pending (child pid #{child_pid})"
+              elsif @error then "failed"
+              else
+                File.basename(@path)
+              end
+      "#<Heapdiff::Snapshot #{state} taken_at=#{taken_at.getutc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")}>"
+    end
+    alias to_s inspect
+
+    private
+
+    # True once the outcome is known; waits up to +timeout+ seconds for the child.
+    def settle(timeout)
+      child = @child
+      return true if @settled || child.nil?
+      return false unless child.waiter.join(timeout)
+
+      @lock.synchronize { finish unless @settled }
+      true
+    end
+
+    # The child sent ["ok", meta] once the dump and sidecar were in place, or
+    # ["error", message] (see SnapshotWriter#fork_write). The exit status only explains
+    # a failure: code that reaps every child (a Puma master) may have taken it first.
+    # Drops the child's objects afterwards.
+    def finish
+      child = @child
+      status = child.waiter.value
+      report = child.reader.read_nonblock(1 << 20, exception: false)
+      child.reader.close
+      outcome, *rest = begin
+        JSON::Parser.new(report).parse if report.is_a?(String)
+      rescue JSON::ParserError
+        nil
+      end
+      if outcome == "ok"
+        @meta = rest.first
+        @path = child.path || File.join(child.dir, @meta["dump"])
+        @meta_path = self.class.meta_path_for(@path)
+      else
+        SnapshotWriter.remove_temps(child.dir, child.temp_suffix)
+        @error = SnapshotError.new("heapdiff: the snapshot child (pid #{@child_pid}) #{ending(status)}" \
+                                   "#{": #{rest.first}" if outcome == "error"}")
+      end
+      @child = nil
+      @settled = true
+    end
+
+    def ending(status)
+      if status.nil? then "ended without finishing"
+      elsif status.signaled? then "was killed by SIG#{Signal.signame(status.termsig)}"
+      else
+        "exited with status #{status.exitstatus} before finishing"
+      end
+    end
+  end
+end

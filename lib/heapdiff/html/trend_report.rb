@@ -1,0 +1,223 @@
+# frozen_string_literal: true
+
+require "cgi"
+require "json"
+
+module Heapdiff
+  class Trend
+    # The trend as one self-contained HTML file: no network, everything inline (CSS,
+    # JavaScript, SVG). Made by Trend#to_html and `heapdiff report DIR --html FILE`.
+    #
+    # The page holds: a chart of RSS and live objects across the snapshots (drawn by
+    # report.js from the JSON embedded in the page), the growing sites each with a
+    # sparkline, its suspect and its path, and tables whose headers sort on click.
+    # The tables and sparklines are plain HTML/SVG; only the chart and sorting need
+    # JavaScript. Everything from the dump (class names, paths, strings) is escaped.
+    #
+    # For tests and links, `#click=TABLE:COLUMN,…` in the URL clicks those headers
+    # once the page has loaded (COLUMN counts from 0), as a reader would.
+    class HTML
+      ASSETS = __dir__
+      # Sites listed in the table of all sites; the JSON output has them all.
+      DEFAULT_TOP = 200
+      # Growing sites shown with their suspect and path (each needs the dominator tree).
+      DEFAULT_DETAILS = 10
+
+      def initialize(trend, top: DEFAULT_TOP, details: DEFAULT_DETAILS, title: nil)
+        @trend = trend
+        @top = top
+        @details = details
+        @title = title || "heapdiff trend: #{trend.snapshots.size} snapshots"
+      end
+
+      def render
+        <<~HTML
+          <!DOCTYPE html>
+          <html lang="en">
+          <head>
+          <meta charset="utf-8">
+          <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+          <meta name="viewport" content="width=device-width, initial-scale=1">
+          <title>#{h(@title)}</title>
+          <style>#{File.read(File.join(ASSETS, "report.css"))}</style>
+          </head>
+          <body>
+          <header>
+          <h1>#{h(@title)}</h1>
+          <p class="summary">#{h(summary)}</p>
+          </header>
+          <section id="memory">
+          <h2>Memory over time</h2>
+          <div id="chart" class="chart"><noscript>The chart needs JavaScript; the snapshot table below has the figures.</noscript></div>
+          </section>
+          <section id="growing">
+          <h2>Growing sites (#{@trend.growing.size})</h2>
+          #{growing_section}
+          </section>
+          <section id="all-sites">
+          <h2>Sites#{" (first #{@top} of #{@trend.size}, ranked)" if @trend.size > @top}</h2>
+          #{sites_table}
+          </section>
+          <section id="snapshots">
+          <h2>Snapshots</h2>
+          #{snapshots_table}
+          </section>
+          #{warnings_section}
+          <footer>Verdicts: <b>growing</b>: retained, and the count rises monotonically or nearly (in at least ⅔ of the steps, never falling by more than a tenth) across at least 3 snapshots; <b>transient</b>: most objects are gone by the next snapshot (or by the last); <b>stable</b>: retained, not growing. heapdiff #{h(VERSION)}.</footer>
+          <script type="application/json" id="trend-data">#{json_for_script(chart_data)}</script>
+          <script>#{File.read(File.join(ASSETS, "report.js"))}</script>
+          </body>
+          </html>
+        HTML
+      end
+
+      private
+
+      def summary
+        memory = @trend.memory
+        parts = ["#{@trend.snapshots.size} snapshots of #{Printable.utf8(File.dirname(memory.first.path))}"]
+        parts << format("over %.1f min", @trend.hours * 60) if @trend.hours
+        parts << ("#{@trend.size} allocation sites: " +
+                 VERDICTS.map { |v| "#{@trend.count { |s| s.verdict == v }} #{v}" }.join(", "))
+        parts.join(", ")
+      end
+
+      def growing_section
+        growing = @trend.growing
+        return "<p>No site grows.</p>" if growing.empty?
+
+        cards = growing.first(@details).map { |site| site_card(site) }.join("\n")
+        more = growing.size > @details ? "<p>#{growing.size - @details} more growing sites are in the table below.</p>" : ""
+        "#{cards}\n#{more}"
+      end
+
+      def site_card(site)
+        suspect = site.suspect
+        holders = suspect.holders.first(3).map { |holder| "<li>#{h(holder.to_s)}</li>" }.join
+        path = site.path
+        <<~HTML
+          <article class="site" id="site-#{site.rank}">
+          <h3><span class="rank">##{site.rank}</span> #{h(site.label)} <code>#{h(site.location)}</code></h3>
+          #{sparkline(site.counts, width: 240, height: 48)}
+          <p>#{h(site.counts.join(" → "))} objects (#{h(rates(site))}); #{h(site.memsizes.first)} → #{h(site.memsizes.last)} bytes; #{h(percent(site.kept_share))} of each snapshot's objects still there in the next.</p>
+          <p class="suspect"><b>Suspect</b> (holds these objects in the last snapshot; freeing it frees #{h(suspect.retained_size)} bytes):</p>
+          <ul>#{holders.empty? ? "<li>no root reaches them</li>" : holders}</ul>
+          <p class="path"><b>Path</b> to one of them: <code>#{path ? h(path.to_s) : "no root reaches it"}</code></p>
+          </article>
+        HTML
+      end
+
+      def rates(site)
+        rate = format("%+.1f per snapshot", site.growth_per_snapshot)
+        site.growth_per_hour ? "#{rate}, #{format("%+.0f", site.growth_per_hour)} per hour" : rate
+      end
+
+      def percent(share)
+        share ? format("%.0f%%", share * 100) : "none"
+      end
+
+      SITE_COLUMNS = ["#", "Verdict", "Site", "Location", "Trend", "First", "Last", "Growth", "Per hour",
+                      "Kept", "Last memsize"].freeze
+
+      def sites_table
+        rows = @trend.first(@top).map do |site|
+          cells = [
+            [site.rank, site.rank], [site.verdict, site.verdict], [site.label, site.label],
+            [site.location, Raw.new("<code>#{h(site.location)}</code>")],
+            [site.growth, Raw.new(sparkline(site.counts, width: 90, height: 20))],
+            [site.counts.first, site.counts.first], [site.counts.last, site.counts.last],
+            [site.growth, format("%+d", site.growth)],
+            [site.growth_per_hour || "", site.growth_per_hour ? format("%+.0f", site.growth_per_hour) : "–"],
+            [site.kept_share || -1, percent(site.kept_share)],
+            [site.memsize, site.memsize]
+          ]
+          row(cells, css: site.verdict)
+        end
+        table("sites-table", SITE_COLUMNS, rows)
+      end
+
+      SNAPSHOT_COLUMNS = ["#", "Dump", "Time (UTC)", "RSS (MB)", "Live objects", "Live slots", "GC count",
+                          "Minor GCs", "Major GCs", "Objects in dump", "Memsize in dump"].freeze
+
+      def snapshots_table
+        rows = @trend.memory.map do |point|
+          time = point.time&.getutc&.strftime("%Y-%m-%d %H:%M:%S")
+          rss = point.rss_bytes && format("%.1f", point.rss_bytes / 1e6)
+          cells = [
+            [point.index + 1, point.index + 1], [File.basename(point.path), File.basename(point.path)],
+            [time || "", time || "–"], [point.rss_bytes || "", rss || "–"]
+          ] + %i[live_objects live_slots gc_count minor_gc_count major_gc_count objects memsize].map do |key|
+            value = point[key]
+            [value || "", value.nil? ? "–" : value]
+          end
+          row(cells)
+        end
+        table("snapshots-table", SNAPSHOT_COLUMNS, rows)
+      end
+
+      # HTML made by this class; every other value is escaped.
+      Raw = Struct.new(:html)
+      private_constant :Raw
+
+      # +cells+: [sort key, shown value or Raw] pairs.
+      def row(cells, css: nil)
+        tds = cells.map do |key, shown|
+          "<td data-sort=\"#{h(key)}\">#{shown.is_a?(Raw) ? shown.html : h(shown)}</td>"
+        end
+        "<tr#{" class=\"#{h(css)}\"" if css}>#{tds.join}</tr>"
+      end
+
+      def table(id, columns, rows)
+        headers = columns.map { |c| "<th scope=\"col\">#{h(c)}</th>" }.join
+        <<~HTML
+          <div class="scroll">
+          <table id="#{id}" class="sortable">
+          <thead><tr>#{headers}</tr></thead>
+          <tbody>
+          #{rows.join("\n")}
+          </tbody>
+          </table>
+          </div>
+        HTML
+      end
+
+      def warnings_section
+        return "" if @trend.warnings.empty?
+
+        items = @trend.warnings.map { |w| "<li>#{h(w)}</li>" }.join("\n")
+        "<section id=\"warnings\">\n<h2>Warnings</h2>\n<ul>\n#{items}\n</ul>\n</section>"
+      end
+
+      # An inline SVG polyline of +values+, scaled to the box, 0 at the bottom.
+      def sparkline(values, width:, height:)
+        max = [values.max, 1].max
+        step = values.size > 1 ? (width - 4).fdiv(values.size - 1) : 0
+        points = values.each_with_index.map do |v, i|
+          format("%.1f,%.1f", 2 + (i * step), height - 2 - (v.fdiv(max) * (height - 4)))
+        end
+        last = points.last.split(",")
+        "<svg class=\"spark\" width=\"#{width}\" height=\"#{height}\" viewBox=\"0 0 #{width} #{height}\" role=\"img\" " \
+          "aria-label=\"#{h(values.join(", "))}\"><polyline points=\"#{points.join(" ")}\"/>" \
+          "<circle cx=\"#{last[0]}\" cy=\"#{last[1]}\" r=\"2\"/></svg>"
+      end
+
+      def chart_data
+        {
+          labels: @trend.memory.map { |p| p.time ? p.time.getutc.strftime("%H:%M:%S") : "##{p.index + 1}" },
+          rss_mb: @trend.memory.map { |p| p.rss_bytes && (p.rss_bytes / 1e6).round(2) },
+          objects: @trend.memory.map(&:objects)
+        }
+      end
+
+      # Escaped, and valid UTF-8 like the page (a path need not be: LANG=C).
+      def h(value)
+        CGI.escapeHTML(Printable.utf8(value.to_s))
+      end
+
+      # JSON inside <script>: no "<" may close the element or open a comment there.
+      def json_for_script(data)
+        JSON.generate(data).gsub("<", "\\u003c").gsub(">", "\\u003e").gsub("&", "\\u0026")
+      end
+    end
+  end
+end
