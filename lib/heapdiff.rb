@@ -8,6 +8,8 @@
 # Foundations
 require_relative "heapdiff/version"
 require_relative "heapdiff/errors"
+require_relative "heapdiff/arguments"
+require_relative "heapdiff/printable"
 require_relative "heapdiff/native"
 
 # Capture: tracing allocations, writing snapshots, recording them over time
@@ -45,17 +47,27 @@ module Heapdiff
     # Loads a heap dump (plain or gzip) into an index. Raises ParseError when the file
     # is not a heap dump, FileError when it cannot be read.
     #
+    # The index lives in Rust memory, which Ruby's GC is told about (so that dropped
+    # heaps are collected); Heap#close frees it at once. With a block, yields the Heap,
+    # closes it when the block returns (or raises) and returns the block's value.
+    #
     # @param path [String, Pathname] a dump written by ObjectSpace.dump_all
-    # @return [Heapdiff::Heap]
+    # @yieldparam heap [Heapdiff::Heap] closed when the block returns
+    # @return [Heapdiff::Heap, Object] the heap, or the block's value
     # @raise [ParseError] the file is not a heap dump (#path, #line say where)
     # @raise [FileError] the file cannot be read
     # @raise [Interrupted] the load was stopped from outside (Thread#kill, Timeout)
     # @raise [TypeError] +path+ is not a String or Pathname
     def load(path)
-      path = path.to_path if path.respond_to?(:to_path)
-      raise TypeError, "expected a path (String or Pathname), got #{path.class}" unless path.is_a?(String)
+      path = Arguments.path(path, "path")
+      heap = Heap._load(File.expand_path(path))
+      return heap unless block_given?
 
-      Heap._load(File.expand_path(path))
+      begin
+        yield heap
+      ensure
+        heap.close
+      end
     end
 
     # Objects in +after+ that +before+ did not have and, given +later+, that +later+
@@ -96,7 +108,7 @@ module Heapdiff
       done = Queue.new
       threads = []
       values.each_with_index do |value, i|
-        next if value.nil? || value.is_a?(Heap)
+        next if NilClass === value || Heap === value
 
         threads << Thread.new do
           Thread.current.report_on_exception = false

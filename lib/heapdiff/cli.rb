@@ -58,7 +58,12 @@ module Heapdiff
     def diff_command(args, options)
       raise Usage, "diff needs two or three dumps" unless (2..3).cover?(args.size)
 
-      report_output(diff_paths(args), options)
+      report = diff_paths(args)
+      begin
+        report_output(report, options)
+      ensure
+        report.close
+      end
     end
 
     def report_command(args, options)
@@ -68,7 +73,12 @@ module Heapdiff
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
-      status = report_output(diff_paths(snapshots.map(&:path)), options)
+      report = diff_paths(snapshots.map(&:path))
+      status = begin
+        report_output(report, options)
+      ensure
+        report.close
+      end
       write_html(all, options[:html]) if options[:html]
       status
     end
@@ -77,15 +87,16 @@ module Heapdiff
       raise Usage, "path needs a dump and an address" unless args.size == 2
       raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
 
-      heap = load(args[0])
-      object = heap.at(args[1])
-      raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
+      load(args[0]) do |heap|
+        object = heap.at(args[1])
+        raise Usage, "no object at #{args[1]} in #{args[0]}" unless object
 
-      path = heap.path_to_root(object, class_edges: options[:class_edges])
-      if options[:format] == "json"
-        @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
-      else
-        @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
+        path = heap.path_to_root(object, class_edges: options[:class_edges])
+        if options[:format] == "json"
+          @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
+        else
+          @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
+        end
       end
       0
     end
@@ -93,12 +104,14 @@ module Heapdiff
     def summary_command(args, options)
       raise Usage, "summary needs one dump" unless args.size == 1
 
-      summary = Summary.new(load(args[0]), attribution: @attribution)
       keys = options[:by] ? [options[:by].to_sym] : Summary::KEYS
-      if options[:format] == "json"
-        @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
-      else
-        @out.puts summary.to_s(top: options[:top], keys: keys)
+      load(args[0]) do |heap|
+        summary = Summary.new(heap, attribution: @attribution)
+        if options[:format] == "json"
+          @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
+        else
+          @out.puts summary.to_s(top: options[:top], keys: keys)
+        end
       end
       0
     end
@@ -173,9 +186,10 @@ module Heapdiff
       status
     end
 
-    def load(path)
+    # Heapdiff.load with the block, after a progress line.
+    def load(path, &)
       progress(path)
-      Heapdiff.load(path)
+      Heapdiff.load(path, &)
     end
 
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
@@ -198,13 +212,10 @@ module Heapdiff
     # place: a browser reloading the page never sees half of it.
     def write_html(snapshots, path)
       trend = Heapdiff.trend(snapshots)
-      temp = "#{path}.tmp-#{Process.pid}"
-      File.write(temp, trend.to_html)
-      File.rename(temp, path)
+      SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
       @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
                 "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
     rescue SystemCallError => e
-      File.unlink(temp) if temp && File.exist?(temp)
       raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end
 
@@ -214,7 +225,9 @@ module Heapdiff
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
         rows = regroup(report, options[:by])
-        rows.first(options[:top]).each { |key, count, memsize| @out.puts format("  %10d  %12d B  %s", count, memsize, key) }
+        rows.first(options[:top]).each do |key, count, memsize|
+          @out.puts format("  %10d  %12d B  %s", count, memsize, Printable.escape(key))
+        end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
         @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges])
@@ -228,7 +241,9 @@ module Heapdiff
       h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
       if options[:by]
         h[:by] = options[:by]
-        h[:rows] = regroup(report, options[:by]).first(options[:top]).map { |k, c, m| { key: k, count: c, memsize: m } }
+        h[:rows] = regroup(report, options[:by]).first(options[:top]).map do |k, c, m|
+          { key: Printable.utf8(k), count: c, memsize: m }
+        end
       end
       h
     end

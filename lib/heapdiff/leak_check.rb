@@ -104,7 +104,12 @@ module Heapdiff
       after = Heapdiff.snapshot(dir: dir)
       yield
       later = Heapdiff.snapshot(dir: dir)
-      Heapdiff.diff(before, after, later)
+      report = Heapdiff.diff(before, after, later)
+      # Only the last heap is needed after the diff (suspects and samples in the
+      # failure message are on it): free the other two now, not at the GC's leisure.
+      report.before.close
+      report.after.close
+      report
     end
 
     # Turns allocation tracing on for the run if it was off, and off again after.

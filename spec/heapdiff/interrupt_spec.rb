@@ -2,6 +2,7 @@
 
 require "timeout"
 require "tmpdir"
+require_relative "../support/clock"
 require_relative "../support/fixtures"
 require_relative "../support/memory"
 
@@ -32,14 +33,8 @@ RSpec.describe "Interrupting a load" do
 
   after(:all) { FileUtils.rm_rf(@dir) }
 
-  def elapsed
-    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    yield
-    Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
-  end
-
   it "raises Timeout::Error well before the load would finish" do
-    seconds = elapsed do
+    seconds = Clock.elapsed do
       expect { Timeout.timeout(0.05) { Heapdiff.load(@big) } }.to raise_error(Timeout::Error)
     end
     expect(seconds).to be < @full_load / 4
@@ -48,7 +43,7 @@ RSpec.describe "Interrupting a load" do
   it "lets Thread#kill stop a loading thread" do
     thread = Thread.new { Heapdiff.load(@big) }
     sleep 0.05
-    seconds = elapsed do
+    seconds = Clock.elapsed do
       thread.kill
       thread.join
     end

@@ -55,4 +55,64 @@ RSpec.describe "Memory of loading and freeing" do
     expect(rss.last).to be <= result["base"] * 1.1
     expect(result["holding"] - result["base"]).to be > 30
   end
+
+  # Without GC.start: the Rust memory of a Heap nobody holds must make Ruby's GC run
+  # (it is reported with rb_gc_adjust_memory_usage), as a large Ruby allocation would.
+  it "keeps RSS under 3 heaps' worth over 30 loads of a 100 MB dump that nothing holds, with no GC.start" do
+    result = Memory.child(<<~RUBY, Fixtures.dump("3.3"), @dir, env: Memory::ONE_ARENA)
+      one = File.binread(ARGV[0])
+      big = File.join(ARGV[1], "big.json")
+      File.open(big, "wb") { |f| (100_000_000 / one.bytesize + 1).times { f.write(one) } }
+      one = nil
+      def load_size(path) = Heapdiff.load(path).size
+      def load_held(path) = Heapdiff.load(path).then { |heap| [heap.size, rss_mb] }
+      GC.start
+      base = rss_mb
+      _, holding = load_held(big)
+      GC.start
+      gc_count = GC.count
+      rss = Array.new(30) do
+        load_size(big)
+        rss_mb
+      end
+      closed = Array.new(5) do
+        Heapdiff.load(big) { |heap| heap.size }
+        rss_mb
+      end
+      puts JSON.generate(base: base, holding: holding, rss: rss, closed: closed, gcs: GC.count - gc_count)
+    RUBY
+    heap_mb = result["holding"] - result["base"]
+    expect(heap_mb).to be > 30
+    expect(result["gcs"]).to be >= 10 # the GC ran, unasked
+    expect(result["rss"].max - result["base"]).to be < 3 * heap_mb
+    # The block form frees each heap as the block ends.
+    expect(result["closed"].max - result["base"]).to be < 2 * heap_mb
+  end
+
+  it "closes a heap: its memory goes at once, later calls raise Heapdiff::Error, #path stays" do
+    result = Memory.child(<<~RUBY, Fixtures.dump("3.3"), @dir, env: Memory::ONE_ARENA)
+      one = File.binread(ARGV[0])
+      big = File.join(ARGV[1], "big.json")
+      File.open(big, "wb") { |f| 10.times { f.write(one) } }
+      GC.start
+      base = rss_mb
+      heap = Heapdiff.load(big)
+      holding = rss_mb
+      heap.close
+      closed = rss_mb
+      errors = [-> { heap.size }, -> { heap.at("0x1") }, -> { heap.roots }].map do |call|
+        call.call
+        nil
+      rescue Heapdiff::Error => e
+        e.message
+      end
+      puts JSON.generate(base: base, holding: holding, closed: closed, errors: errors, path: heap.path,
+                         inspect: heap.inspect, closed_twice: heap.close)
+    RUBY
+    expect(result["closed"] - result["base"]).to be < (result["holding"] - result["base"]) / 4
+    expect(result["errors"]).to eq(["heapdiff: the heap is closed"] * 3)
+    expect(result["path"]).to end_with("big.json")
+    expect(result["inspect"]).to eq("#<Heapdiff::Heap big.json closed>")
+    expect(result["closed_twice"]).to be_nil
+  end
 end

@@ -60,7 +60,12 @@ module PumaClusterRun
     master = Process.spawn(env, RbConfig.ruby, "-I", LIB, puma, "-C", config, chdir: tmp, in: File::NULL,
                                                                               out: log, err: %i[child out], pgroup: true)
     begin
-      Processes.wait_for("2 workers", timeout: 60) { workers(master).size == 2 && Processes.http_get(port, "/") }
+      # Booted, as Puma logs it, is after on_worker_boot: a signal sent before a worker's
+      # recorder trapped it would be lost (SIGWINCH is ignored by default).
+      Processes.wait_for("2 workers", timeout: 60) do
+        workers(master).size == 2 && File.read(log).scan(/Worker \d+ \(PID: \d+\) booted/).size == 2 &&
+          Processes.http_get(port, "/")
+      end
       pids = workers(master).sort
       dirs = pids.to_h { |pid| [pid, File.join(dir, "pid-#{pid}")] }
       # Leaking requests between the snapshots, spread by Puma over both workers.

@@ -129,6 +129,26 @@ RSpec.describe "Redacting dumps" do
       expect(err).to include("would replace the input")
     end
   end
+
+  it "keeps the program name and host name out of a redacted snapshot's sidecar" do
+    dir = File.join(@dir, "sidecar")
+    out, status = Processes.ruby(<<~RUBY, dir)
+      require "heapdiff"
+      require "etc"
+      $PROGRAM_NAME = "worker --token=#{secret}"
+      plain = Heapdiff.snapshot(dir: ARGV[0])
+      redacted = Heapdiff.snapshot(dir: ARGV[0], redact: true)
+      puts JSON.generate([Etc.uname[:nodename], plain.meta_path, redacted.meta_path])
+    RUBY
+    raise "child failed: #{out}" unless status.success?
+
+    hostname, plain, redacted = JSON.parse(out.lines.last)
+    expect(File.read(plain)).to include(secret, hostname) # what the sidecar would hold
+    meta = JSON.parse(File.read(redacted))
+    expect(File.read(redacted)).not_to include(secret)
+    expect(File.read(redacted)).not_to include(hostname)
+    expect(meta).to include("program" => nil, "hostname" => start_with("sha256:"), "redacted" => true)
+  end
 end
 
 # The binding on tiny input, so that it runs under GC_STRESS in CI.

@@ -207,7 +207,7 @@ RSpec.describe "Heapdiff.snapshot" do
       Process.wait(pid)
 
       expect(Dir.children(dir)).to eq([temp])
-      expect(temp).to match(/\A\.heap-0001\.json\.tmp-#{pid}-1\z/)
+      expect(temp).to match(/\A\.heap-0001\.json\.tmp-#{pid}-\h{16}\z/)
       expect(Heapdiff::Snapshot.list(dir)).to be_empty
 
       Heapdiff::Recorder.new(dir: dir, logger: Logger.new(File::NULL)).snapshot_now

@@ -4,6 +4,7 @@ require "net/http"
 require "open3"
 require "rbconfig"
 require "socket"
+require "tempfile"
 
 # Runs Ruby snippets in fresh processes with heapdiff's lib on the load path: what a
 # process starts, loads and leaves behind can only be seen from outside it.
@@ -15,6 +16,32 @@ module Processes
   # Runs +code+ to the end. Returns [stdout and stderr, Process::Status].
   def ruby(code, *args, env: {})
     Open3.capture2e(env, RbConfig.ruby, "-I", LIB, "-e", code, *args)
+  end
+
+  # Runs +code+ like #ruby, but kills it (SIGKILL) if it has not ended after +timeout+
+  # seconds: for what might hang or abort, which must fail a spec, not stop rspec.
+  # Returns [stdout and stderr, Process::Status or nil when it was killed].
+  def ruby_with_deadline(code, *args, timeout:, env: {})
+    Tempfile.create("heapdiff-child") do |log|
+      pid = spawn_ruby(code, *args, log: log.path, env: env)
+      status = wait_with_deadline(pid, timeout)
+      [File.read(log.path), status]
+    end
+  end
+
+  # Waits for the child +pid+ at most +timeout+ seconds, then kills it (SIGKILL).
+  # Returns its Process::Status, or nil when it had to be killed.
+  def wait_with_deadline(pid, timeout)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    until (status = Process.wait2(pid, Process::WNOHANG)&.last)
+      if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        Process.kill(:KILL, pid)
+        Process.wait(pid)
+        return nil
+      end
+      sleep 0.01
+    end
+    status
   end
 
   # Starts +code+ in the background, output to +log+. Returns the pid.

@@ -23,6 +23,14 @@ pub enum AddressIndex {
 }
 
 impl AddressIndex {
+    /// Bytes of its table (entries and hashbrown's control byte each).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            AddressIndex::Paged(blocks) => blocks.capacity() * (8 + 8 + 1),
+            AddressIndex::Hashed { rows, .. } => rows.capacity() * (8 + 4 + 1),
+        }
+    }
+
     pub fn build(addresses: &[u64]) -> AddressIndex {
         Self::paged(addresses).unwrap_or_else(|| Self::hashed(addresses))
     }

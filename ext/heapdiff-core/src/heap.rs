@@ -81,6 +81,11 @@ impl Memsizes {
 
 /// Grows `v` by at most an eighth beyond what is needed, instead of doubling: the
 /// columns are the bulk of the memory and are sized from an estimate up front.
+/// Bytes a vector holds on the heap.
+fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
 fn extend_lean<T: Copy>(v: &mut Vec<T>, items: impl ExactSizeIterator<Item = T>) {
     let need = v.len() + items.len();
     if need > v.capacity() {
@@ -96,6 +101,25 @@ impl Columns {
 
     pub fn is_empty(&self) -> bool {
         self.address.is_empty()
+    }
+
+    /// Bytes of the columns' buffers.
+    pub fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.address)
+            + vec_bytes(&self.object_type)
+            + vec_bytes(&self.flags)
+            + vec_bytes(&self.class)
+            + vec_bytes(&self.file)
+            + vec_bytes(&self.line)
+            + vec_bytes(&self.method)
+            + vec_bytes(&self.generation)
+            + vec_bytes(&self.memsize.small)
+            + vec_bytes(&self.memsize.large)
+            + vec_bytes(&self.bytesize)
+            + vec_bytes(&self.length)
+            + vec_bytes(&self.subtype)
+            + vec_bytes(&self.shape_id)
+            + vec_bytes(&self.offset)
     }
 
     pub fn reserve(&mut self, n: usize) {
@@ -220,6 +244,8 @@ pub struct LoadStats {
     pub decimal_escapes: bool,
     /// The (gzip) stream ended early, with this error: the dump is cut short.
     pub stream_cut_short: Option<String>,
+    /// The file's size when loading began and when it ended, if it shrank meanwhile.
+    pub shrank_while_read: Option<(u64, u64)>,
 }
 
 /// Keeps this many example line numbers per kind of warning.
@@ -251,6 +277,22 @@ pub struct Heap {
 }
 
 impl Heap {
+    /// Bytes the index holds in its columns, references and address index: nearly all
+    /// of a loaded heap, which the binding reports to Ruby's GC. The graph caches
+    /// built on first use (paths, dominators) come on top.
+    pub fn heap_bytes(&self) -> usize {
+        self.columns.heap_bytes()
+            + vec_bytes(&self.ref_start)
+            + vec_bytes(&self.ref_targets)
+            + vec_bytes(&self.dangling)
+            + vec_bytes(&self.root_targets)
+            + vec_bytes(&self.roots)
+            + vec_bytes(&self.shapes)
+            + self.strings.heap_bytes()
+            + (self.class_names.capacity() + self.class_parents.capacity()) * (8 + 8 + 1)
+            + self.index.heap_bytes()
+    }
+
     pub fn len(&self) -> usize {
         self.columns.len()
     }
@@ -464,7 +506,18 @@ impl Heap {
         let s = &self.stats;
         let path = self.source.display();
         let mut out = Vec::new();
-        if s.recovered_lines > 0 {
+        // A file cut while it was read ends in a broken last line: that line is no
+        // recovered record, no dump cut short by its writer.
+        let last_line_explained = s.shrank_while_read.is_some();
+        if let Some((before, after)) = s.shrank_while_read {
+            out.push(format!(
+                "{path}: the file shrank from {before} to {after} bytes while it was read (truncated or rewritten by another process): the records read before the cut were kept"
+            ));
+        }
+        let recovered_elsewhere = !(last_line_explained
+            && s.recovered_lines == 1
+            && s.recovered_samples.first().map(|&(line, _)| line) == Some(s.lines));
+        if s.recovered_lines > 0 && recovered_elsewhere {
             let samples: Vec<String> = s
                 .recovered_samples
                 .iter()
@@ -484,7 +537,7 @@ impl Heap {
                 s.objects + s.root_records + s.shapes
             ));
         }
-        if let Some(line) = s.truncated_last_line {
+        if let (Some(line), false) = (s.truncated_last_line, last_line_explained) {
             out.push(format!(
                 "{path}: line {line}: the last line is truncated (the dump was cut short); its record was kept as far as it goes"
             ));

@@ -38,6 +38,14 @@ impl Interner {
         self.ids.get(bytes).copied()
     }
 
+    /// Bytes it holds: each string twice (key and list), the table and the list.
+    pub fn heap_bytes(&self) -> usize {
+        let strings: usize = self.strings.iter().map(|s| s.len()).sum();
+        2 * strings
+            + self.ids.capacity() * (std::mem::size_of::<(Box<[u8]>, u32)>() + 1)
+            + self.strings.capacity() * std::mem::size_of::<Box<[u8]>>()
+    }
+
     pub fn len(&self) -> usize {
         self.strings.len()
     }

@@ -18,10 +18,11 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::load::LoadError;
+use crate::load::{LoadError, RecordTooLong};
 use crate::object_type::ObjectType;
 use crate::parse::boundary::{is_record_start, trim_line_end};
 use crate::parse::{flag, parse_line, Record, RecordKind, Span};
+use crate::MAX_RECORD_BYTES;
 
 #[derive(Default, Clone, Copy)]
 pub struct RedactOptions<'a> {
@@ -173,7 +174,9 @@ impl<W: Write> Redactor<'_, W> {
                 return Err(LoadError::Cancelled);
             }
             line.clear();
-            match reader.read_until(b'\n', &mut line) {
+            // One byte past the limit shows a record longer than it.
+            let mut bounded = Read::take(&mut reader, MAX_RECORD_BYTES as u64 + 1);
+            match bounded.read_until(b'\n', &mut line) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -185,6 +188,9 @@ impl<W: Write> Redactor<'_, W> {
                 Err(e) => return Err(io_error(self.input_name, e)),
             }
             self.stats.lines += 1;
+            if line.len() > MAX_RECORD_BYTES {
+                return Err(self.not_a_dump(self.stats.lines, &RecordTooLong.to_string()));
+            }
             let content = trim_line_end(&line);
             if content.is_empty() {
                 self.flush_pending(false)?;
@@ -199,6 +205,9 @@ impl<W: Write> Redactor<'_, W> {
                 self.flush_pending(false)?;
             } else {
                 // Junk with a raw newline: part of the record before it.
+                if self.pending.len() + 1 + content.len() > MAX_RECORD_BYTES {
+                    return Err(self.not_a_dump(self.pending_line, &RecordTooLong.to_string()));
+                }
                 self.pending.push(b'\n');
                 self.pending.extend_from_slice(content);
                 continue;

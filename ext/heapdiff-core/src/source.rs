@@ -22,8 +22,8 @@ pub struct Source {
     inflated: Mutex<Option<File>>,
 }
 
-/// Longest line read back: a string value can be huge, but not unbounded.
-const MAX_LINE: u64 = 1 << 31;
+/// Longest line read back: no longer than loading reads.
+const MAX_LINE: u64 = crate::MAX_RECORD_BYTES as u64;
 
 impl Source {
     pub fn new(path: &Path, gzip: bool) -> io::Result<Source> {

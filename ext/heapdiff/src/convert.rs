@@ -4,13 +4,26 @@
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use magnus::{Error, RString, Ruby};
+use magnus::{prelude::*, Error, RArray, RString, Ruby};
+
+/// A Ruby String's bytes, whatever its encoding: paths are bytes on Unix, and need
+/// not be UTF-8 (a non-UTF-8 file name, a non-ASCII directory under LANG=C).
+pub fn bytes(string: RString) -> Vec<u8> {
+    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
+    unsafe { string.as_slice() }.to_vec()
+}
+
+/// The bytes of each String in `strings` (own paths: see `bytes`).
+pub fn byte_strings(strings: RArray) -> Result<Vec<Vec<u8>>, Error> {
+    strings
+        .into_iter()
+        .map(|s| RString::try_convert(s).map(bytes))
+        .collect()
+}
 
 /// A Ruby path String as a `PathBuf`. Paths are bytes on Unix: no UTF-8 required.
 pub fn path_buf(path: RString) -> PathBuf {
-    // SAFETY: the bytes are copied before any Ruby call can move or free the string.
-    let bytes = unsafe { path.as_slice() }.to_vec();
-    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    PathBuf::from(std::ffi::OsString::from_vec(bytes(path)))
 }
 
 /// Bytes from the dump as a UTF-8 tagged String (paths and names are UTF-8 in

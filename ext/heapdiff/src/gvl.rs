@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use heapdiff_core::cancel;
 use magnus::{Error, Ruby};
 use rayon::ThreadPool;
 
@@ -20,6 +21,7 @@ use crate::errors::{error, Raise};
 /// kill) is raised afterwards through `thread_check_ints`, which magnus protects. An
 /// interrupt that raises nothing (`Thread#wakeup`, a masked exception) runs the work
 /// again; the last attempt cannot be interrupted. A panic becomes a `Heapdiff::Error`.
+/// `work` runs inside a `cancel::scope` of the flag: the core's graph passes stop too.
 pub fn without_gvl<F, R>(ruby: &Ruby, work: F) -> Result<R, Error>
 where
     F: Fn(&AtomicBool) -> R + Send + Sync,
@@ -59,10 +61,18 @@ where
         // SAFETY: `data` is the `Call` below, alive for the whole call.
         let call = unsafe { &mut *(data as *mut Call<F, R>) };
         let (work, cancel) = (call.work, call.cancel);
-        call.result = Some(catch_unwind(AssertUnwindSafe(|| match &call.pool {
-            Some(pool) => pool.install(|| work(cancel)),
-            None => work(cancel),
-        })));
+        // The graph passes check the flag through `cancel::checkpoint`; stopped, the
+        // call has no result, as one that never started.
+        let stoppable = || cancel::scope(cancel, || work(cancel));
+        let result = catch_unwind(AssertUnwindSafe(|| match &call.pool {
+            Some(pool) => pool.install(stoppable),
+            None => stoppable(),
+        }));
+        call.result = match result {
+            Ok(Ok(value)) => Some(Ok(value)),
+            Ok(Err(cancel::Cancelled)) => None,
+            Err(panic) => Some(Err(panic)),
+        };
         std::ptr::null_mut()
     }
 

@@ -1,6 +1,7 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
@@ -14,12 +15,83 @@ use crate::convert::{check_index, opt_utf8, path_buf, utf8};
 use crate::errors::{error, load_error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
+/// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
+/// path, which stays readable after the heap is closed.
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
-pub struct HeapHandle(pub Arc<HeapGraph>, GiveBack);
+pub struct HeapHandle {
+    loaded: RefCell<Option<Loaded>>,
+    path: String,
+}
+
+/// The heap, and the bytes reported to Ruby's GC for it: the GC counts them as
+/// allocated, so that dropped heaps lead to a collection (and are freed) like any
+/// large Ruby allocation would. Reported back as freed when this drops.
+struct Loaded {
+    graph: Arc<HeapGraph>,
+    gc_bytes: isize,
+    _give_back: GiveBack,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        adjust_gc_memory(-self.gc_bytes);
+    }
+}
+
+/// Tells Ruby's GC about memory it did not allocate (`rb_gc_adjust_memory_usage`).
+/// Called with the GVL held: when a heap is loaded, or freed (closed, or swept by the
+/// GC itself, where Ruby allows it: it only lowers a counter).
+fn adjust_gc_memory(bytes: isize) {
+    if bytes != 0 {
+        // SAFETY: a plain counter update in Ruby's GC; the GVL is held.
+        unsafe { rb_sys::rb_gc_adjust_memory_usage(bytes as rb_sys::ssize_t) };
+    }
+}
 
 impl HeapHandle {
-    pub fn new(heap: Arc<HeapGraph>) -> HeapHandle {
-        HeapHandle(heap, GiveBack)
+    /// A freshly loaded heap, whose memory is reported to Ruby's GC.
+    fn loaded(graph: HeapGraph) -> HeapHandle {
+        let gc_bytes = isize::try_from(graph.heap().heap_bytes()).unwrap_or(isize::MAX);
+        adjust_gc_memory(gc_bytes);
+        HeapHandle::holding(Arc::new(graph), gc_bytes)
+    }
+
+    /// Another handle on a heap that something else holds (and has reported).
+    pub fn new(graph: Arc<HeapGraph>) -> HeapHandle {
+        HeapHandle::holding(graph, 0)
+    }
+
+    fn holding(graph: Arc<HeapGraph>, gc_bytes: isize) -> HeapHandle {
+        HeapHandle {
+            path: graph.heap().source.display(),
+            loaded: RefCell::new(Some(Loaded {
+                graph,
+                gc_bytes,
+                _give_back: GiveBack,
+            })),
+        }
+    }
+
+    /// The heap and its graph; raises Heapdiff::Error once it is closed.
+    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
+        match &*self.loaded.borrow() {
+            Some(loaded) => Ok(loaded.graph.clone()),
+            None => Err(error(
+                ruby,
+                Raise::Error,
+                "heapdiff: the heap is closed".into(),
+            )),
+        }
+    }
+
+    /// Frees the heap now (its memory goes once nothing else, a Report, holds it).
+    fn close(&self) {
+        let loaded = self.loaded.borrow_mut().take();
+        drop(loaded);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.loaded.borrow().is_none()
     }
 }
 
@@ -59,6 +131,8 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     fields.freeze();
     class.const_set("ROW_FIELDS", fields)?;
     class.define_singleton_method("_load", function!(load_heap, 1))?;
+    class.define_method("close", method!(HeapHandle::close, 0))?;
+    class.define_method("closed?", method!(HeapHandle::is_closed, 0))?;
     class.define_method("size", method!(HeapHandle::size, 0))?;
     class.define_method("path", method!(HeapHandle::path, 0))?;
     class.define_method("warnings", method!(HeapHandle::warnings, 0))?;
@@ -95,28 +169,32 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         result
     })?
     .map_err(|e| load_error(ruby, e))?;
-    Ok(HeapHandle::new(Arc::new(HeapGraph::new(heap))))
+    Ok(HeapHandle::loaded(HeapGraph::new(heap)))
 }
 
 impl HeapHandle {
-    fn check(&self, ruby: &Ruby, row: usize) -> Result<(), Error> {
-        check_index(ruby, "row", row, self.0.heap().len())
+    /// The heap and its graph, once `row` is checked to be one of its rows.
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<HeapGraph>, Error> {
+        let graph = self.graph(ruby)?;
+        check_index(ruby, "row", row, graph.heap().len())?;
+        Ok(graph)
     }
 
-    fn size(&self) -> usize {
-        self.0.heap().len()
+    fn size(ruby: &Ruby, rb_self: &Self) -> Result<usize, Error> {
+        Ok(rb_self.graph(ruby)?.heap().len())
     }
 
     fn path(&self) -> String {
-        self.0.heap().source.display()
+        self.path.clone()
     }
 
-    fn warnings(&self) -> Vec<String> {
-        self.0.heap().warnings()
+    fn warnings(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, Error> {
+        Ok(rb_self.graph(ruby)?.heap().warnings())
     }
 
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
-        let s = &rb_self.0.heap().stats;
+        let graph = rb_self.graph(ruby)?;
+        let s = &graph.heap().stats;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("bytes"), s.bytes)?;
         hash.aset(ruby.to_symbol("lines"), s.lines)?;
@@ -140,7 +218,8 @@ impl HeapHandle {
 
     /// `[[root name, [address, …]], …]`
     fn roots(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
-        let heap = rb_self.0.heap();
+        let graph = rb_self.graph(ruby)?;
+        let heap = graph.heap();
         let out = ruby.ary_new_capa(heap.roots.len());
         for root in &heap.roots {
             let pair = ruby.ary_new_capa(2);
@@ -151,14 +230,14 @@ impl HeapHandle {
         Ok(out)
     }
 
-    fn row_of(&self, address: u64) -> Option<usize> {
-        self.0.heap().find(address)
+    fn row_of(ruby: &Ruby, rb_self: &Self, address: u64) -> Result<Option<usize>, Error> {
+        Ok(rb_self.graph(ruby)?.heap().find(address))
     }
 
     /// The values of row `i`, in the order of `ROW_FIELDS`.
     fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.heap();
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
         let c = &heap.columns;
         let flags = u32::from(c.flags[i]);
         let names = ruby.ary_new();
@@ -194,8 +273,7 @@ impl HeapHandle {
     }
 
     fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        rb_self.check(ruby, i)?;
-        Ok(rb_self.0.heap().reference_addresses(i))
+        Ok(rb_self.check(ruby, i)?.heap().reference_addresses(i))
     }
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
@@ -232,9 +310,9 @@ impl HeapHandle {
     /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
     fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.heap();
-        let (line, record) = Self::reread(ruby, &rb_self.0, i)?;
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
+        let (line, record) = Self::reread(ruby, &graph, i)?;
         Ok(record.value.map(|span| {
             let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
@@ -250,8 +328,7 @@ impl HeapHandle {
 
     /// Every member of the record that the index does not keep, read back from the dump.
     fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
-        rb_self.check(ruby, i)?;
-        let (line, r) = Self::reread(ruby, &rb_self.0, i)?;
+        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, i)?, i)?;
         let hash = ruby.hash_new();
         let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
@@ -288,14 +365,14 @@ impl HeapHandle {
     /// Runs a query that needs the BFS tree without the GVL: the first one builds the
     /// tree in parallel (a pool of its own); later ones need no pool.
     fn path_query<R: Send>(
-        &self,
         ruby: &Ruby,
+        graph: Arc<HeapGraph>,
         class_edges: bool,
         query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
-        let graph = self.0.clone();
+        let built = graph.has_root_tree(class_edges);
         let run = move |_: &_| query(&graph);
-        if self.0.has_root_tree(class_edges) {
+        if built {
             without_gvl_serial(ruby, run)
         } else {
             without_gvl(ruby, run)
@@ -310,8 +387,8 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
-        rb_self.check(ruby, i)?;
-        let path = rb_self.path_query(ruby, class_edges, move |graph| {
+        let graph = rb_self.check(ruby, i)?;
+        let path = Self::path_query(ruby, graph, class_edges, move |graph| {
             graph.path_to_root(i, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
@@ -324,8 +401,8 @@ impl HeapHandle {
         limit: usize,
         class_edges: bool,
     ) -> Result<RArray, Error> {
-        rb_self.check(ruby, i)?;
-        let paths = rb_self.path_query(ruby, class_edges, move |graph| {
+        let graph = rb_self.check(ruby, i)?;
+        let paths = Self::path_query(ruby, graph, class_edges, move |graph| {
             graph.paths_to_root(i, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
@@ -341,14 +418,12 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        let graph = rb_self.0.clone();
+        let graph = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        Ok(rb_self.0.heap().referents(i).collect())
+        Ok(rb_self.check(ruby, i)?.heap().referents(i).collect())
     }
 
     fn dominator(
@@ -357,8 +432,7 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
-        rb_self.check(ruby, i)?;
-        let graph = rb_self.0.clone();
+        let graph = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
     }
 
@@ -368,15 +442,14 @@ impl HeapHandle {
         i: usize,
         class_edges: bool,
     ) -> Result<u64, Error> {
-        rb_self.check(ruby, i)?;
-        let graph = rb_self.0.clone();
+        let graph = rb_self.check(ruby, i)?;
         without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
     fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
-        rb_self.check(ruby, i)?;
-        let heap = rb_self.0.heap();
+        let graph = rb_self.check(ruby, i)?;
+        let heap = graph.heap();
         Ok(heap.class_name_of_class(heap.columns.address[i]))
     }
 }

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use heapdiff_core::redact::{redact, RedactOptions};
 use heapdiff_core::LoadError;
-use magnus::{function, prelude::*, Error, RHash, RModule, Ruby};
+use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby};
 
+use crate::convert::path_buf;
 use crate::errors::load_error;
 use crate::gvl::without_gvl_serial;
 
@@ -43,12 +44,13 @@ fn own(fd: RawFd, name: &Path) -> Result<File, LoadError> {
 fn redact_fds(
     ruby: &Ruby,
     input_fd: RawFd,
-    input_name: String,
+    input_name: RString,
     output_fd: RawFd,
-    output_name: String,
+    output_name: RString,
     gzip: bool,
 ) -> Result<RHash, Error> {
-    let (input_name, output_name) = (PathBuf::from(input_name), PathBuf::from(output_name));
+    // Names are bytes: a path need not be UTF-8.
+    let (input_name, output_name) = (path_buf(input_name), path_buf(output_name));
     let result = without_gvl_serial(ruby, |cancel| {
         let mut input = own(input_fd, &input_name)?;
         let mut output = own(output_fd, &output_name)?;

@@ -1,6 +1,7 @@
 //! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small arrays; the
 //! rows of a group's objects stay in Rust until asked for.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::suspects::{suspects, Suspect};
@@ -9,7 +10,8 @@ use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
 };
 
-use crate::convert::{check_index, utf8};
+use crate::convert::{byte_strings, check_index, utf8};
+use crate::errors::{error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::HeapHandle;
 
@@ -17,8 +19,9 @@ use crate::heap::HeapHandle;
 pub struct ReportHandle {
     report: Report,
     // The last dump's graph (where the groups' rows are), kept so the rows stay
-    // meaningful even if Ruby drops the heap.
-    last: Arc<HeapGraph>,
+    // meaningful even if Ruby drops the heap; None once `Report#close` let it go
+    // (only touched with the GVL held).
+    last: RefCell<Option<Arc<HeapGraph>>>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -35,6 +38,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_summary", method!(ReportHandle::summary, 0))?;
     class.define_method("_warnings", method!(ReportHandle::warnings, 0))?;
     class.define_method("_suspect", method!(ReportHandle::suspect, 2))?;
+    class.define_method("_close", method!(ReportHandle::close, 0))?;
     Ok(())
 }
 
@@ -44,23 +48,44 @@ fn diff_heaps(
     after: Obj<HeapHandle>,
     later: Option<Obj<HeapHandle>>,
     include_noise: bool,
-    own_paths: Vec<String>,
+    own_paths: RArray,
 ) -> Result<ReportHandle, Error> {
-    let before = before.0.clone();
-    let after = after.0.clone();
-    let later = later.map(|l| l.0.clone());
+    let before = before.graph(ruby)?;
+    let after = after.graph(ruby)?;
+    let later = later.map(|l| l.graph(ruby)).transpose()?;
     let options = DiffOptions {
         include_noise,
-        own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
+        own_paths: byte_strings(own_paths)?,
     };
     let report = without_gvl(ruby, |_cancel| {
         diff(before.heap(), after.heap(), later.as_deref(), &options)
     })?;
     let last = later.unwrap_or(after);
-    Ok(ReportHandle { report, last })
+    Ok(ReportHandle {
+        report,
+        last: RefCell::new(Some(last)),
+    })
 }
 
 impl ReportHandle {
+    /// The last dump's graph; raises Heapdiff::Error once the report is closed.
+    fn last(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
+        match &*self.last.borrow() {
+            Some(last) => Ok(last.clone()),
+            None => Err(error(
+                ruby,
+                Raise::Error,
+                "heapdiff: the heap is closed".into(),
+            )),
+        }
+    }
+
+    /// Lets go of the last dump's graph (its memory goes with the heaps' handles).
+    fn close(&self) {
+        let last = self.last.borrow_mut().take();
+        drop(last);
+    }
+
     fn group_count(&self) -> usize {
         self.report.groups.len()
     }
@@ -105,7 +130,8 @@ impl ReportHandle {
     fn group_addresses(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let address = &rb_self.last.heap().columns.address;
+        let last = rb_self.last(ruby)?;
+        let address = &last.heap().columns.address;
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
@@ -132,11 +158,28 @@ impl ReportHandle {
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let graph = rb_self.last.clone();
-        let members = g.members.clone();
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
-        suspect_array(ruby, &suspect)
+        suspect_of(ruby, rb_self.last(ruby)?, g.members.clone(), class_edges)
     }
+}
+
+/// The suspects of `members` (rows of `graph`), as `suspect_array`. The first call
+/// builds the breadth-first tree (root categories) in parallel on the process's pool,
+/// like a path query: rayon's global pool would not survive a fork. Later calls and the
+/// dominator tree run on this thread.
+pub fn suspect_of(
+    ruby: &Ruby,
+    graph: Arc<HeapGraph>,
+    members: Vec<u32>,
+    class_edges: bool,
+) -> Result<RArray, Error> {
+    let built = graph.has_root_tree(class_edges);
+    let run = move |_: &_| suspects(&graph, &members, class_edges);
+    let suspect = if built {
+        without_gvl_serial(ruby, run)?
+    } else {
+        without_gvl(ruby, run)?
+    };
+    suspect_array(ruby, &suspect)
 }
 
 /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`

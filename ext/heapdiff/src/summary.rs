@@ -1,8 +1,6 @@
 //! `Heapdiff::Heap#_summary`: the tables of `heapdiff_core::summary`, counted without
 //! the GVL, as arrays of `[key, count, memsize]` for `Heapdiff::Summary` to rank.
 
-use std::sync::Arc;
-
 use heapdiff_core::summary::{summarize, Tally};
 use magnus::{method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
 
@@ -19,12 +17,10 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
 
 /// `[objects, memsize, types, classes, locations, files, duplicate_strings]`.
 fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
-    let graph = Arc::clone(&rb_self.0);
+    let graph = rb_self.graph(ruby)?;
+    let path = graph.heap().source.display();
     let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
-        .map_err(|e| {
-            let path = rb_self.0.heap().source.display();
-            error(ruby, Raise::FileError, format!("{path}: {e}"))
-        })?;
+        .map_err(|e| error(ruby, Raise::FileError, format!("{path}: {e}")))?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust
     // vector would be invisible to the GC.
     let table = |n: usize, row: &dyn Fn(usize) -> (Value, Tally)| -> Result<RArray, Error> {

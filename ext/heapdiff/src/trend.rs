@@ -1,17 +1,16 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
 //! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
 
-use heapdiff_core::graph::suspects::suspects;
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
 };
 
-use crate::convert::{check_index, path_buf, utf8};
+use crate::convert::{byte_strings, check_index, path_buf, utf8};
 use crate::errors::load_error;
-use crate::gvl::{without_gvl, without_gvl_serial};
+use crate::gvl::without_gvl;
 use crate::heap::HeapHandle;
-use crate::report::suspect_array;
+use crate::report::suspect_of;
 
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
 pub struct TrendHandle(Trend);
@@ -34,7 +33,7 @@ fn build(
     ruby: &Ruby,
     paths: RArray,
     include_noise: bool,
-    own_paths: Vec<String>,
+    own_paths: RArray,
 ) -> Result<TrendHandle, Error> {
     let paths = paths
         .into_iter()
@@ -48,7 +47,7 @@ fn build(
     }
     let options = DiffOptions {
         include_noise,
-        own_paths: own_paths.into_iter().map(String::into_bytes).collect(),
+        own_paths: byte_strings(own_paths)?,
     };
     let result = without_gvl(ruby, |cancel| {
         trend(
@@ -132,9 +131,7 @@ impl TrendHandle {
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let graph = rb_self.0.last.clone();
         let members = rb_self.0.rows(i, usize::MAX);
-        let suspect = without_gvl_serial(ruby, move |_| suspects(&graph, &members, class_edges))?;
-        suspect_array(ruby, &suspect)
+        suspect_of(ruby, rb_self.0.last.clone(), members, class_edges)
     }
 }

@@ -43,10 +43,13 @@ module Heapdiff
 
     private
 
+    # Compares bytes: paths in a dump, the app root and Ruby's own directories need not
+    # be valid UTF-8, nor in one encoding (a non-ASCII directory under LANG=C).
     def attribute(path)
-      if (m = GEM_DIR.match(path) || VENDOR_RUBY.match(path)) then m[1]
-      elsif path.start_with?("<internal:") || stdlib_dirs.any? { |d| path.start_with?(d) } then STDLIB
-      elsif app_root && path.start_with?(app_root) then APP
+      path = path.b
+      if (m = GEM_DIR.match(path) || VENDOR_RUBY.match(path)) then m[1].force_encoding(Encoding::UTF_8).scrub
+      elsif path.start_with?("<internal:") || stdlib_dirs.any? { |d| path.start_with?(d.b) } then STDLIB
+      elsif app_root && path.start_with?(app_root.b) then APP
       end
     end
   end

@@ -41,7 +41,7 @@ module Heapdiff
 
     # Up to +n+ of the group's objects, as Heapdiff::Object.
     def sample(n = 1)
-      rows(n).map { |row| report.last_heap.object(row) }
+      rows(Arguments.count(n, "n")).map { |row| report.last_heap.object(row) }
     end
 
     def each_object(&block)
@@ -51,9 +51,9 @@ module Heapdiff
     end
 
     def to_h
-      { type: type, class_name: class_name, subtype: subtype, file: file, line: line,
-        location: file && location, count: count, count_max: count + uncertain, estimated: estimated?,
-        memsize: memsize }
+      { type: type, class_name: Printable.utf8(class_name), subtype: Printable.utf8(subtype),
+        file: Printable.utf8(file), line: line, location: file && location, count: count,
+        count_max: count + uncertain, estimated: estimated?, memsize: memsize }
     end
 
     def to_json(*args)

@@ -25,8 +25,12 @@ module Heapdiff
     #
     # @param row [Integer]
     # @return [Heapdiff::Object]
-    # @raise [IndexError] no such row
+    # @raise [ArgumentError] no such row
+    # @raise [TypeError] +row+ is not an Integer
     def object(row)
+      raise TypeError, "heapdiff: a row is an Integer, got #{Arguments.kind(row)}" unless Integer === row
+      raise ArgumentError, "heapdiff: no row #{row} in #{File.basename(path)} (0...#{size})" unless row >= 0 && row < size
+
       Object.new(self, row, _row(row))
     end
 
@@ -66,7 +70,7 @@ module Heapdiff
     # @return [Array<Heapdiff::Path>] shortest first
     # @raise [ArgumentError] no object at that address in this heap
     def paths_to_root(object, limit: 5, class_edges: true)
-      _paths(row_of!(object), limit, class_edges).map { |root, steps| Path.new(self, root, steps) }
+      _paths(row_of!(object), Arguments.count(limit, "limit:"), class_edges).map { |root, steps| Path.new(self, root, steps) }
     end
 
     # The objects that reference +object+.
@@ -122,27 +126,39 @@ module Heapdiff
       stats[:recovered_lines]
     end
 
+    # close: frees the index now rather than when the GC collects this Heap (a Report
+    # made from it keeps it until the Report goes). Every later call but #path,
+    # #closed? and #inspect raises Heapdiff::Error. Returns nil; closing twice is fine.
+    # (Defined in Rust, like closed?.)
+
     def inspect
+      return "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} closed>" if closed?
+
       extra = warnings.empty? ? "" : " warnings=#{warnings.size}"
-      "#<Heapdiff::Heap #{File.basename(path)} objects=#{size} roots=#{roots.size}#{extra}>"
+      "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} objects=#{size} roots=#{roots.size}#{extra}>"
     end
     alias to_s inspect
 
     private
 
     def row_of!(object)
-      return object.row if object.is_a?(Heapdiff::Object) && object.heap.equal?(self)
+      return object.row if Heapdiff::Object === object && object.heap.equal?(self)
 
-      _row_of(address_int(object)) or raise ArgumentError, "no object at #{object.inspect} in #{File.basename(path)}"
+      _row_of(address_int(object)) or
+        raise ArgumentError, "no object at #{Arguments.kind(object)} in #{File.basename(path)}"
     end
 
+    # Addresses are 64-bit: anything else is no object's.
     def address_int(address)
-      case address
-      when Integer then address
-      when ADDRESS then address.to_i(16)
-      when Heapdiff::Object then address.address.to_i(16)
-      else raise ArgumentError, "expected an address like \"0x7f3a…\", got #{address.inspect}"
-      end
+      int = case address
+            when Integer then address
+            when ADDRESS then address.to_i(16)
+            when Heapdiff::Object then address.address.to_i(16)
+            else raise ArgumentError, "expected an address like \"0x7f3a…\", got #{Arguments.kind(address)}"
+            end
+      raise ArgumentError, "not a 64-bit address: #{Arguments.kind(address)}" unless int >= 0 && int < (1 << 64)
+
+      int
     end
   end
 end

@@ -36,9 +36,10 @@ module Heapdiff
       @method
     end
 
-    # "file:line", or nil for objects allocated while tracing was off.
+    # "file:line" (escaped for printing: Printable), or nil for objects allocated while
+    # tracing was off.
     def location
-      file && "#{file}:#{line}"
+      file && "#{Printable.escape(file)}:#{line}"
     end
 
     # Addresses this object references, in dump order.
@@ -80,7 +81,7 @@ module Heapdiff
              end
       count = heap._references(row).size
       refs = %w[ARRAY HASH OBJECT STRUCT].include?(type) && count > 1 ? " (#{count} refs)" : ""
-      "#{kind.compact.join(" ")} #{address}#{refs}"
+      "#{Printable.escape(kind.compact.join(" "))} #{address}#{refs}"
     end
 
     # A STRING's or SYMBOL's content (binary when the dump gave no encoding), or a
@@ -121,9 +122,9 @@ module Heapdiff
 
     def to_h
       {
-        address: address, type: type, class_name: class_name, file: file, line: line,
-        method: method, generation: generation, memsize: memsize, bytesize: bytesize,
-        length: length, subtype: subtype, flags: flags, references: references
+        address: address, type: type, class_name: Printable.utf8(class_name), file: Printable.utf8(file), line: line,
+        method: Printable.utf8(method), generation: generation, memsize: memsize, bytesize: bytesize,
+        length: length, subtype: Printable.utf8(subtype), flags: flags, references: references
       }
     end
 
@@ -133,8 +134,8 @@ module Heapdiff
 
     def inspect
       parts = ["#<Heapdiff::Object #{address} #{type}"]
-      parts << " #{class_name}" if class_name && !%w[STRING ARRAY HASH].include?(type)
-      parts << " (#{subtype})" if subtype
+      parts << " #{Printable.escape(class_name)}" if class_name && !%w[STRING ARRAY HASH].include?(type)
+      parts << " (#{Printable.escape(subtype)})" if subtype
       parts << " #{location}" if location
       parts << " gen=#{generation}" if generation
       parts << " memsize=#{memsize}"

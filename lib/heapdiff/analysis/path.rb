@@ -53,7 +53,7 @@ module Heapdiff
 
     # "ROOT vm → DATA ractor 0x… → DATA VM/thread 0x… → HASH 0x… → ARRAY 0x… (4990 refs) → STRING 0x…"
     def to_s
-      (["ROOT #{root}"] + steps.map { |s| [s.label, s.object.brief].compact.join(" ") }).join(" → ")
+      (["ROOT #{root}"] + steps.map { |s| [Printable.escape(s.label), s.object.brief].compact.join(" ") }).join(" → ")
     end
 
     # The same, from the object back to the root: "ARRAY 0x… ← DATA VM/thread 0x… ← ROOT vm".

@@ -71,8 +71,15 @@ module Heapdiff
     end
 
     # Warnings from the diff (compaction) and from loading each dump.
-    def warnings
-      @warnings ||= _warnings + [before, after, later].compact.flat_map(&:warnings)
+    attr_reader :warnings
+
+    # Closes the heaps the report was made from (Heap#close), to free their memory
+    # now. Groups, counts, warnings and #to_s stay; #suspects and Group#sample need
+    # the heaps and raise Heapdiff::Error after this. Returns nil.
+    def close
+      [before, after, later].compact.each(&:close)
+      _close
+      nil
     end
 
     # "Retained" for a three-dump diff (still alive in the last dump), else "Allocated".
@@ -85,10 +92,15 @@ module Heapdiff
     # on first use. +class_edges: false+ leaves out the object → class edges that
     # dumps omit (then what only a singleton class holds looks unreachable).
     def suspects(top: nil, class_edges: true)
+      top = Arguments.count(top, "top:", nil_ok: true)
       (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
     end
 
     def suspect(group, class_edges: true)
+      unless Group === group && group.report.equal?(self)
+        raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
+      end
+
       @suspects ||= {}
       @suspects[[group.index, class_edges]] ||=
         Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
@@ -96,7 +108,7 @@ module Heapdiff
 
     def to_h
       {
-        dumps: [before, after, later].compact.map(&:path),
+        dumps: [before, after, later].compact.map { |heap| Printable.utf8(heap.path) },
         total_count: total_count,
         total_memsize: total_memsize,
         uncertain_count: uncertain_count,
@@ -114,6 +126,8 @@ module Heapdiff
     # One line per group in heapy's wording, the first +suspects+ groups followed by
     # where they are held, then warnings.
     def to_s(top: nil, suspects: 3, class_edges: true)
+      top = Arguments.count(top, "top:", nil_ok: true)
+      suspects = Arguments.count(suspects, "suspects:")
       lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
         i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
@@ -135,6 +149,7 @@ module Heapdiff
       @before = before
       @after = after
       @later = later
+      @warnings = _warnings + [before, after, later].compact.flat_map(&:warnings)
     end
   end
 end

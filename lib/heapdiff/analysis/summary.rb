@@ -2,6 +2,8 @@
 
 require "json"
 require_relative "gem_attribution"
+require_relative "../printable"
+require_relative "../arguments"
 
 module Heapdiff
   # What one heap dump holds: counts and memsizes by type, class, allocation site,
@@ -12,7 +14,7 @@ module Heapdiff
     # One row of a table: what, how many objects, how many bytes.
     Row = Struct.new(:key, :count, :memsize) do
       def to_h
-        { key: key, count: count, memsize: memsize }
+        { key: Printable.utf8(key), count: count, memsize: memsize }
       end
     end
 
@@ -36,7 +38,12 @@ module Heapdiff
     # The rows for +key+ (:type, :class, :location, :file or :gem), sorted by +by+
     # (:count or :memsize), largest first; +limit: nil+ gives them all.
     def top(key, by: :count, limit: 10)
-      raise ArgumentError, "heapdiff: no summary by #{key.inspect} (#{KEYS.join(", ")})" unless KEYS.include?(key)
+      raise ArgumentError, "heapdiff: no summary by #{Arguments.kind(key)} (#{KEYS.join(", ")})" unless KEYS.include?(key)
+      unless %i[count memsize].include?(by)
+        raise ArgumentError, "heapdiff: by: must be :count or :memsize, got #{Arguments.kind(by)}"
+      end
+
+      limit = Arguments.count(limit, "limit:", nil_ok: true)
 
       rows = @tables.fetch(key).map { |k, (count, memsize)| Row.new(k, count, memsize) }
       rows = rows.sort_by { |row| [-row.public_send(by), row.key.to_s] }
@@ -54,7 +61,7 @@ module Heapdiff
       tables = keys.to_h do |key|
         [key, { by_count: top(key, limit: top).map(&:to_h), by_memsize: top(key, by: :memsize, limit: top).map(&:to_h) }]
       end
-      { dump: heap.path, objects: object_count, memsize: memsize, tables: tables,
+      { dump: Printable.utf8(heap.path), objects: object_count, memsize: memsize, tables: tables,
         duplicate_strings: duplicate_strings(limit: top).map(&:to_h) }
     end
 
@@ -63,11 +70,13 @@ module Heapdiff
     end
 
     def to_s(top: 10, keys: KEYS)
-      lines = ["#{heap.path}: #{object_count} objects, #{memsize} bytes"]
+      lines = ["#{Printable.escape(heap.path)}: #{object_count} objects, #{memsize} bytes"]
       keys.each do |key|
         %i[count memsize].each do |by|
           lines << "" << "Top #{key} by #{by}:"
-          top(key, by: by, limit: top).each { |row| lines << format("  %10d  %12d B  %s", row.count, row.memsize, row.key) }
+          top(key, by: by, limit: top).each do |row|
+            lines << format("  %10d  %12d B  %s", row.count, row.memsize, Printable.escape(row.key))
+          end
         end
       end
       lines << "" << "Duplicated strings (copies, bytes):"

@@ -22,7 +22,7 @@ module Heapdiff
     Point = Struct.new(:index, :path, :time, :rss_bytes, :live_objects, :live_slots, :gc_count,
                        :minor_gc_count, :major_gc_count, :objects, :memsize, keyword_init: true) do
       def to_h
-        super.merge(time: time&.getutc&.iso8601(3))
+        super.merge(path: Printable.utf8(path), time: time&.getutc&.iso8601(3))
       end
     end
 
@@ -42,14 +42,14 @@ module Heapdiff
 
       # The snapshots a directory (Snapshot.list) or a list of paths stands for.
       def snapshots_from(paths_or_dir)
-        paths_or_dir = paths_or_dir.to_path if paths_or_dir.respond_to?(:to_path)
+        paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir
         when String
           raise FileError, "heapdiff: no such directory: #{paths_or_dir}" unless File.directory?(paths_or_dir)
 
           Snapshot.list(paths_or_dir)
         when Array then paths_or_dir
-        else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{paths_or_dir.class}"
+        else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{Arguments.kind(paths_or_dir)}"
         end
       end
 

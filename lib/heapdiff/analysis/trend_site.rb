@@ -100,8 +100,9 @@ module Heapdiff
 
       # +details+: add the suspect and the path (they need the dominator tree).
       def to_h(details: false)
-        h = { rank: rank, verdict: verdict, type: type, class_name: class_name, subtype: subtype, label: label,
-              file: file, line: line, location: file && location, counts: counts, memsizes: memsizes,
+        h = { rank: rank, verdict: verdict, type: type, class_name: Printable.utf8(class_name),
+              subtype: Printable.utf8(subtype), label: label, file: Printable.utf8(file), line: line,
+              location: file && location, counts: counts, memsizes: memsizes,
               survived: survived, new: new_counts, growth: growth, growth_per_snapshot: growth_per_snapshot,
               growth_per_hour: growth_per_hour, memsize_growth: memsize_growth }
         return h unless details

@@ -24,7 +24,7 @@ module Heapdiff
   # share a numbering or prune each other's snapshots. Fork and Process.daemon are
   # seen through Ruby's Process._fork hook and a wrapper of Process.daemon.
   class Recorder
-    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\d+\z/
+    TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\h+\z/
     META_NAME = /\Aheap-(\d+)\.meta\.json\z/
     AFTER_FORK = %i[restart stop].freeze
     # Signals that Signal.trap refuses, and why: asked for one of these, the recorder
@@ -81,13 +81,12 @@ module Heapdiff
     # of its own, in DIR/pid-PID) or :stop (none).
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
                    after_fork: :restart)
-      dir = dir.to_path if dir.respond_to?(:to_path)
-      raise TypeError, "heapdiff: dir: must be a String or Pathname, got #{dir.class}" unless dir.is_a?(String)
-      unless every.nil? || (every.is_a?(Numeric) && every.positive?)
-        raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{every.inspect}"
+      dir = Arguments.path(dir, "dir:")
+      unless NilClass === every || (Numeric === every && every.positive?)
+        raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{Arguments.kind(every)}"
       end
-      unless keep.is_a?(Integer) && keep.positive?
-        raise ArgumentError, "heapdiff: keep: must be a positive Integer, got #{keep.inspect}"
+      unless Integer === keep && keep.positive?
+        raise ArgumentError, "heapdiff: keep: must be a positive Integer, got #{Arguments.kind(keep)}"
       end
       unless on_snapshot.nil? || on_snapshot.respond_to?(:call)
         raise ArgumentError, "heapdiff: on_snapshot: must respond to #call"
@@ -269,7 +268,9 @@ module Heapdiff
     # temporaries of processes that no longer run.
     def prune
       names = Dir.children(dir)
-      dumps = names.filter_map { |n| (number = n[Snapshot::DUMP_NAME, 1]) && [number.to_i, n] }.sort
+      # Names are matched as bytes: one that is not UTF-8 is no snapshot's, and must not
+      # stop the pruning.
+      dumps = names.filter_map { |n| (number = n.b[Snapshot::DUMP_NAME, 1]) && [number.to_i, n] }.sort
       dumps[0...-keep]&.each do |_, name|
         path = File.join(dir, name)
         remove(path)
@@ -278,9 +279,9 @@ module Heapdiff
       newest = dumps.last&.first || 0
       kept = dumps.map(&:first)
       names.each do |name|
-        if (number = name[META_NAME, 1]&.to_i)
+        if (number = name.b[META_NAME, 1]&.to_i)
           remove(File.join(dir, name)) if number < newest && !kept.include?(number)
-        elsif (pid = name[TEMP_NAME, 1]&.to_i)
+        elsif (pid = name.b[TEMP_NAME, 1]&.to_i)
           remove(File.join(dir, name)) unless alive?(pid)
         end
       end
@@ -368,8 +369,13 @@ module Heapdiff
     end
 
     def signal_name(signal)
-      name = signal.is_a?(Integer) ? Signal.signame(signal) : signal.to_s.upcase.delete_prefix("SIG")
-      raise ArgumentError, "heapdiff: signal: #{signal.inspect} is not a signal name" unless name && Signal.list.key?(name)
+      name = case signal
+             when Integer then Signal.list.key(signal)
+             when String, Symbol then signal.to_s.upcase.delete_prefix("SIG")
+             end
+      unless name && Signal.list.key?(name)
+        raise ArgumentError, "heapdiff: signal: #{Arguments.kind(signal)} is not a signal name"
+      end
 
       reason = UNTRAPPABLE[name]
       raise ArgumentError, "heapdiff: signal: SIG#{name} cannot be trapped (#{reason})" if reason

@@ -1,8 +1,9 @@
 # frozen_string_literal: true
 
-require "fileutils"
 require_relative "../errors"
+require_relative "../arguments"
 require_relative "../native"
+require_relative "../safe_file"
 
 module Heapdiff
   class << self
@@ -25,24 +26,19 @@ module Heapdiff
     class << self
       # Heapdiff.redact.
       def redact_file(input, output, gzip: nil)
-        input = File.expand_path(path_string(input, "input"))
-        output = File.expand_path(path_string(output, "output"))
-        gzip = output.end_with?(".gz") if gzip.nil?
+        input = File.expand_path(Arguments.path(input, "input"))
+        output = File.expand_path(Arguments.path(output, "output"))
+        gzip = output.end_with?(".gz") if NilClass === gzip
         raise ArgumentError, "heapdiff: the output would replace the input (#{input})" if same_file?(input, output)
+        # Before opening: open(2) of a FIFO blocks until a writer comes.
+        raise FileError, "heapdiff: #{input}: not a regular file" if File.exist?(input) && !File.file?(input)
 
-        temp = "#{File.dirname(output)}/.#{File.basename(output)}.tmp-#{Process.pid}-#{Thread.current.object_id}"
-        begin
-          stats = File.open(input, "rb") do |src|
-            File.open(temp, File::WRONLY | File::CREAT | File::TRUNC | File::BINARY, MODE) do |dst|
-              redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
-            end
+        File.open(input, "rb") do |src|
+          SafeFile.write(output, mode: MODE) do |dst|
+            redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
           end
-          File.rename(temp, output)
-          stats
-        ensure
-          FileUtils.rm_f(temp)
         end
-      rescue Errno::ENOENT, Errno::EACCES, Errno::EISDIR, Errno::ENOTDIR => e
+      rescue SystemCallError => e
         raise FileError, "heapdiff: #{e.message}"
       end
 
@@ -57,13 +53,6 @@ module Heapdiff
       end
 
       private
-
-      def path_string(value, name)
-        value = value.to_path if value.respond_to?(:to_path)
-        return value if value.is_a?(String)
-
-        raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
-      end
 
       def same_file?(a, b)
         a == b || (File.exist?(b) && File.identical?(a, b))

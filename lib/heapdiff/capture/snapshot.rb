@@ -2,6 +2,8 @@
 
 require "json"
 require_relative "../errors"
+require_relative "../arguments"
+require_relative "../printable"
 require_relative "snapshot_writer"
 
 module Heapdiff
@@ -35,7 +37,7 @@ module Heapdiff
     DEFAULT_DIR = "tmp/heapdiff"
     DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/
 
-    Child = Struct.new(:dir, :temp_suffix, :reader, :waiter)
+    Child = Struct.new(:dir, :path, :temp_suffix, :reader, :waiter)
     private_constant :Child
 
     @lock = Mutex.new
@@ -56,8 +58,8 @@ module Heapdiff
 
       # Heapdiff.snapshot.
       def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
-        path = path_string(path, "path")
-        dir = path_string(dir, "dir:")
+        path = Arguments.path(path, "path", nil_ok: true)
+        dir = Arguments.path(dir, "dir:", nil_ok: true)
         raise ArgumentError, "heapdiff: give a path or dir:, not both" if path && dir
 
         path &&= File.expand_path(path)
@@ -71,7 +73,7 @@ module Heapdiff
           taken_at = Time.new
           if fork
             pid, reader = writer.fork_write(taken_at)
-            child = Child.new(dir, writer.temp_suffix, reader, Process.detach(pid))
+            child = Child.new(dir, path, writer.temp_suffix, reader, Process.detach(pid))
             new(taken_at: taken_at, child_pid: pid, child: child)
           else
             dump, meta_path, meta = writer.write(taken_at)
@@ -82,8 +84,9 @@ module Heapdiff
 
       # The complete snapshots in +dir+ (numbered names), oldest first.
       def list(dir)
-        dir = File.expand_path(path_string(dir, "dir"))
-        numbered = Dir.children(dir).filter_map { |name| (n = name[DUMP_NAME, 1]) && [n.to_i, name] }
+        dir = File.expand_path(Arguments.path(dir, "dir"))
+        # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
+        numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
         numbered.sort.filter_map do |_, name|
           read(File.join(dir, name))
         rescue FileError
@@ -91,17 +94,18 @@ module Heapdiff
         end
       rescue Errno::ENOENT
         []
+      rescue SystemCallError => e
+        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
       end
 
       # The snapshot whose dump is +path+, with its sidecar's meta when it has one.
       def read(path)
-        path = File.expand_path(path_string(path, "path"))
+        path = File.expand_path(Arguments.path(path, "path"))
         raise FileError, "heapdiff: no such dump: #{path}" unless File.file?(path)
 
         meta_path = meta_path_for(path)
-        meta = File.file?(meta_path) ? JSON.parse(File.read(meta_path)) : nil
-        taken_at = meta&.dig("time") ? parse_time(meta["time"]) : File.mtime(path)
-        new(taken_at: taken_at, path: path, meta_path: meta && meta_path, meta: meta)
+        meta, taken_at = read_meta(meta_path)
+        new(taken_at: taken_at || File.mtime(path), path: path, meta_path: meta && meta_path, meta: meta)
       rescue Errno::ENOENT
         raise FileError, "heapdiff: no such dump: #{path}"
       end
@@ -113,11 +117,19 @@ module Heapdiff
 
       private
 
-      def path_string(value, name)
-        value = value.to_path if value.respond_to?(:to_path)
-        return value if value.nil? || value.is_a?(String)
+      # [meta, time taken] from the sidecar at +meta_path+; [nil, nil] when there is none,
+      # or when it is damaged (not JSON, not an object, a bad time), with a warning: a
+      # damaged sidecar costs its snapshot the meta, never the listing.
+      def read_meta(meta_path)
+        return [nil, nil] unless File.file?(meta_path)
 
-        raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{value.class}"
+        meta = JSON.parse(File.read(meta_path))
+        raise TypeError, "not a JSON object" unless meta.is_a?(Hash)
+
+        [meta, meta["time"] && parse_time(meta["time"])]
+      rescue JSON::ParserError, TypeError, ArgumentError, SystemCallError, IOError => e
+        warn "heapdiff: ignoring the damaged sidecar #{Printable.escape(meta_path)}: #{e.class}: #{e.message[0, 200]}"
+        [nil, nil]
       end
 
       def parse_time(text)
@@ -219,7 +231,7 @@ module Heapdiff
       true
     end
 
-    # The child sent ["ok", dump, meta_path, meta] once both were in place, or
+    # The child sent ["ok", meta] once the dump and sidecar were in place, or
     # ["error", message] (see SnapshotWriter#fork_write). The exit status only explains
     # a failure: code that reaps every child (a Puma master) may have taken it first.
     # Drops the child's objects afterwards.
@@ -234,7 +246,9 @@ module Heapdiff
         nil
       end
       if outcome == "ok"
-        @path, @meta_path, @meta = rest
+        @meta = rest.first
+        @path = child.path || File.join(child.dir, @meta["dump"])
+        @meta_path = self.class.meta_path_for(@path)
       else
         SnapshotWriter.remove_temps(child.dir, child.temp_suffix)
         @error = SnapshotError.new("heapdiff: the snapshot child (pid #{@child_pid}) #{ending(status)}" \

@@ -3,6 +3,8 @@
 require "etc"
 require "json"
 require_relative "../errors"
+require_relative "../printable"
+require_relative "../safe_file"
 require_relative "tracing"
 require_relative "../version"
 
@@ -12,7 +14,7 @@ module Heapdiff
   # final names. Used by Heapdiff.snapshot; not an API of its own.
   #
   # What a reader of the directory sees, in order:
-  #   .heap-0003.json.tmp-PID-SEQ    the dump being written: hidden, and it gets no
+  #   .heap-0003.json.tmp-PID-RANDOM the dump being written: hidden, and it gets no
   #                                  final name before it is complete and fsynced
   #   heap-0003.meta.json            the sidecar (written and fsynced the same way)
   #   heap-0003.json                 the dump: the last name to appear, so a dump that
@@ -69,7 +71,7 @@ module Heapdiff
       @gzip = gzip
       @redact = redact
       @sequence = sequence
-      @temp_suffix = ".tmp-#{Process.pid}-#{sequence}"
+      @temp_suffix = SafeFile.temp_suffix
       @temps = []
     end
 
@@ -85,10 +87,12 @@ module Heapdiff
     end
 
     # Prepares the snapshot here, then forks a child that dumps, commits and exit!s.
-    # Returns [child_pid, reader]: the child sends, as JSON, ["ok", dump_path,
-    # meta_path, meta] through +reader+ once everything is in place, or ["error",
-    # message]. Parse it with Snapshot.parse_json, not JSON.parse: the objects the
-    # parser makes are then allocated in heapdiff's file, not in json's.
+    # Returns [child_pid, reader]: the child sends, as JSON, ["ok", meta] through
+    # +reader+ once everything is in place (the parent knows the paths from the
+    # directory and meta["dump"]: paths are bytes, which JSON cannot carry when they
+    # are not UTF-8), or ["error", message]. Parse it with Snapshot.parse_json, not
+    # JSON.parse: the objects the parser makes are then allocated in heapdiff's file,
+    # not in json's.
     def fork_write(time)
       prepare(time, forked: true)
       reader, writer = IO.pipe
@@ -181,12 +185,13 @@ module Heapdiff
         GC.disable
         raise SnapshotError, "heapdiff: the GC did not finish before the dump" unless GC.latest_gc_info(:state) == :none
 
-        writer.write(JSON.generate(["ok", *yield]))
+        _, _, meta = yield
+        writer.write(JSON.generate(["ok", meta]))
         status = 0
       rescue Exception => e # rubocop:disable Lint/RescueException -- the forked child: whatever it is, the parent gets its message
         @temps.each { |t| remove(t) }
         begin
-          writer.write(JSON.generate(["error", e.message]))
+          writer.write(JSON.generate(["error", Printable.utf8(e.message)]))
         rescue SystemCallError, IOError
           nil
         end
@@ -224,11 +229,10 @@ module Heapdiff
         "heapdiff_version" => VERSION,
         # Where heapdiff's own objects were allocated (Heapdiff::OWN_PATH there): a diff
         # made on another machine needs it to leave them out.
-        "heapdiff_path" => File.expand_path("..", __dir__),
+        "heapdiff_path" => Printable.utf8(File.expand_path("..", __dir__)),
         "sequence" => @sequence,
         "pid" => @pid,
-        "hostname" => Etc.uname[:nodename],
-        "program" => $PROGRAM_NAME,
+        **process_identity,
         "time" => time.getutc.strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
         "ruby_version" => RUBY_VERSION,
         "ruby_platform" => RUBY_PLATFORM,
@@ -242,6 +246,17 @@ module Heapdiff
         "gzip" => @gzip,
         "redacted" => @redact
       }
+    end
+
+    # The host and the program's name ($PROGRAM_NAME, which servers fill with their
+    # command line: "--token=…"). A redacted sidecar holds neither: the host only as a
+    # hash, which still tells snapshots of different hosts apart (Trend needs that).
+    def process_identity
+      hostname = Etc.uname[:nodename]
+      return { "hostname" => hostname, "program" => Printable.utf8($PROGRAM_NAME) } unless @redact
+
+      require "digest"
+      { "hostname" => "sha256:#{Digest::SHA256.hexdigest(hostname)[0, 16]}", "program" => nil }
     end
 
     # Resident set size from /proc (Linux); nil elsewhere.
@@ -266,17 +281,12 @@ module Heapdiff
     end
 
     # A hidden temporary beside the target (same file system, so that linking and
-    # renaming it are atomic), mode 0600, never an existing file. Returns [path, io].
+    # renaming it are atomic), mode 0600, never an existing file nor through a
+    # symlink (SafeFile). Returns [path, io].
     def create_temp(name, readable: false)
       temp = File.join(@dir, ".#{name}#{@temp_suffix}")
+      io = SafeFile.create(temp, MODE, readable: readable)
       @temps << temp
-      io = begin
-        File.open(temp, (readable ? File::RDWR : File::WRONLY) | File::CREAT | File::EXCL | File::BINARY, MODE)
-      rescue Errno::EEXIST
-        # Left by an earlier process with this pid that died mid-write.
-        File.unlink(temp)
-        retry
-      end
       [temp, io]
     end
 
@@ -300,9 +310,14 @@ module Heapdiff
 
     def commit_to_path(dump)
       meta_path = Snapshot.meta_path_for(@path)
-      meta = @meta.merge("dump" => File.basename(@path))
+      meta = @meta.merge("dump" => Printable.utf8(File.basename(@path)))
       File.rename(write_temp(File.basename(meta_path)) { |io| io.write(JSON.generate(meta), "\n") }, meta_path)
-      File.rename(dump, @path)
+      begin
+        File.rename(dump, @path)
+      rescue SystemCallError
+        remove(meta_path) # a sidecar without its dump would describe nothing
+        raise
+      end
       [@path, meta_path, meta]
     end
 
@@ -343,7 +358,7 @@ module Heapdiff
     end
 
     def next_number
-      numbers = Dir.children(@dir).filter_map { |name| name[NUMBERED, 1]&.to_i }
+      numbers = Dir.children(@dir).filter_map { |name| name.b[NUMBERED, 1]&.to_i }
       (numbers.max || 0) + 1
     end
 
@@ -362,9 +377,11 @@ module Heapdiff
       nil
     end
 
+    # Removes a file if it can: called while cleaning up after a failure, it must not
+    # replace the error that explains the failure (EPERM, EROFS).
     def remove(path)
       File.unlink(path)
-    rescue Errno::ENOENT
+    rescue SystemCallError
       nil
     end
 

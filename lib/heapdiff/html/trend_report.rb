@@ -75,7 +75,7 @@ module Heapdiff
 
       def summary
         memory = @trend.memory
-        parts = ["#{@trend.snapshots.size} snapshots of #{File.dirname(memory.first.path)}"]
+        parts = ["#{@trend.snapshots.size} snapshots of #{Printable.utf8(File.dirname(memory.first.path))}"]
         parts << format("over %.1f min", @trend.hours * 60) if @trend.hours
         parts << ("#{@trend.size} allocation sites: " +
                  VERDICTS.map { |v| "#{@trend.count { |s| s.verdict == v }} #{v}" }.join(", "))
@@ -209,8 +209,9 @@ module Heapdiff
         }
       end
 
+      # Escaped, and valid UTF-8 like the page (a path need not be: LANG=C).
       def h(value)
-        CGI.escapeHTML(value.to_s)
+        CGI.escapeHTML(Printable.utf8(value.to_s))
       end
 
       # JSON inside <script>: no "<" may close the element or open a comment there.

@@ -1,6 +1,7 @@
 //! The dominator tree (Lengauer–Tarjan) and retained sizes.
 
 use super::{slot, HeapGraph, NO_ROW};
+use crate::cancel::checkpoint_every;
 
 /// The dominator tree: `idom[v]` is the closest object every path from the roots to `v`
 /// passes through (`SUPER_ROOT` when only the roots themselves do).
@@ -54,6 +55,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
     // index); the virtual root's successors are the root rows.
     let mut stack: Vec<(u32, u32, usize)> = vec![(0, NO_ROW, 0)];
     while let Some(top) = stack.last_mut() {
+        checkpoint_every(vertex.len());
         let (p, row, k) = *top;
         top.2 += 1;
         let next = if row == NO_ROW {
@@ -115,6 +117,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
     };
 
     for w in (1..count).rev() {
+        checkpoint_every(w);
         let row = vertex[w] as usize;
         let mut s = semi[w];
         let preds = reverse.neighbours(row).iter().map(|&u| pre[u as usize]);

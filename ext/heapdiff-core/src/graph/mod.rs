@@ -16,6 +16,7 @@ use paths::RootTree;
 
 use std::sync::OnceLock;
 
+use crate::cancel::checkpoint_every;
 use crate::heap::Heap;
 
 /// No vertex / not reached.
@@ -102,6 +103,7 @@ impl HeapGraph {
             let n = self.heap.len();
             let mut counts = vec![0u32; n + 1];
             for v in 0..n {
+                checkpoint_every(v);
                 self.for_each_successor(v, class_edges, |t| counts[t + 1] += 1);
             }
             for i in 0..n {
@@ -110,6 +112,7 @@ impl HeapGraph {
             let mut fill = counts.clone();
             let mut targets = vec![0u32; counts[n] as usize];
             for v in 0..n {
+                checkpoint_every(v);
                 self.for_each_successor(v, class_edges, |t| {
                     targets[fill[t] as usize] = v as u32;
                     fill[t] += 1;

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::{slot, HeapGraph, NO_ROW};
+use crate::cancel::checkpoint;
 use crate::object_type::ObjectType;
 
 /// The root category of conservative stack scanning.
@@ -86,6 +87,7 @@ impl HeapGraph {
                     }
                 }
                 while !frontier.is_empty() {
+                    checkpoint();
                     let seen_now = &seen;
                     let candidates: Vec<Vec<(u32, u32)>> = frontier
                         .par_chunks(4096)

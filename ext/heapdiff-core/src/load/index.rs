@@ -48,7 +48,7 @@ impl IndexBuilder {
         }
     }
 
-    fn not_a_dump(&self, line: u64, reason: String) -> LoadError {
+    pub(super) fn not_a_dump(&self, line: u64, reason: String) -> LoadError {
         LoadError::NotAHeapDump {
             path: self.path.clone(),
             line,

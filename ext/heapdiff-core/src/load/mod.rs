@@ -23,6 +23,7 @@ use crate::source::Source;
 use framing::split_pieces;
 use index::IndexBuilder;
 use piece::{parse_piece, ParsedPiece};
+pub(crate) use read::RecordTooLong;
 use read::{read_batches, read_up_to, Batch, CountingReader};
 
 #[derive(Default, Clone, Copy)]
@@ -76,13 +77,15 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         path: path.to_path_buf(),
         error,
     };
+    // The type is checked before opening too: open(2) of a FIFO with no writer blocks
+    // until one comes, past any cancel.
+    if !std::fs::metadata(path).map_err(io_error)?.is_file() {
+        return Err(io_error(not_a_regular_file()));
+    }
     let mut file = File::open(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
     if !metadata.is_file() {
-        // Values are read back from the file later, which a pipe cannot do.
-        return Err(io_error(io::Error::other(
-            "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
-        )));
+        return Err(io_error(not_a_regular_file()));
     }
     let total = metadata.len();
     let mut magic = [0u8; 2];
@@ -131,7 +134,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let batch = batch.map_err(io_error)?;
+            let batch = match batch {
+                Err(e) if e.get_ref().is_some_and(|e| e.is::<RecordTooLong>()) => {
+                    // The batches before it are appended: the record starts on the next line.
+                    return Err(builder.not_a_dump(builder.stats.lines + 1, e.to_string()));
+                }
+                batch => batch.map_err(io_error)?,
+            };
             if cancelled(options.cancel) {
                 return Err(LoadError::Cancelled);
             }
@@ -173,6 +182,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
     drop(receiver);
     let _ = reader_thread.join();
     result?;
+    // Another process truncated the file while it was read: its end then looks like a
+    // dump whose writer died, which is not what happened.
+    if let Ok(now) = std::fs::metadata(path) {
+        if now.len() < total {
+            builder.stats.shrank_while_read = Some((total, now.len()));
+        }
+    }
     if builder.stats.lines == builder.stats.blank_lines {
         return Err(LoadError::NotAHeapDump {
             path: path.to_path_buf(),
@@ -185,6 +201,13 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         });
     }
     builder.finish(source, options.cancel)
+}
+
+fn not_a_regular_file() -> io::Error {
+    // Values are read back from the file later, which a pipe cannot do.
+    io::Error::other(
+        "not a regular file (a pipe or device cannot be read back); save the dump to a file first",
+    )
 }
 
 pub(super) fn cancelled(flag: Option<&AtomicBool>) -> bool {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::framing::{last_record_start, starts_like_a_record};
+use crate::MAX_RECORD_BYTES;
 
 /// Bytes read per batch. Three batches are in memory at once per load (one filling,
 /// one waiting, one parsing): kept small, because a diff runs three loads at once and
@@ -65,8 +66,13 @@ pub(super) fn read_batches(
         // Recycled buffers keep their length, so only a buffer's first use zeroes it.
         let mut data = recycled.try_recv().unwrap_or_default();
         // A record longer than a batch doubles the buffer each round: linear overall.
-        let want = (carry.len() * 2).max(BATCH_BYTES);
+        // Never more than the longest record allowed, plus one byte to see it is longer.
+        let want = (carry.len() * 2).clamp(BATCH_BYTES, MAX_RECORD_BYTES + 1);
         if data.len() < want {
+            if let Err(e) = data.try_reserve_exact(want - data.len()) {
+                let _ = sender.send(Err(io::Error::new(io::ErrorKind::OutOfMemory, e)));
+                return;
+            }
             data.resize(want, 0);
         }
         data[..carry.len()].copy_from_slice(&carry);
@@ -104,8 +110,16 @@ pub(super) fn read_batches(
                     // Not a heap dump: hand it over now so that the parse says so,
                     // instead of reading the whole file in search of a record.
                 }
+                None if filled > MAX_RECORD_BYTES => {
+                    let _ = sender.send(Err(io::Error::other(RecordTooLong)));
+                    return;
+                }
                 None => {
                     // One record larger than the buffer: keep reading into a bigger one.
+                    if let Err(e) = carry.try_reserve_exact(filled) {
+                        let _ = sender.send(Err(io::Error::new(io::ErrorKind::OutOfMemory, e)));
+                        return;
+                    }
                     carry.extend_from_slice(&data[..filled]);
                     continue;
                 }
@@ -128,3 +142,19 @@ pub(super) fn read_batches(
         }
     }
 }
+
+/// A record longer than `MAX_RECORD_BYTES`, found by the reader thread.
+#[derive(Debug)]
+pub(crate) struct RecordTooLong;
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a record longer than {} MB, heapdiff's limit",
+            MAX_RECORD_BYTES >> 20
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}

@@ -1,0 +1,46 @@
+# frozen_string_literal: true
+
+module Heapdiff
+  # Checks of what callers pass to the public API, so that a wrong argument raises
+  # TypeError or ArgumentError naming it, before it reaches Rust (RangeError,
+  # FloatDomainError) or a method it lacks (NoMethodError). Written with Module#===,
+  # which works on any object, BasicObject included.
+  module Arguments
+    # Counts beyond this mean "all" (more rows than any heap has) and still fit the
+    # native integers they become.
+    LARGEST_COUNT = 1 << 32
+
+    module_function
+
+    # +value+ as a path String (a Pathname or anything with #to_path is converted);
+    # nil stays nil when +nil_ok+. Raises TypeError otherwise.
+    def path(value, name, nil_ok: false)
+      return nil if nil_ok && NilClass === value
+
+      value = value.to_path if ::Object === value && value.respond_to?(:to_path)
+      return value if String === value
+
+      raise TypeError, "heapdiff: #{name} must be a String or Pathname, got #{kind(value)}"
+    end
+
+    # +value+ as a count of things to show or take (0 or more); nil stays nil when
+    # +nil_ok+. Counts above LARGEST_COUNT are LARGEST_COUNT. Raises TypeError for a
+    # non-Integer, ArgumentError for a negative one.
+    def count(value, name, nil_ok: false)
+      return nil if nil_ok && NilClass === value
+      raise TypeError, "heapdiff: #{name} must be an Integer, got #{kind(value)}" unless Integer === value
+      raise ArgumentError, "heapdiff: #{name} must be 0 or more, got #{value}" if value.negative?
+
+      [value, LARGEST_COUNT].min
+    end
+
+    # What +value+ is, for a message: its inspect (cut short), or its kind for an
+    # object that has no #inspect.
+    def kind(value)
+      return "an instance of BasicObject" unless ::Object === value
+
+      text = value.inspect
+      text.length > 60 ? "#{text[0, 60]}…" : text
+    end
+  end
+end
