@@ -199,7 +199,7 @@ module Heapdiff
         raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
       end
 
-      # "pid 1 on web-1, started … (3 snapshots), pid 2 on web-1, started … (1 snapshot)"
+      # "pid 1 on web-1, started … (3 snapshots); pid 2 on web-1, started … (1 snapshot)"
       def describe(groups)
         groups.map { |identity, group| "#{identity} (#{group.size} snapshot#{"s" unless group.size == 1})" }.join("; ")
       end
