@@ -223,7 +223,7 @@ module Heapdiff
 
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
     def diff_paths(paths)
-      paths.each { |path| progress(path.respond_to?(:path) ? path.path : path) }
+      paths.each { |path| progress(Snapshot === path ? path.path : path) }
       Heapdiff.diff(*paths)
     end
 
