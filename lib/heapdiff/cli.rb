@@ -73,6 +73,10 @@ module Heapdiff
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
+      # Where the memory grew, from the sidecars alone: before any dump is loaded.
+      memory = MemoryVerdict.from_snapshots(all)
+      options[:memory] = memory
+      @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
       report = diff_paths(snapshots)
       status = begin
         report_output(report, options)
@@ -266,6 +270,7 @@ module Heapdiff
 
     def report_h(report, options)
       h = report.to_h
+      h[:memory_verdict] = options[:memory].to_h if options[:memory]
       h[:group_count] = report.size
       h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
       if options[:by]

@@ -5,6 +5,7 @@ require "json"
 require_relative "../errors"
 require_relative "../printable"
 require_relative "../safe_file"
+require_relative "memory"
 require_relative "process_identity"
 require_relative "tracing"
 require_relative "../version"
@@ -129,8 +130,12 @@ module Heapdiff
       if forked
         Snapshot.parse_json("[]")
         GC.start(full_mark: true, immediate_mark: true, immediate_sweep: false)
+        # The parent's memory, after marking (the sweep is lazy: free slots not yet
+        # swept count as live); the child's would be a copy-on-write view of it.
+        @memory = Memory.breakdown
       else
         GC.start(full_mark: true, immediate_sweep: true)
+        @memory = Memory.breakdown
         @meta = collect_meta(time, forked)
         JSON.generate(@meta)
       end
@@ -242,6 +247,7 @@ module Heapdiff
         "gc_count" => GC.count,
         "gc_stat" => GC.stat.slice(*GC_STAT_KEYS).transform_keys(&:to_s),
         "rss_bytes" => @rss,
+        "memory" => @memory,
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,
