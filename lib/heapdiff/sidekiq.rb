@@ -47,6 +47,8 @@ module Heapdiff
               chain.prepend(Middleware, schedule)
             end
           end
+          # The recorder's thread watches RSS; without rss_limit it starts on demand.
+          recorder.start if recorder_options[:rss_limit]
           config.on(:quiet) { schedule.stopping! }
           config.on(:shutdown) { schedule.stopping! }
           recorder.logger.info("heapdiff: Sidekiq jobs will take snapshots in #{recorder.dir}, #{schedule}, " \
