@@ -119,9 +119,18 @@ RSpec.describe "Memory verdicts" do
   it "heapdiff report DIR prints the memory verdict first" do
     Dir.mktmpdir do |dir|
       record(dir, { setup: "KEPT = []", round: "200_000.times { |i| KEPT << \"kept \#{i}\" * 4 }" })
-      out, status = Processes.ruby('require "heapdiff/cli"; exit Heapdiff::CLI.new.run(["report", ARGV[0], "--top", "1"])', dir)
+      html = File.join(dir, "trend.html")
+      out, status = Processes.ruby('require "heapdiff/cli"; exit Heapdiff::CLI.new.run(["report", *ARGV, "--top", "1"])',
+                                   dir, "--html", html)
       expect(status.exitstatus).to eq(0), out
-      expect(out.lines.first).to start_with("Memory: ruby_objects, +")
+      # (stderr's "heapdiff: wrote …" is mixed in, ahead of the buffered stdout)
+      expect(out.lines.reject { |l| l.start_with?("heapdiff: ") }.first).to start_with("Memory: ruby_objects, +")
+      # The HTML report: the verdict, and the breakdown as a stacked area, a layer each.
+      page = File.read(html)
+      expect(page).to include("<p class=\"verdict\">Memory: ruby_objects, +")
+      svg = page[%r{<svg id="breakdown".*?</svg>}m]
+      expect(svg.scan("<polygon").size).to eq(5)
+      expect(svg).to match(%r{<title>ruby_objects: [\d.]+ MB( → [\d.]+ MB){5}</title>})
     end
   end
 end
