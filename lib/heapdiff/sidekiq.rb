@@ -35,11 +35,11 @@ module Heapdiff
       # +after_fork:+), or +recorder:+ to share one (the binstub does: one numbering,
       # one +keep+ for timed, signalled and per-job snapshots). Returns the Schedule.
       # Raises ArgumentError for a wrong option.
-      def install(every_jobs: nil, every_seconds: nil, recorder: nil, watch: false, watch_threshold: 100,
-                  watch_check_every: 1000, **recorder_options)
+      def install(every_jobs: nil, every_seconds: nil, recorder: nil, watch: false, watch_every: 100,
+                  watch_threshold: 10, watch_check_every: 10_000, **recorder_options)
         recorder ||= Recorder.new(every: nil, **recorder_options)
         schedule = Schedule.new(recorder, every_jobs: every_jobs, every_seconds: every_seconds)
-        schedule.watch!(threshold: watch_threshold, check_every: watch_check_every) if watch
+        schedule.watch!(every: watch_every, threshold: watch_threshold, check_every: watch_check_every) if watch
         ::Sidekiq.configure_server do |config|
           each_chain_owner(config) do |owner|
             owner.server_middleware do |chain|
@@ -134,17 +134,20 @@ module Heapdiff
         @capture&.pop
       end
 
-      # Whether finished jobs are watched (Heapdiff.watch), and how many of one label
-      # must survive a full GC for a snapshot (checked every +watch_check_every+ jobs,
-      # each check a full GC; then again at twice the count).
-      attr_reader :watch, :watch_threshold, :watch_check_every
+      # Whether finished jobs are watched (Heapdiff.watch): one in +watch_every+ (a
+      # watched object costs a weak reference, which Ruby 3.1's WeakMap makes with a
+      # finalizer: tens of µs), and how many of one label must survive a full GC for a
+      # snapshot (checked every +watch_check_every+ jobs, each check a full GC; then
+      # again at twice the count).
+      attr_reader :watch, :watch_every, :watch_threshold, :watch_check_every
 
       # See Heapdiff::Sidekiq.install.
-      def watch!(threshold: 100, check_every: 1000)
+      def watch!(every: 100, threshold: 10, check_every: 10_000)
         @watch = true
+        @watch_every = every
         @watch_threshold = threshold
         @watch_check_every = check_every
-        @watched_jobs = 0
+        @finished_jobs = 0
         self
       end
 
@@ -167,10 +170,13 @@ module Heapdiff
       end
 
       def watch_job(worker, job)
-        label = worker.class.name || worker.class.inspect
-        Heapdiff.watch(worker, label)
-        Heapdiff.watch(job["args"], "#{label} args") if job.is_a?(Hash) && job["args"].is_a?(Array)
-        check_survivors if ((@watched_jobs += 1) % watch_check_every).zero?
+        finished = @lock.synchronize { @finished_jobs += 1 }
+        if (finished % watch_every).zero?
+          label = worker.class.name || worker.class.inspect
+          Heapdiff.watch(worker, label)
+          Heapdiff.watch(job["args"], "#{label} args") if job.is_a?(Hash) && job["args"].is_a?(Array)
+        end
+        check_survivors if (finished % watch_check_every).zero?
       end
 
       # A snapshot when watched objects of one label survive past the threshold, so

@@ -55,7 +55,7 @@ RSpec.describe "Heapdiff.watch" do
           def perform(i) = "done \#{i}"
         end
         recorder = Heapdiff::Recorder.new(dir: ARGV[0], every: 3600, keep: 10)
-        schedule = Heapdiff::Sidekiq::Schedule.new(recorder, every_jobs: 10_000).watch!(threshold: 30, check_every: 40)
+        schedule = Heapdiff::Sidekiq::Schedule.new(recorder, every_jobs: 10_000).watch!(every: 1, threshold: 30, check_every: 40)
         middleware = Heapdiff::Sidekiq::Middleware.new(schedule)
         recorder.snapshot_now
         40.times do |i|
