@@ -119,6 +119,16 @@ module Heapdiff
       end
     end
 
+    # The work done in each interval between two snapshots, from the later one's
+    # sidecar (Heapdiff::Work: jobs per job class, requests per route): one Hash per
+    # interval ({"jobs" => {"WidgetJob" => 12}, "requests" => {"GET /widgets/:id" =>
+    # 40}}), nil where that sidecar has no counts. The first snapshot's counts (since
+    # counting started) belong to no interval and are left out.
+    # @return [Array<Hash{String => Hash{String => Integer}}, nil>] one per interval
+    def work
+      @work ||= snapshots.drop(1).map { |s| WorkFit.normalize(s.meta && s.meta["work"]) }.freeze
+    end
+
     # The last snapshot, loaded (the trend keeps it for suspects and paths).
     def last_heap
       @last_heap ||= _last_heap
@@ -143,6 +153,7 @@ module Heapdiff
         site_count: size,
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
         sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
+        work: work,
         warnings: warnings
       }
     end
@@ -196,3 +207,4 @@ end
 
 # Site uses Trend::VERDICTS.
 require_relative "trend_site"
+require_relative "work_fit"
