@@ -42,14 +42,20 @@ module Heapdiff
       # method that is not an HTTP token is "OTHER").
       # @param env [Hash] a Rack env
       # @return [String]
+      # @raise [TypeError] when +env+ is not a Hash
       def route(env)
+        raise TypeError, "heapdiff: a Rack env must be a Hash, got #{Arguments.kind(env)}" unless Hash === env
+
         rails_route(env) || "#{method_name(env["REQUEST_METHOD"])} #{collapse("#{env["SCRIPT_NAME"]}#{env["PATH_INFO"]}")}"
       end
 
       # +path+ with its id segments replaced by ":id".
       # @param path [String]
       # @return [String]
+      # @raise [TypeError] when +path+ is not a String
       def collapse(path)
+        raise TypeError, "heapdiff: a path must be a String, got #{Arguments.kind(path)}" unless String === path
+
         path = path.b
         return "/" if path.empty?
 

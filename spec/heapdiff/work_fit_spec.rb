@@ -77,5 +77,13 @@ RSpec.describe Heapdiff::Trend::WorkFit do
     damaged = { "jobs" => { "A" => 2, "B" => "3", "C" => -1, 4 => 1 }, "requests" => [1], 5 => {} }
     expect(described_class.normalize(damaged)).to eq("jobs" => { "A" => 2 })
     expect(described_class.normalize("no")).to be_nil
+    driver = described_class.fit([2, 4, 6], [damaged, { "jobs" => { "A" => 4 } }, { "jobs" => { "A" => 6 } }])
+    expect(driver).to have_attributes(status: :fitted, label: "A", rate: 1.0)
+  end
+
+  it "refuses growth and work that do not match" do
+    expect { described_class.fit([1, 2], [nil]) }.to raise_error(ArgumentError, /2 growths for 1 intervals/)
+    expect { described_class.fit(nil, []) }.to raise_error(TypeError, /growth must be/)
+    expect { described_class.fit([1], [1]) }.to raise_error(TypeError, /work must be/)
   end
 end

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require_relative "../arguments"
 require_relative "../printable"
 
 module Heapdiff
@@ -114,12 +115,16 @@ module Heapdiff
       end
 
       # @param growth [Array<Integer>] the site's growth in each interval (objects)
-      # @param work [Array<Hash, nil>] per interval, the sidecar's "work" as #normalize
-      #   makes it ({kind => {label => count}}), nil where the sidecar has none
+      # @param work [Array<Hash, nil>] per interval, the sidecar's "work" ({kind =>
+      #   {label => count}}, see #normalize), nil where the sidecar has none
       # @param site_label [String] "STRING", for the text
       # @return [GrowthDriver]
+      # @raise [TypeError] for growth that is not Integers, work that is not Hashes or
+      #   nil, a label that is not a String
+      # @raise [ArgumentError] when +growth+ and +work+ differ in length
       def fit(growth, work, site_label: "objects")
-        counted = growth.zip(work).select { |_, w| Hash === w }
+        check(growth, work, site_label)
+        counted = growth.zip(work.map { |w| normalize(w) }).select { |_, w| w }
         counts = counted.map(&:last)
         base = { site_label: site_label, intervals: counted.size, needed: MIN_INTERVALS }
         candidates = candidates(counted.map(&:first), counts)
@@ -136,6 +141,19 @@ module Heapdiff
                  end
         GrowthDriver.new(status: status, **base, needed: needed, kind: best.kind, label: best.label, rate: best.rate,
                          fits: best.fits, runner_up: status == :ambiguous ? second : nil)
+      end
+
+      def check(growth, work, site_label)
+        unless Array === growth && growth.all? { |g| Integer === g }
+          raise TypeError, "heapdiff: growth must be an Array of Integers, got #{Arguments.kind(growth)}"
+        end
+        unless Array === work && work.all? { |w| NilClass === w || Hash === w }
+          raise TypeError, "heapdiff: work must be an Array of Hashes or nils, got #{Arguments.kind(work)}"
+        end
+        raise TypeError, "heapdiff: site_label must be a String, got #{Arguments.kind(site_label)}" unless String === site_label
+        return if growth.size == work.size
+
+        raise ArgumentError, "heapdiff: #{growth.size} growths for #{work.size} intervals of work"
       end
 
       # Every label's fit, best first.

@@ -73,16 +73,21 @@ module Heapdiff
       end
 
       # Adds counts taken with #take back (a snapshot that failed: its work then
-      # belongs to the next one). nil does nothing.
+      # belongs to the next one). nil does nothing; kinds, labels and counts that #take
+      # never gives are skipped.
       # @param taken [Hash{String => Hash{String => Integer}}, nil]
       # @return [nil]
+      # @raise [TypeError] when +taken+ is neither a Hash nor nil
       def add(taken)
-        return nil if taken.nil?
+        return nil if NilClass === taken
+        raise TypeError, "heapdiff: expected counts from Work.take, got #{Arguments.kind(taken)}" unless Hash === taken
 
         @lock.synchronize do
           taken.each do |kind, labels|
-            counts = @counts[kind] or next
-            labels.each { |label, n| counts[label] = counts.fetch(label, 0) + n }
+            counts = @counts[kind]
+            next unless counts && Hash === labels
+
+            labels.each { |label, n| counts[label] = counts.fetch(label, 0) + n if String === label && Integer === n }
           end
         end
         nil
