@@ -93,11 +93,12 @@ module Heapdiff
       @app = app
       @recorder = recorder || (Recorder.new(**recorder_options) unless recorder_options.empty?)
       @start_lock = Mutex.new
+      @started_in = nil
     end
 
     # Calls the app and returns its response, untouched.
     def call(env)
-      start_recorder if @recorder && !@recorder.running?
+      start_recorder if @recorder && @started_in != Process.pid
       @app.call(env)
     ensure
       count(env)
@@ -115,9 +116,15 @@ module Heapdiff
       nil
     end
 
-    # A recorder that cannot start (it logs why) is not tried again on every request.
+    # Once per process: a recorder that its owner stopped stays stopped, and one that
+    # cannot start (logged) is not tried again on every request.
     def start_recorder
-      @start_lock.synchronize { @recorder.start unless @recorder.running? }
+      @start_lock.synchronize do
+        next if @started_in == Process.pid
+
+        @started_in = Process.pid
+        @recorder.start
+      end
     rescue StandardError => e
       recorder = @recorder
       @recorder = nil

@@ -114,6 +114,9 @@ RSpec.describe Heapdiff::Rack do
       expect(app.recorder).to be_running
       snapshot = app.recorder.snapshot_now
       expect(snapshot.meta["work"]).to eq("jobs" => {}, "requests" => { "GET /widgets/:id" => 1 })
+      app.recorder.stop
+      request(app, "/widgets/2")
+      expect(app.recorder).not_to be_running # its owner stopped it
     ensure
       app&.recorder&.stop
     end
