@@ -22,8 +22,16 @@ module Heapdiff
     # - :unexplained: no single label fits enough intervals (the closest is named);
     # - :too_few_intervals: fewer than WorkFit::MIN_INTERVALS intervals with counts;
     # - :no_work: the sidecars hold no counts (no Sidekiq or Rack middleware counted).
+    #
+    # The other members: +kind+ ("jobs" or "requests") and +label+ (a job class, a
+    # route) of the best-fitting label, nil when there is none; +rate+, its objects per
+    # run or request (Float); +fits+, the intervals it fits, of +intervals+ (those
+    # whose sidecar has counts); +needed+, the fits an answer needs (for
+    # :too_few_intervals, the intervals it needs); +runner_up+, a Candidate, for
+    # :ambiguous; +candidates+, every label's fit (Candidate), best first;
+    # +site_label+, what grows ("STRING"), for the text.
     GrowthDriver = Struct.new(:status, :site_label, :kind, :label, :rate, :fits, :intervals, :needed, :runner_up,
-                              keyword_init: true) do
+                              :candidates, keyword_init: true) do
       # Whether one label explains the growth.
       def fitted?
         status == :fitted
@@ -53,8 +61,10 @@ module Heapdiff
         "#<Heapdiff::Trend::GrowthDriver #{status} #{self}>"
       end
 
+      # The three best candidates only: a label per route can make hundreds.
       def to_h
-        super.merge(label: Printable.utf8(label), runner_up: runner_up&.to_h, text: to_s)
+        super.merge(label: Printable.utf8(label), runner_up: runner_up&.to_h, candidates: candidates.first(3).map(&:to_h),
+                    text: to_s)
       end
 
       def to_json(*args)
@@ -72,10 +82,12 @@ module Heapdiff
       end
     end
 
-    # One label's fit, for GrowthDriver#runner_up.
+    # One label's fit (GrowthDriver#candidates): +rate+ (objects per run or request),
+    # +fits+ (intervals), +residual+ (the growth it leaves unexplained, summed over
+    # the intervals), +counts+ (its count per interval).
     Candidate = Struct.new(:kind, :label, :rate, :fits, :residual, :counts, keyword_init: true) do
       def to_h
-        { kind: kind, label: Printable.utf8(label), rate: rate, fits: fits }
+        { kind: kind, label: Printable.utf8(label), rate: rate, fits: fits, counts: counts }
       end
     end
 
@@ -126,8 +138,8 @@ module Heapdiff
         check(growth, work, site_label)
         counted = growth.zip(work.map { |w| normalize(w) }).select { |_, w| w }
         counts = counted.map(&:last)
-        base = { site_label: site_label, intervals: counted.size, needed: MIN_INTERVALS }
         candidates = candidates(counted.map(&:first), counts)
+        base = { site_label: site_label, intervals: counted.size, needed: MIN_INTERVALS, candidates: candidates }
         return GrowthDriver.new(status: :no_work, **base) if candidates.empty?
         return GrowthDriver.new(status: :too_few_intervals, **base) if counted.size < MIN_INTERVALS
 
@@ -143,7 +155,7 @@ module Heapdiff
                          fits: best.fits, runner_up: status == :ambiguous ? second : nil)
       end
 
-      def check(growth, work, site_label)
+      private_class_method def check(growth, work, site_label)
         unless Array === growth && growth.all? { |g| Integer === g }
           raise TypeError, "heapdiff: growth must be an Array of Integers, got #{Arguments.kind(growth)}"
         end
@@ -157,7 +169,7 @@ module Heapdiff
       end
 
       # Every label's fit, best first.
-      def candidates(growth, counts)
+      private_class_method def candidates(growth, counts)
         labels = counts.flat_map { |w| w.flat_map { |kind, named| named.keys.map { |label| [kind, label] } } }
         fitted = labels.uniq.filter_map do |kind, label|
           candidate(kind, label, growth, counts.map { |w| w.fetch(kind, {}).fetch(label, 0) })
@@ -165,7 +177,7 @@ module Heapdiff
         fitted.sort_by { |c| [-c.fits, c.residual, c.kind, c.label] }
       end
 
-      def candidate(kind, label, growth, counts)
+      private_class_method def candidate(kind, label, growth, counts)
         ratios = growth.zip(counts).filter_map { |g, n| g.fdiv(n) if n.positive? }
         return nil if ratios.empty?
 
@@ -179,11 +191,11 @@ module Heapdiff
 
       # Counts that never differ by more than the tolerance allows: any steady growth
       # fits them within it.
-      def steady?(counts)
+      private_class_method def steady?(counts)
         counts.max * (1 - TOLERANCE) <= counts.min * (1 + TOLERANCE)
       end
 
-      def median(values)
+      private_class_method def median(values)
         sorted = values.sort
         mid = sorted.size / 2
         sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
