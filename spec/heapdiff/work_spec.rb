@@ -89,6 +89,15 @@ RSpec.describe Heapdiff::Work do
       expect(described_class.counts).to eq("jobs" => {}, "requests" => {})
     end
 
+    it "keeps request paths in a redacted sidecar only as hashes" do
+      described_class.count(:requests, "GET /reset/s3cr3t-t0ken")
+      described_class.count(:requests, "widgets#show")
+      described_class.count(:jobs, "WidgetJob")
+      work = Heapdiff.snapshot(dir: @dir, redact: true).meta["work"]
+      hash = Digest::SHA256.hexdigest("/reset/s3cr3t-t0ken")[0, 16]
+      expect(work).to eq("jobs" => { "WidgetJob" => 1 }, "requests" => { "GET sha256:#{hash}" => 1, "widgets#show" => 1 })
+    end
+
     it "gives the counts back when the snapshot fails, for the next one" do
       described_class.count(:jobs, "WidgetJob")
       blocked = File.join(@dir, "file")

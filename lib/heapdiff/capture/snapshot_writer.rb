@@ -256,7 +256,7 @@ module Heapdiff
         "gc_count" => GC.count,
         "gc_stat" => GC.stat.slice(*GC_STAT_KEYS).transform_keys(&:to_s),
         "rss_bytes" => @rss,
-        "work" => @work,
+        "work" => @redact ? Work.redact(@work) : @work,
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,
