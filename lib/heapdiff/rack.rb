@@ -81,6 +81,8 @@ module Heapdiff
       end
     end
 
+    # The Recorder it starts (from +recorder:+ or the options), or nil.
+    # @return [Recorder, nil]
     attr_reader :recorder
 
     # @param app [#call] the Rack app
@@ -96,7 +98,10 @@ module Heapdiff
       @started_in = nil
     end
 
-    # Calls the app and returns its response, untouched.
+    # Calls the app and returns its response, untouched; counts the request once the
+    # app has returned or raised (its exception goes on unchanged).
+    # @param env [Hash] the Rack env
+    # @return [Array] the app's response
     def call(env)
       start_recorder if @recorder && @started_in != Process.pid
       @app.call(env)
