@@ -70,6 +70,8 @@ RSpec.describe "Hostile arguments to the public API" do
       "Work.count(kind)" => ->(a) { Heapdiff::Work.count(a, "label") },
       "Work.count(label)" => ->(a) { Heapdiff::Work.count(:jobs, a) },
       "Work.add" => ->(a) { Heapdiff::Work.add(a) },
+      "Work.redact" => ->(a) { Heapdiff::Work.redact(a) },
+      "Work.redact(requests)" => ->(a) { Heapdiff::Work.redact("requests" => a) },
       "Rack.route" => ->(a) { Heapdiff::Rack.route(a) },
       "Rack.collapse" => ->(a) { Heapdiff::Rack.collapse(a) },
       "Rack#call" => ->(a) { Heapdiff::Rack.new(->(_env) { [200, {}, []] }).call(a) },

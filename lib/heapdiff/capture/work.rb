@@ -29,8 +29,6 @@ module Heapdiff
     MAX_LABEL_BYTES = 200
     OTHER = "(other)"
 
-    @lock = Mutex.new
-
     class << self
       # Counts one unit of work: a finished job (+kind+ :jobs, +label+ its class name)
       # or a served request (:requests, its route).
@@ -100,9 +98,16 @@ module Heapdiff
       # routes (controller#action) and job classes are code, and stay.
       # @param taken [Hash{String => Hash{String => Integer}}] from #take
       # @return [Hash{String => Hash{String => Integer}}]
+      # @raise [TypeError] when +taken+ is not a Hash
       def redact(taken)
+        raise TypeError, "heapdiff: expected counts from Work.take, got #{Arguments.kind(taken)}" unless Hash === taken
+
         require "digest"
-        requests = taken.fetch("requests", {}).each_with_object({}) do |(label, n), out|
+        requests = taken.fetch("requests", nil)
+        requests = {} unless Hash === requests
+        requests = requests.each_with_object({}) do |(label, n), out|
+          next unless String === label && Integer === n
+
           method, path = label.split(" ", 2)
           label = "#{method} sha256:#{Digest::SHA256.hexdigest(path)[0, 16]}" if path
           out[label] = out.fetch(label, 0) + n
@@ -110,7 +115,8 @@ module Heapdiff
         taken.merge("requests" => requests)
       end
 
-      # Forgets every count and label: what a forked child starts from.
+      # Forgets every count and label: what a forked child starts from (with a lock of
+      # its own), and what the file does when it loads.
       # @return [nil]
       def reset
         @lock = Mutex.new
