@@ -13,6 +13,7 @@ RSpec.describe "Hostile arguments to the public API" do
   sweep = <<~'RUBY'
     require "heapdiff"
     require "heapdiff/cli"
+    require "heapdiff/rack"
     require "json"
     require "logger"
     require "pathname"
@@ -66,6 +67,19 @@ RSpec.describe "Hostile arguments to the public API" do
       "Recorder.new(every:)" => ->(a) { Heapdiff::Recorder.new(dir: dir, every: a, logger: quiet) },
       "Recorder.new(keep:)" => ->(a) { Heapdiff::Recorder.new(dir: dir, keep: a, logger: quiet) },
       "Recorder.new(signal:)" => ->(a) { Heapdiff::Recorder.new(dir: dir, signal: a, logger: quiet) },
+      "Work.count(kind)" => ->(a) { Heapdiff::Work.count(a, "label") },
+      "Work.count(label)" => ->(a) { Heapdiff::Work.count(:jobs, a) },
+      "Work.add" => ->(a) { Heapdiff::Work.add(a) },
+      "Work.redact" => ->(a) { Heapdiff::Work.redact(a) },
+      "Work.redact(requests)" => ->(a) { Heapdiff::Work.redact("requests" => a) },
+      "Rack.route" => ->(a) { Heapdiff::Rack.route(a) },
+      "Rack.collapse" => ->(a) { Heapdiff::Rack.collapse(a) },
+      "Rack#call" => ->(a) { Heapdiff::Rack.new(->(_env) { [200, {}, []] }).call(a) },
+      "Rack.new(dir:)" => ->(a) { Heapdiff::Rack.new(->(_env) {}, dir: a, logger: quiet) },
+      "WorkFit.fit(growth)" => ->(a) { Heapdiff::Trend::WorkFit.fit(a, [nil]) },
+      "WorkFit.fit(work)" => ->(a) { Heapdiff::Trend::WorkFit.fit([1], a) },
+      "WorkFit.fit(site_label:)" => ->(a) { Heapdiff::Trend::WorkFit.fit([1], [nil], site_label: a) },
+      "WorkFit.normalize" => ->(a) { Heapdiff::Trend::WorkFit.normalize(a) },
       "CLI#run" => ->(a) { Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["diff", a, dumps[1]]) }
     }
     allowed = [Heapdiff::Error, ArgumentError, TypeError]

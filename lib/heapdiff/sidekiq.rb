@@ -3,6 +3,7 @@
 require "sidekiq"
 require_relative "capture/recorder"
 require_relative "capture/watch"
+require_relative "capture/work"
 
 module Heapdiff
   # Heap snapshots of a Sidekiq server (6.4 through 8.x) between jobs: every N jobs
@@ -190,8 +191,10 @@ module Heapdiff
       end
     end
 
-    # The server middleware. Jobs that Sidekiq interrupts at shutdown (Sidekiq::Shutdown)
-    # are not counted and take no snapshot.
+    # The server middleware. Each finished job, whether it succeeded or raised, is
+    # counted under its class in Heapdiff::Work (before it can make a snapshot due, so
+    # that it belongs to the interval it ran in). Jobs that Sidekiq interrupts at
+    # shutdown (Sidekiq::Shutdown) are not counted and take no snapshot.
     class Middleware
       # Sidekiq 7 and later: gives the middleware its capsule's config.
       include ::Sidekiq::ServerMiddleware if defined?(::Sidekiq::ServerMiddleware)
@@ -205,10 +208,25 @@ module Heapdiff
         begin
           yield
         rescue StandardError
-          @schedule.job_done(worker, job)
+          finished(worker, job)
           raise
         end
+        finished(worker, job)
+      end
+
+      private
+
+      def finished(worker, job)
+        count(job)
         @schedule.job_done(worker, job)
+      end
+
+      # ActiveJob's wrapper names the job class in "wrapped". A job hash that names no
+      # class (a middleware of the app's own changed it) is not counted.
+      def count(job)
+        label = job["wrapped"] || job["class"] if Hash === job
+        label = label.name if Module === label
+        Work.count(:jobs, label) if String === label
       end
     end
   end

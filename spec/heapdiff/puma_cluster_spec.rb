@@ -43,23 +43,9 @@ module PumaClusterRun
     dir = File.join(tmp, "snapshots")
     counts = File.join(tmp, "counts")
     Dir.mkdir(counts)
-    port = Processes.free_port
-    config = File.join(tmp, "puma.rb")
-    File.write(config, <<~RUBY)
-      #{heapdiff}
-      workers 2
-      threads 1, 1
-      bind "tcp://127.0.0.1:#{port}"
-      rackup #{APP.dump}
-      environment "production"
-    RUBY
-    log = File.join(tmp, "puma.log")
     env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
-            "COUNTS_DIR" => counts, "RUBYOPT" => nil, "BUNDLE_GEMFILE" => nil }
-    puma = %w[/usr/bin/puma /usr/local/bin/puma].find { |p| File.file?(p) } || Gem.bin_path("puma", "puma")
-    master = Process.spawn(env, RbConfig.ruby, "-I", LIB, puma, "-C", config, chdir: tmp, in: File::NULL,
-                                                                              out: log, err: %i[child out], pgroup: true)
-    begin
+            "COUNTS_DIR" => counts }
+    Processes.with_puma(tmp, APP, heapdiff, env: env) do |master, port, log|
       # Booted, as Puma logs it, is after on_worker_boot: a signal sent before a worker's
       # recorder trapped it would be lost (SIGWINCH is ignored by default).
       Processes.wait_for("2 workers", timeout: 60) do
@@ -87,11 +73,6 @@ module PumaClusterRun
         Processes.wait_for("the master's snapshot", timeout: 60) { snapshots(dir).size == 1 }
       end
       result.merge(worker: worker, report: report, master_after: snapshots(dir))
-    rescue StandardError
-      warn File.read(log)
-      raise
-    ensure
-      Processes.stop_group(master)
     end
   end
 end

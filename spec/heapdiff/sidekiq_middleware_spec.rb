@@ -120,6 +120,21 @@ RSpec.describe Heapdiff::Sidekiq do
       expect { middleware.call(nil, {}, "default") { raise Sidekiq::Shutdown } }.to raise_error(Sidekiq::Shutdown)
       expect(schedule.jobs).to eq(0)
     end
+
+    it "counts each finished job under its class in Heapdiff::Work (ActiveJob's under the class it wraps)" do
+      Heapdiff::Work.reset
+      schedule.stopping! # no snapshots: no job waits for one
+      middleware.call(nil, { "class" => "WidgetJob" }, "default") { :done }
+      expect { middleware.call(nil, { "class" => "WidgetJob" }, "default") { raise "boom" } }.to raise_error("boom")
+      wrapper = "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper"
+      middleware.call(nil, { "class" => wrapper, "wrapped" => "MailerJob" }, "default") { :done }
+      middleware.call(nil, { "class" => Class.new.tap { |c| stub_const("StoredAsClass", c) } }, "default") { :done }
+      expect { middleware.call(nil, { "class" => "WidgetJob" }, "default") { raise Sidekiq::Shutdown } }
+        .to raise_error(Sidekiq::Shutdown)
+      expect(Heapdiff::Work.take["jobs"]).to eq("WidgetJob" => 2, "MailerJob" => 1, "StoredAsClass" => 1)
+    ensure
+      Heapdiff::Work.reset
+    end
   end
 
   describe ".install" do

@@ -123,8 +123,8 @@ RSpec.describe "Heapdiff.trend" do
 
     it "writes JSON with the snapshots, the verdict counts and every site" do
       data = JSON.parse(trend.to_json)
-      expect(data.keys).to eq(%w[snapshots timed hours site_count verdicts memory_verdict sites warnings])
-      expect(data).to include("timed" => true, "hours" => 1.0, "site_count" => trend.size, "warnings" => [])
+      expect(data.keys).to eq(%w[snapshots timed hours site_count verdicts memory_verdict sites work warnings])
+      expect(data).to include("work" => [nil, nil], "timed" => true, "hours" => 1.0, "site_count" => trend.size, "warnings" => [])
       expect(data["verdicts"]).to eq("growing" => 4, "stable" => trend.stable.size, "transient" => trend.transient.size)
       expect(data["snapshots"].map { |s| s["rss_bytes"] }).to eq([100_000_000, 110_000_000, 120_000_000])
       expect(data["sites"].size).to eq(trend.size)

@@ -65,6 +65,37 @@ module Processes
     nil
   end
 
+  # Starts a Puma cluster (Debian's puma) with 2 workers of 1 thread each, serving the
+  # rackup file +app+ on a free port of 127.0.0.1, in +tmp+, with +heapdiff+ (lines of
+  # Ruby) at the top of its config and +env+ added (Bundler's left out). Output goes to
+  # tmp/puma.log. Yields the master's pid, the port and the log's path, and returns
+  # what the block returns; prints the log when the block fails, and stops the cluster
+  # (#stop_group: the master leads its own process group).
+  def with_puma(tmp, app, heapdiff, env:)
+    port = free_port
+    config = File.join(tmp, "puma.rb")
+    File.write(config, <<~RUBY)
+      #{heapdiff}
+      workers 2
+      threads 1, 1
+      bind "tcp://127.0.0.1:#{port}"
+      rackup #{app.dump}
+      environment "production"
+    RUBY
+    log = File.join(tmp, "puma.log")
+    puma = %w[/usr/bin/puma /usr/local/bin/puma].find { |p| File.file?(p) } || Gem.bin_path("puma", "puma")
+    master = Process.spawn(env.merge("RUBYOPT" => nil, "BUNDLE_GEMFILE" => nil), RbConfig.ruby, "-I", LIB, puma,
+                           "-C", config, chdir: tmp, in: File::NULL, out: log, err: %i[child out], pgroup: true)
+    begin
+      yield master, port, log
+    rescue StandardError
+      warn File.read(log)
+      raise
+    ensure
+      stop_group(master)
+    end
+  end
+
   # Stops the process group that +pid+ leads (spawned with pgroup: true): TERM, then
   # KILL if it has not exited after +grace+ seconds. Reaps +pid+.
   def stop_group(pid, grace: 10)

@@ -125,7 +125,27 @@ module Heapdiff
     # allocator's cache, or native memory. :unknown without breakdowns.
     # @return [MemoryVerdict]
     def memory_verdict
-      @memory_verdict ||= MemoryVerdict.from_snapshots(snapshots, work: respond_to?(:work_total) ? work_total : nil)
+      @memory_verdict ||= MemoryVerdict.from_snapshots(snapshots, work: work_total)
+    end
+
+    # The work done in each interval between two snapshots, from the later one's
+    # sidecar (Heapdiff::Work: jobs per job class, requests per route): one Hash per
+    # interval ({"jobs" => {"WidgetJob" => 12}, "requests" => {"GET /widgets/:id" =>
+    # 40}}), nil where that sidecar has no counts. The first snapshot's counts (since
+    # counting started) belong to no interval and are left out.
+    # @return [Array<Hash{String => Hash{String => Integer}}, nil>] one per interval
+    def work
+      @work ||= snapshots.drop(1).map { |s| WorkFit.normalize(s.meta && s.meta["work"]) }.freeze
+    end
+
+    # Units of work (jobs and requests of every label) from the first snapshot to the
+    # last, or nil when no interval counted any.
+    # @return [Integer, nil]
+    def work_total
+      counted = work.compact
+      return nil if counted.empty?
+
+      counted.sum { |interval| interval.each_value.sum { |labels| labels.each_value.sum } }
     end
 
     # The last snapshot, loaded (the trend keeps it for suspects and paths).
@@ -153,6 +173,7 @@ module Heapdiff
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
         memory_verdict: memory_verdict.to_h,
         sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
+        work: work,
         warnings: warnings
       }
     end
@@ -207,3 +228,4 @@ end
 
 # Site uses Trend::VERDICTS.
 require_relative "trend_site"
+require_relative "work_fit"

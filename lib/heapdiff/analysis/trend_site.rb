@@ -107,6 +107,16 @@ module Heapdiff
         hours&.positive? ? growth / hours : nil
       end
 
+      # What makes a growing site grow: its growth in each interval set against the
+      # jobs and requests counted in that interval (Trend#work), as WorkFit says; nil
+      # for a site that does not grow.
+      # @return [GrowthDriver, nil]
+      def growth_driver
+        return nil unless growing?
+
+        @growth_driver ||= WorkFit.fit(counts.each_cons(2).map { |a, b| b - a }, trend.work, site_label: label)
+      end
+
       # Up to +n+ of the site's objects in the last snapshot.
       def sample(n = 1)
         trend._site_rows(index, n).map { |row| trend.last_heap.object(row) }
@@ -137,7 +147,7 @@ module Heapdiff
               location: file && location, counts: counts, memsizes: memsizes,
               survived: survived, new: new_counts, uncertain: uncertain, estimated: estimated?, growth: growth,
               growth_per_snapshot: growth_per_snapshot,
-              growth_per_hour: growth_per_hour, memsize_growth: memsize_growth }
+              growth_per_hour: growth_per_hour, memsize_growth: memsize_growth, growth_driver: growth_driver&.to_h }
         return h unless details
 
         h.merge(suspect: suspect.to_h.except(:group), path: path&.to_h)
@@ -147,12 +157,15 @@ module Heapdiff
         to_h.to_json(*args)
       end
 
-      # "  1. growing STRING at app.rb:97: 700 → 1400 → 2100 objects (+700/snapshot, +84000/hour), 100% kept"
+      # "  1. growing STRING at app.rb:97: 700 → 1400 → 2100 objects (+700/snapshot, +84000/hour), 100% kept",
+      # and when jobs or requests were counted, a second line: what makes it grow.
       def to_s
         rate = format("%+.0f/snapshot", growth_per_snapshot)
         rate += format(", %+.0f/hour", growth_per_hour) if growth_per_hour
-        "#{format("%3d", rank)}. #{verdict} #{label} at #{location}: #{counts.join(" → ")} objects (#{rate}), " \
-          "#{memsizes.first} → #{memsizes.last} bytes, #{kept_percent} of each snapshot's objects still in the next"
+        line = "#{format("%3d", rank)}. #{verdict} #{label} at #{location}: #{counts.join(" → ")} objects (#{rate}), " \
+               "#{memsizes.first} → #{memsizes.last} bytes, #{kept_percent} of each snapshot's objects still in the next"
+        driver = growth_driver
+        driver.nil? || driver.status == :no_work ? line : "#{line}\n    what makes it grow: #{driver}"
       end
 
       def inspect

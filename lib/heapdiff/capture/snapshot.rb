@@ -38,7 +38,7 @@ module Heapdiff
     DEFAULT_DIR = "tmp/heapdiff"
     DUMP_NAME = /\Aheap-(\d+)\.json(?:\.gz)?\z/
 
-    Child = Struct.new(:dir, :path, :temp_suffix, :reader, :waiter)
+    Child = Struct.new(:dir, :path, :temp_suffix, :reader, :waiter, :work)
     private_constant :Child
 
     @lock = Mutex.new
@@ -74,7 +74,7 @@ module Heapdiff
           taken_at = Time.new
           if fork
             pid, reader = writer.fork_write(taken_at)
-            child = Child.new(dir, path, writer.temp_suffix, reader, Process.detach(pid))
+            child = Child.new(dir, path, writer.temp_suffix, reader, Process.detach(pid), writer.work)
             new(taken_at: taken_at, child_pid: pid, child: child)
           else
             dump, meta_path, meta = writer.write(taken_at)
@@ -359,6 +359,7 @@ module Heapdiff
         @meta_path = self.class.meta_path_for(@path)
       else
         SnapshotWriter.remove_temps(child.dir, child.temp_suffix)
+        Work.add(child.work) # the snapshot failed: its work goes to the next one
         @error = SnapshotError.new("heapdiff: the snapshot child (pid #{@child_pid}) #{ending(status)}" \
                                    "#{": #{rest.first}" if outcome == "error"}")
       end

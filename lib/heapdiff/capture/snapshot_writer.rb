@@ -9,6 +9,7 @@ require_relative "memory"
 require_relative "watch"
 require_relative "process_identity"
 require_relative "tracing"
+require_relative "work"
 require_relative "../version"
 
 module Heapdiff
@@ -78,13 +79,20 @@ module Heapdiff
       @temps = []
     end
 
+    # The Work counts this snapshot took (see #prepare), for a forked snapshot whose
+    # child fails to give back.
+    attr_reader :work
+
     # Writes the snapshot in this process. Returns [dump_path, meta_path, meta].
     def write(time)
       prepare(time, forked: false)
-      complete(time, forked: false)
+      result = complete(time, forked: false)
+      @work = nil
+      result
     rescue SystemCallError, IOError, FileError, ParseError => e
       raise SnapshotError, "heapdiff: snapshot in #{@dir} failed: #{e.message}"
     ensure
+      Work.add(@work) # failed: its work goes to the next snapshot
       close_quietly
       @temps.each { |t| remove(t) }
     end
@@ -110,6 +118,7 @@ module Heapdiff
       reader&.close
       raise SnapshotError, "heapdiff: snapshot in #{@dir} failed: #{e.message}"
     ensure
+      Work.add(@work) unless child # no child: failed here (else Snapshot#finish gives it back)
       writer&.close
       close_quietly
       @temps.each { |t| remove(t) }
@@ -122,6 +131,11 @@ module Heapdiff
     def prepare(time, forked:)
       make_dir
       @pid = Process.pid
+      # The work up to the capture of the heap, taken here, in the process that does
+      # it (a forked child's copy is not the one to reset). Taken now and given back
+      # on failure rather than reset on success: the work done while the dump is
+      # written (seconds, on other threads) belongs to the next interval.
+      @work = Work.take
       # The parent's, also in a forked snapshot's child, which dumps the parent's heap.
       @process = ProcessIdentity.current
       @rss = rss_bytes
@@ -254,6 +268,7 @@ module Heapdiff
         # Watched objects (Heapdiff.watch) alive after this snapshot's GC, by label:
         # {"count", "watched", "addresses"}; a report shows the path of one per label.
         "survivors" => @survivors.transform_values { |s| s.to_h.except(:label).transform_keys(&:to_s) },
+        "work" => @redact ? Work.redact(@work) : @work,
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,

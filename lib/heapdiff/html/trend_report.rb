@@ -101,6 +101,7 @@ module Heapdiff
           <h3><span class="rank">##{site.rank}</span> #{h(site.label)} <code>#{h(site.location)}</code></h3>
           #{sparkline(site.counts, width: 240, height: 48)}
           <p>#{h(site.counts.join(" → "))} objects (#{h(rates(site))}); #{h(site.memsizes.first)} → #{h(site.memsizes.last)} bytes; #{h(percent(site.kept_share))} of each snapshot's objects still there in the next.</p>
+          #{driver(site)}
           <p class="suspect"><b>Suspect</b> (holds these objects in the last snapshot; freeing it frees #{h(suspect.retained_size)} bytes):</p>
           <ul>#{holders.empty? ? "<li>no root reaches them</li>" : holders}</ul>
           <p class="path"><b>Path</b> to one of them: <code>#{path ? h(path.to_s) : "no root reaches it"}</code></p>
@@ -156,6 +157,14 @@ module Heapdiff
           "#{polygons.join}#{legend.join}" \
           "<text x=\"2\" y=\"#{height - 20}\" font-size=\"11\">0</text>" \
           "<text x=\"2\" y=\"#{y.call(max) + 4}\" font-size=\"11\">#{h(format("%.0f MB", max / 1e6))}</text></svg>"
+      end
+
+      # What makes the site grow, when jobs or requests were counted.
+      def driver(site)
+        driver = site.growth_driver
+        return "" if driver.nil? || driver.status == :no_work
+
+        %(<p class="driver"><b>What makes it grow:</b> #{h(driver.to_s)}</p>)
       end
 
       def rates(site)

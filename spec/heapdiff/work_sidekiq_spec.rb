@@ -1,0 +1,96 @@
+# frozen_string_literal: true
+
+require "json"
+require "open3"
+require "tmpdir"
+require_relative "../../examples/sidekiq_leak/run"
+
+# A real Sidekiq server (6.4 on the host, 7.3 on trixie) running two job classes in
+# one queue: PlaceOrderJob leaks its SQL log lines (app.rb), MailJob leaks nothing.
+# heapdiff's middleware snapshots it after every JOBS jobs, seven times; each phase of
+# JOBS jobs mixes the two classes differently (MIX), so that the clean class's counts
+# per interval differ from the leaking one's and the fit has to choose. The app counts
+# its own runs per class and the strings it leaked.
+module SidekiqWorkRun
+  APP = File.expand_path("../support/apps/sidekiq_work.rb", __dir__)
+  JOBS = 30
+  # PlaceOrderJob runs per phase (the rest of JOBS are MailJob runs). Phase 0 ends at
+  # the first snapshot; phases 1 to 6 are the six intervals.
+  MIX = [15, 6, 24, 0, 15, 30, 9].freeze
+
+  def self.run(tmp)
+    dir = File.join(tmp, "snapshots")
+    counts = File.join(tmp, "counts.json")
+    env = { "HEAPDIFF_WORK_DIR" => dir, "HEAPDIFF_WORK_EVERY_JOBS" => JOBS.to_s }
+    SidekiqLeak::Server.new(tmp, log: $stderr, app: APP, env: env).run do |server|
+      MIX.each_with_index do |leaking, phase|
+        # Interleaved: the leaking jobs spread over the phase.
+        jobs = Array.new(JOBS) { |i| i * leaking / JOBS == (i + 1) * leaking / JOBS ? "MailJob" : "PlaceOrderJob" }
+        # PlaceOrderJob's customer is made by its first run (phase 0): later runs all
+        # make the same queries, so each leaks as many strings.
+        jobs.each_with_index { |klass, i| server.push(klass, [[phase, klass == "MailJob" ? i : 0]]) }
+      end
+      server.push("WorkCountsJob", [[counts]])
+      server.wait_until(300, "the jobs") { File.exist?(counts) }
+    end
+    { dir: dir, app: JSON.parse(File.read(counts)), mail: JSON.parse(File.read("#{counts}.mail")) }
+  end
+end
+
+RSpec.describe "What makes a real Sidekiq server grow: the leak fitted to its job class" do
+  before(:all) do
+    @tmp = Dir.mktmpdir("heapdiff-work-sidekiq")
+    @run = SidekiqWorkRun.run(@tmp)
+    @trend = Heapdiff.trend(@run[:dir])
+  end
+  after(:all) { FileUtils.rm_rf(@tmp) }
+
+  let(:trend) { @trend }
+  let(:app) { @run[:app] }
+  let(:phases) { (1...SidekiqWorkRun::MIX.size).map(&:to_s) }
+  let(:leak) { trend.find { |s| s.location == "#{app["leak_file"]}:#{app["leak_line"]}" && s.type == "STRING" } }
+
+  it "ran every job, and took seven snapshots of one process" do
+    runs = SidekiqWorkRun::MIX.each_index.to_h { |p| [p.to_s, app["jobs_done"].fetch(p.to_s, 0) + @run[:mail].fetch(p.to_s, 0)] }
+    expect(runs.values).to all(eq(SidekiqWorkRun::JOBS))
+    expect(app["jobs_failed"]).to eq({})
+    expect(trend.snapshots.size).to eq(7)
+    expect(trend.snapshots.map { |s| s.meta["pid"] }.uniq).to eq([app["pid"]])
+  end
+
+  it "has each sidecar count the jobs of its interval per class, as the app counted them" do
+    expected = phases.map do |p|
+      { "PlaceOrderJob" => app["jobs_done"].fetch(p, 0), "MailJob" => @run[:mail].fetch(p, 0) }.select { |_, n| n.positive? }
+    end
+    expect(trend.work).to eq(expected.map { |jobs| { "jobs" => jobs, "requests" => {} } })
+    expect(trend.snapshots.first.meta["work"]["jobs"]).to eq("PlaceOrderJob" => 15, "MailJob" => 15)
+  end
+
+  it "fits the leaking site's growth to PlaceOrderJob, at the rate the app leaked per run" do
+    leaked = phases.map { |p| app["leak_counts"].fetch(p, 0) }
+    expect(leak.counts.each_cons(2).map { |a, b| b - a }).to eq(leaked)
+    # Each run leaks a string per query it makes: as many in every run on Ruby 3.1 and
+    # ActiveRecord 6.1 (8), and the fit's rate is one of them.
+    per_run = phases.filter_map { |p| app["leak_counts"][p].fdiv(app["jobs_done"][p]) if app["jobs_done"][p] }.uniq
+    expect(per_run.max).to be <= per_run.min * 1.2
+
+    driver = leak.growth_driver
+    expect(driver).to have_attributes(status: :fitted, kind: "jobs", label: "PlaceOrderJob", fits: 6, intervals: 6)
+    expect(driver.rate).to be_between(per_run.min, per_run.max)
+    expect(driver.to_s).to eq(format("+%.1f STRING per PlaceOrderJob run (fits 6 of 6 intervals)", driver.rate))
+    expect(leak.to_s.lines.last).to eq("    what makes it grow: #{driver}")
+    expect(leak.to_h[:growth_driver]).to include(status: :fitted, label: "PlaceOrderJob", fits: 6)
+  end
+
+  it "does not fit the clean job class: its counts per interval do not follow the growth" do
+    clean = leak.growth_driver.candidates.find { |c| c.label == "MailJob" }
+    expect(clean.counts).to eq(phases.map { |p| @run[:mail].fetch(p, 0) })
+    expect(clean.fits).to be <= 2
+  end
+
+  it "shows it in JSON and in the HTML report's site rows" do
+    site = JSON.parse(trend.to_json)["sites"].find { |s| s["location"] == leak.location }
+    expect(site["growth_driver"]).to include("status" => "fitted", "label" => "PlaceOrderJob", "text" => leak.growth_driver.to_s)
+    expect(trend.to_html).to include(CGI.escapeHTML(leak.growth_driver.to_s))
+  end
+end
