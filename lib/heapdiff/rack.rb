@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "capture/recorder"
+require_relative "capture/watch"
 require_relative "capture/work"
 
 module Heapdiff
@@ -87,12 +88,21 @@ module Heapdiff
 
     # @param app [#call] the Rack app
     # @param recorder [Recorder, nil] a recorder to start with the first request
-    # @param recorder_options [Hash] or the options of a new Recorder (+dir:+ at least)
+    # @param watch [Integer, nil] watch one served request's env in this many
+    #   (Heapdiff.watch, label "Rack env ROUTE"): an env should be garbage once its
+    #   response is sent; nil (default): none
+    # @param recorder_options [Hash] or the options of a new Recorder (+dir:+ at least;
+    #   +rss_limit:+ works here too: the recorder's thread watches RSS)
     # @raise [ArgumentError] for a wrong Recorder option, or both +recorder:+ and options
-    def initialize(app, recorder: nil, **recorder_options)
+    def initialize(app, recorder: nil, watch: nil, **recorder_options)
       raise ArgumentError, "heapdiff: give recorder: or Recorder options, not both" if recorder && recorder_options.any?
+      unless watch.nil? || (Integer === watch && watch.positive?)
+        raise ArgumentError, "heapdiff: watch: must be a positive Integer (one request in N) or nil"
+      end
 
       @app = app
+      @watch = watch
+      @served = 0
       @recorder = recorder || (Recorder.new(**recorder_options) unless recorder_options.empty?)
       @start_lock = Mutex.new
       @started_in = nil
@@ -104,7 +114,8 @@ module Heapdiff
     # @return [Array] the app's response
     def call(env)
       start_recorder if @recorder && @started_in != Process.pid
-      @app.call(env)
+      response = @app.call(env)
+      @watch ? watched(env, response) : response
     ensure
       count(env)
     end
@@ -119,6 +130,21 @@ module Heapdiff
       Work.count(:requests, Rack.route(env))
     rescue StandardError
       nil
+    end
+
+    # The response, its body wrapped so that the env is watched once the server has
+    # closed the body (the request is over then, not when #call returns: a streamed
+    # body still uses the env). One request in @watch; the others go untouched.
+    def watched(env, response)
+      # Unsynchronised: a race between Puma's threads only shifts which request is
+      # sampled.
+      return response unless ((@served += 1) % @watch).zero? && response.is_a?(Array) && response.size == 3
+
+      require "rack/body_proxy"
+      status, headers, body = response
+      [status, headers, ::Rack::BodyProxy.new(body) { Heapdiff.watch(env, "Rack env #{Rack.route(env)}") }]
+    rescue StandardError, LoadError
+      response
     end
 
     # Once per process: a recorder that its owner stopped stays stopped, and one that

@@ -7,6 +7,7 @@ require "rack/lint"
 require "rack/mock"
 require "stringio"
 require "tmpdir"
+require_relative "../support/processes"
 
 # The Rack middleware in-process (Rack::MockRequest, through Rack::Lint);
 # work_puma_spec.rb runs it in a Puma cluster.
@@ -100,6 +101,29 @@ RSpec.describe Heapdiff::Rack do
     end
     threads.each(&:join)
     expect(requests).to eq("GET /t/:id/:id" => 1600)
+  end
+
+  it "watches one served env in watch:, and lists the envs an app keeps alive by route" do
+    out, status = Processes.ruby(<<~RUBY)
+      require "heapdiff/rack"
+      require "rack"
+      require "rack/mock"
+      KEPT = []
+      app = ->(env) { KEPT << env if env["PATH_INFO"].start_with?("/leak"); [200, {}, ["ok"]] }
+      middleware = Heapdiff::Rack.new(app, watch: 2)
+      80.times do |i|
+        # MockRequest closes the body, as a server does once the response is sent.
+        Rack::MockRequest.new(middleware).get(i % 4 < 2 ? "/leak/\#{i}" : "/ok/\#{i}")
+      end
+      puts Heapdiff.survivors.transform_values { |s| [s.count, s.watched] }.inspect, KEPT.size
+    RUBY
+    expect(status).to be_success, out
+    survivors, kept = out.lines.last(2)
+    # Every second request is watched: 20 of the 40 /leak ones, all kept, and 20 of the
+    # /ok ones, all gone.
+    expect(Integer(kept)).to eq(40)
+    expect(survivors.chomp).to eq('{"Rack env GET /leak/:id"=>[20, 20]}')
+    expect { described_class.new(inner, watch: 0) }.to raise_error(ArgumentError, /watch:/)
   end
 
   describe "with Recorder options" do
