@@ -8,12 +8,15 @@ require_relative "analysis/summary"
 
 module Heapdiff
   # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:
-  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump.
+  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump, 130
+  # when interrupted (Ctrl-C). Errors are one line on stderr, never a backtrace.
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
       "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
                           "--html FILE also writes the trend over all of them as one HTML page."],
+      "trend" => ["DIR | DUMP…", "Follow every allocation site across all the snapshots in DIR (or the dumps given, " \
+                                 "oldest first): growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
       "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
@@ -22,6 +25,12 @@ module Heapdiff
     FORMATS = %w[text json].freeze
     # Dumps at least this large get a "loading" line on a terminal.
     PROGRESS_BYTES = 1 << 20
+    # How many growing sites `report` names above the diff.
+    VERDICT_SITES = 3
+    # Commands that show rows, and so take --top.
+    TOP = %w[diff report trend summary].freeze
+    # The shell's status for a process ended by SIGINT.
+    INTERRUPTED = 130
 
     Usage = Class.new(StandardError)
     private_constant :Usage
@@ -36,6 +45,7 @@ module Heapdiff
       argv = argv.dup
       command = argv.shift
       return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
+      return version if %w[-v --version version].include?(command)
       return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
 
       options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true }
@@ -50,7 +60,10 @@ module Heapdiff
     rescue Usage, OptionParser::ParseError => e
       @err.puts "heapdiff: #{e.message}", "Try 'heapdiff #{command} --help'."
       2
-    rescue Heapdiff::Error => e
+    rescue Heapdiff::Interrupted, Interrupt
+      @err.puts "heapdiff: interrupted"
+      INTERRUPTED
+    rescue Heapdiff::Error, SystemCallError => e
       @err.puts e.message.start_with?("heapdiff") ? e.message : "heapdiff: #{e.message}"
       2
     end
@@ -69,18 +82,38 @@ module Heapdiff
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
+      directory(args[0])
       all = Snapshot.list(args[0])
       snapshots = all.last(3)
-      raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
+      if snapshots.size < 2
+        raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size} " \
+                     "(snapshots are named heap-NNNN.json or heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)"
+      end
 
+      trend = verdict(all, options)
       report = diff_paths(snapshots.map(&:path))
       status = begin
-        report_output(report, options)
+        report_output(report, options, trend)
       ensure
         report.close
       end
-      write_html(all, options[:html]) if options[:html]
+      write_html(trend || all, options[:html]) if options[:html]
       status
+    end
+
+    def trend_command(args, options)
+      raise Usage, "trend needs a directory of snapshots or at least two dumps" if args.empty?
+
+      source = args.size == 1 ? directory(args[0]) : args
+      args.each { |path| progress(path) } if args.size > 1
+      trend = Heapdiff.trend(source)
+      if options[:format] == "json"
+        @out.puts JSON.pretty_generate(trend.to_h(top: options[:top]))
+      else
+        @out.puts trend.to_s(top: options[:top])
+      end
+      write_html(trend, options[:html]) if options[:html]
+      0
     end
 
     def path_command(args, options)
@@ -141,19 +174,21 @@ module Heapdiff
         usage, text = COMMANDS.fetch(command)
         o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n\nOptions:"
         o.on("--format FORMAT", FORMATS, "text (default) or json") { |v| options[:format] = v }
-        o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
-          raise OptionParser::InvalidArgument, "--top #{v}" unless v.positive?
+        if TOP.include?(command)
+          o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
+            raise OptionParser::InvalidArgument, v.to_s unless v.positive?
 
-          options[:top] = v
+            options[:top] = v
+          end
         end
-        o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } unless command == "path"
+        o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } if %w[diff report summary].include?(command)
         unless command == "summary"
           o.on("--no-class-edges", "Paths and holders without the object → class edges dumps leave out") do
             options[:class_edges] = false
           end
         end
-        if command == "report"
-          o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
+        if %w[report trend].include?(command)
+          o.on("--html FILE", "Also write the trend over every snapshot to FILE (one self-contained page)") do |v|
             options[:html] = v
           end
         end
@@ -177,17 +212,25 @@ module Heapdiff
       end
     end
 
+    def version
+      @out.puts "heapdiff #{VERSION}"
+      0
+    end
+
     def help(io, status, error = nil)
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report), --help.",
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report, trend), " \
+                  "--help, --version.",
               "'heapdiff COMMAND --help' for a command's own."
       status
     end
 
     # Heapdiff.load with the block, after a progress line.
     def load(path, &)
+      raise Usage, "#{path} is a directory; this command reads one dump file" if File.directory?(path)
+
       progress(path)
       Heapdiff.load(path, &)
     end
@@ -208,20 +251,53 @@ module Heapdiff
       @err.puts format("heapdiff: loading %s (%.1f MB)…", path, size / 1_000_000.0)
     end
 
-    # The trend over +snapshots+ as HTML, written to a temporary file renamed into
-    # place: a browser reloading the page never sees half of it.
-    def write_html(snapshots, path)
+    # +path+, or a usage error saying what it is instead of a directory.
+    def directory(path)
+      return path if File.directory?(path)
+      raise Usage, "no such directory: #{path}" unless File.exist?(path)
+
+      raise Usage, "#{path} is a file, not a directory of snapshots ('heapdiff diff A B C' diffs dumps by name)"
+    end
+
+    # The trend over every snapshot of a directory, for `report`: its verdict is
+    # printed (text) above the diff of the latest three. A trend needs three
+    # snapshots to call a site growing; one that cannot be made (snapshots of two
+    # processes) is said on stderr and the diff goes on. Returns the Trend or nil.
+    def verdict(snapshots, options)
+      return nil if snapshots.size < 3
+
       trend = Heapdiff.trend(snapshots)
+      if options[:format] == "text"
+        @out.puts trend.headline
+        trend.growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
+        @out.puts "(#{trend.growing.size - VERDICT_SITES} more growing)" if trend.growing.size > VERDICT_SITES
+        @out.puts "", "Diff of the latest three:"
+      end
+      trend
+    rescue TrendError => e
+      @err.puts "#{e.message}; no trend"
+      nil
+    end
+
+    # The trend over +snapshots+ (or a Trend) as HTML, written to a temporary file
+    # renamed into place: a browser reloading the page never sees half of it.
+    def write_html(snapshots, path)
+      trend = snapshots.is_a?(Trend) ? snapshots : Heapdiff.trend(snapshots)
       SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
-      @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
+      @err.puts "heapdiff: wrote #{path}: trend over #{trend.snapshots.size} snapshots, " \
                 "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
     rescue SystemCallError => e
       raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end
 
-    def report_output(report, options)
+    def report_output(report, options, trend = nil)
       if options[:format] == "json"
-        @out.puts JSON.pretty_generate(report_h(report, options))
+        h = report_h(report, options)
+        if trend
+          h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
+                        growing: trend.growing.first(VERDICT_SITES).map(&:to_h) }
+        end
+        @out.puts JSON.pretty_generate(h)
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
         rows = regroup(report, options[:by])

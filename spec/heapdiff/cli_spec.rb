@@ -4,6 +4,8 @@ require "json"
 require "open3"
 require "tmpdir"
 require "fileutils"
+require "stringio"
+require "heapdiff/cli"
 require_relative "../support/fixtures"
 
 RSpec.describe "exe/heapdiff" do
@@ -69,12 +71,65 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
-    it "says so when the directory has fewer than two" do
+    it "says so when the directory has fewer than two, and which names count" do
       Dir.mktmpdir do |dir|
+        FileUtils.cp(leak3[0], File.join(dir, "0.jsonl.gz"))
         _, err, status = heapdiff("report", dir)
         expect(status).to eq(2)
-        expect(err).to include("at least two snapshots")
+        expect(err).to include("at least two snapshots in #{dir}, found 0 (snapshots are named heap-NNNN.json or " \
+                               "heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)")
       end
+    end
+
+    it "shows the trend's verdict over every snapshot first, then the diff of the latest three" do
+      Dir.mktmpdir do |dir|
+        snapshot_dir(dir)
+        out, _, status = heapdiff("report", dir, "--top", "1")
+        expect(status).to eq(0)
+        lines = out.lines.map(&:chomp)
+        expect(lines.first).to start_with("Trend over 3 snapshots (heap-0001.json.gz … heap-0003.json.gz): ")
+          .and end_with("4 growing, 81 stable, 2 transient")
+        expect(lines[1]).to start_with("  1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
+        expect(lines[4]).to eq("(1 more growing)")
+        expect(lines[6]).to eq("Diff of the latest three:")
+        expect(lines[7]).to start_with("Retained STRING 1000 objects of size 40000/556153 (in bytes) at: leak3.rb:17")
+        data = JSON.parse(heapdiff("report", dir, "--format", "json").first)
+        expect(data["trend"]["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
+        expect(data["trend"]["growing"].first).to include("location" => "leak3.rb:17", "counts" => [1000, 2000, 3000])
+      end
+    end
+  end
+
+  # leak3's dumps (1000 Leak objects kept per phase, counted by the script) as a
+  # Recorder's directory.
+  def snapshot_dir(dir)
+    leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 1))) }
+    dir
+  end
+
+  describe "trend" do
+    it "follows every site across a directory's snapshots, in text, JSON and HTML" do
+      Dir.mktmpdir do |dir|
+        snapshot_dir(dir)
+        out, _, status = heapdiff("trend", dir, "--top", "1")
+        expect(status).to eq(0)
+        expect(out.lines.first).to start_with("Trend over 3 snapshots")
+        expect(out).to include("1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
+        expect(out).not_to include("2. growing")
+        data = JSON.parse(heapdiff("trend", dir, "--format", "json", "--top", "3").first)
+        expect(data["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
+        expect(data["sites"].map { |site| site["counts"].last }).to eq([3000, 3001, 3000])
+        html = File.join(dir, "trend.html")
+        _, err, status = heapdiff("trend", dir, "--html", html)
+        expect([status, err]).to eq([0, "heapdiff: wrote #{html}: trend over 3 snapshots, 4 growing sites\n"])
+        expect(File.read(html)).to start_with("<!DOCTYPE html>")
+      end
+    end
+
+    it "takes dumps by name, oldest first" do
+      out, _, status = heapdiff("trend", *leak3, "--top", "1")
+      expect(status).to eq(0)
+      expect(out).to include("1. growing STRING at leak3.rb:17")
     end
   end
 
@@ -120,6 +175,39 @@ RSpec.describe "exe/heapdiff" do
         expect([out, status]).to match([start_with("Usage: heapdiff #{command} "), 0])
       end
       expect(heapdiff("--help").first).to include("Commands:")
+    end
+
+    it "prints its version" do
+      %w[--version -v version].each do |flag|
+        expect(heapdiff(flag)).to eq(["heapdiff #{Heapdiff::VERSION}\n", "", 0])
+      end
+    end
+
+    it "offers --top only where it applies" do
+      expect(heapdiff("path", "--help").first).not_to include("--top")
+      expect(heapdiff("path", dump, "0x1", "--top", "3")[1..]).to match([/invalid option: --top/, 2])
+      %w[diff report trend summary].each { |command| expect(heapdiff(command, "--help").first).to include("--top N") }
+      expect(heapdiff("diff", *leak3, "--top", "0")[1]).to start_with("heapdiff: invalid argument: --top 0\n")
+    end
+
+    it "says what is wrong with a file given for a directory and the other way round, without a backtrace" do
+      expect(heapdiff("report", dump)[1..]).to eq(
+        ["heapdiff: #{dump} is a file, not a directory of snapshots ('heapdiff diff A B C' diffs dumps by name)\n" \
+         "Try 'heapdiff report --help'.\n", 2]
+      )
+      dir = File.dirname(dump)
+      expect(heapdiff("summary", dir)[1..]).to eq(
+        ["heapdiff: #{dir} is a directory; this command reads one dump file\nTry 'heapdiff summary --help'.\n", 2]
+      )
+      expect(heapdiff("report", "/nonexistent/heapdiff")[1]).to start_with("heapdiff: no such directory: /nonexistent")
+    end
+
+    it "exits 130 with one line when interrupted" do
+      err = StringIO.new
+      cli = Heapdiff::CLI.new(out: StringIO.new, err: err)
+      allow(Heapdiff).to receive(:diff).and_raise(Interrupt)
+      expect(cli.run(["diff", *leak3])).to eq(130)
+      expect(err.string).to eq("heapdiff: interrupted\n")
     end
 
     it "exits 2 on a usage error or a file that is not a dump" do

@@ -198,9 +198,10 @@ RSpec.describe "Heapdiff.trend" do
     end
     after(:all) { FileUtils.rm_rf(@dir) }
 
-    it "writes the page from the CLI and still prints the diff of the latest three" do
+    it "writes the page from the CLI and still prints the trend's verdict and the diff of the latest three" do
       expect(@status.exitstatus).to eq(0)
-      expect(@out).to start_with("Retained STRING 100 objects")
+      expect(@out).to start_with("Trend over 3 snapshots")
+      expect(@out).to include("\nDiff of the latest three:\nRetained STRING 100 objects")
       expect(@err).to include("heapdiff: wrote #{File.join(@dir, "report.html")}: trend over 3 snapshots, 1 growing site\n")
       expect(Dir.children(@dir).grep(/\.tmp-/)).to be_empty
     end

@@ -159,11 +159,19 @@ module Heapdiff
       HTML.new(self, **options).render
     end
 
+    # "Trend over 6 snapshots (heap-0001.json … heap-0006.json), 5.2 min: 15857 sites,
+    # 1 growing, 15750 stable, 106 transient": the first line of #to_s.
+    def headline
+      first, last = memory.values_at(0, -1)
+      span = format(", %.1f min", hours * 60) if hours
+      verdicts = VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")
+      "Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
+        "#{span}: #{size} sites, #{verdicts}"
+    end
+
     def to_s(top: 10, suspects: 3)
       first, last = memory.values_at(0, -1)
-      lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
-               "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
-        VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+      lines = [headline]
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
       growing.first(top).each do |site|
