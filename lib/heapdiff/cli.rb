@@ -35,10 +35,13 @@ module Heapdiff
     Usage = Class.new(StandardError)
     private_constant :Usage
 
-    def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default)
+    # +hint+: whether a usage error ends with "Try 'heapdiff COMMAND --help'." (the
+    # Rake tasks say no: their user typed a task, not the command).
+    def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default, hint: true)
       @out = out
       @err = err
       @attribution = attribution
+      @hint = hint
     end
 
     def run(argv)
@@ -58,7 +61,8 @@ module Heapdiff
 
       public_send("#{command}_command", args, options)
     rescue Usage, OptionParser::ParseError => e
-      @err.puts "heapdiff: #{e.message}", "Try 'heapdiff #{command} --help'."
+      @err.puts "heapdiff: #{e.message}"
+      @err.puts "Try 'heapdiff #{command} --help'." if @hint
       2
     rescue Heapdiff::Interrupted, Interrupt
       @err.puts "heapdiff: interrupted"
