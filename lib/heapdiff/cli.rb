@@ -112,7 +112,7 @@ module Heapdiff
       args.each { |path| progress(path) } if args.size > 1
       trend = Heapdiff.trend(source)
       if options[:format] == "json"
-        @out.puts JSON.pretty_generate(trend.to_h(top: options[:top]))
+        @out.puts pretty(trend.to_h(top: options[:top]))
       else
         @out.puts trend.to_s(top: options[:top])
       end
@@ -130,7 +130,7 @@ module Heapdiff
 
         path = heap.path_to_root(object, class_edges: options[:class_edges])
         if options[:format] == "json"
-          @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
+          @out.puts pretty(object: object.to_h, path: path&.to_h)
         else
           @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
         end
@@ -145,7 +145,7 @@ module Heapdiff
       load(args[0]) do |heap|
         summary = Summary.new(heap, attribution: @attribution)
         if options[:format] == "json"
-          @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
+          @out.puts pretty(summary.to_h(top: options[:top], keys: keys))
         else
           @out.puts summary.to_s(top: options[:top], keys: keys)
         end
@@ -214,6 +214,12 @@ module Heapdiff
         o.on("--[no-]gzip", "Compress OUT (default: when OUT ends in .gz)") { |v| options[:gzip] = v }
         o.on("-h", "--help", "Show this help") { options[:help] = true }
       end
+    end
+
+    # JSON.pretty_generate, with empty arrays and objects as [] and {} (json before 2.7
+    # writes "[\n\n  ]"). JSON strings never hold a raw newline, so only layout changes.
+    def pretty(data)
+      JSON.pretty_generate(data).gsub(/\[\n\s*\n?\s*\]/, "[]").gsub(/\{\n\s*\n?\s*\}/, "{}")
     end
 
     def version
@@ -301,7 +307,7 @@ module Heapdiff
           h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
                         growing: trend.growing.first(VERDICT_SITES).map(&:to_h) }
         end
-        @out.puts JSON.pretty_generate(h)
+        @out.puts pretty(h)
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
         rows = regroup(report, options[:by])

@@ -27,6 +27,7 @@ RSpec.describe "exe/heapdiff" do
       expect(out.lines.first).to start_with("Retained STRING 1000 objects of size 40000/")
       expect(out).to include("1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY")
       expect(out).to include("(2 more groups)")
+      expect(heapdiff("diff", *leak3, "--top", "4").first).to include("\n(1 more group)\n")
     end
 
     it "writes JSON" do
@@ -208,6 +209,17 @@ RSpec.describe "exe/heapdiff" do
       allow(Heapdiff).to receive(:diff).and_raise(Interrupt)
       expect(cli.run(["diff", *leak3])).to eq(130)
       expect(err.string).to eq("heapdiff: interrupted\n")
+    end
+
+    it "names a missing file without Rust's error number" do
+      _, err, status = heapdiff("diff", leak3[0], "/nonexistent/1.json")
+      expect([err, status]).to eq(["heapdiff: /nonexistent/1.json: No such file or directory\n", 2])
+    end
+
+    it "writes empty JSON arrays as []" do
+      out, = heapdiff("diff", *leak3, "--format", "json", "--top", "1")
+      expect(out).to include('"warnings": []')
+      expect(out).not_to match(/\[\s*\n\s*\n\s*\]/)
     end
 
     it "exits 2 on a usage error or a file that is not a dump" do

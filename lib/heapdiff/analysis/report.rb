@@ -131,7 +131,7 @@ module Heapdiff
       lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
         i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
-      lines << "(#{size - top} more groups)" if top && size > top
+      lines << "(#{size - top} more group#{"s" unless size - top == 1})" if top && size > top
       lines << "No objects #{verb.downcase}." if groups.empty?
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")

@@ -27,6 +27,8 @@ module Heapdiff
     end
 
     VERDICTS = %i[growing stable transient].freeze
+    # Seconds the snapshots must span for growth per hour (Site#growth_per_hour).
+    RATE_SPAN = 60
 
     class << self
       # +snapshots+: Snapshots or dump paths, oldest first (Heapdiff.trend turns a
@@ -131,7 +133,10 @@ module Heapdiff
       @warnings ||= begin
         untimed = snapshots.reject { |s| s.meta&.dig("time") }.map { |s| File.basename(s.path) }
         untimed_warning = "no sidecar with a time for #{untimed.join(", ")}: growth is given per snapshot only, not per hour"
-        untimed.empty? ? _warnings : _warnings + [untimed_warning]
+        short = hours && hours * 3600 < RATE_SPAN &&
+                format("the snapshots span %.1f s: growth is given per snapshot only (per hour needs %d s)",
+                       hours * 3600, RATE_SPAN)
+        _warnings + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
       end
     end
 
