@@ -12,17 +12,18 @@ module Heapdiff
   # when interrupted (Ctrl-C). Errors are one line on stderr, never a backtrace.
   class CLI
     COMMANDS = {
-      "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
-      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
-                          "--html FILE also writes the trend over all of them as one HTML page."],
-      "trend" => ["DIR | DUMP…", "Follow every allocation site across all the snapshots in DIR (or the dumps given, " \
-                                 "oldest first): growing, stable or transient."],
+      "diff" => ["A B [C]", "What was allocated between A and B (and, given C, is still there in C)."],
+      "report" => ["DIR", "The trend's verdict over the snapshots in DIR, then the diff of the latest three."],
+      "trend" => ["DIR | DUMP…", "Every allocation site across all the snapshots: growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
-      "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
-      "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
+      "summary" => ["DUMP", "Top types, classes, locations, files and gems; strings held more than once."],
+      "redact" => ["IN OUT", "Copy a dump without its string, symbol and float values (OUT.gz: gzip)."]
     }.freeze
     BY = %w[location file gem class type].freeze
     FORMATS = %w[text json].freeze
+    # Addresses of each group's objects in --format json: enough for `heapdiff path`
+    # without opening the dump.
+    SAMPLE_ADDRESSES = 3
     # Dumps at least this large get a "loading" line on a terminal.
     PROGRESS_BYTES = 1 << 20
     # How many growing sites `report` names above the diff.
@@ -231,9 +232,10 @@ module Heapdiff
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report, trend), " \
-                  "--help, --version.",
-              "'heapdiff COMMAND --help' for a command's own."
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N,",
+              "         --html FILE (report, trend), --help, --version.",
+              "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over;",
+              "2 for a usage error or a file that is not a dump; 130 when interrupted."
       status
     end
 
@@ -324,7 +326,9 @@ module Heapdiff
     def report_h(report, options)
       h = report.to_h
       h[:group_count] = report.size
-      h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
+      h[:groups] = report.first(options[:top]).map do |g|
+        g.to_h.merge(gem: g.file && @attribution.name_for(g.file), addresses: g.sample(SAMPLE_ADDRESSES).map(&:address))
+      end
       if options[:by]
         h[:by] = options[:by]
         h[:rows] = regroup(report, options[:by]).first(options[:top]).map do |k, c, m|

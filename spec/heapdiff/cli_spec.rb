@@ -37,6 +37,11 @@ RSpec.describe "exe/heapdiff" do
       expect(data["groups"].size).to eq(3)
       expect(data["groups"].map { |g| [g["location"], g["count"]] }).to all(satisfy { |_, count| count == 1000 })
       expect(data).to include("total_count" => 3002, "group_count" => 5)
+      # A few addresses per group, in the last dump: `heapdiff path` follows one.
+      leak = data["groups"].find { |g| g["location"] == "leak3.rb:28" }
+      expect(leak["addresses"].size).to eq(3)
+      path, = heapdiff("path", leak3[2], leak["addresses"].first)
+      expect(path.lines.first).to start_with("#<Heapdiff::Object #{leak["addresses"].first} OBJECT Leak")
     end
 
     it "groups by type, file or gem" do
