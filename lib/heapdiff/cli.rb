@@ -30,6 +30,8 @@ module Heapdiff
     VERDICT_SITES = 3
     # Commands that show rows, and so take --top.
     TOP = %w[diff report trend summary].freeze
+    # Commands that show allocation sites, and so take --only and --ignore.
+    FILTERED = %w[diff report trend].freeze
     # The shell's status for a process ended by SIGINT.
     INTERRUPTED = 130
 
@@ -52,7 +54,7 @@ module Heapdiff
       return version if %w[-v --version version].include?(command)
       return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
 
-      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true }
+      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true, only: [], ignore: [] }
       parser = option_parser(command, options)
       args = parser.parse(argv)
       if options[:help]
@@ -112,11 +114,8 @@ module Heapdiff
       source = args.size == 1 ? directory(args[0]) : args
       args.each { |path| progress(path) } if args.size > 1
       trend = Heapdiff.trend(source)
-      if options[:format] == "json"
-        @out.puts pretty(trend.to_h(top: options[:top]))
-      else
-        @out.puts trend.to_s(top: options[:top])
-      end
+      shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
+      @out.puts options[:format] == "json" ? pretty(trend.to_h(**shown)) : trend.to_s(**shown)
       write_html(trend, options[:html]) if options[:html]
       0
     end
@@ -190,6 +189,15 @@ module Heapdiff
         unless command == "summary"
           o.on("--no-class-edges", "Paths and holders without the object → class edges dumps leave out") do
             options[:class_edges] = false
+          end
+        end
+        if FILTERED.include?(command)
+          o.on("--only PATTERN", "Show only these sites: :type (:string), /regexp/ on the path, " \
+                                 "a gem name (app, sidekiq) or part of a path; repeatable") do |v|
+            options[:only] << pattern(v)
+          end
+          o.on("--ignore PATTERN", "Leave out these sites (same patterns); repeatable") do |v|
+            options[:ignore] << pattern(v)
           end
         end
         if %w[report trend].include?(command)
@@ -280,9 +288,10 @@ module Heapdiff
 
       trend = Heapdiff.trend(snapshots)
       if options[:format] == "text"
+        growing = filter(options).select(trend.growing)
         @out.puts trend.headline
-        trend.growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
-        @out.puts "(#{trend.growing.size - VERDICT_SITES} more growing)" if trend.growing.size > VERDICT_SITES
+        growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
+        @out.puts "(#{growing.size - VERDICT_SITES} more growing)" if growing.size > VERDICT_SITES
         @out.puts "", "Diff of the latest three:"
       end
       trend
@@ -307,41 +316,54 @@ module Heapdiff
         h = report_h(report, options)
         if trend
           h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
-                        growing: trend.growing.first(VERDICT_SITES).map(&:to_h) }
+                        growing: filter(options).select(trend.growing).first(VERDICT_SITES).map(&:to_h) }
         end
         @out.puts pretty(h)
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
-        rows = regroup(report, options[:by])
+        rows = regroup(filter(options).select(report), options[:by])
         rows.first(options[:top]).each do |key, count, memsize|
           @out.puts format("  %10d  %12d B  %s", count, memsize, Printable.escape(key))
         end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
-        @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges])
+        @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges], only: options[:only],
+                              ignore: options[:ignore])
       end
-      fail_over(report, options[:fail_over])
+      fail_over(report, options)
+    end
+
+    def pattern(text)
+      SiteFilter.parse(text)
+    rescue ArgumentError
+      raise OptionParser::InvalidArgument, text
+    end
+
+    def filter(options)
+      SiteFilter.new(only: options[:only], ignore: options[:ignore], attribution: @attribution)
     end
 
     def report_h(report, options)
       h = report.to_h
       h[:group_count] = report.size
-      h[:groups] = report.first(options[:top]).map do |g|
+      kept = filter(options).select(report)
+      h[:left_out_groups] = report.size - kept.size
+      h[:groups] = kept.first(options[:top]).map do |g|
         g.to_h.merge(gem: g.file && @attribution.name_for(g.file), addresses: g.sample(SAMPLE_ADDRESSES).map(&:address))
       end
       if options[:by]
         h[:by] = options[:by]
-        h[:rows] = regroup(report, options[:by]).first(options[:top]).map do |k, c, m|
+        h[:rows] = regroup(kept, options[:by]).first(options[:top]).map do |k, c, m|
           { key: Printable.utf8(k), count: c, memsize: m }
         end
       end
       h
     end
 
-    # [key, count, memsize] rows, largest count first.
-    def regroup(report, by)
+    # [key, count, memsize] rows of +groups+, largest count first.
+    def regroup(groups, by)
       rows = Hash.new { |h, k| h[k] = [0, 0] }
-      report.each do |group|
+      groups.each do |group|
         row = rows[group_key(group, by)]
         row[0] += group.count
         row[1] += group.memsize
@@ -359,10 +381,15 @@ module Heapdiff
       end
     end
 
-    def fail_over(report, limit)
-      return 0 if limit.nil? || report.total_count <= limit
+    # With --only/--ignore, only the groups shown count.
+    def fail_over(report, options)
+      limit = options[:fail_over]
+      return 0 if limit.nil?
 
-      @err.puts "heapdiff: #{report.total_count} objects #{report.verb.downcase}, more than --fail-over #{limit}"
+      count = filter(options).select(report).sum(&:count)
+      return 0 if count <= limit
+
+      @err.puts "heapdiff: #{count} objects #{report.verb.downcase}, more than --fail-over #{limit}"
       1
     end
   end

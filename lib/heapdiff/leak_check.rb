@@ -4,6 +4,7 @@ require "tmpdir"
 require "fileutils"
 require_relative "../heapdiff"
 require_relative "analysis/gem_attribution"
+require_relative "analysis/site_filter"
 
 module Heapdiff
   # The leak check behind the RSpec matcher and the minitest assertion. It runs a
@@ -20,9 +21,10 @@ module Heapdiff
   # +per_iteration:+ (one window), a site fails when it retains at least that many
   # objects per iteration; given +max:+ (one window), more than +max+ objects.
   #
-  # Filters (+only:+, +ignore:+, each one pattern or an Array of them): a Symbol is an
-  # object type (:string, :STRING), a Regexp matches the file path, a String is a gem
-  # name (see GemAttribution: "app", "ruby stdlib", "rspec-core"…) or a part of the path.
+  # Filters (+only:+, +ignore:+, each one pattern or an Array of them) are SiteFilter's:
+  # a Symbol is an object type (:string, :STRING), a Regexp matches the file path, a
+  # String is a gem name (see GemAttribution: "app", "ruby stdlib", "rspec-core"…) or a
+  # part of the path.
   class LeakCheck
     # The test frameworks' own allocations (RSpec's, minitest's) are never the code
     # under test's.
@@ -59,7 +61,11 @@ module Heapdiff
       end
     end
 
-    attr_reader :warmup, :iterations, :per_iteration, :max, :only, :ignore
+    attr_reader :warmup, :iterations, :per_iteration, :max
+
+    # The filters' patterns (+ignore+ includes DEFAULT_IGNORE).
+    def only = @filter.only
+    def ignore = @filter.ignore
 
     # @param warmup [Integer] runs before the first snapshot (>= 0)
     # @param iterations [Integer] runs in each window (>= 1)
@@ -80,9 +86,7 @@ module Heapdiff
 
       @per_iteration = per_iteration
       @max = max && integer(max, "max:", 0)
-      @only = patterns(only)
-      @ignore = DEFAULT_IGNORE + patterns(ignore)
-      @attribution = attribution
+      @filter = SiteFilter.new(only: only, ignore: DEFAULT_IGNORE + Array(ignore), attribution: attribution)
     end
 
     # The key of an allocation site across the windows' reports.
@@ -136,9 +140,7 @@ module Heapdiff
 
     # The report's groups that the filters keep.
     def kept(report)
-      report.select do |group|
-        (only.empty? || only.any? { |p| match?(p, group) }) && ignore.none? { |p| match?(p, group) }
-      end
+      @filter.select(report)
     end
 
     private
@@ -171,23 +173,6 @@ module Heapdiff
       yield
     ensure
       Heapdiff.stop_tracing! unless was_tracing
-    end
-
-    def match?(pattern, group)
-      case pattern
-      when Symbol then group.type == pattern.to_s.upcase
-      when Regexp then group.file ? pattern.match?(group.file) : false
-      else
-        group.file ? (@attribution.name_for(group.file) == pattern || group.file.include?(pattern)) : false
-      end
-    end
-
-    def patterns(value)
-      Array(value).each do |p|
-        next if p.is_a?(Symbol) || p.is_a?(Regexp) || p.is_a?(String)
-
-        raise TypeError, "heapdiff: a filter is a Symbol (type), Regexp (path) or String (gem or path), got #{p.class}"
-      end
     end
 
     def integer(value, name, min)

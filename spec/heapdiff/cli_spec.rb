@@ -58,6 +58,24 @@ RSpec.describe "exe/heapdiff" do
       expect(heapdiff("diff", *leak3, "--fail-over", "3002").last).to eq(0)
     end
 
+    it "shows only some sites with --only and --ignore (types, paths, gems), as the matcher does" do
+      out, = heapdiff("diff", *leak3, "--only", ":object")
+      expect(out.lines.first).to start_with("Retained OBJECT Leak 1000 objects")
+      expect(out.lines.grep(/^Retained/).size).to eq(1)
+      expect(out).to include("(4 groups left out by only/ignore)")
+      out, = heapdiff("diff", *leak3, "--ignore", "leak3.rb", "--ignore", "/leak/")
+      expect(out).to start_with("(5 groups left out by only/ignore)")
+      data = JSON.parse(heapdiff("diff", *leak3, "--only", ":string", "--format", "json").first)
+      expect(data["groups"].map { |g| g["type"] }.uniq).to eq(["STRING"])
+      expect(data["left_out_groups"]).to eq(2)
+      # --fail-over counts what is shown: 2001 strings (1000 + 1000 + the script's 1)
+      _, err, status = heapdiff("diff", *leak3, "--only", ":string", "--fail-over", "2000")
+      expect([err, status]).to eq(["heapdiff: 2001 objects retained, more than --fail-over 2000\n", 1])
+      out, = heapdiff("trend", *leak3, "--ignore", ":string")
+      expect(out).to include("  3. growing OBJECT Leak").and include("(3 growing left out by only/ignore)")
+      expect(heapdiff("diff", *leak3, "--only", "/(/")[1..]).to match([%r{invalid argument: --only /\(/}, 2])
+    end
+
     it "diffs two dumps: what was allocated in between" do
       out, = heapdiff("diff", *leak3.first(2), "--top", "1")
       expect(out).to start_with("Allocated STRING 1001 objects")

@@ -124,14 +124,19 @@ module Heapdiff
     end
 
     # One line per group in heapy's wording, the first +suspects+ groups followed by
-    # where they are held, then warnings.
-    def to_s(top: nil, suspects: 3, class_edges: true)
+    # where they are held, then warnings. +only:+, +ignore:+: which groups to show (see
+    # SiteFilter); a line says how many were left out.
+    # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
+    def to_s(top: nil, suspects: 3, class_edges: true, only: nil, ignore: nil)
       top = Arguments.count(top, "top:", nil_ok: true)
       suspects = Arguments.count(suspects, "suspects:")
-      lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
+      shown = SiteFilter.new(only: only, ignore: ignore).select(groups)
+      lines = (top ? shown.first(top) : shown).each_with_index.flat_map do |group, i|
         i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
-      lines << "(#{size - top} more group#{"s" unless size - top == 1})" if top && size > top
+      lines << "(#{shown.size - top} more group#{"s" unless shown.size - top == 1})" if top && shown.size > top
+      left_out = size - shown.size
+      lines << "(#{left_out} group#{"s" unless left_out == 1} left out by only/ignore)" if left_out.positive?
       lines << "No objects #{verb.downcase}." if groups.empty?
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")

@@ -141,15 +141,17 @@ module Heapdiff
     end
 
     # +top+: how many sites (nil: all). +suspects+: how many growing sites get their
-    # suspect and path (each builds on the last snapshot's dominator tree).
-    def to_h(top: nil, suspects: 3)
+    # suspect and path (each builds on the last snapshot's dominator tree). +only:+,
+    # +ignore:+: which sites (see SiteFilter); the counts stay those of every site.
+    def to_h(top: nil, suspects: 3, only: nil, ignore: nil)
+      shown = SiteFilter.new(only: only, ignore: ignore).select(sites)
       {
         snapshots: memory.map(&:to_h),
         timed: timed?,
         hours: hours,
         site_count: size,
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
-        sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
+        sites: (top ? shown.first(top) : shown).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
         warnings: warnings
       }
     end
@@ -174,18 +176,23 @@ module Heapdiff
         "#{span}: #{size} sites, #{verdicts}"
     end
 
-    def to_s(top: 10, suspects: 3)
+    # The headline, memory, and the first +top+ growing sites (the first +suspects+ of
+    # them with where they are held), then warnings. +only:+, +ignore:+: which sites
+    # (see SiteFilter).
+    def to_s(top: 10, suspects: 3, only: nil, ignore: nil)
       first, last = memory.values_at(0, -1)
       lines = [headline]
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
-      growing.first(top).each do |site|
+      shown = SiteFilter.new(only: only, ignore: ignore).select(growing)
+      shown.first(top).each_with_index do |site, i|
         lines << site.to_s
-        next unless site.index < suspects
+        next unless i < suspects
 
         lines << "    held: #{site.suspect.holders.first(2).map(&:to_s).join("; ")}" if site.suspect.top
         lines << "    path: #{site.path}" if site.path
       end
+      lines << "(#{growing.size - shown.size} growing left out by only/ignore)" if shown.size < growing.size
       lines << "No site grows." if growing.empty?
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")
