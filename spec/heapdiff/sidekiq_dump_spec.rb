@@ -45,6 +45,24 @@ RSpec.describe "A real Sidekiq process's dumps" do
     end
   end
 
+  it "folds the three dumps' recovered-records warnings into one line in the report" do
+    skip "Ruby #{RUBY_VERSION} writes no broken records" unless RUBY_VERSION < "3.2"
+
+    # Ruby's JSON parser counts the broken records of each dump.
+    broken = @paths.map do |path|
+      File.binread(path).lines.count do |l|
+        JSON.parse(l)
+        false
+      rescue JSON::ParserError
+        l.start_with?('{"address":')
+      end
+    end
+    warnings = Heapdiff.diff(*@paths).warnings.grep(/not valid JSON/)
+    expect(warnings.size).to eq(1)
+    expect(warnings.first).to start_with("#{broken.sum} record(s) in 3 dumps were not valid JSON and were recovered (")
+    expect(warnings.first).to include(broken.each_with_index.map { |n, i| "#{i}.json #{n}" }.join(", "))
+  end
+
   it "names the leaking line first with the exact count" do
     report = Heapdiff.diff(*@paths)
     top = report.first

@@ -154,7 +154,7 @@ module Heapdiff
       @before = before
       @after = after
       @later = later
-      @warnings = _warnings + [before, after, later].compact.flat_map(&:warnings)
+      @warnings = Warnings.fold(_warnings + [before, after, later].compact.flat_map(&:warnings))
     end
   end
 end

@@ -136,7 +136,7 @@ module Heapdiff
         short = hours && hours * 3600 < RATE_SPAN &&
                 format("the snapshots span %.1f s: growth is given per snapshot only (per hour needs %d s)",
                        hours * 3600, RATE_SPAN)
-        _warnings + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
+        Warnings.fold(_warnings) + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
       end
     end
 
