@@ -63,6 +63,19 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(warnings.first).to include(broken.each_with_index.map { |n, i| "#{i}.json #{n}" }.join(", "))
   end
 
+  it "folds the VM's method and constant caches into one line after the top groups" do
+    report = Heapdiff.diff(*@paths)
+    caches = report.select { |g| g.type == "IMEMO" && Heapdiff::Report::VM_CACHES.include?(g.subtype) }
+    expect(caches).not_to be_empty # the first calls of Sidekiq's and redis's code make some
+    text = report.to_s(top: 10)
+    # Method entries (IMEMO ment) and other kinds stay: a program can leak those.
+    expect(text.lines.grep(/^Retained IMEMO(?: callcache| callinfo| constcache)? \d/)).to eq([])
+    expect(text).to include("(VM caches: #{caches.sum(&:count)} IMEMO objects, #{caches.sum(&:memsize)} bytes in " \
+                            "#{caches.size} groups: method and constant caches made once per call site, not a leak; " \
+                            "only: :imemo lists them)")
+    expect(report.to_s(top: 10, only: :imemo).lines.first).to start_with("Retained IMEMO")
+  end
+
   it "names the leaking line first with the exact count" do
     report = Heapdiff.diff(*@paths)
     top = report.first
