@@ -320,10 +320,10 @@ module Heapdiff
         end
         @out.puts pretty(h)
       elsif options[:by]
-        @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
+        @out.puts "#{report.verb} #{report.total_count} objects, #{Printable.bytes(report.total_memsize)}, by #{options[:by]}:"
         rows = regroup(filter(options).select(report), options[:by])
         rows.first(options[:top]).each do |key, count, memsize|
-          @out.puts format("  %10d  %12d B  %s", count, memsize, Printable.escape(key))
+          @out.puts format("  %10d  %10s  %s", count, Printable.bytes(memsize), Printable.escape(key))
         end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else

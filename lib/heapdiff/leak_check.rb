@@ -52,7 +52,7 @@ module Heapdiff
         lines = ["expected the block not to leak, but #{leaks.size} allocation site(s) #{check.rule_text}:"]
         leaks.first(top).each do |group|
           counts = first_counts ? "#{first_counts.fetch(LeakCheck.site(group))} then #{group.count}" : group.count
-          lines << "  #{counts} #{group.label} (#{group.memsize} bytes) at #{group.location}"
+          lines << "  #{counts} #{group.label} (#{Printable.bytes(group.memsize)}) at #{group.location}"
           lines << "    #{report.suspect(group)}"
         end
         lines << "  (#{leaks.size - top} more sites)" if leaks.size > top

@@ -24,11 +24,11 @@ RSpec.describe "exe/heapdiff" do
     it "prints the retained groups with where they are held" do
       out, _, status = heapdiff("diff", *leak3, "--top", "3")
       expect(status).to eq(0)
-      expect(out.lines.first).to start_with("Retained STRING 1000 objects of size 40000/")
+      expect(out.lines.first).to eq("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17\n")
       expect(out).to include("1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY")
       # Five groups: the three leaks, the script's own string at :34, and one IMEMO
       # cache, which is folded into the VM caches line.
-      expect(out).to include("\n(1 more group)\n(VM caches: 1 IMEMO object, 20 bytes in 1 group: ")
+      expect(out).to include("\n(1 more group)\n(VM caches: 1 IMEMO object, 20 B in 1 group: ")
       expect(heapdiff("diff", *leak3, "--top", "2").first).to include("\n(2 more groups)\n")
     end
 
@@ -48,7 +48,7 @@ RSpec.describe "exe/heapdiff" do
 
     it "groups by type, file or gem" do
       out, = heapdiff("diff", *leak3, "--by", "type")
-      expect(out).to match(/^\s+2001\s+\d+ B  STRING$/).and match(/^\s+1000\s+\d+ B  OBJECT$/)
+      expect(out).to match(/^\s+2001\s+536\.1 kB  STRING$/).and match(/^\s+1000\s+20\.0 kB  OBJECT$/)
       data = JSON.parse(heapdiff("diff", *leak3, "--by", "file", "--format", "json").first)
       expect(data["rows"].first).to include("key" => "leak3.rb", "count" => 3002)
     end
@@ -118,7 +118,7 @@ RSpec.describe "exe/heapdiff" do
         expect(lines[1]).to start_with("  1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
         expect(lines[4]).to eq("(1 more growing)")
         expect(lines[6]).to eq("Diff of the latest three:")
-        expect(lines[7]).to start_with("Retained STRING 1000 objects of size 40000/556153 (in bytes) at: leak3.rb:17")
+        expect(lines[7]).to start_with("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17")
         data = JSON.parse(heapdiff("report", dir, "--format", "json").first)
         expect(data["trend"]["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
         expect(data["trend"]["growing"].first).to include("location" => "leak3.rb:17", "counts" => [1000, 2000, 3000])
@@ -180,9 +180,9 @@ RSpec.describe "exe/heapdiff" do
     it "prints the top types, classes, locations, files and gems, and duplicated strings" do
       out, _, status = heapdiff("summary", dump, "--top", "3")
       expect(status).to eq(0)
-      expect(out.lines.first).to match(/ruby-3.4.jsonl: 17334 objects, \d+ bytes/)
+      expect(out.lines.first).to match(/ruby-3.4.jsonl: 17334 objects, [\d.]+ MB$/)
       %w[type class location file gem].each { |key| expect(out).to include("Top #{key} by count:", "Top #{key} by memsize:") }
-      expect(out).to match(/^\s+7976\s+\d+ B  STRING$/)
+      expect(out).to match(/^\s+7976\s+354\.7 kB  STRING$/)
       expect(out).to include("Duplicated strings")
     end
 

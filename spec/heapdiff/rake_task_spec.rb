@@ -110,7 +110,7 @@ RSpec.describe Heapdiff::RakeTask do
 
   it "heapdiff:summary[dump] prints the summary" do
     define(by: "type", top: 1)
-    expect(invoke("heapdiff:summary", Fixtures.dump("3.4"))).to match(/Top type by count:\n\s+7976\s+\d+ B  STRING\n/)
+    expect(invoke("heapdiff:summary", Fixtures.dump("3.4"))).to match(/Top type by count:\n\s+7976\s+354\.7 kB  STRING\n/)
   end
 
   it "fails when the command does, with fail_over exceeded" do

@@ -70,7 +70,7 @@ RSpec.describe "A real Sidekiq process's dumps" do
     text = report.to_s(top: 10)
     # Method entries (IMEMO ment) and other kinds stay: a program can leak those.
     expect(text.lines.grep(/^Retained IMEMO(?: callcache| callinfo| constcache)? \d/)).to eq([])
-    expect(text).to include("(VM caches: #{caches.sum(&:count)} IMEMO objects, #{caches.sum(&:memsize)} bytes in " \
+    expect(text).to include("(VM caches: #{caches.sum(&:count)} IMEMO objects, #{Heapdiff::Printable.bytes(caches.sum(&:memsize))} in " \
                             "#{caches.size} groups: method and constant caches made once per call site, not a leak; " \
                             "only: :imemo lists them)")
     expect(report.to_s(top: 10, only: :imemo).lines.first).to start_with("Retained IMEMO")

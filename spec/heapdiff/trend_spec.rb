@@ -94,7 +94,7 @@ RSpec.describe "Heapdiff.trend" do
       text = trend.to_s
       expect(text.lines.first).to start_with("Trend over 3 snapshots (0.jsonl.gz … 2.jsonl.gz): #{trend.size} sites, 4 growing")
       expect(text).to include("growing OBJECT Leak at leak3.rb:28: 1000 → 2000 → 3000 objects (+1000/snapshot), " \
-                              "20000 → 60000 bytes, 100% of each snapshot's objects still in the next")
+                              "20.0 kB → 60.0 kB, 100% of each snapshot's objects still in the next")
       expect(text).to include("    path: ROOT vm → ")
       # 3000 of the 3001 id strings are held by the array, one by the roots: neither
       # share is rounded to 100% or 0%.

@@ -165,7 +165,7 @@ module Heapdiff
 
     def caches_line(caches)
       count = caches.sum(&:count)
-      "(VM caches: #{count} IMEMO object#{"s" unless count == 1}, #{caches.sum(&:memsize)} bytes in #{caches.size} " \
+      "(VM caches: #{count} IMEMO object#{"s" unless count == 1}, #{Printable.bytes(caches.sum(&:memsize))} in #{caches.size} " \
         "group#{"s" unless caches.size == 1}: method and constant caches made once per call site, " \
         "not a leak; only: :imemo lists them)"
     end

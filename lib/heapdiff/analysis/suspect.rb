@@ -70,7 +70,7 @@ module Heapdiff
     def to_s
       held = holders.empty? ? "no holder found" : holders.first(3).map(&:to_s).join("; ")
       lines = ["#{group.count} #{group.label} from #{group.location} — #{held}"]
-      lines[0] += "; retains #{retained_size} bytes"
+      lines[0] += "; retains #{Printable.bytes(retained_size)}"
       lines[0] += "; #{unreachable_count} not reachable from any root" if unreachable_count.positive?
       lines.join
     end

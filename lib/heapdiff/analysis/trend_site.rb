@@ -120,7 +120,8 @@ module Heapdiff
         rate = "#{signed(growth_per_snapshot)}/snapshot"
         rate += ", #{signed(growth_per_hour)}/hour" if growth_per_hour
         "#{format("%3d", rank)}. #{verdict} #{label} at #{location}: #{counts.join(" → ")} objects (#{rate}), " \
-          "#{memsizes.first} → #{memsizes.last} bytes, #{kept_percent} of each snapshot's objects still in the next"
+          "#{Printable.bytes(memsizes.first)} → #{Printable.bytes(memsizes.last)}, " \
+          "#{kept_percent} of each snapshot's objects still in the next"
       end
 
       def inspect
