@@ -64,13 +64,14 @@
       axis.appendChild(el("text", { x: left + plotW + 8, y: y + 4 }, Math.round(objMax * t / 4).toLocaleString("en")));
     }
     if (span > 0) {
-      // Five evenly spaced ticks, with as many decimals as keep their labels apart.
-      var unit = timeUnit(span), step = span / unit.div / 4;
-      var decimals = step >= 1 ? 0 : step >= 0.1 ? 1 : 2;
-      for (var k = 0; k <= 4; k++) {
-        var tx = left + (k * plotW) / 4;
+      // Ticks at round times (a step of 1, 2 or 5 times a power of ten, three to six
+      // of them), with as many decimals as the step has: labels are exact and distinct.
+      var unit = timeUnit(span), spanU = span / unit.div, step = niceMax(spanU / 5);
+      var decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+      for (var k = 0; k * step <= spanU + 1e-9; k++) {
+        var tx = left + (k * step * plotW) / spanU;
         axis.appendChild(el("line", { "class": "tick", x1: tx, x2: tx, y1: top + plotH, y2: top + plotH + 4 }));
-        axis.appendChild(el("text", { "class": "time", x: tx, y: top + plotH + 18, "text-anchor": "middle" },
+        axis.appendChild(el("text", { "class": "time", x: tx.toFixed(1), y: top + plotH + 18, "text-anchor": "middle" },
                             (k * step).toFixed(decimals) + " " + unit.name));
       }
       axis.appendChild(el("text", { "class": "label", x: left + plotW / 2, y: top + plotH + 34, "text-anchor": "middle" },
