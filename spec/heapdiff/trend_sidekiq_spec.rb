@@ -145,6 +145,10 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       expect(chart.scan(/<polyline class="(rss|objects)"/).flatten).to eq(%w[rss objects])
       expect(chart.scan(/<circle class="(?:rss|objects)-dot"/).size).to eq(12)
       expect(dom).to include("<h2>Growing sites (1)</h2>")
+      # Ruby 3.1's six dumps all have recovered records: one warning says so, not six.
+      recovered = dom.scan(/<li>[^<]*were not valid JSON and were recovered/)
+      expect(recovered.size).to eq(RUBY_VERSION < "3.2" ? 1 : 0)
+      expect(recovered.first).to include("in 6 dumps") if RUBY_VERSION < "3.2"
       expect(dom[%r{<article class="site" id="site-1">.*?</article>}m]).to include(expected["leak_location"], "Suspect", "DATA VM/thread")
       sited = trend.count(&:file)
       unsited_verdicts = trend.reject(&:file).map(&:verdict).uniq.size
