@@ -40,6 +40,16 @@ RSpec.describe "README.md" do
     expect(blocks.count { |b| b.kind == "run" }).to be >= 5
   end
 
+  # Without the gem in the Gemfile, `require "bundler/setup"` hides it and the
+  # binstub dies with LoadError before the server boots.
+  it "has the Sidekiq recipe add the gem to the Gemfile before the binstub line" do
+    text = File.read(File.join(root, "README.md"))
+    recipe = text[/### Recipe: find a leak in a Sidekiq server\n(.*?)\n### /m, 1]
+    gemfile = recipe.index('gem "heapdiff"')
+    expect(gemfile).not_to be_nil
+    expect(gemfile).to be < recipe.index('require "heapdiff/auto"')
+  end
+
   blocks.each_with_index do |block, i|
     next unless block.kind == "run"
 
