@@ -228,6 +228,24 @@ RSpec.describe "exe/heapdiff" do
       expect(heapdiff("report", "/nonexistent/heapdiff")[1]).to start_with("heapdiff: no such directory: /nonexistent")
     end
 
+    it "exits 130 with one line on a real Ctrl-C (SIGINT)" do
+      Dir.mktmpdir do |dir|
+        # Stands in for a long diff: says it has started, then waits.
+        hook = File.join(dir, "slow_diff.rb")
+        File.write(hook, <<~RUBY)
+          require "heapdiff"
+          Heapdiff.singleton_class.prepend(Module.new { def diff(*) = ($stderr.puts("started") || sleep) })
+        RUBY
+        command = [RbConfig.ruby, "-I#{root}/lib", "-r#{hook}", "#{root}/exe/heapdiff", "diff", *leak3]
+        Open3.popen3(*command) do |_in, _out, err, thread|
+          expect(err.gets).to eq("started\n")
+          Process.kill("INT", thread.pid)
+          expect(thread.value.exitstatus).to eq(130)
+          expect(err.read).to eq("heapdiff: interrupted\n")
+        end
+      end
+    end
+
     it "exits 130 with one line when interrupted" do
       err = StringIO.new
       cli = Heapdiff::CLI.new(out: StringIO.new, err: err)
