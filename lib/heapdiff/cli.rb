@@ -13,7 +13,7 @@ module Heapdiff
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "What was allocated between A and B (and, given C, is still there in C)."],
-      "report" => ["DIR", "The trend's verdict over the snapshots in DIR, then the diff of the latest three."],
+      "report" => ["DIR", "The trend's verdict over one process's snapshots in DIR, then the diff of its latest three."],
       "trend" => ["DIR | DUMP…", "Every allocation site across all the snapshots: growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems; strings held more than once."],
@@ -90,7 +90,7 @@ module Heapdiff
       raise Usage, "report needs a directory" unless args.size == 1
 
       directory(args[0])
-      all = Snapshot.list(args[0])
+      all = process_snapshots(args[0], options[:pid])
       snapshots = all.last(3)
       if snapshots.size < 2
         raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size} " \
@@ -98,7 +98,7 @@ module Heapdiff
       end
 
       trend = verdict(all, options)
-      report = diff_paths(snapshots.map(&:path))
+      report = diff_paths(snapshots)
       status = begin
         report_output(report, options, trend)
       ensure
@@ -111,7 +111,7 @@ module Heapdiff
     def trend_command(args, options)
       raise Usage, "trend needs a directory of snapshots or at least two dumps" if args.empty?
 
-      source = args.size == 1 ? directory(args[0]) : args
+      source = args.size == 1 ? process_snapshots(directory(args[0]), options[:pid]) : args
       args.each { |path| progress(path) } if args.size > 1
       trend = Heapdiff.trend(source)
       shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
@@ -201,6 +201,9 @@ module Heapdiff
           end
         end
         if %w[report trend].include?(command)
+          o.on("--pid PID", Integer, "The process whose snapshots to report (default: the one that took the latest)") do |v|
+            options[:pid] = v
+          end
           o.on("--html FILE", "Also write the trend over every snapshot to FILE (one self-contained page)") do |v|
             options[:html] = v
           end
@@ -241,7 +244,7 @@ module Heapdiff
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
       io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N,",
-              "         --html FILE (report, trend), --help, --version.",
+              "         --html FILE and --pid PID (report, trend), --help, --version.",
               "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over;",
               "2 for a usage error or a file that is not a dump; 130 when interrupted."
       status
@@ -255,9 +258,34 @@ module Heapdiff
       Heapdiff.load(path, &)
     end
 
+    # The snapshots in +dir+ of the process with +pid+, or of the latest process. When
+    # the directory holds several processes' snapshots, says on stderr which it took.
+    def process_snapshots(dir, pid)
+      all = Snapshot.list(dir)
+      groups = Snapshot.processes(all)
+      named = groups.except(nil)
+      raise Usage, "no sidecar in #{dir} names a process, so --pid cannot choose" if pid && named.empty?
+
+      chosen = Snapshot.of_process(all, pid || :latest, dir)
+      raise Usage, "no snapshot of pid #{pid} in #{dir}; its snapshots are of #{pids_in(named)}" if pid && chosen.empty?
+
+      if named.size > 1 || (pid.nil? && named.size == 1 && groups.key?(nil))
+        identity = chosen.first.process
+        @err.puts "heapdiff: #{dir} holds snapshots of #{named.size} process#{"es" unless named.size == 1}" \
+                  "#{" (and #{groups[nil].size} without a sidecar, left out)" if groups.key?(nil)}; " \
+                  "reporting #{identity} (#{chosen.size} snapshot#{"s" unless chosen.size == 1})" \
+                  "#{"; --pid to choose: #{pids_in(named)}" unless pid}"
+      end
+      chosen
+    end
+
+    def pids_in(named)
+      named.map { |identity, group| "#{identity.pid} (#{group.size})" }.join(", ")
+    end
+
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
     def diff_paths(paths)
-      paths.each { |path| progress(path) }
+      paths.each { |path| progress(Snapshot === path ? path.path : path) }
       Heapdiff.diff(*paths)
     end
 
@@ -295,7 +323,7 @@ module Heapdiff
         @out.puts "", "Diff of the latest three:"
       end
       trend
-    rescue TrendError => e
+    rescue TrendError, MixedProcessesError => e
       @err.puts "#{e.message}; no trend"
       nil
     end

@@ -146,16 +146,19 @@ module Heapdiff
     private
 
     # One Report per window, oldest first. The block is called without arguments:
-    # RSpec's compound matchers refuse two matchers that both pass some.
+    # RSpec's compound matchers refuse two matchers that both pass some. Only the
+    # dumps' paths are kept between snapshots: a Snapshot's sidecar values (strings
+    # made by Ruby's time.rb, not by heapdiff's files) would otherwise be retained in
+    # the next window, as if the block had kept them.
     def measure(dir, &block)
       warmup.times { block.call }
-      snapshots = [Heapdiff.snapshot(dir: dir)]
+      snapshots = [Heapdiff.snapshot(dir: dir).path]
       (steady? ? 2 : 1).times do
         iterations.times { block.call }
-        snapshots << Heapdiff.snapshot(dir: dir)
+        snapshots << Heapdiff.snapshot(dir: dir).path
       end
       block.call
-      snapshots << Heapdiff.snapshot(dir: dir)
+      snapshots << Heapdiff.snapshot(dir: dir).path
       snapshots.each_cons(3).map do |before, after, later|
         report = Heapdiff.diff(before, after, later)
         # Only the last heap is needed after the diff (suspects and samples in the
