@@ -19,7 +19,7 @@ Gem::Specification.new do |spec|
     when %r{/target/}, %r{\Alib/.*\.(so|bundle|dll)\z} then false
     when %r{\A(lib|exe)/} then true
     when %r{\Aext/} then path.match?(/\.(rs|toml|rb)\z/) || File.basename(path) == "Cargo.lock"
-    else %w[Cargo.toml Cargo.lock README.md LICENSE].include?(path)
+    else %w[Cargo.toml Cargo.lock README.md CHANGELOG.md LICENSE].include?(path)
     end
   end
   candidates = Dir.chdir(__dir__) do

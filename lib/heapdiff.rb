@@ -22,6 +22,8 @@ require_relative "heapdiff/capture/env"
 
 # Analysis: one dump, a diff of three, the graph's answers, trends over many
 require_relative "heapdiff/analysis/gem_attribution"
+require_relative "heapdiff/analysis/site_filter"
+require_relative "heapdiff/analysis/warnings"
 require_relative "heapdiff/analysis/object"
 require_relative "heapdiff/analysis/heap"
 require_relative "heapdiff/analysis/group"

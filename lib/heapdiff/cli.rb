@@ -8,37 +8,53 @@ require_relative "analysis/summary"
 
 module Heapdiff
   # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:
-  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump.
+  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump, 130
+  # when interrupted (Ctrl-C). Errors are one line on stderr, never a backtrace.
   class CLI
     COMMANDS = {
-      "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
-      "report" => ["DIR", "Diff the latest three snapshots of one process in DIR (the latest process, or --pid); " \
-                          "--html FILE also writes the trend over all of its snapshots as one HTML page."],
+      "diff" => ["A B [C]", "What was allocated between A and B (and, given C, is still there in C)."],
+      "report" => ["DIR", "The trend's verdict over one process's snapshots in DIR, then the diff of its latest three."],
+      "trend" => ["DIR | DUMP…", "Every allocation site across all the snapshots: growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
-      "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
-      "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
+      "summary" => ["DUMP", "Top types, classes, locations, files and gems; strings held more than once."],
+      "redact" => ["IN OUT", "Copy a dump without its string, symbol and float values (OUT.gz: gzip)."]
     }.freeze
     BY = %w[location file gem class type].freeze
     FORMATS = %w[text json].freeze
+    # Addresses of each group's objects in --format json: enough for `heapdiff path`
+    # without opening the dump.
+    SAMPLE_ADDRESSES = 3
     # Dumps at least this large get a "loading" line on a terminal.
     PROGRESS_BYTES = 1 << 20
+    # How many growing sites `report` names above the diff.
+    VERDICT_SITES = 3
+    # Commands that show rows, and so take --top.
+    TOP = %w[diff report trend summary].freeze
+    # Commands that show allocation sites, and so take --only and --ignore.
+    FILTERED = %w[diff report trend].freeze
+    # The shell's status for a process ended by SIGINT.
+    INTERRUPTED = 130
 
     Usage = Class.new(StandardError)
     private_constant :Usage
 
-    def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default)
+    # +hint+: whether a usage error ends with "Try 'heapdiff COMMAND --help'." (the
+    # Rake tasks say no: their user typed a task, not the command).
+    def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default, hint: true)
       @out = out
       @err = err
       @attribution = attribution
+      @hint = hint
     end
 
     def run(argv)
       argv = argv.dup
       command = argv.shift
       return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
+      return version if %w[-v --version version].include?(command)
       return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
 
-      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true }
+      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true, only: [], ignore: [] }
       parser = option_parser(command, options)
       args = parser.parse(argv)
       if options[:help]
@@ -48,9 +64,13 @@ module Heapdiff
 
       public_send("#{command}_command", args, options)
     rescue Usage, OptionParser::ParseError => e
-      @err.puts "heapdiff: #{e.message}", "Try 'heapdiff #{command} --help'."
+      @err.puts "heapdiff: #{e.message}"
+      @err.puts "Try 'heapdiff #{command} --help'." if @hint
       2
-    rescue Heapdiff::Error => e
+    rescue Heapdiff::Interrupted, Interrupt
+      @err.puts "heapdiff: interrupted"
+      INTERRUPTED
+    rescue Heapdiff::Error, SystemCallError => e
       @err.puts e.message.start_with?("heapdiff") ? e.message : "heapdiff: #{e.message}"
       2
     end
@@ -69,25 +89,42 @@ module Heapdiff
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
+      directory(args[0])
       all = process_snapshots(args[0], options[:pid])
       snapshots = all.last(3)
-      raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
+      if snapshots.size < 2
+        raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size} " \
+                     "(snapshots are named heap-NNNN.json or heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)"
+      end
 
       # Where the memory grew, from the sidecars alone: before any dump is loaded.
       memory = MemoryVerdict.from_snapshots(all)
       options[:memory] = memory
       @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
+      trend = verdict(all, options)
       report = diff_paths(snapshots)
       status = begin
         options[:survivors] = survivor_paths(snapshots.last, report.last_heap, options)
-        result = report_output(report, options)
+        result = report_output(report, options, trend)
         survivors_output(options[:survivors], snapshots.last) unless options[:format] == "json"
         result
       ensure
         report.close
       end
-      write_html(all, options[:html]) if options[:html]
+      write_html(trend || all, options[:html]) if options[:html]
       status
+    end
+
+    def trend_command(args, options)
+      raise Usage, "trend needs a directory of snapshots or at least two dumps" if args.empty?
+
+      source = args.size == 1 ? process_snapshots(directory(args[0]), options[:pid]) : args
+      args.each { |path| progress(path) } if args.size > 1
+      trend = Heapdiff.trend(source)
+      shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
+      @out.puts options[:format] == "json" ? pretty(trend.to_h(**shown)) : trend.to_s(**shown)
+      write_html(trend, options[:html]) if options[:html]
+      0
     end
 
     def path_command(args, options)
@@ -100,7 +137,7 @@ module Heapdiff
 
         path = heap.path_to_root(object, class_edges: options[:class_edges])
         if options[:format] == "json"
-          @out.puts JSON.pretty_generate(object: object.to_h, path: path&.to_h)
+          @out.puts pretty(object: object.to_h, path: path&.to_h)
         else
           @out.puts object.inspect, path ? path.to_s : "no root reaches #{args[1]}"
         end
@@ -115,7 +152,7 @@ module Heapdiff
       load(args[0]) do |heap|
         summary = Summary.new(heap, attribution: @attribution)
         if options[:format] == "json"
-          @out.puts JSON.pretty_generate(summary.to_h(top: options[:top], keys: keys))
+          @out.puts pretty(summary.to_h(top: options[:top], keys: keys))
         else
           @out.puts summary.to_s(top: options[:top], keys: keys)
         end
@@ -148,22 +185,33 @@ module Heapdiff
         usage, text = COMMANDS.fetch(command)
         o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n\nOptions:"
         o.on("--format FORMAT", FORMATS, "text (default) or json") { |v| options[:format] = v }
-        o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
-          raise OptionParser::InvalidArgument, "--top #{v}" unless v.positive?
+        if TOP.include?(command)
+          o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
+            raise OptionParser::InvalidArgument, v.to_s unless v.positive?
 
-          options[:top] = v
+            options[:top] = v
+          end
         end
-        o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } unless command == "path"
+        o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } if %w[diff report summary].include?(command)
         unless command == "summary"
           o.on("--no-class-edges", "Paths and holders without the object → class edges dumps leave out") do
             options[:class_edges] = false
           end
         end
-        if command == "report"
+        if FILTERED.include?(command)
+          o.on("--only PATTERN", "Show only these sites: :type (:string), /regexp/ on the path, " \
+                                 "a gem name (app, sidekiq) or part of a path; repeatable") do |v|
+            options[:only] << pattern(v)
+          end
+          o.on("--ignore PATTERN", "Leave out these sites (same patterns); repeatable") do |v|
+            options[:ignore] << pattern(v)
+          end
+        end
+        if %w[report trend].include?(command)
           o.on("--pid PID", Integer, "The process whose snapshots to report (default: the one that took the latest)") do |v|
             options[:pid] = v
           end
-          o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
+          o.on("--html FILE", "Also write the trend over every snapshot to FILE (one self-contained page)") do |v|
             options[:html] = v
           end
         end
@@ -187,18 +235,32 @@ module Heapdiff
       end
     end
 
+    # JSON.pretty_generate, with empty arrays and objects as [] and {} (json before 2.7
+    # writes "[\n\n  ]"). JSON strings never hold a raw newline, so only layout changes.
+    def pretty(data)
+      JSON.pretty_generate(data).gsub(/\[\n\s*\n?\s*\]/, "[]").gsub(/\{\n\s*\n?\s*\}/, "{}")
+    end
+
+    def version
+      @out.puts "heapdiff #{VERSION}"
+      0
+    end
+
     def help(io, status, error = nil)
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, " \
-                  "--html FILE and --pid PID (report), --help.",
-              "'heapdiff COMMAND --help' for a command's own."
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N,",
+              "         --html FILE and --pid PID (report, trend), --help, --version.",
+              "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over;",
+              "2 for a usage error or a file that is not a dump; 130 when interrupted."
       status
     end
 
     # Heapdiff.load with the block, after a progress line.
     def load(path, &)
+      raise Usage, "#{path} is a directory; this command reads one dump file" if File.directory?(path)
+
       progress(path)
       Heapdiff.load(path, &)
     end
@@ -268,31 +330,76 @@ module Heapdiff
       @err.puts format("heapdiff: loading %s (%.1f MB)…", path, size / 1_000_000.0)
     end
 
-    # The trend over +snapshots+ as HTML, written to a temporary file renamed into
-    # place: a browser reloading the page never sees half of it.
-    def write_html(snapshots, path)
+    # +path+, or a usage error saying what it is instead of a directory.
+    def directory(path)
+      return path if File.directory?(path)
+      raise Usage, "no such directory: #{path}" unless File.exist?(path)
+
+      raise Usage, "#{path} is a file, not a directory of snapshots ('heapdiff diff A B C' diffs dumps by name)"
+    end
+
+    # The trend over every snapshot of a directory, for `report`: its verdict is
+    # printed (text) above the diff of the latest three. A trend needs three
+    # snapshots to call a site growing; one that cannot be made (snapshots of two
+    # processes) is said on stderr and the diff goes on. Returns the Trend or nil.
+    def verdict(snapshots, options)
+      return nil if snapshots.size < 3
+
       trend = Heapdiff.trend(snapshots)
+      if options[:format] == "text"
+        growing = filter(options).select(trend.growing)
+        @out.puts trend.headline
+        growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
+        @out.puts "(#{growing.size - VERDICT_SITES} more growing)" if growing.size > VERDICT_SITES
+        @out.puts "", "Diff of the latest three:"
+      end
+      trend
+    rescue TrendError, MixedProcessesError => e
+      @err.puts "#{e.message}; no trend"
+      nil
+    end
+
+    # The trend over +snapshots+ (or a Trend) as HTML, written to a temporary file
+    # renamed into place: a browser reloading the page never sees half of it.
+    def write_html(snapshots, path)
+      trend = snapshots.is_a?(Trend) ? snapshots : Heapdiff.trend(snapshots)
       SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
-      @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
+      @err.puts "heapdiff: wrote #{path}: trend over #{trend.snapshots.size} snapshots, " \
                 "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
     rescue SystemCallError => e
       raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end
 
-    def report_output(report, options)
+    def report_output(report, options, trend = nil)
       if options[:format] == "json"
-        @out.puts JSON.pretty_generate(report_h(report, options))
+        h = report_h(report, options)
+        if trend
+          h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
+                        growing: filter(options).select(trend.growing).first(VERDICT_SITES).map(&:to_h) }
+        end
+        @out.puts pretty(h)
       elsif options[:by]
-        @out.puts "#{report.verb} #{report.total_count} objects, #{report.total_memsize} bytes, by #{options[:by]}:"
-        rows = regroup(report, options[:by])
+        @out.puts "#{report.verb} #{report.total_count} objects, #{Printable.bytes(report.total_memsize)}, by #{options[:by]}:"
+        rows = regroup(filter(options).select(report), options[:by])
         rows.first(options[:top]).each do |key, count, memsize|
-          @out.puts format("  %10d  %12d B  %s", count, memsize, Printable.escape(key))
+          @out.puts format("  %10d  %10s  %s", count, Printable.bytes(memsize), Printable.escape(key))
         end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
-        @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges])
+        @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges], only: options[:only],
+                              ignore: options[:ignore])
       end
-      fail_over(report, options[:fail_over])
+      fail_over(report, options)
+    end
+
+    def pattern(text)
+      SiteFilter.parse(text)
+    rescue ArgumentError
+      raise OptionParser::InvalidArgument, text
+    end
+
+    def filter(options)
+      SiteFilter.new(only: options[:only], ignore: options[:ignore], attribution: @attribution)
     end
 
     def report_h(report, options)
@@ -300,20 +407,24 @@ module Heapdiff
       h[:memory_verdict] = options[:memory].to_h if options[:memory]
       h[:survivors] = options[:survivors] if options[:survivors]
       h[:group_count] = report.size
-      h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
+      kept = filter(options).select(report)
+      h[:left_out_groups] = report.size - kept.size
+      h[:groups] = kept.first(options[:top]).map do |g|
+        g.to_h.merge(gem: g.file && @attribution.name_for(g.file), addresses: g.sample(SAMPLE_ADDRESSES).map(&:address))
+      end
       if options[:by]
         h[:by] = options[:by]
-        h[:rows] = regroup(report, options[:by]).first(options[:top]).map do |k, c, m|
+        h[:rows] = regroup(kept, options[:by]).first(options[:top]).map do |k, c, m|
           { key: Printable.utf8(k), count: c, memsize: m }
         end
       end
       h
     end
 
-    # [key, count, memsize] rows, largest count first.
-    def regroup(report, by)
+    # [key, count, memsize] rows of +groups+, largest count first.
+    def regroup(groups, by)
       rows = Hash.new { |h, k| h[k] = [0, 0] }
-      report.each do |group|
+      groups.each do |group|
         row = rows[group_key(group, by)]
         row[0] += group.count
         row[1] += group.memsize
@@ -331,10 +442,15 @@ module Heapdiff
       end
     end
 
-    def fail_over(report, limit)
-      return 0 if limit.nil? || report.total_count <= limit
+    # With --only/--ignore, only the groups shown count.
+    def fail_over(report, options)
+      limit = options[:fail_over]
+      return 0 if limit.nil?
 
-      @err.puts "heapdiff: #{report.total_count} objects #{report.verb.downcase}, more than --fail-over #{limit}"
+      count = filter(options).select(report).sum(&:count)
+      return 0 if count <= limit
+
+      @err.puts "heapdiff: #{count} objects #{report.verb.downcase}, more than --fail-over #{limit}"
       1
     end
   end

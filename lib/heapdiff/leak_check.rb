@@ -4,25 +4,36 @@ require "tmpdir"
 require "fileutils"
 require_relative "../heapdiff"
 require_relative "analysis/gem_attribution"
+require_relative "analysis/site_filter"
 
 module Heapdiff
-  # The leak check behind the RSpec matcher and the minitest assertion: runs a block
-  # +warmup+ times, snapshots, runs it +iterations+ times, snapshots, runs it once
-  # more, snapshots, and diffs the three dumps in this process. What the middle
-  # interval allocated and the last dump still holds is retained; an allocation site
-  # fails when it retains at least +per_iteration+ objects per iteration (or more
-  # than +max+ objects in all, when +max:+ is given).
+  # The leak check behind the RSpec matcher and the minitest assertion. It runs a
+  # block +warmup+ times, then measures in windows of +iterations+ runs, a snapshot
+  # before and after each, runs the block once more and takes a last snapshot; each
+  # window is a three-dump diff in this process (what the window allocated that the
+  # snapshot after the next run still holds is retained).
   #
-  # Filters (+only:+, +ignore:+, each one pattern or an Array of them): a Symbol is an
-  # object type (:string, :STRING), a Regexp matches the file path, a String is a gem
-  # name (see GemAttribution: "app", "ruby stdlib", "rspec-core"…) or a part of the path.
+  # The rule, by default: an allocation site fails when it retains objects in each of
+  # two consecutive windows. Any steady retention fails, however slow (one object
+  # every second call is 10 and 10 over 20 iterations); what fills once and stays (a
+  # memoized value, a cache filled during warmup), or a "last result" replaced by
+  # the next call, retains nothing in the second window and passes. Given
+  # +per_iteration:+ (one window), a site fails when it retains at least that many
+  # objects per iteration; given +max:+ (one window), more than +max+ objects.
+  #
+  # Filters (+only:+, +ignore:+, each one pattern or an Array of them) are SiteFilter's:
+  # a Symbol is an object type (:string, :STRING), a Regexp matches the file path, a
+  # String is a gem name (see GemAttribution: "app", "ruby stdlib", "rspec-core"…) or a
+  # part of the path.
   class LeakCheck
     # The test frameworks' own allocations (RSpec's, minitest's) are never the code
     # under test's.
     DEFAULT_IGNORE = [%r{/gems/rspec-[a-z]+-\d}, %r{/gems/minitest-\d}].freeze
 
-    # The outcome: #leaks are the groups over the threshold, largest first.
-    Result = Struct.new(:report, :leaks, :check, :dir, keyword_init: true) do
+    # The outcome: #leaks are the groups of the last window that fail the rule, largest
+    # first; #first_counts, for the default rule, the same sites' counts in the window
+    # before ({[type, class_name, file, line] => count}).
+    Result = Struct.new(:report, :leaks, :check, :dir, :first_counts, keyword_init: true) do
       def leaked?
         !leaks.empty?
       end
@@ -38,10 +49,10 @@ module Heapdiff
                  "(#{check.threshold_text})"
         end
 
-        lines = ["expected the block not to leak, but #{leaks.size} allocation site(s) retained " \
-                 "objects in proportion to the iterations (#{check.threshold_text}):"]
+        lines = ["expected the block not to leak, but #{leaks.size} allocation site(s) #{check.rule_text}:"]
         leaks.first(top).each do |group|
-          lines << "  #{group.count} #{group.label} (#{group.memsize} bytes) at #{group.location}"
+          counts = first_counts ? "#{first_counts.fetch(LeakCheck.site(group))} then #{group.count}" : group.count
+          lines << "  #{counts} #{group.label} (#{Printable.bytes(group.memsize)}) at #{group.location}"
           lines << "    #{report.suspect(group)}"
         end
         lines << "  (#{leaks.size - top} more sites)" if leaks.size > top
@@ -50,30 +61,66 @@ module Heapdiff
       end
     end
 
-    attr_reader :warmup, :iterations, :per_iteration, :max, :only, :ignore
+    attr_reader :warmup, :iterations, :per_iteration, :max
 
-    def initialize(warmup: 2, iterations: 20, per_iteration: 1, max: nil, only: nil, ignore: nil,
+    # The filters' patterns (+ignore+ includes DEFAULT_IGNORE).
+    def only = @filter.only
+    def ignore = @filter.ignore
+
+    # @param warmup [Integer] runs before the first snapshot (>= 0)
+    # @param iterations [Integer] runs in each window (>= 1)
+    # @param per_iteration [Numeric, nil] one window; fail at this many objects per iteration
+    # @param max [Integer, nil] one window; fail above this many objects
+    # @param only [Symbol, Regexp, String, Array, nil] keep only groups matching one of these
+    # @param ignore [Symbol, Regexp, String, Array, nil] leave out groups matching one of these
+    # @raise [ArgumentError] for a count out of range, or both per_iteration: and max:
+    # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
+    def initialize(warmup: 2, iterations: 20, per_iteration: nil, max: nil, only: nil, ignore: nil,
                    attribution: GemAttribution.default)
       @warmup = integer(warmup, "warmup:", 0)
       @iterations = integer(iterations, "iterations:", 1)
-      unless per_iteration.is_a?(Numeric) && per_iteration.positive?
+      unless per_iteration.nil? || (per_iteration.is_a?(Numeric) && per_iteration.positive?)
         raise ArgumentError, "heapdiff: per_iteration: must be positive"
       end
+      raise ArgumentError, "heapdiff: give per_iteration: or max:, not both" if per_iteration && max
 
       @per_iteration = per_iteration
       @max = max && integer(max, "max:", 0)
-      @only = patterns(only)
-      @ignore = DEFAULT_IGNORE + patterns(ignore)
-      @attribution = attribution
+      @filter = SiteFilter.new(only: only, ignore: DEFAULT_IGNORE + Array(ignore), attribution: attribution)
     end
 
-    # The smallest count that fails.
+    # The key of an allocation site across the windows' reports.
+    def self.site(group)
+      [group.type, group.class_name, group.file, group.line]
+    end
+
+    # The default rule: retention in each of two windows (no per_iteration:, no max:).
+    def steady?
+      per_iteration.nil? && max.nil?
+    end
+
+    # The smallest count in a window that fails (for the default rule, in each window).
     def limit
+      return 1 if steady?
+
       max ? max + 1 : (per_iteration * iterations).ceil
     end
 
+    # The rule, for messages: "objects kept in each of two windows of 20 iterations".
     def threshold_text
-      max ? "more than #{max} objects" : "#{per_iteration} object(s) per iteration, #{limit} over #{iterations} iterations"
+      return "any steady retention: objects kept in each of two windows of #{iterations} iterations" if steady?
+
+      return "max: #{max}, more than #{max} objects over #{iterations} iterations" if max
+
+      "#{per_iteration} object(s) per iteration, #{limit} over #{iterations} iterations"
+    end
+
+    # What a failing site did, for the failure message.
+    def rule_text
+      return "retained objects in each of two windows of #{iterations} iterations (any steady retention fails)" if steady?
+      return "retained more than max: #{max} objects over #{iterations} iterations" if max
+
+      "retained objects in proportion to the iterations (#{threshold_text})"
     end
 
     def run(&block)
@@ -81,35 +128,45 @@ module Heapdiff
 
       keep = %w[1 true yes on].include?(ENV.fetch("HEAPDIFF_KEEP", "").downcase)
       dir = Dir.mktmpdir("heapdiff-")
-      report = with_tracing { measure(dir, &block) }
+      *earlier, report = with_tracing { measure(dir, &block) }
       leaks = kept(report).select { |group| group.count >= limit }
-      Result.new(report: report, leaks: leaks, check: self, dir: keep ? dir : nil)
+      first_counts = earlier.first && kept(earlier.first).to_h { |group| [LeakCheck.site(group), group.count] }
+      earlier.each(&:close)
+      leaks.select! { |group| first_counts.fetch(LeakCheck.site(group), 0) >= limit } if first_counts
+      Result.new(report: report, leaks: leaks, check: self, dir: keep ? dir : nil, first_counts: first_counts)
     ensure
       FileUtils.rm_rf(dir) if dir && !keep
     end
 
     # The report's groups that the filters keep.
     def kept(report)
-      report.select do |group|
-        (only.empty? || only.any? { |p| match?(p, group) }) && ignore.none? { |p| match?(p, group) }
-      end
+      @filter.select(report)
     end
 
     private
 
-    def measure(dir, &)
-      warmup.times(&)
-      before = Heapdiff.snapshot(dir: dir)
-      iterations.times(&)
-      after = Heapdiff.snapshot(dir: dir)
-      yield
-      later = Heapdiff.snapshot(dir: dir)
-      report = Heapdiff.diff(before, after, later)
-      # Only the last heap is needed after the diff (suspects and samples in the
-      # failure message are on it): free the other two now, not at the GC's leisure.
-      report.before.close
-      report.after.close
-      report
+    # One Report per window, oldest first. The block is called without arguments:
+    # RSpec's compound matchers refuse two matchers that both pass some. Only the
+    # dumps' paths are kept between snapshots: a Snapshot's sidecar values (strings
+    # made by Ruby's time.rb, not by heapdiff's files) would otherwise be retained in
+    # the next window, as if the block had kept them.
+    def measure(dir, &block)
+      warmup.times { block.call }
+      snapshots = [Heapdiff.snapshot(dir: dir).path]
+      (steady? ? 2 : 1).times do
+        iterations.times { block.call }
+        snapshots << Heapdiff.snapshot(dir: dir).path
+      end
+      block.call
+      snapshots << Heapdiff.snapshot(dir: dir).path
+      snapshots.each_cons(3).map do |before, after, later|
+        report = Heapdiff.diff(before, after, later)
+        # Only the last heap is needed after the diff (suspects and samples in the
+        # failure message are on it): free the other two now, not at the GC's leisure.
+        report.before.close
+        report.after.close
+        report
+      end
     end
 
     # Turns allocation tracing on for the run if it was off, and off again after.
@@ -119,23 +176,6 @@ module Heapdiff
       yield
     ensure
       Heapdiff.stop_tracing! unless was_tracing
-    end
-
-    def match?(pattern, group)
-      case pattern
-      when Symbol then group.type == pattern.to_s.upcase
-      when Regexp then group.file ? pattern.match?(group.file) : false
-      else
-        group.file ? (@attribution.name_for(group.file) == pattern || group.file.include?(pattern)) : false
-      end
-    end
-
-    def patterns(value)
-      Array(value).each do |p|
-        next if p.is_a?(Symbol) || p.is_a?(Regexp) || p.is_a?(String)
-
-        raise TypeError, "heapdiff: a filter is a Symbol (type), Regexp (path) or String (gem or path), got #{p.class}"
-      end
     end
 
     def integer(value, name, min)

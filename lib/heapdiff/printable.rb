@@ -9,8 +9,23 @@ module Heapdiff
   module Printable
     CONTROL = /[\x00-\x1f\x7f\u0080-\u009f]/
     private_constant :CONTROL
+    # Decimal units, as memory_profiler prints them.
+    UNITS = %w[B kB MB GB TB].freeze
+    private_constant :UNITS
 
     module_function
+
+    # A byte count scaled for reading: 120 → "120 B", 40000 → "40.0 kB",
+    # 35_800_000 → "35.8 MB". Text only: JSON keeps the exact count.
+    # @param count [Integer]
+    # @return [String]
+    def bytes(count)
+      return "#{count} B" if count.abs < 1000
+
+      exp = [(Math.log10(count.abs) / 3).floor, UNITS.size - 1].min
+      exp += 1 if count.abs.fdiv(1000**exp).round(1) >= 1000 && exp < UNITS.size - 1
+      format("%.1f %s", count.fdiv(1000**exp), UNITS[exp])
+    end
 
     # +text+ (a String of any encoding, or nil) escaped as above; nil stays nil.
     def escape(text)

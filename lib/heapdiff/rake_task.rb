@@ -8,15 +8,26 @@ module Heapdiff
   # Rake tasks over the CLI's commands:
   #
   #   require "heapdiff/rake_task"
-  #   Heapdiff::RakeTask.new             # heapdiff:diff[a,b,c], heapdiff:report[dir],
-  #                                      # heapdiff:path[dump,address], heapdiff:summary[dump]
-  #   Heapdiff::RakeTask.new(:leaks) { |t| t.top = 20; t.fail_over = 500 }
+  #   Heapdiff::RakeTask.new             # heapdiff:diff[a,b,c], heapdiff:report[dir,html],
+  #                                      # heapdiff:trend[dir,html], heapdiff:path[dump,address],
+  #                                      # heapdiff:summary[dump]
+  #   Heapdiff::RakeTask.new(:leaks) { |t| t.top = 20; t.fail_over = 500; t.html = "tmp/trend.html" }
   #
-  # A task fails (raises) when its command exits non-zero: a usage error, an
-  # unreadable dump, or more retained objects than +fail_over+.
+  # heapdiff:report and heapdiff:trend without a directory read +dir+: by default
+  # HEAPDIFF_DIR, else tmp/heapdiff (where heapdiff/auto writes). A task fails (raises)
+  # when its command exits non-zero: a usage error, an unreadable dump, or more
+  # retained objects than +fail_over+.
   class RakeTask < ::Rake::TaskLib
-    # Options passed to every command (see `heapdiff --help`).
-    attr_accessor :name, :format, :top, :by, :fail_over, :out, :err
+    # Options passed to every command (see `heapdiff --help`). +html+: a file that
+    # heapdiff:report and heapdiff:trend also write the trend to, as HTML.
+    attr_accessor :name, :format, :top, :by, :fail_over, :html, :out, :err
+    attr_writer :dir
+
+    # The snapshot directory of report and trend when the task is given none (read
+    # when the task runs).
+    def dir
+      @dir || ENV.fetch("HEAPDIFF_DIR", "").then { |d| d.empty? ? Snapshot::DEFAULT_DIR : d }
+    end
 
     def initialize(name = :heapdiff)
       super()
@@ -25,6 +36,8 @@ module Heapdiff
       @top = 10
       @by = nil
       @fail_over = nil
+      @html = nil
+      @dir = nil
       @out = $stdout
       @err = $stderr
       yield self if block_given?
@@ -37,8 +50,11 @@ module Heapdiff
       namespace(name) do
         desc "Diff two or three heap dumps"
         task(:diff, %i[before after later]) { |_, args| run("diff", args.to_a, fail_over: true) }
-        desc "Diff the latest three snapshots in a directory"
-        task(:report, %i[dir]) { |_, args| run("report", args.to_a, fail_over: true) }
+        desc "The trend's verdict over the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff), " \
+             "then the diff of the latest three"
+        task(:report, %i[dir html]) { |_, args| run("report", snapshots(args), fail_over: true) }
+        desc "Every allocation site across the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff)"
+        task(:trend, %i[dir html]) { |_, args| run("trend", snapshots(args), grouped: false) }
         desc "The path from a GC root to an object of a dump"
         task(:path, %i[dump address]) { |_, args| run("path", args.to_a) }
         desc "What a heap dump holds: top types, classes, locations, gems; duplicated strings"
@@ -46,12 +62,21 @@ module Heapdiff
       end
     end
 
+    # The directory and --html options of report and trend, from the task's arguments
+    # or its settings.
+    def snapshots(args)
+      html = args[:html] || self.html
+      [args[:dir] || dir, *(["--html", html.to_s] if html)]
+    end
+
     # +fail_over+ and +grouped+: whether the command takes --fail-over and --by.
     def run(command, args, fail_over: false, grouped: fail_over)
-      argv = [command, *args, "--format", format.to_s, "--top", top.to_s]
+      argv = [command, *args, "--format", format.to_s]
+      argv += ["--top", top.to_s] if CLI::TOP.include?(command)
       argv += ["--by", by.to_s] if grouped && by
       argv += ["--fail-over", self.fail_over.to_s] if fail_over && self.fail_over
-      status = CLI.new(out: out, err: err).run(argv)
+      # No "Try 'heapdiff … --help'": the user typed a Rake task, not the command.
+      status = CLI.new(out: out, err: err, hint: false).run(argv)
       raise "heapdiff #{command} failed (exit status #{status})" unless status.zero?
     end
   end

@@ -9,10 +9,13 @@ module Heapdiff
   #   require "heapdiff/rspec"
   #   expect { cache.fetch(key) }.not_to leak(iterations: 50, only: "app")
   module RSpec
-    # The block matcher. Negated, it passes when no allocation site retains objects in
-    # proportion to the iterations; the failure message names the sites, their exact
-    # counts and where they are held.
+    # The block matcher. Negated, it passes when no allocation site fails LeakCheck's
+    # rule (by default: objects retained in each of two windows of iterations); the
+    # failure message states the rule and names the sites, their exact counts and where
+    # they are held. Composable: `.and`/`.or`, and RSpec::Matchers.define_negated_matcher.
     class LeakMatcher
+      include ::RSpec::Matchers::Composable
+
       def initialize(**options)
         @check = LeakCheck.new(**options)
       end

@@ -32,7 +32,7 @@ module Heapdiff
       # Adds the middleware to the server chain (outermost) of every capsule, through
       # Sidekiq.configure_server: in any other process it does nothing. +every_jobs+,
       # +every_seconds+: when to take a snapshot (at least one). The other options are
-      # a Recorder's (+dir:+, +keep:+, +gzip:+, +fork:+, +logger:+, +on_snapshot:+,
+      # a Recorder's (+dir:+, +keep:+, +gzip:+, +fork:+, +redact:+, +logger:+, +on_snapshot:+,
       # +after_fork:+), or +recorder:+ to share one (the binstub does: one numbering,
       # one +keep+ for timed, signalled and per-job snapshots). Returns the Schedule.
       # Raises ArgumentError for a wrong option.

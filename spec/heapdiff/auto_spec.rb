@@ -116,6 +116,20 @@ RSpec.describe "heapdiff/auto" do
     expect(File.exist?(dir)).to be(false)
   end
 
+  it "with HEAPDIFF_REDACT=1 takes redacted snapshots" do
+    code = <<~RUBY
+      require "heapdiff/auto"
+      Heapdiff::Env.recorder.snapshot_now
+      Heapdiff::Env.recorder.stop
+      puts Heapdiff::Env.recorder.redact?
+    RUBY
+    out, status = Processes.ruby(code, env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0",
+                                              "HEAPDIFF_REDACT" => "1" })
+    expect(status).to be_success, out
+    expect(out.lines.last.chomp).to eq("true")
+    expect(Heapdiff::Snapshot.list(dir).map { |s| s.meta["redacted"] }).to eq([true])
+  end
+
   it "says so when HEAPDIFF_EVERY_JOBS is set in a process that is not a Sidekiq server" do
     out, status = Processes.ruby(state + <<~RUBY, env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY_JOBS" => "5" })
       require "heapdiff/auto"
@@ -146,8 +160,8 @@ end
 RSpec.describe Heapdiff::Env do
   it "reads the defaults" do
     expect(described_class.settings({ "HEAPDIFF" => "1" })).to eq(
-      dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, trace: true, every_jobs: nil,
-      after_fork: :restart, rss_limit: nil, rss_step: 0.2
+      dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, redact: false, trace: true,
+      every_jobs: nil, after_fork: :restart, rss_limit: nil, rss_step: 0.2
     )
   end
 
@@ -155,11 +169,11 @@ RSpec.describe Heapdiff::Env do
     env = {
       "HEAPDIFF_DIR" => "/var/dumps", "HEAPDIFF_EVERY" => "0", "HEAPDIFF_KEEP" => "3",
       "HEAPDIFF_SIGNAL" => " USR2 ", "HEAPDIFF_FORK" => "yes", "HEAPDIFF_GZIP" => "1", "HEAPDIFF_TRACE" => "off",
-      "HEAPDIFF_AFTER_FORK" => "stop", "HEAPDIFF_RSS_LIMIT" => "1.5G", "HEAPDIFF_RSS_STEP" => "0.5"
+      "HEAPDIFF_AFTER_FORK" => "stop", "HEAPDIFF_REDACT" => "1", "HEAPDIFF_RSS_LIMIT" => "1.5G", "HEAPDIFF_RSS_STEP" => "0.5"
     }
     expect(described_class.settings(env)).to eq(
-      dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, trace: false, every_jobs: nil,
-      after_fork: :stop, rss_limit: 3 << 29, rss_step: 0.5
+      dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, redact: true, trace: false,
+      every_jobs: nil, after_fork: :stop, rss_limit: 3 << 29, rss_step: 0.5
     )
   end
 

@@ -4,6 +4,8 @@ require "json"
 require "open3"
 require "tmpdir"
 require "fileutils"
+require "stringio"
+require "heapdiff/cli"
 require_relative "../support/fixtures"
 
 RSpec.describe "exe/heapdiff" do
@@ -22,9 +24,12 @@ RSpec.describe "exe/heapdiff" do
     it "prints the retained groups with where they are held" do
       out, _, status = heapdiff("diff", *leak3, "--top", "3")
       expect(status).to eq(0)
-      expect(out.lines.first).to start_with("Retained STRING 1000 objects of size 40000/")
+      expect(out.lines.first).to eq("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17\n")
       expect(out).to include("1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY")
-      expect(out).to include("(2 more groups)")
+      # Five groups: the three leaks, the script's own string at :34, and one IMEMO
+      # cache, which is folded into the VM caches line.
+      expect(out).to include("\n(1 more group)\n(VM caches: 1 IMEMO object, 20 B in 1 group: ")
+      expect(heapdiff("diff", *leak3, "--top", "2").first).to include("\n(2 more groups)\n")
     end
 
     it "writes JSON" do
@@ -34,11 +39,16 @@ RSpec.describe "exe/heapdiff" do
       expect(data["groups"].size).to eq(3)
       expect(data["groups"].map { |g| [g["location"], g["count"]] }).to all(satisfy { |_, count| count == 1000 })
       expect(data).to include("total_count" => 3002, "group_count" => 5)
+      # A few addresses per group, in the last dump: `heapdiff path` follows one.
+      leak = data["groups"].find { |g| g["location"] == "leak3.rb:28" }
+      expect(leak["addresses"].size).to eq(3)
+      path, = heapdiff("path", leak3[2], leak["addresses"].first)
+      expect(path.lines.first).to start_with("#<Heapdiff::Object #{leak["addresses"].first} OBJECT Leak")
     end
 
     it "groups by type, file or gem" do
       out, = heapdiff("diff", *leak3, "--by", "type")
-      expect(out).to match(/^\s+2001\s+\d+ B  STRING$/).and match(/^\s+1000\s+\d+ B  OBJECT$/)
+      expect(out).to match(/^\s+2001\s+536\.1 kB  STRING$/).and match(/^\s+1000\s+20\.0 kB  OBJECT$/)
       data = JSON.parse(heapdiff("diff", *leak3, "--by", "file", "--format", "json").first)
       expect(data["rows"].first).to include("key" => "leak3.rb", "count" => 3002)
     end
@@ -48,6 +58,24 @@ RSpec.describe "exe/heapdiff" do
       expect(status).to eq(1)
       expect(err).to include("3002 objects retained, more than --fail-over 3001")
       expect(heapdiff("diff", *leak3, "--fail-over", "3002").last).to eq(0)
+    end
+
+    it "shows only some sites with --only and --ignore (types, paths, gems), as the matcher does" do
+      out, = heapdiff("diff", *leak3, "--only", ":object")
+      expect(out.lines.first).to start_with("Retained OBJECT Leak 1000 objects")
+      expect(out.lines.grep(/^Retained/).size).to eq(1)
+      expect(out).to include("(4 groups left out by only/ignore)")
+      out, = heapdiff("diff", *leak3, "--ignore", "leak3.rb", "--ignore", "/leak/")
+      expect(out).to start_with("(5 groups left out by only/ignore)")
+      data = JSON.parse(heapdiff("diff", *leak3, "--only", ":string", "--format", "json").first)
+      expect(data["groups"].map { |g| g["type"] }.uniq).to eq(["STRING"])
+      expect(data["left_out_groups"]).to eq(2)
+      # --fail-over counts what is shown: 2001 strings (1000 + 1000 + the script's 1)
+      _, err, status = heapdiff("diff", *leak3, "--only", ":string", "--fail-over", "2000")
+      expect([err, status]).to eq(["heapdiff: 2001 objects retained, more than --fail-over 2000\n", 1])
+      out, = heapdiff("trend", *leak3, "--ignore", ":string")
+      expect(out).to include("  3. growing OBJECT Leak").and include("(3 growing left out by only/ignore)")
+      expect(heapdiff("diff", *leak3, "--only", "/(/")[1..]).to match([%r{invalid argument: --only /\(/}, 2])
     end
 
     it "diffs two dumps: what was allocated in between" do
@@ -69,12 +97,65 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
-    it "says so when the directory has fewer than two" do
+    it "says so when the directory has fewer than two, and which names count" do
       Dir.mktmpdir do |dir|
+        FileUtils.cp(leak3[0], File.join(dir, "0.jsonl.gz"))
         _, err, status = heapdiff("report", dir)
         expect(status).to eq(2)
-        expect(err).to include("at least two snapshots")
+        expect(err).to include("at least two snapshots in #{dir}, found 0 (snapshots are named heap-NNNN.json or " \
+                               "heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)")
       end
+    end
+
+    it "shows the trend's verdict over every snapshot first, then the diff of the latest three" do
+      Dir.mktmpdir do |dir|
+        snapshot_dir(dir)
+        out, _, status = heapdiff("report", dir, "--top", "1")
+        expect(status).to eq(0)
+        lines = out.lines.map(&:chomp)
+        expect(lines.first).to start_with("Trend over 3 snapshots (heap-0001.json.gz … heap-0003.json.gz): ")
+          .and end_with("4 growing, 81 stable, 2 transient")
+        expect(lines[1]).to start_with("  1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
+        expect(lines[4]).to eq("(1 more growing)")
+        expect(lines[6]).to eq("Diff of the latest three:")
+        expect(lines[7]).to start_with("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17")
+        data = JSON.parse(heapdiff("report", dir, "--format", "json").first)
+        expect(data["trend"]["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
+        expect(data["trend"]["growing"].first).to include("location" => "leak3.rb:17", "counts" => [1000, 2000, 3000])
+      end
+    end
+  end
+
+  # leak3's dumps (1000 Leak objects kept per phase, counted by the script) as a
+  # Recorder's directory.
+  def snapshot_dir(dir)
+    leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 1))) }
+    dir
+  end
+
+  describe "trend" do
+    it "follows every site across a directory's snapshots, in text, JSON and HTML" do
+      Dir.mktmpdir do |dir|
+        snapshot_dir(dir)
+        out, _, status = heapdiff("trend", dir, "--top", "1")
+        expect(status).to eq(0)
+        expect(out.lines.first).to start_with("Trend over 3 snapshots")
+        expect(out).to include("1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
+        expect(out).not_to include("2. growing")
+        data = JSON.parse(heapdiff("trend", dir, "--format", "json", "--top", "3").first)
+        expect(data["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
+        expect(data["sites"].map { |site| site["counts"].last }).to eq([3000, 3001, 3000])
+        html = File.join(dir, "trend.html")
+        _, err, status = heapdiff("trend", dir, "--html", html)
+        expect([status, err]).to eq([0, "heapdiff: wrote #{html}: trend over 3 snapshots, 4 growing sites\n"])
+        expect(File.read(html)).to start_with("<!DOCTYPE html>")
+      end
+    end
+
+    it "takes dumps by name, oldest first" do
+      out, _, status = heapdiff("trend", *leak3, "--top", "1")
+      expect(status).to eq(0)
+      expect(out).to include("1. growing STRING at leak3.rb:17")
     end
   end
 
@@ -99,9 +180,9 @@ RSpec.describe "exe/heapdiff" do
     it "prints the top types, classes, locations, files and gems, and duplicated strings" do
       out, _, status = heapdiff("summary", dump, "--top", "3")
       expect(status).to eq(0)
-      expect(out.lines.first).to match(/ruby-3.4.jsonl: 17334 objects, \d+ bytes/)
+      expect(out.lines.first).to match(/ruby-3.4.jsonl: 17334 objects, [\d.]+ MB$/)
       %w[type class location file gem].each { |key| expect(out).to include("Top #{key} by count:", "Top #{key} by memsize:") }
-      expect(out).to match(/^\s+7976\s+\d+ B  STRING$/)
+      expect(out).to match(/^\s+7976\s+354\.7 kB  STRING$/)
       expect(out).to include("Duplicated strings")
     end
 
@@ -120,6 +201,68 @@ RSpec.describe "exe/heapdiff" do
         expect([out, status]).to match([start_with("Usage: heapdiff #{command} "), 0])
       end
       expect(heapdiff("--help").first).to include("Commands:")
+    end
+
+    it "prints its version" do
+      %w[--version -v version].each do |flag|
+        expect(heapdiff(flag)).to eq(["heapdiff #{Heapdiff::VERSION}\n", "", 0])
+      end
+    end
+
+    it "offers --top only where it applies" do
+      expect(heapdiff("path", "--help").first).not_to include("--top")
+      expect(heapdiff("path", dump, "0x1", "--top", "3")[1..]).to match([/invalid option: --top/, 2])
+      %w[diff report trend summary].each { |command| expect(heapdiff(command, "--help").first).to include("--top N") }
+      expect(heapdiff("diff", *leak3, "--top", "0")[1]).to start_with("heapdiff: invalid argument: --top 0\n")
+    end
+
+    it "says what is wrong with a file given for a directory and the other way round, without a backtrace" do
+      expect(heapdiff("report", dump)[1..]).to eq(
+        ["heapdiff: #{dump} is a file, not a directory of snapshots ('heapdiff diff A B C' diffs dumps by name)\n" \
+         "Try 'heapdiff report --help'.\n", 2]
+      )
+      dir = File.dirname(dump)
+      expect(heapdiff("summary", dir)[1..]).to eq(
+        ["heapdiff: #{dir} is a directory; this command reads one dump file\nTry 'heapdiff summary --help'.\n", 2]
+      )
+      expect(heapdiff("report", "/nonexistent/heapdiff")[1]).to start_with("heapdiff: no such directory: /nonexistent")
+    end
+
+    it "exits 130 with one line on a real Ctrl-C (SIGINT)" do
+      Dir.mktmpdir do |dir|
+        # Stands in for a long diff: says it has started, then waits.
+        hook = File.join(dir, "slow_diff.rb")
+        File.write(hook, <<~RUBY)
+          require "heapdiff"
+          Heapdiff.singleton_class.prepend(Module.new { def diff(*) = ($stderr.puts("started") || sleep) })
+        RUBY
+        command = [RbConfig.ruby, "-I#{root}/lib", "-r#{hook}", "#{root}/exe/heapdiff", "diff", *leak3]
+        Open3.popen3(*command) do |_in, _out, err, thread|
+          expect(err.gets).to eq("started\n")
+          Process.kill("INT", thread.pid)
+          expect(thread.value.exitstatus).to eq(130)
+          expect(err.read).to eq("heapdiff: interrupted\n")
+        end
+      end
+    end
+
+    it "exits 130 with one line when interrupted" do
+      err = StringIO.new
+      cli = Heapdiff::CLI.new(out: StringIO.new, err: err)
+      allow(Heapdiff).to receive(:diff).and_raise(Interrupt)
+      expect(cli.run(["diff", *leak3])).to eq(130)
+      expect(err.string).to eq("heapdiff: interrupted\n")
+    end
+
+    it "names a missing file without Rust's error number" do
+      _, err, status = heapdiff("diff", leak3[0], "/nonexistent/1.json")
+      expect([err, status]).to eq(["heapdiff: /nonexistent/1.json: No such file or directory\n", 2])
+    end
+
+    it "writes empty JSON arrays as []" do
+      out, = heapdiff("diff", *leak3, "--format", "json", "--top", "1")
+      expect(out).to include('"warnings": []')
+      expect(out).not_to match(/\[\s*\n\s*\n\s*\]/)
     end
 
     it "exits 2 on a usage error or a file that is not a dump" do

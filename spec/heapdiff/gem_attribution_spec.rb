@@ -19,6 +19,14 @@ RSpec.describe Heapdiff::GemAttribution do
     "/srv/app/app/models/user.rb" => "app",
     "/srv/application/x.rb" => nil,
     "/tmp/script.rb" => nil,
+    # `ruby app.rb` and `require "./lib/x"` record paths relative to the process's
+    # working directory: the application's.
+    "app.rb" => "app",
+    "./lib/x.rb" => "app",
+    "../shared/y.rb" => "app",
+    "(eval at /srv/app/x.rb:3)" => nil,
+    "(irb)" => nil,
+    "-e" => nil,
     "" => nil,
     nil => nil
   }.each do |path, name|

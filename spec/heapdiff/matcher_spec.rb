@@ -11,7 +11,8 @@ RSpec.describe "The leak matcher" do
     kept = []
     line = __LINE__ + 1
     message = leak_failure { expect { kept << ("leaked" * 4) }.not_to leak(iterations: 25) }
-    expect(message).to include("25 STRING (")
+    expect(message).to include("retained objects in each of two windows of 25 iterations (any steady retention fails)")
+    expect(message).to include("25 then 25 STRING (")
     expect(message).to include("at #{__FILE__}:#{line}")
     expect(message).to match(/25 STRING from #{Regexp.escape(__FILE__)}:#{line} — 100% held by ARRAY .* ← ROOT/)
   end
@@ -20,8 +21,8 @@ RSpec.describe "The leak matcher" do
     kept = []
     line = __LINE__ + 1
     message = leak_failure { expect { kept << Array.new(3) { Object.new } }.not_to leak(iterations: 10) }
-    expect(message).to include("30 OBJECT Object (").and include("at #{__FILE__}:#{line}")
-    expect(message).to include("10 ARRAY (")
+    expect(message).to include("30 then 30 OBJECT Object (").and include("at #{__FILE__}:#{line}")
+    expect(message).to include("10 then 10 ARRAY (")
   end
 
   it "passes for a lazy cache that fills during warmup" do
@@ -48,18 +49,62 @@ RSpec.describe "The leak matcher" do
     expect { kept << ("x" * 3) }.to leak_memory(iterations: 5)
   end
 
-  describe "the threshold" do
-    it "is per iteration: a site under it passes" do
+  describe "the rule" do
+    it "by default catches any steady retention: one object every second call" do
       kept = []
       n = 0
-      expect { kept << ("every other" * 2) if (n += 1).even? }.not_to leak(iterations: 20)
+      message = leak_failure { expect { kept << ("every other" * 2) if (n += 1).even? }.not_to leak(iterations: 20) }
+      # The block counts its own truth: 10 kept in each window of 20 calls.
+      expect(message).to include("10 then 10 STRING (")
+    end
+
+    it "by default passes a cache that fills in the first window and then stays" do
+      cache = {}
+      n = 0
+      # 15 distinct keys: warmup adds 2 entries, the first window of 20 calls the other
+      # 13, the second none: only one window retains, so it passes.
+      check = Heapdiff::LeakCheck.new(iterations: 20)
+      result = check.run { cache[(n += 1) % 15] ||= "entry #{n}" }
+      expect(result).not_to be_leaked
+      expect(result.first_counts.values.sum).to eq(13)
+      expect(cache.size).to eq(15)
+    end
+
+    it "by default passes a site that stops retaining in the second window" do
+      kept = []
+      n = 0
+      # Retains during warmup (calls 1, 2) and the first window (calls 3..22), never after.
+      expect { kept << ("early" * 2) if (n += 1) <= 22 }.not_to leak(iterations: 20)
+      expect(kept.size).to eq(22)
+    end
+
+    it "is per iteration with per_iteration:, over one window" do
+      kept = []
+      n = 0
+      expect { kept << ("every other" * 2) if (n += 1).even? }.not_to leak(iterations: 20, per_iteration: 1)
       expect { kept << ("every other" * 2) if (n += 1).even? }.to leak(iterations: 20, per_iteration: 0.5)
     end
 
-    it "is absolute with max:" do
+    it "is absolute with max:, and the failure message says so" do
       kept = []
       expect { kept << ("x" * 3) }.not_to leak(iterations: 10, max: 10)
-      expect { kept << ("x" * 3) }.to leak(iterations: 10, max: 9)
+      message = leak_failure { expect { kept << ("x" * 3) }.not_to leak(iterations: 10, max: 9) }
+      expect(message).to include("retained more than max: 9 objects over 10 iterations")
+      expect(message).not_to include("proportion")
+      expect(message).to match(/^  10 STRING \(/)
+      expect { Heapdiff::LeakCheck.new(max: 1, per_iteration: 1) }.to raise_error(ArgumentError, /not both/)
+    end
+  end
+
+  describe "composition" do
+    RSpec::Matchers.define_negated_matcher :not_leak, :leak
+
+    it "works with .and and .or" do
+      kept = []
+      expect { kept << 1 }.to not_leak(iterations: 3).and change(kept, :size)
+      expect { nil }.to leak(iterations: 3).or change { kept.size }.by(0)
+      expect { kept << ("x" * 3) }.not_to not_leak(iterations: 3)
+      expect(Heapdiff::RSpec::LeakMatcher.ancestors).to include(RSpec::Matchers::Composable)
     end
   end
 
@@ -135,14 +180,14 @@ RSpec.describe "The leak matcher" do
       kept = []
       message = leak_failure { expect { kept << ("x" * 3) }.not_to leak(iterations: 3) }
       dir = (snapshot_dirs - before).first
-      expect(Heapdiff::Snapshot.list(dir).size).to eq(3)
+      expect(Heapdiff::Snapshot.list(dir).size).to eq(4)
       expect(message).to include("snapshots kept in #{dir}")
     ensure
       FileUtils.rm_rf(dir) if dir
     end
   end
 
-  it "costs three snapshots and a diff on top of the block's own time" do
+  it "costs four snapshots and two diffs on top of the block's own time" do
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     expect { nil }.not_to leak
     elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started

@@ -29,7 +29,7 @@ RSpec.describe "The minitest assertion" do
   it "takes the leak check's options and a message" do
     kept = []
     failures = run_test { assert_no_leak("the cache", iterations: 4, max: 3) { kept << ("x" * 2) } }
-    expect(failures.first.message).to start_with("the cache.\n").and include("more than 3 objects")
+    expect(failures.first.message).to start_with("the cache.\n").and include("more than max: 3 objects")
     expect(run_test { assert_no_leak(iterations: 4, max: 4) { kept << ("x" * 2) } }).to be_empty
   end
 end

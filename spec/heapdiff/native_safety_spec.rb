@@ -38,7 +38,7 @@ RSpec.describe "Native calls under GC stress and threads", :gc_stress do
     expect(report.freed_count).to eq(1)
     expect(report.unreachable_count).to eq(1)
     expect(JSON.parse(report.to_json)["total_count"]).to eq(3)
-    expect(report.to_s).to start_with("Retained STRING 2 objects of size 80/120 (in bytes) at: app.rb:7")
+    expect(report.to_s).to start_with("Retained STRING 2 objects of size 80 B/120 B at: app.rb:7")
   end
 
   it "answers retention queries" do

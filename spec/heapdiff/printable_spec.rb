@@ -62,4 +62,10 @@ RSpec.describe "Names and paths from a dump in text output" do
     expect([status, err]).to eq([0, ""])
     expect(JSON.parse(out)["groups"].map { |g| g["location"] }).to include('/app/\e]0;owned\a\e[2J\x9B.rb:1')
   end
+
+  it "scales byte counts for text, in decimal units as memory_profiler does" do
+    sizes = [0, 120, 999, 1000, 40_000, 556_153, 999_949, 999_999, 35_800_000, 2 * (10**12)]
+    expect(sizes.map { |n| Heapdiff::Printable.bytes(n) })
+      .to eq(["0 B", "120 B", "999 B", "1.0 kB", "40.0 kB", "556.2 kB", "999.9 kB", "1.0 MB", "35.8 MB", "2.0 TB"])
+  end
 end

@@ -129,6 +129,17 @@ RSpec.describe "snapshots of several processes in one directory" do
     expect(err).to include("wrote #{html}: trend over 3 snapshots")
   end
 
+  it "heapdiff trend DIR follows one process too, the latest or the one --pid names" do
+    out, err, status = heapdiff("trend", @snaps, "--format", "json")
+    expect(status).to eq(0)
+    expect(err).to include("reporting pid #{worker}")
+    expect(JSON.parse(out)["snapshots"].size).to eq(3)
+    out, _, status = heapdiff("trend", @snaps, "--pid", master.to_s, "--format", "json")
+    expect(status).to eq(0)
+    master_site = JSON.parse(out)["sites"].find { |site| site["line"] == @truth["master_line"] && site["type"] == "STRING" }
+    expect(master_site).to include("verdict" => "growing")
+  end
+
   it "warns when dumps without sidecars come from processes started apart (no shared heap pages)" do
     Dir.mktmpdir do |dir|
       dumps = (1..2).map do |n|

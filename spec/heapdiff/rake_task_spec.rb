@@ -33,9 +33,10 @@ RSpec.describe Heapdiff::RakeTask do
     out.string
   end
 
-  it "defines the four tasks" do
+  it "defines the five tasks" do
     define
-    expect(Rake::Task.tasks.map(&:name)).to eq(%w[heapdiff:diff heapdiff:path heapdiff:report heapdiff:summary])
+    expect(Rake::Task.tasks.map(&:name)).to eq(%w[heapdiff:diff heapdiff:path heapdiff:report heapdiff:summary
+                                                  heapdiff:trend])
     expect(Rake::Task["heapdiff:diff"].arg_names).to eq(%i[before after later])
   end
 
@@ -43,7 +44,7 @@ RSpec.describe Heapdiff::RakeTask do
     define(top: 2)
     text = invoke("heapdiff:diff", *leak3)
     expect(text.lines.first).to start_with("Retained STRING 1000 objects")
-    expect(text).to include("(3 more groups)")
+    expect(text).to include("(2 more groups)")
   end
 
   it "heapdiff:report[dir] diffs the latest three snapshots" do
@@ -51,6 +52,53 @@ RSpec.describe Heapdiff::RakeTask do
     Dir.mktmpdir do |dir|
       leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 1))) }
       expect(JSON.parse(invoke("heapdiff:report", dir))["total_count"]).to eq(3002)
+    end
+  end
+
+  context "without a directory" do
+    around do |example|
+      saved = ENV.fetch("HEAPDIFF_DIR", nil)
+      Dir.mktmpdir do |tmp|
+        @tmp = tmp
+        Dir.chdir(tmp) { example.run }
+      end
+    ensure
+      ENV["HEAPDIFF_DIR"] = saved
+    end
+
+    def snapshots_in(dir)
+      FileUtils.mkdir_p(dir)
+      leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(dir, format("heap-%04d.json.gz", i + 1))) }
+    end
+
+    it "heapdiff:report reads HEAPDIFF_DIR" do
+      snapshots_in(File.join(@tmp, "dumps"))
+      ENV["HEAPDIFF_DIR"] = File.join(@tmp, "dumps")
+      define(top: 1)
+      expect(invoke("heapdiff:report").lines.first).to start_with("Trend over 3 snapshots")
+    end
+
+    it "heapdiff:report reads tmp/heapdiff without HEAPDIFF_DIR, and writes HTML when asked" do
+      ENV.delete("HEAPDIFF_DIR")
+      snapshots_in("tmp/heapdiff")
+      define(top: 1, html: "trend.html")
+      expect(invoke("heapdiff:report")).to include("Diff of the latest three:")
+      expect(File.read("trend.html")).to start_with("<!DOCTYPE html>")
+      expect(err.string).to include("heapdiff: wrote trend.html: trend over 3 snapshots")
+    end
+
+    it "heapdiff:trend[dir,html] writes the trend to the file given" do
+      snapshots_in("d")
+      define(top: 1)
+      expect(invoke("heapdiff:trend", "d", "t.html")).to include("1. growing STRING at leak3.rb:17")
+      expect(File.exist?("t.html")).to be(true)
+    end
+
+    it "says what is missing without the command's --help hint" do
+      ENV.delete("HEAPDIFF_DIR")
+      define
+      expect { invoke("heapdiff:report") }.to raise_error(RuntimeError, /heapdiff report failed \(exit status 2\)/)
+      expect(err.string).to eq("heapdiff: no such directory: tmp/heapdiff\n")
     end
   end
 
@@ -62,7 +110,7 @@ RSpec.describe Heapdiff::RakeTask do
 
   it "heapdiff:summary[dump] prints the summary" do
     define(by: "type", top: 1)
-    expect(invoke("heapdiff:summary", Fixtures.dump("3.4"))).to match(/Top type by count:\n\s+7976\s+\d+ B  STRING\n/)
+    expect(invoke("heapdiff:summary", Fixtures.dump("3.4"))).to match(/Top type by count:\n\s+7976\s+354\.7 kB  STRING\n/)
   end
 
   it "fails when the command does, with fail_over exceeded" do

@@ -36,6 +36,17 @@ RSpec.describe Heapdiff::Recorder do
     expect(log.string.scan(/heapdiff: snapshot \S+heap-000\d\.json \(requested/).size).to eq(5)
   end
 
+  it "writes redacted dumps with redact: true, as Heapdiff.snapshot does" do
+    secret = "recorder-secret-#{rand(1 << 30)}"
+    recorder = described_class.new(dir: dir, logger: logger, redact: true)
+    expect(recorder).to be_redact
+    path = recorder.snapshot_now.path
+    expect(secret.size).to be > 0 # alive until after the dump
+    expect(File.read(path)).not_to include(secret)
+    expect(Heapdiff::Snapshot.read(path).meta).to include("redacted" => true)
+    expect(described_class.new(dir: dir, logger: logger)).not_to be_redact
+  end
+
   it "takes a snapshot every `every` seconds from its thread, until stopped" do
     start(every: 0.2, keep: 10)
     first = next_snapshot

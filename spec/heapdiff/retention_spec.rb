@@ -81,7 +81,7 @@ RSpec.describe "Retention" do
 
     it "shows the suspect under its group in the report" do
       text = @report.to_s(top: 3)
-      expect(text).to match(/^  1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY 0x\h+ \(3000 refs\) ← .* ← ROOT \w+; retains \d+ bytes$/)
+      expect(text).to match(/^  1000 OBJECT Leak from leak3.rb:28 — 100% held by ARRAY 0x\h+ \(3000 refs\) ← .* ← ROOT \w+; retains [\d.]+ k?B$/)
     end
 
     it "raises for an address the heap does not have" do

@@ -45,6 +45,37 @@ RSpec.describe "A real Sidekiq process's dumps" do
     end
   end
 
+  it "folds the three dumps' recovered-records warnings into one line in the report" do
+    skip "Ruby #{RUBY_VERSION} writes no broken records" unless RUBY_VERSION < "3.2"
+
+    # Ruby's JSON parser counts the broken records of each dump.
+    broken = @paths.map do |path|
+      File.binread(path).lines.count do |l|
+        JSON.parse(l)
+        false
+      rescue JSON::ParserError
+        l.start_with?('{"address":')
+      end
+    end
+    warnings = Heapdiff.diff(*@paths).warnings.grep(/not valid JSON/)
+    expect(warnings.size).to eq(1)
+    expect(warnings.first).to start_with("#{broken.sum} record(s) in 3 dumps were not valid JSON and were recovered (")
+    expect(warnings.first).to include(broken.each_with_index.map { |n, i| "#{i}.json #{n}" }.join(", "))
+  end
+
+  it "folds the VM's method and constant caches into one line after the top groups" do
+    report = Heapdiff.diff(*@paths)
+    caches = report.select { |g| g.type == "IMEMO" && Heapdiff::Report::VM_CACHES.include?(g.subtype) }
+    expect(caches).not_to be_empty # the first calls of Sidekiq's and redis's code make some
+    text = report.to_s(top: 10)
+    # Method entries (IMEMO ment) and other kinds stay: a program can leak those.
+    expect(text.lines.grep(/^Retained IMEMO(?: callcache| callinfo| constcache)? \d/)).to eq([])
+    expect(text).to include("(VM caches: #{caches.sum(&:count)} IMEMO objects, #{Heapdiff::Printable.bytes(caches.sum(&:memsize))} in " \
+                            "#{caches.size} groups: method and constant caches made once per call site, not a leak; " \
+                            "only: :imemo lists them)")
+    expect(report.to_s(top: 10, only: :imemo).lines.first).to start_with("Retained IMEMO")
+  end
+
   it "names the leaking line first with the exact count" do
     report = Heapdiff.diff(*@paths)
     top = report.first

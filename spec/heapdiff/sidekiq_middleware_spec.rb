@@ -160,6 +160,9 @@ RSpec.describe Heapdiff::Sidekiq do
       expect([schedule.recorder.dir, schedule.recorder.keep]).to eq(["/tmp/x", 4])
       expect(schedule.recorder).not_to be_running
       expect(schedule.recorder.every).to be_nil
+      expect(schedule.recorder).not_to be_redact
+      expect(described_class.install(every_jobs: 5, dir: "/tmp/x", redact: true, logger: Logger.new(nil)).recorder)
+        .to be_redact
     end
 
     it "puts it in the chain of every capsule, also one that copied the chain before (Sidekiq 7 and later)" do

@@ -94,8 +94,11 @@ RSpec.describe "Heapdiff.trend" do
       text = trend.to_s
       expect(text.lines.first).to start_with("Trend over 3 snapshots (0.jsonl.gz … 2.jsonl.gz): #{trend.size} sites, 4 growing")
       expect(text).to include("growing OBJECT Leak at leak3.rb:28: 1000 → 2000 → 3000 objects (+1000/snapshot), " \
-                              "20000 → 60000 bytes, 100% of each snapshot's objects still in the next")
+                              "20.0 kB → 60.0 kB, 100% of each snapshot's objects still in the next")
       expect(text).to include("    path: ROOT vm → ")
+      # 3000 of the 3001 id strings are held by the array, one by the roots: neither
+      # share is rounded to 100% or 0%.
+      expect(text).to include("    held: >99% held by ARRAY ").and include("; 1 object (<1%) held directly by ROOT vm")
     end
   end
 
@@ -109,6 +112,23 @@ RSpec.describe "Heapdiff.trend" do
       leak = trend.find { |s| s.location == "leak3.rb:28" }
       expect(leak.growth_per_hour).to eq(2000.0)
       expect(trend.warnings).to be_empty
+    end
+
+    it "gives no rate per hour from a span under a minute, and says so" do
+      Dir.mktmpdir do |dir|
+        short = Heapdiff.trend(recorder_dir(dir, minutes: [0, 0.1, 0.2]))
+        expect(short.hours * 3600).to be_within(1e-6).of(12)
+        expect(short.map(&:growth_per_hour).uniq).to eq([nil])
+        expect(short.warnings).to eq(["the snapshots span 12.0 s: growth is given per snapshot only (per hour needs 60 s)"])
+        expect(short.to_s).not_to include("/hour")
+        expect(trend.to_s).to include("(+1000/snapshot, +2000/hour)")
+      end
+    end
+
+    it "signs rates without a -0" do
+      site = trend.first
+      expect([-0.2, -0.04, 0.0, -0.0, 0.4, 12.6, -800.0, 802_165.2].map { |r| site.send(:signed, r) })
+        .to eq(%w[-0.2 +0 +0 +0 +0.4 +13 -800 +802165])
     end
 
     it "reports memory over time" do
@@ -208,11 +228,13 @@ RSpec.describe "Heapdiff.trend" do
     end
     after(:all) { FileUtils.rm_rf(@dir) }
 
-    it "writes the page from the CLI and still prints the diff of the latest three" do
+    it "writes the page from the CLI and still prints the trend's verdict and the diff of the latest three" do
       expect(@status.exitstatus).to eq(0)
-      # Three snapshots with a memory breakdown: the memory verdict comes first.
+      # Three snapshots with a memory breakdown: the memory verdict comes first, then
+      # the trend's.
       expect(@out.lines.first).to start_with("Memory: ")
-      expect(@out.lines[1]).to start_with("Retained STRING 100 objects")
+      expect(@out.lines[1]).to start_with("Trend over 3 snapshots")
+      expect(@out).to include("\nDiff of the latest three:\nRetained STRING 100 objects")
       expect(@err).to include("heapdiff: wrote #{File.join(@dir, "report.html")}: trend over 3 snapshots, 1 growing site\n")
       expect(Dir.children(@dir).grep(/\.tmp-/)).to be_empty
     end

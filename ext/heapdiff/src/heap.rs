@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
+use heapdiff_core::load::io_message;
 use heapdiff_core::parse::{self, flag, parse_line, Record};
 use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
@@ -286,7 +287,11 @@ impl HeapHandle {
         })?
         .map_err(|e| {
             let path = graph.heap().source.display();
-            error(ruby, Raise::FileError, format!("{path}: {e}"))
+            error(
+                ruby,
+                Raise::FileError,
+                format!("{path}: {}", io_message(&e)),
+            )
         })
     }
 

@@ -5,7 +5,8 @@ require "rbconfig"
 module Heapdiff
   # Names the gem a source file belongs to, from its path alone (the dump holds no
   # more): "rspec-core" for ".../gems/rspec-core-3.12.0/lib/...", "ruby stdlib" for
-  # Ruby's own library, "app" for files under the application's root, nil otherwise.
+  # Ruby's own library, "app" for files under the application's root or given by a
+  # relative path, nil otherwise.
   class GemAttribution
     STDLIB = "ruby stdlib"
     APP = "app"
@@ -34,6 +35,12 @@ module Heapdiff
       default.name_for(path)
     end
 
+    # Paths Ruby records as written, relative to the working directory of the dumped
+    # process: `ruby app.rb` gives "app.rb", `require "./lib/x"` "./lib/x.rb". Gems,
+    # Ruby's library and require_relative always give absolute paths, so a relative
+    # one is the application's own. Not "(eval …)", "(irb)", "-e" or "<internal:…>".
+    RELATIVE = %r{\A(?:\.{1,2}/|[^/(<-])}
+
     # The gem name, "ruby stdlib", "app", or nil when the path says nothing.
     def name_for(path)
       return nil if path.nil? || path.empty?
@@ -49,7 +56,7 @@ module Heapdiff
       path = path.b
       if (m = GEM_DIR.match(path) || VENDOR_RUBY.match(path)) then m[1].force_encoding(Encoding::UTF_8).scrub
       elsif path.start_with?("<internal:") || stdlib_dirs.any? { |d| path.start_with?(d.b) } then STDLIB
-      elsif app_root && path.start_with?(app_root.b) then APP
+      elsif (app_root && path.start_with?(app_root.b)) || RELATIVE.match?(path) then APP
       end
     end
   end

@@ -60,11 +60,11 @@ module Heapdiff
       to_h.to_json(*args)
     end
 
-    # heapy's wording, so that people who know heapy read it at once.
+    # heapy's wording, so that people who know heapy read it at once, with sizes
+    # scaled ("of size 40.0 kB/556.2 kB"; #to_h has the bytes).
     def to_s
-      "#{report.verb} #{label} #{count_text} objects#{if estimated?
-                                                        " (estimate)"
-                                                      end} of size #{memsize}/#{report.total_memsize} (in bytes) at: #{location}"
+      size = "#{Printable.bytes(memsize)}/#{Printable.bytes(report.total_memsize)}"
+      "#{report.verb} #{label} #{count_text} objects#{" (estimate)" if estimated?} of size #{size} at: #{location}"
     end
 
     def inspect

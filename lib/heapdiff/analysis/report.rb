@@ -10,6 +10,11 @@ module Heapdiff
 
     attr_reader :before, :after, :later
 
+    # IMEMO kinds a program's first calls make once per call site: method and
+    # constant caches. Retained, but not a leak: #to_s folds them into one line. An
+    # IMEMO without a kind (dumps of Ruby 3.1 and older write none) is folded too.
+    VM_CACHES = [nil, "callcache", "callinfo", "constcache"].freeze
+
     def self.build(before, after, later, include_noise:)
       report = _diff(before, after, later, include_noise, include_noise ? [] : OWN_PATHS)
       report.send(:attach, before, after, later)
@@ -124,14 +129,23 @@ module Heapdiff
     end
 
     # One line per group in heapy's wording, the first +suspects+ groups followed by
-    # where they are held, then warnings.
-    def to_s(top: nil, suspects: 3, class_edges: true)
+    # where they are held, then warnings. +only:+, +ignore:+: which groups to show (see
+    # SiteFilter); a line says how many were left out. The VM's caches (VM_CACHES)
+    # are one line, unless +only:+ asks for IMEMO (:imemo).
+    # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
+    def to_s(top: nil, suspects: 3, class_edges: true, only: nil, ignore: nil)
       top = Arguments.count(top, "top:", nil_ok: true)
       suspects = Arguments.count(suspects, "suspects:")
-      lines = (top ? groups.first(top) : groups).each_with_index.flat_map do |group, i|
+      filter = SiteFilter.new(only: only, ignore: ignore)
+      shown = filter.select(groups)
+      left_out = size - shown.size
+      caches, shown = shown.partition { |g| vm_cache?(g) } unless filter.only.any? { |p| p.to_s.casecmp?("imemo") }
+      lines = (top ? shown.first(top) : shown).each_with_index.flat_map do |group, i|
         i < suspects ? [group.to_s, "  #{suspect(group, class_edges: class_edges)}"] : [group.to_s]
       end
-      lines << "(#{size - top} more groups)" if top && size > top
+      lines << "(#{shown.size - top} more group#{"s" unless shown.size - top == 1})" if top && shown.size > top
+      lines << caches_line(caches) if caches&.any?
+      lines << "(#{left_out} group#{"s" unless left_out == 1} left out by only/ignore)" if left_out.positive?
       lines << "No objects #{verb.downcase}." if groups.empty?
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")
@@ -145,11 +159,22 @@ module Heapdiff
 
     private
 
+    def vm_cache?(group)
+      group.type == "IMEMO" && VM_CACHES.include?(group.subtype)
+    end
+
+    def caches_line(caches)
+      count = caches.sum(&:count)
+      "(VM caches: #{count} IMEMO object#{"s" unless count == 1}, #{Printable.bytes(caches.sum(&:memsize))} in #{caches.size} " \
+        "group#{"s" unless caches.size == 1}: method and constant caches made once per call site, " \
+        "not a leak; only: :imemo lists them)"
+    end
+
     def attach(before, after, later)
       @before = before
       @after = after
       @later = later
-      @warnings = _warnings + [before, after, later].compact.flat_map(&:warnings)
+      @warnings = Warnings.fold(_warnings + [before, after, later].compact.flat_map(&:warnings))
     end
   end
 end

@@ -70,18 +70,18 @@ module Heapdiff
     end
 
     def to_s(top: 10, keys: KEYS)
-      lines = ["#{Printable.escape(heap.path)}: #{object_count} objects, #{memsize} bytes"]
+      lines = ["#{Printable.escape(heap.path)}: #{object_count} objects, #{Printable.bytes(memsize)}"]
       keys.each do |key|
         %i[count memsize].each do |by|
           lines << "" << "Top #{key} by #{by}:"
           top(key, by: by, limit: top).each do |row|
-            lines << format("  %10d  %12d B  %s", row.count, row.memsize, Printable.escape(row.key))
+            lines << format("  %10d  %10s  %s", row.count, Printable.bytes(row.memsize), Printable.escape(row.key))
           end
         end
       end
-      lines << "" << "Duplicated strings (copies, bytes):"
+      lines << "" << "Duplicated strings (copies, memsize):"
       duplicate_strings(limit: top).each do |d|
-        lines << format("  %10d  %12d B  %s", d.count, d.memsize, d.value.inspect[0, 100])
+        lines << format("  %10d  %10s  %s", d.count, Printable.bytes(d.memsize), d.value.inspect[0, 100])
       end
       lines.join("\n")
     end

@@ -12,7 +12,14 @@ module Heapdiff
     # "finalizers", "end_proc", "global_tbl", "machine_context", …).
     Holder = Struct.new(:object, :count, :share, :path, :root) do
       def to_s
-        percent = share < 0.01 ? "<1%" : format("%.0f%%", share * 100)
+        # A share that rounds to 0% or 100% and isn't says so: "1 object (<1%)", ">99%".
+        percent = if share < 0.01
+                    "#{count} object#{"s" unless count == 1} (<1%)"
+                  elsif share < 1 && share > 0.99
+                    ">99%"
+                  else
+                    format("%.0f%%", share * 100)
+                  end
         return "#{percent} held directly by ROOT #{root || "?"}" unless object
 
         "#{percent} held by #{path ? path.to_s_from_target : "#{object.brief} (no root reaches it)"}"
@@ -63,7 +70,7 @@ module Heapdiff
     def to_s
       held = holders.empty? ? "no holder found" : holders.first(3).map(&:to_s).join("; ")
       lines = ["#{group.count} #{group.label} from #{group.location} — #{held}"]
-      lines[0] += "; retains #{retained_size} bytes"
+      lines[0] += "; retains #{Printable.bytes(retained_size)}"
       lines[0] += "; #{unreachable_count} not reachable from any root" if unreachable_count.positive?
       lines.join
     end

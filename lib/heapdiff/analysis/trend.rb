@@ -28,6 +28,8 @@ module Heapdiff
     end
 
     VERDICTS = %i[growing stable transient].freeze
+    # Seconds the snapshots must span for growth per hour (Site#growth_per_hour).
+    RATE_SPAN = 60
 
     class << self
       # +snapshots+: Snapshots or dump paths, oldest first (Heapdiff.trend turns a
@@ -158,13 +160,18 @@ module Heapdiff
       @warnings ||= begin
         untimed = snapshots.reject { |s| s.meta&.dig("time") }.map { |s| File.basename(s.path) }
         untimed_warning = "no sidecar with a time for #{untimed.join(", ")}: growth is given per snapshot only, not per hour"
-        untimed.empty? ? _warnings : _warnings + [untimed_warning]
+        short = hours && hours * 3600 < RATE_SPAN &&
+                format("the snapshots span %.1f s: growth is given per snapshot only (per hour needs %d s)",
+                       hours * 3600, RATE_SPAN)
+        Warnings.fold(_warnings) + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
       end
     end
 
     # +top+: how many sites (nil: all). +suspects+: how many growing sites get their
-    # suspect and path (each builds on the last snapshot's dominator tree).
-    def to_h(top: nil, suspects: 3)
+    # suspect and path (each builds on the last snapshot's dominator tree). +only:+,
+    # +ignore:+: which sites (see SiteFilter); the counts stay those of every site.
+    def to_h(top: nil, suspects: 3, only: nil, ignore: nil)
+      shown = SiteFilter.new(only: only, ignore: ignore).select(sites)
       {
         snapshots: memory.map(&:to_h),
         timed: timed?,
@@ -172,7 +179,7 @@ module Heapdiff
         site_count: size,
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
         memory_verdict: memory_verdict.to_h,
-        sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
+        sites: (top ? shown.first(top) : shown).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
         work: work,
         warnings: warnings
       }
@@ -188,21 +195,34 @@ module Heapdiff
       HTML.new(self, **options).render
     end
 
-    def to_s(top: 10, suspects: 3)
+    # "Trend over 6 snapshots (heap-0001.json … heap-0006.json), 5.2 min: 15857 sites,
+    # 1 growing, 15750 stable, 106 transient": the first line of #to_s.
+    def headline
       first, last = memory.values_at(0, -1)
-      lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
-               "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
-        VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+      span = format(", %.1f min", hours * 60) if hours
+      verdicts = VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")
+      "Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
+        "#{span}: #{size} sites, #{verdicts}"
+    end
+
+    # The headline, memory, and the first +top+ growing sites (the first +suspects+ of
+    # them with where they are held), then warnings. +only:+, +ignore:+: which sites
+    # (see SiteFilter).
+    def to_s(top: 10, suspects: 3, only: nil, ignore: nil)
+      first, last = memory.values_at(0, -1)
+      lines = [headline]
       lines << "  #{memory_verdict}" unless memory_verdict.verdict == :unknown
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
-      growing.first(top).each do |site|
+      shown = SiteFilter.new(only: only, ignore: ignore).select(growing)
+      shown.first(top).each_with_index do |site, i|
         lines << site.to_s
-        next unless site.index < suspects
+        next unless i < suspects
 
         lines << "    held: #{site.suspect.holders.first(2).map(&:to_s).join("; ")}" if site.suspect.top
         lines << "    path: #{site.path}" if site.path
       end
+      lines << "(#{growing.size - shown.size} growing left out by only/ignore)" if shown.size < growing.size
       lines << "No site grows." if growing.empty?
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")

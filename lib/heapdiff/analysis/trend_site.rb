@@ -101,10 +101,11 @@ module Heapdiff
         growth.fdiv(counts.size - 1)
       end
 
-      # nil when the snapshots have no times (no sidecars), or all the same time.
+      # nil when the snapshots have no times (no sidecars), or span less than
+      # Trend::RATE_SPAN: a rate extrapolated from seconds to an hour says nothing.
       def growth_per_hour
         hours = trend.hours
-        hours&.positive? ? growth / hours : nil
+        hours && hours * 3600 >= RATE_SPAN ? growth / hours : nil
       end
 
       # What makes a growing site grow: its growth in each interval set against the
@@ -160,10 +161,11 @@ module Heapdiff
       # "  1. growing STRING at app.rb:97: 700 → 1400 → 2100 objects (+700/snapshot, +84000/hour), 100% kept",
       # and when jobs or requests were counted, a second line: what makes it grow.
       def to_s
-        rate = format("%+.0f/snapshot", growth_per_snapshot)
-        rate += format(", %+.0f/hour", growth_per_hour) if growth_per_hour
+        rate = "#{signed(growth_per_snapshot)}/snapshot"
+        rate += ", #{signed(growth_per_hour)}/hour" if growth_per_hour
         line = "#{format("%3d", rank)}. #{verdict} #{label} at #{location}: #{counts.join(" → ")} objects (#{rate}), " \
-               "#{memsizes.first} → #{memsizes.last} bytes, #{kept_percent} of each snapshot's objects still in the next"
+               "#{Printable.bytes(memsizes.first)} → #{Printable.bytes(memsizes.last)}, " \
+               "#{kept_percent} of each snapshot's objects still in the next"
         driver = growth_driver
         driver.nil? || driver.status == :no_work ? line : "#{line}\n    what makes it grow: #{driver}"
       end
@@ -186,6 +188,15 @@ module Heapdiff
       end
 
       private
+
+      # "+800", "-0.2", "+0" (never "-0"): one decimal only where the whole number
+      # would hide a change.
+      def signed(rate)
+        rounded = rate.round(rate.abs < 10 ? 1 : 0)
+        return "+0" if rounded.zero?
+
+        rounded == rounded.round ? format("%+d", rounded.round) : format("%+.1f", rounded)
+      end
 
       def kept_percent
         share = kept_share

@@ -13,6 +13,7 @@ module Heapdiff
   #   HEAPDIFF_SIGNAL       a signal that asks for a snapshot, e.g. USR2 (default: none)
   #   HEAPDIFF_FORK=1       a forked child writes each dump; the process pauses only to fork
   #   HEAPDIFF_GZIP=1       gzip the dumps
+  #   HEAPDIFF_REDACT=1     write the dumps without string, symbol and float values
   #   HEAPDIFF_TRACE=0      leave allocation tracing off (it is turned on by default)
   #   HEAPDIFF_EVERY_JOBS   Sidekiq servers: a snapshot between jobs, every N jobs. Then
   #                         HEAPDIFF_EVERY, if set, is also counted between jobs, and no
@@ -44,6 +45,7 @@ module Heapdiff
           signal: env.fetch("HEAPDIFF_SIGNAL", "").then { |s| s.strip.empty? ? nil : s.strip },
           fork: flag(env, "HEAPDIFF_FORK", false),
           gzip: flag(env, "HEAPDIFF_GZIP", false),
+          redact: flag(env, "HEAPDIFF_REDACT", false),
           trace: flag(env, "HEAPDIFF_TRACE", true),
           every_jobs: every_jobs,
           after_fork: after_fork(env),
@@ -64,7 +66,7 @@ module Heapdiff
 
         s = settings(env)
         options = { dir: s[:dir], keep: s[:keep], signal: s[:signal], fork: s[:fork], gzip: s[:gzip],
-                    after_fork: s[:after_fork], rss_limit: s[:rss_limit], rss_step: s[:rss_step] }
+                    redact: s[:redact], after_fork: s[:after_fork], rss_limit: s[:rss_limit], rss_step: s[:rss_step] }
         recorder = Recorder.new(every: s[:every_jobs] ? nil : s[:every], **options)
         begin
           if s[:every_jobs]

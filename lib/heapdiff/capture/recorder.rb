@@ -82,7 +82,8 @@ module Heapdiff
 
     # +every+: seconds between snapshots (nil: none on a timer). +keep+: how many to
     # keep. +signal+: a signal name ("USR2") that asks for a snapshot. +on_snapshot+: called
-    # with each complete Snapshot. +gzip+, +fork+: as for Heapdiff.snapshot. +logger+:
+    # with each complete Snapshot. +gzip+, +fork+, +redact+: as for Heapdiff.snapshot
+    # (+redact: true+ writes dumps without string, symbol and float values). +logger+:
     # where to log (default: $stderr); every line starts with "heapdiff:". +after_fork+:
     # what a forked child does with this recorder once started: :restart (a fresh one
     # of its own, in DIR/pid-PID) or :stop (none).
@@ -93,8 +94,8 @@ module Heapdiff
     # +rss_snapshots+ times. The recorder's thread reads RSS every +rss_check+ seconds
     # (/proc/self/statm: microseconds). A threshold crossed while another snapshot is
     # being written is taken at the next check. +keep+ applies to these too.
-    def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
-                   after_fork: :restart, rss_limit: nil, rss_step: 0.2, rss_snapshots: 5, rss_check: 1.0)
+    def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, redact: false,
+                   logger: nil, after_fork: :restart, rss_limit: nil, rss_step: 0.2, rss_snapshots: 5, rss_check: 1.0)
       dir = Arguments.path(dir, "dir:")
       unless NilClass === every || (Numeric === every && every.positive?)
         raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{Arguments.kind(every)}"
@@ -119,6 +120,7 @@ module Heapdiff
       @on_snapshot = on_snapshot
       @gzip = gzip
       @fork = fork
+      @redact = redact ? true : false
       @logger = logger || default_logger
       @lock = Mutex.new
       @thread = nil
@@ -147,6 +149,11 @@ module Heapdiff
       logger.info("heapdiff: recording snapshots in #{dir}#{" every #{every} s" if every}" \
                   "#{" and on SIG#{@signal}" if @signal}, keeping #{keep}")
       self
+    end
+
+    # Whether the dumps are written without values (redact: true).
+    def redact?
+      @redact
     end
 
     # Whether a forked child writes each dump (fork: true).
@@ -282,7 +289,7 @@ module Heapdiff
           logger.warn("heapdiff: snapshot (#{reason}) skipped: the previous one is still being written")
           return nil
         end
-        @pending = Heapdiff.snapshot(dir: dir, gzip: @gzip, fork: fork)
+        @pending = Heapdiff.snapshot(dir: dir, gzip: @gzip, fork: fork, redact: @redact)
       end
       paused = now - started
       if fork

@@ -27,36 +27,69 @@
     return 10 * power;
   }
 
-  // Two series on two axes: RSS (MB, left) and live objects in the dump (right).
-  // The object axis starts near the smallest count so that growth is visible; it
-  // says where it starts.
+  // Seconds in the unit a span of +span+ seconds reads best in.
+  function timeUnit(span) {
+    if (span < 120) return { div: 1, name: "s" };
+    if (span < 7200) return { div: 60, name: "min" };
+    return { div: 3600, name: "h" };
+  }
+
+  // Two series on two axes: RSS (MB, left) and live objects in the dump (right), both
+  // from zero, so that a 12% rise looks like one. With the snapshots' times the x
+  // axis is time since the first, to scale; without, the snapshots are evenly spaced.
+  // Each point's tooltip has the exact figures.
   function drawChart(container, data) {
-    var width = 1000, height = 320, left = 70, right = 80, top = 20, bottom = 50;
+    var width = 1000, height = 320, left = 70, right = 80, top = 20, bottom = 56;
     var plotW = width - left - right, plotH = height - top - bottom;
     var n = data.labels.length;
     var svg = el("svg", { viewBox: "0 0 " + width + " " + height, role: "img",
                           "aria-label": "RSS and live objects per snapshot" });
-    var x = function (i) { return left + (n > 1 ? (i * plotW) / (n - 1) : plotW / 2); };
+    var seconds = data.seconds || [];
+    var span = n > 1 && seconds[0] !== null && seconds[n - 1] !== null ? seconds[n - 1] : 0;
+    var x = span > 0
+      ? function (i) { return left + (seconds[i] * plotW) / span; }
+      : function (i) { return left + (n > 1 ? (i * plotW) / (n - 1) : plotW / 2); };
 
     var rss = data.rss_mb.filter(function (v) { return v !== null; });
     var rssMax = niceMax(Math.max.apply(null, rss.concat([0])) * 1.1);
-    var objMin = Math.min.apply(null, data.objects), objMax = Math.max.apply(null, data.objects);
-    var objLow = Math.max(0, Math.floor((objMin - (objMax - objMin) * 0.2 - 1) / 1000) * 1000);
-    var objHigh = objLow + niceMax((objMax - objLow) * 1.1);
+    var objMax = niceMax(Math.max.apply(null, data.objects.concat([0])) * 1.1);
     var yRss = function (v) { return top + plotH - (v / rssMax) * plotH; };
-    var yObj = function (v) { return top + plotH - ((v - objLow) / (objHigh - objLow)) * plotH; };
+    var yObj = function (v) { return top + plotH - (v / objMax) * plotH; };
 
     var axis = el("g", { "class": "axis" });
     for (var t = 0; t <= 4; t++) {
       var y = top + plotH - (t * plotH) / 4;
       axis.appendChild(el("line", { "class": "grid", x1: left, x2: left + plotW, y1: y, y2: y }));
       if (rss.length) axis.appendChild(el("text", { x: left - 8, y: y + 4, "text-anchor": "end" }, (rssMax * t / 4).toFixed(0) + " MB"));
-      axis.appendChild(el("text", { x: left + plotW + 8, y: y + 4 }, Math.round(objLow + (objHigh - objLow) * t / 4).toLocaleString("en")));
+      axis.appendChild(el("text", { x: left + plotW + 8, y: y + 4 }, Math.round(objMax * t / 4).toLocaleString("en")));
     }
-    data.labels.forEach(function (label, i) {
-      axis.appendChild(el("text", { x: x(i), y: top + plotH + 18, "text-anchor": "middle" }, label));
-    });
+    if (span > 0) {
+      // Ticks at round times (a step of 1, 2 or 5 times a power of ten, three to six
+      // of them), with as many decimals as the step has: labels are exact and distinct.
+      var unit = timeUnit(span), spanU = span / unit.div, step = niceMax(spanU / 5);
+      var decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+      for (var k = 0; k * step <= spanU + 1e-9; k++) {
+        var tx = left + (k * step * plotW) / spanU;
+        axis.appendChild(el("line", { "class": "tick", x1: tx, x2: tx, y1: top + plotH, y2: top + plotH + 4 }));
+        axis.appendChild(el("text", { "class": "time", x: tx.toFixed(1), y: top + plotH + 18, "text-anchor": "middle" },
+                            (k * step).toFixed(decimals) + " " + unit.name));
+      }
+      axis.appendChild(el("text", { "class": "label", x: left + plotW / 2, y: top + plotH + 34, "text-anchor": "middle" },
+                          "time since the first snapshot (" + data.start + ")"));
+    } else {
+      data.labels.forEach(function (label, i) {
+        axis.appendChild(el("text", { "class": "time", x: x(i), y: top + plotH + 18, "text-anchor": "middle" }, label));
+      });
+    }
     svg.appendChild(axis);
+
+    function tooltip(i) {
+      var parts = ["snapshot " + data.labels[i]];
+      if (data.times && data.times[i]) parts[0] += ", " + data.times[i] + " UTC (+" + seconds[i] + " s)";
+      if (data.rss_bytes[i] !== null) parts.push("RSS " + data.rss_mb[i] + " MB (" + data.rss_bytes[i].toLocaleString("en") + " bytes)");
+      parts.push(data.objects[i].toLocaleString("en") + " live objects in the dump");
+      return parts.join("\n");
+    }
 
     function series(values, y, css) {
       var points = [];
@@ -65,8 +98,8 @@
       svg.appendChild(el("polyline", { "class": css, points: points.join(" ") }));
       values.forEach(function (v, i) {
         if (v === null) return;
-        var dot = el("circle", { "class": css + "-dot", cx: x(i), cy: y(v), r: 4 });
-        dot.appendChild(el("title", {}, data.labels[i] + ": " + v.toLocaleString("en")));
+        var dot = el("circle", { "class": css + "-dot", cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 4 });
+        dot.appendChild(el("title", {}, tooltip(i)));
         svg.appendChild(dot);
       });
     }
@@ -74,13 +107,13 @@
     series(data.objects, yObj, "objects");
 
     var legend = el("g", { "class": "legend" });
-    var entries = [["objects", "live objects in the dump (right axis, from " + objLow.toLocaleString("en") + ")"]];
+    var entries = [["objects", "live objects in the dump (right axis)"]];
     if (rss.length) entries.unshift(["rss", "RSS in MB (left axis)"]);
     else entries.push(["", "no RSS: the snapshots have no sidecars"]);
     entries.forEach(function (entry, i) {
       var lx = left + i * 340;
-      if (entry[0]) legend.appendChild(el("rect", { "class": entry[0] + "-dot", x: lx, y: height - 16, width: 12, height: 12 }));
-      legend.appendChild(el("text", { "class": "label", x: lx + 18, y: height - 6 }, entry[1]));
+      if (entry[0]) legend.appendChild(el("rect", { "class": entry[0] + "-dot", x: lx, y: height - 14, width: 12, height: 12 }));
+      legend.appendChild(el("text", { "class": "label", x: lx + 18, y: height - 4 }, entry[1]));
     });
     svg.appendChild(legend);
     container.appendChild(svg);

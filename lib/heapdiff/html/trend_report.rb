@@ -13,6 +13,7 @@ module Heapdiff
     # sparkline, its suspect and its path, and tables whose headers sort on click.
     # The tables and sparklines are plain HTML/SVG; only the chart and sorting need
     # JavaScript. Everything from the dump (class names, paths, strings) is escaped.
+    # Scaled figures (kB, MB) carry the exact ones in a tooltip (a title).
     #
     # For tests and links, `#click=TABLE:COLUMN,…` in the URL clicks those headers
     # once the page has loaded (COLUMN counts from 0), as a reader would.
@@ -56,7 +57,7 @@ module Heapdiff
           #{growing_section}
           </section>
           <section id="all-sites">
-          <h2>Sites#{" (first #{@top} of #{@trend.size}, ranked)" if @trend.size > @top}</h2>
+          <h2>Sites (#{sites_heading})</h2>
           #{sites_table}
           </section>
           <section id="snapshots">
@@ -83,6 +84,14 @@ module Heapdiff
         parts.join(", ")
       end
 
+      def sites_heading
+        sited = @trend.count(&:file)
+        shown = "#{sited} with an allocation site"
+        shown = "the first #{@top} of #{shown}, ranked" if sited > @top
+        unsited = @trend.size - sited
+        unsited.positive? ? "#{shown}; #{unsited} without one, summed by verdict" : shown
+      end
+
       def growing_section
         growing = @trend.growing
         return "<p>No site grows.</p>" if growing.empty?
@@ -100,9 +109,9 @@ module Heapdiff
           <article class="site" id="site-#{site.rank}">
           <h3><span class="rank">##{site.rank}</span> #{h(site.label)} <code>#{h(site.location)}</code></h3>
           #{sparkline(site.counts, width: 240, height: 48)}
-          <p>#{h(site.counts.join(" → "))} objects (#{h(rates(site))}); #{h(site.memsizes.first)} → #{h(site.memsizes.last)} bytes; #{h(percent(site.kept_share))} of each snapshot's objects still there in the next.</p>
+          <p>#{h(site.counts.join(" → "))} objects (#{h(rates(site))}); #{bytes(site.memsizes.first)} → #{bytes(site.memsizes.last)}; #{h(percent(site.kept_share))} of each snapshot's objects still there in the next.</p>
           #{driver(site)}
-          <p class="suspect"><b>Suspect</b> (holds these objects in the last snapshot; freeing it frees #{h(suspect.retained_size)} bytes):</p>
+          <p class="suspect"><b>Suspect</b> (holds these objects in the last snapshot; freeing it frees #{bytes(suspect.retained_size)}):</p>
           <ul>#{holders.empty? ? "<li>no root reaches them</li>" : holders}</ul>
           <p class="path"><b>Path</b> to one of them: <code>#{path ? h(path.to_s) : "no root reaches it"}</code></p>
           </article>
@@ -179,8 +188,12 @@ module Heapdiff
       SITE_COLUMNS = ["#", "Verdict", "Site", "Location", "Trend", "First", "Last", "Growth", "Per hour",
                       "Kept", "Last memsize"].freeze
 
+      # The first +top+ sites that have an allocation site, then one row per verdict
+      # for all the sites without one (objects allocated before tracing began, or with
+      # it off): hundreds of rows that say the same thing would bury the rest.
       def sites_table
-        rows = @trend.first(@top).map do |site|
+        unsited, sited = @trend.partition { |site| site.file.nil? }
+        rows = sited.first(@top).map do |site|
           cells = [
             [site.rank, site.rank], [site.verdict, site.verdict], [site.label, site.label],
             [site.location, Raw.new("<code>#{h(site.location)}</code>")],
@@ -189,11 +202,29 @@ module Heapdiff
             [site.growth, format("%+d", site.growth)],
             [site.growth_per_hour || "", site.growth_per_hour ? format("%+.0f", site.growth_per_hour) : "–"],
             [site.kept_share || -1, percent(site.kept_share)],
-            [site.memsize, site.memsize]
+            [site.memsize, Raw.new(bytes(site.memsize))]
           ]
           row(cells, css: site.verdict)
         end
+        rows += VERDICTS.filter_map { |verdict| unsited_row(verdict, unsited.select { |s| s.verdict == verdict }) }
         table("sites-table", SITE_COLUMNS, rows)
+      end
+
+      # The sites of one verdict that have no allocation site, summed.
+      def unsited_row(verdict, sites)
+        return nil if sites.empty?
+
+        counts = sites.map(&:counts).transpose.map(&:sum)
+        memsize = sites.sum(&:memsize)
+        growth = counts.last - counts.first
+        cells = [
+          ["", "–"], [verdict, verdict], ["", "#{sites.size} site#{"s" unless sites.size == 1}"],
+          [sites.first.location, Raw.new("<code>#{h(sites.first.location)}</code>")],
+          [growth, Raw.new(sparkline(counts, width: 90, height: 20))],
+          [counts.first, counts.first], [counts.last, counts.last], [growth, format("%+d", growth)],
+          ["", "–"], [-1, "–"], [memsize, Raw.new(bytes(memsize))]
+        ]
+        row(cells, css: "#{verdict} unsited")
       end
 
       SNAPSHOT_COLUMNS = ["#", "Dump", "Time (UTC)", "RSS (MB)", "Live objects", "Live slots", "GC count",
@@ -201,8 +232,9 @@ module Heapdiff
 
       def snapshots_table
         rows = @trend.memory.map do |point|
-          time = point.time&.getutc&.strftime("%Y-%m-%d %H:%M:%S")
-          rss = point.rss_bytes && format("%.1f", point.rss_bytes / 1e6)
+          time = point.time&.getutc&.strftime("%Y-%m-%d %H:%M:%S.%L")
+          rss = point.rss_bytes &&
+                Raw.new("<span title=\"#{point.rss_bytes} bytes\">#{format("%.1f", point.rss_bytes / 1e6)}</span>")
           cells = [
             [point.index + 1, point.index + 1], [File.basename(point.path), File.basename(point.path)],
             [time || "", time || "–"], [point.rss_bytes || "", rss || "–"]
@@ -248,7 +280,13 @@ module Heapdiff
         "<section id=\"warnings\">\n<h2>Warnings</h2>\n<ul>\n#{items}\n</ul>\n</section>"
       end
 
-      # An inline SVG polyline of +values+, scaled to the box, 0 at the bottom.
+      # A scaled byte count with the exact one in its tooltip.
+      def bytes(count)
+        "<span title=\"#{h(count)} bytes\">#{h(Printable.bytes(count))}</span>"
+      end
+
+      # An inline SVG polyline of +values+, scaled to the box, 0 at the bottom, with
+      # the values in its tooltip.
       def sparkline(values, width:, height:)
         max = [values.max, 1].max
         step = values.size > 1 ? (width - 4).fdiv(values.size - 1) : 0
@@ -257,15 +295,24 @@ module Heapdiff
         end
         last = points.last.split(",")
         "<svg class=\"spark\" width=\"#{width}\" height=\"#{height}\" viewBox=\"0 0 #{width} #{height}\" role=\"img\" " \
-          "aria-label=\"#{h(values.join(", "))}\"><polyline points=\"#{points.join(" ")}\"/>" \
+          "aria-label=\"#{h(values.join(", "))}\"><title>#{h(values.join(" → "))}</title>" \
+          "<polyline points=\"#{points.join(" ")}\"/>" \
           "<circle cx=\"#{last[0]}\" cy=\"#{last[1]}\" r=\"2\"/></svg>"
       end
 
+      # +seconds+: each snapshot's time from the first (nil when untimed), which places
+      # it on a time axis; +times+: its clock time, for tooltips.
       def chart_data
+        memory = @trend.memory
+        start = memory.first.time if @trend.timed?
         {
-          labels: @trend.memory.map { |p| p.time ? p.time.getutc.strftime("%H:%M:%S") : "##{p.index + 1}" },
-          rss_mb: @trend.memory.map { |p| p.rss_bytes && (p.rss_bytes / 1e6).round(2) },
-          objects: @trend.memory.map(&:objects)
+          labels: memory.map { |p| "##{p.index + 1}" },
+          seconds: memory.map { |p| start && (p.time - start).round(3) },
+          start: start&.getutc&.strftime("%Y-%m-%d %H:%M:%S UTC"),
+          times: memory.map { |p| p.time&.getutc&.strftime("%H:%M:%S.%L") },
+          rss_mb: memory.map { |p| p.rss_bytes && (p.rss_bytes / 1e6).round(2) },
+          rss_bytes: memory.map(&:rss_bytes),
+          objects: memory.map(&:objects)
         }
       end
 

@@ -46,10 +46,21 @@ pub enum LoadError {
     Cancelled,
 }
 
+/// An I/O error as a person reads it: "No such file or directory", without Rust's
+/// " (os error 2)" suffix (the number adds nothing to the words, and users of a Ruby
+/// gem never see Rust's error codes elsewhere).
+pub fn io_message(error: &io::Error) -> String {
+    let text = error.to_string();
+    match (error.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            LoadError::Io { path, error } => write!(f, "{}: {}", path.display(), io_message(error)),
             LoadError::NotAHeapDump { path, line, reason } => write!(
                 f,
                 "{}:{line}: not a heap dump record ({reason})",
@@ -212,4 +223,18 @@ fn not_a_regular_file() -> io::Error {
 
 pub(super) fn cancelled(flag: Option<&AtomicBool>) -> bool {
     flag.is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_message_leaves_out_the_os_error_number() {
+        let missing = io::Error::from_raw_os_error(2);
+        assert!(missing.to_string().ends_with("(os error 2)"));
+        assert_eq!(io_message(&missing), "No such file or directory");
+        let custom = io::Error::other("a custom message (os error 2)");
+        assert_eq!(io_message(&custom), "a custom message (os error 2)");
+    }
 }
