@@ -11,18 +11,43 @@ module Heapdiff
     # then names the roots' category (from the dump's ROOT records: "vm",
     # "finalizers", "end_proc", "global_tbl", "machine_context", …).
     Holder = Struct.new(:object, :count, :share, :path, :root) do
+      # "100% held by Registry::ENTRIES (Array of 300) ← CLASS Registry 0x… ← ROOT vm":
+      # led by the closest holder with a code name (Path#closest_named), then the
+      # chain back to the root; addresses stay in #path, #to_h and #inspect.
       def to_s
         percent = share < 0.01 ? "<1%" : format("%.0f%%", share * 100)
-        return "#{percent} held directly by ROOT #{root || "?"}" unless object
+        return "#{percent} held directly by #{ROOT_CATEGORIES[root]}ROOT #{root || "?"}" unless object
+        return "#{percent} held by #{object.brief} (no root reaches it)" unless path
 
-        "#{percent} held by #{path ? path.to_s_from_target : "#{object.brief} (no root reaches it)"}"
+        lead = path.closest_named
+        return "#{percent} held by #{path.to_s_from_target}" unless lead
+
+        described = "#{lead.name} (#{[lead.name.context, lead.object.summary].compact.join(", ")})"
+        return "#{percent} held by #{described}, through #{path.to_s_from_target}" unless lead.equal?(path.steps.last)
+
+        rest = path.size > 1 ? path.to_s_from_target(from: path.steps[-2]) : "ROOT #{path.root}"
+        "#{percent} held by #{described} ← #{rest}"
+      end
+
+      # The closest holder with a code name (see #to_s), or nil.
+      #
+      # @return [Heapdiff::Path::Step, nil]
+      def named
+        path&.closest_named
       end
 
       def to_h
+        lead = named
         { object: object&.address, description: object&.brief, root: root, count: count, share: share,
-          path: path&.to_h }
+          name: lead&.name&.to_h, named_object: lead&.object&.address, path: path&.to_h }
       end
     end
+
+    # What the roots of a category are, in the words of the code that makes them.
+    ROOT_CATEGORIES = Hash.new("").merge(
+      "finalizers" => "finalizers (ObjectSpace.define_finalizer) in ", "end_proc" => "at_exit blocks in ",
+      "global_tbl" => "global variables in ", "machine_context" => "a thread's machine stack in "
+    ).freeze
 
     attr_reader :group, :holders, :retained_size, :unreachable_count
 

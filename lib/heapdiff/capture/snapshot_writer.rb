@@ -6,6 +6,7 @@ require_relative "../errors"
 require_relative "../printable"
 require_relative "../safe_file"
 require_relative "tracing"
+require_relative "names"
 require_relative "../version"
 
 module Heapdiff
@@ -119,6 +120,7 @@ module Heapdiff
     def prepare(time, forked:)
       make_dir
       @pid = Process.pid
+      @main_thread = Thread.main # a forked child's Thread.main is the thread that forked
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
@@ -147,7 +149,9 @@ module Heapdiff
     # The dump and everything after it. A forked child collects the meta here, once
     # the dump has finished the GC.
     def complete(time, forked:)
+      gc_count = GC.count
       ObjectSpace.dump_all(output: @io)
+      @names = Names.capture(gc_count, main: @main_thread)
       if @redact
         @io.flush
         dump = write_temp(dump_name_guess) do |out|
@@ -312,6 +316,7 @@ module Heapdiff
       meta_path = Snapshot.meta_path_for(@path)
       meta = @meta.merge("dump" => Printable.utf8(File.basename(@path)))
       File.rename(write_temp(File.basename(meta_path)) { |io| io.write(JSON.generate(meta), "\n") }, meta_path)
+      place_names(@path)
       begin
         File.rename(dump, @path)
       rescue SystemCallError
@@ -331,6 +336,7 @@ module Heapdiff
           remove(meta_temp) # the number was taken meanwhile: try the next
           next
         end
+        place_names(path)
 
         unless place(dump, path)
           remove(meta_path)
@@ -339,6 +345,19 @@ module Heapdiff
         return [path, meta_path, meta]
       end
       raise SnapshotError, "heapdiff: no free snapshot number in #{@dir} after #{LINK_ATTEMPTS} attempts"
+    end
+
+    # The names sidecar (Names) of the dump that will be +dump_path+, once the number
+    # is ours (its meta is in place); before the dump, whose name appears last.
+    # A failure to write it costs the snapshot its names only (logged).
+    def place_names(dump_path)
+      path = Names.path_for(dump_path)
+      return remove(path) unless @names # a stale file must not name this dump's objects
+
+      File.rename(write_temp(File.basename(path)) { |io| io.write(@names, "\n") }, path)
+    rescue SystemCallError, IOError => e
+      remove(path)
+      warn "heapdiff: snapshot names not written: #{e.message}"
     end
 
     # Gives +temp+ the name +final+ unless +final+ exists. A hard link, then removing

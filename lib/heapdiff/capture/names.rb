@@ -1,0 +1,213 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "../native"
+require_relative "../printable"
+
+module Heapdiff
+  # The code's names for the objects of this process, written beside a snapshot's dump
+  # (heap-0001.names.json): heap dumps name almost no edge, but the process can say
+  # which object is +Registry::ENTRIES+, +$cache+, +@cache of Foo+ or a thread's
+  # +Thread.current[:buffer]+. Names and addresses only, never values.
+  #
+  # Collected right after ObjectSpace.dump_all, in the process that dumped (the forked
+  # child for +fork: true+), with the GC off: an address is only reused once the GC has
+  # freed its object, so when no GC ran between the start of the dump and the end of
+  # the collection, an address in the names that is in the dump is the same object.
+  # When one did (an in-process snapshot while other threads allocate), the names are
+  # dropped: never a wrong name.
+  #
+  # The file: {"format" => 1, "entries" => [[address, owner address or nil, kind,
+  # expression, context or nil, class name or nil], …], "truncated" => Boolean,
+  # "seconds" => collection time}. Kinds: "constant", "class_ivar", "global",
+  # "thread", "fiber_local", "thread_variable".
+  class Names
+    FORMAT = 1
+    # Bounds the memory the names take (a Rails app has some 30,000 constants).
+    LIMIT = 250_000
+    # Ruby's own methods, bound where used: classes may override #name, #class, #[]…
+    MODULE_NAME = Module.instance_method(:name)
+    CONSTANTS = Module.instance_method(:constants)
+    CONST_GET = Module.instance_method(:const_get)
+    AUTOLOAD = Module.instance_method(:autoload?)
+    SINGLETON = Module.instance_method(:singleton_class?)
+    IVARS = Kernel.instance_method(:instance_variables)
+    IVAR_GET = Kernel.instance_method(:instance_variable_get)
+    CLASS_OF = Kernel.instance_method(:class)
+    THREAD_NAME = Thread.instance_method(:name)
+    THREAD_INSPECT = Thread.instance_method(:inspect)
+    THREAD_KEYS = Thread.instance_method(:keys)
+    THREAD_AREF = Thread.instance_method(:[])
+    THREAD_VARIABLES = Thread.instance_method(:thread_variables)
+    THREAD_VARIABLE_GET = Thread.instance_method(:thread_variable_get)
+    GLOBAL = /\A\$[A-Za-z_]\w*\z/
+    private_constant :MODULE_NAME, :CONSTANTS, :CONST_GET, :AUTOLOAD, :SINGLETON, :IVARS, :IVAR_GET, :CLASS_OF,
+                     :THREAD_NAME, :THREAD_INSPECT, :THREAD_KEYS, :THREAD_AREF, :THREAD_VARIABLES,
+                     :THREAD_VARIABLE_GET, :GLOBAL
+
+    class << self
+      # "dir/heap-0003.json" => "dir/heap-0003.names.json" (also for .json.gz).
+      #
+      # @param dump_path [String]
+      # @return [String]
+      def path_for(dump_path)
+        "#{dump_path.sub(/\.json(?:\.gz)?\z/, "")}.names.json"
+      end
+
+      # Collects the names now, for a dump that started when GC.count was +gc_count+.
+      # +main+ is the process's main thread (in a forked child, Thread.main is the
+      # thread that forked). Never raises: a failure is logged on stderr and gives nil,
+      # and the snapshot is kept without names.
+      #
+      # @param gc_count [Integer] GC.count when the dump started
+      # @param main [Thread]
+      # @return [String, nil] the names file's JSON
+      def capture(gc_count, main: Thread.main)
+        names = collect(gc_count, main)
+        names && JSON.generate(names)
+      rescue StandardError, NoMemoryError, SystemStackError => e
+        warn "heapdiff: snapshot names skipped: #{e.class}: #{Printable.utf8(e.message)[0, 200]}"
+        nil
+      end
+
+      # The entries of the names file at +path+ (as #capture writes them), or nil when
+      # there is none; a damaged file gives nil and a warning, never an error.
+      #
+      # @param path [String]
+      # @return [Array<Array>, nil]
+      def read(path)
+        return nil unless File.file?(path)
+
+        names = JSON.parse(File.read(path))
+        entries = names.is_a?(Hash) && names["format"] == FORMAT && names["entries"]
+        raise TypeError, "not a heapdiff names file" unless entries.is_a?(Array)
+
+        entries
+      rescue JSON::ParserError, TypeError, SystemCallError, IOError => e
+        warn "heapdiff: ignoring the damaged names file #{Printable.escape(path)}: #{e.class}: #{e.message[0, 200]}"
+        nil
+      end
+
+      private
+
+      # With the GC off (see the class comment); puts it back as it was.
+      def collect(gc_count, main)
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        was_disabled = GC.disable
+        deprecated = Warning[:deprecated]
+        Warning[:deprecated] = false # const_get of a deprecate_constant warns
+        names = new(main)
+        names.collect
+        unless GC.count == gc_count
+          warn "heapdiff: snapshot names skipped: the GC ran during the dump, so an address may be another object's"
+          return nil
+        end
+
+        { "format" => FORMAT, "entries" => names.entries, "truncated" => names.truncated?,
+          "seconds" => (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).round(4) }
+      ensure
+        Warning[:deprecated] = deprecated unless deprecated.nil?
+        GC.enable unless was_disabled || was_disabled.nil?
+      end
+    end
+
+    attr_reader :entries
+
+    def initialize(main)
+      @main = main
+      @entries = []
+      @truncated = false
+    end
+
+    def truncated?
+      @truncated
+    end
+
+    # Fills #entries: modules' constants and class-level ivars, globals, threads.
+    def collect
+      catch(:full) do
+        ObjectSpace.each_object(Module) { |mod| module_names(mod) }
+        globals
+        ObjectSpace.each_object(Thread) { |thread| thread_names(thread) }
+      end
+      self
+    end
+
+    private
+
+    def add(value, owner, kind, expr, context = nil)
+      address = Names._address(value) or return
+      if @entries.size >= LIMIT
+        @truncated = true
+        throw :full
+      end
+      @entries << [address, owner && Names._address(owner), kind, expr, context, class_name(value)]
+    end
+
+    # The value's class name, which loading checks against the dump's; nil for an
+    # anonymous class or a BasicObject (Kernel#class does not bind to those).
+    def class_name(value)
+      MODULE_NAME.bind_call(CLASS_OF.bind_call(value))
+    rescue TypeError
+      nil
+    end
+
+    def module_names(mod)
+      return if SINGLETON.bind_call(mod)
+
+      name = MODULE_NAME.bind_call(mod) or return
+      CONSTANTS.bind_call(mod, false).each { |constant| constant_name(mod, name, constant) }
+      IVARS.bind_call(mod).each do |ivar|
+        add(IVAR_GET.bind_call(mod, ivar), mod, "class_ivar", "#{ivar} of #{name}")
+      end
+    end
+
+    def constant_name(mod, name, constant)
+      return if AUTOLOAD.bind_call(mod, constant) # reading it would load a file
+
+      value = CONST_GET.bind_call(mod, constant, false)
+      expr = mod.equal?(::Object) ? constant.name : "#{name}::#{constant}"
+      # A class or module the constant names has that name in the dump already.
+      return if Module === value && MODULE_NAME.bind_call(value) == expr
+
+      add(value, mod, "constant", expr)
+    rescue StandardError, LoadError
+      nil # a constant that cannot be read has no name here
+    end
+
+    # $name → its value. Globals are read with eval (Ruby has no other reader); the
+    # special ones ($~, $_, $1, $-w…) are frame-local or flags, and left out.
+    def globals
+      global_variables.each do |global|
+        next unless GLOBAL.match?(global)
+
+        value = begin
+          eval(global.name, TOPLEVEL_BINDING, __FILE__, __LINE__) # rubocop:disable Security/Eval -- a global's name from global_variables
+        rescue StandardError
+          next
+        end
+        add(value, nil, "global", global.name)
+      end
+    end
+
+    def thread_names(thread)
+      main = thread.equal?(@main)
+      name = THREAD_NAME.bind_call(thread)
+      label = if main then "Thread.main"
+              elsif name then "Thread #{name.inspect}"
+              else
+                "Thread (#{THREAD_INSPECT.bind_call(thread)[/ (\S+:\d+)/, 1] || "unnamed"})"
+              end
+      add(thread, nil, "thread", label)
+      context = main ? nil : "thread #{label.delete_prefix("Thread ")}"
+      THREAD_KEYS.bind_call(thread).each do |key|
+        expr = main ? "Thread.main[#{key.inspect}]" : "Thread.current[#{key.inspect}]"
+        add(THREAD_AREF.bind_call(thread, key), thread, "fiber_local", expr, ["fiber-local", context].compact.join(", "))
+      end
+      THREAD_VARIABLES.bind_call(thread).each do |key|
+        expr = main ? "Thread.main.thread_variable_get(#{key.inspect})" : "Thread#thread_variable_get(#{key.inspect})"
+        add(THREAD_VARIABLE_GET.bind_call(thread, key), thread, "thread_variable", expr, context)
+      end
+    end
+  end
+end
