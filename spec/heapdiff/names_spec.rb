@@ -153,6 +153,30 @@ RSpec.describe "Names of holders" do
     expect(heap.names_count).to eq(0)
   end
 
+  it "reads the names without touching the process: no autoload, no warning, ARGV and GC as they were" do
+    code = <<~RUBY
+      require "heapdiff"
+      module Lazy
+        autoload :Heavy, "/nonexistent/heavy"
+      end
+      module Old
+        GONE = "gone"
+        deprecate_constant :GONE
+      end
+      Warning[:deprecated] = true
+      Heapdiff.snapshot(dir: ARGV.first)
+      puts JSON.generate(argv: ARGV, autoload: Lazy.autoload?(:Heavy), deprecated: Warning[:deprecated],
+                         gc_was_disabled: GC.enable)
+    RUBY
+    out, err, status = Open3.capture3(RbConfig.ruby, "-I", Processes::LIB, "-e", code, @dir, "second")
+    expect(status).to be_success, err
+    expect(err).to eq("")
+    expect(JSON.parse(out)).to eq("argv" => [@dir, "second"], "autoload" => "/nonexistent/heavy", "deprecated" => true,
+                                  "gc_was_disabled" => false)
+    heap = Heapdiff.load(Heapdiff::Snapshot.list(@dir).last.path)
+    expect(heap.names_count).to be > 0
+  end
+
   it "writes the names of this process's objects beside its dump" do
     snapshot = Heapdiff.snapshot(dir: @dir)
     heap = Heapdiff.load(snapshot.path)

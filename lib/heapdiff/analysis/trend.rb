@@ -121,9 +121,12 @@ module Heapdiff
       end
     end
 
-    # The last snapshot, loaded (the trend keeps it for suspects and paths).
+    # The last snapshot, loaded (the trend keeps it for suspects and paths), with the
+    # names of its names sidecar if it has one.
     def last_heap
-      @last_heap ||= _last_heap
+      @last_heap ||= _last_heap.tap do |heap|
+        heap._attach_names(Names.read(Names.path_for(File.expand_path(snapshots.last.path))))
+      end
     end
 
     # Compaction between snapshots, what loading recovered, missing sidecars.

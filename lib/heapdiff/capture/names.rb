@@ -41,9 +41,12 @@ module Heapdiff
     THREAD_VARIABLES = Thread.instance_method(:thread_variables)
     THREAD_VARIABLE_GET = Thread.instance_method(:thread_variable_get)
     GLOBAL = /\A\$[A-Za-z_]\w*\z/
+    # Globals whose reading does something: $FILENAME opens ARGF's next file (and
+    # shifts ARGV).
+    ACTIVE_GLOBALS = %i[$FILENAME].freeze
     private_constant :MODULE_NAME, :CONSTANTS, :CONST_GET, :AUTOLOAD, :SINGLETON, :IVARS, :IVAR_GET, :CLASS_OF,
                      :THREAD_NAME, :THREAD_INSPECT, :THREAD_KEYS, :THREAD_AREF, :THREAD_VARIABLES,
-                     :THREAD_VARIABLE_GET, :GLOBAL
+                     :THREAD_VARIABLE_GET, :GLOBAL, :ACTIVE_GLOBALS
 
     class << self
       # "dir/heap-0003.json" => "dir/heap-0003.names.json" (also for .json.gz).
@@ -176,10 +179,11 @@ module Heapdiff
     end
 
     # $name → its value. Globals are read with eval (Ruby has no other reader); the
-    # special ones ($~, $_, $1, $-w…) are frame-local or flags, and left out.
+    # special ones ($~, $_, $1, $-w…) are frame-local or flags, and left out, as are
+    # those whose reading has an effect.
     def globals
       global_variables.each do |global|
-        next unless GLOBAL.match?(global)
+        next if !GLOBAL.match?(global) || ACTIVE_GLOBALS.include?(global)
 
         value = begin
           eval(global.name, TOPLEVEL_BINDING, __FILE__, __LINE__) # rubocop:disable Security/Eval -- a global's name from global_variables
