@@ -61,8 +61,9 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(suspect.top.share).to eq(1.0)
     expect(suspect.top.path.map(&:subtype)).to include("VM/thread")
     # Sidekiq 6 names its processor threads "processor", 7 and later "sidekiq.default/processor".
+    thread = '"[\w./]*processor"'
     expect(suspect.to_s).to match(
-      %r{100% held by Thread.current\[:sql_log\] \(fiber-local, thread "[\w./]*processor", Array of \d+\) ← Thread "[\w./]*processor" ← .*ROOT vm}
+      /100% held by Thread.current\[:sql_log\] \(fiber-local, thread #{thread}, Array of \d+\) ← Thread #{thread} ← .*ROOT vm/
     )
     expect(suspect.top.named.object).to eq(suspect.top.object)
   end
