@@ -58,15 +58,17 @@ module Heapdiff
       end
 
       # Collects the names now, for a dump that started when GC.count was +gc_count+.
-      # +main+ is the process's main thread (in a forked child, Thread.main is the
-      # thread that forked). Never raises: a failure is logged on stderr and gives nil,
-      # and the snapshot is kept without names.
+      # +main+ is the process's main thread and +threads+ its threads: a forked child
+      # has only the thread that forked (its Thread.main), so a forked snapshot passes
+      # the parent's, whose objects the child still has. Never raises: a failure is
+      # logged on stderr and gives nil, and the snapshot is kept without names.
       #
       # @param gc_count [Integer] GC.count when the dump started
       # @param main [Thread]
+      # @param threads [Array<Thread>]
       # @return [String, nil] the names file's JSON
-      def capture(gc_count, main: Thread.main)
-        names = collect(gc_count, main)
+      def capture(gc_count, main: Thread.main, threads: Thread.list)
+        names = collect(gc_count, main, threads)
         names && JSON.generate(names)
       rescue StandardError, NoMemoryError, SystemStackError => e
         warn "heapdiff: snapshot names skipped: #{e.class}: #{Printable.utf8(e.message)[0, 200]}"
@@ -94,12 +96,12 @@ module Heapdiff
       private
 
       # With the GC off (see the class comment); puts it back as it was.
-      def collect(gc_count, main)
+      def collect(gc_count, main, threads)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         was_disabled = GC.disable
         deprecated = Warning[:deprecated]
         Warning[:deprecated] = false # const_get of a deprecate_constant warns
-        names = new(main)
+        names = new(main, threads)
         names.collect
         unless GC.count == gc_count
           warn "heapdiff: snapshot names skipped: the GC ran during the dump, so an address may be another object's"
@@ -116,10 +118,12 @@ module Heapdiff
 
     attr_reader :entries
 
-    def initialize(main)
+    def initialize(main, threads)
       @main = main
+      @threads = threads
       @entries = []
       @truncated = false
+      @visited = {}.compare_by_identity # (a class's own #hash may be anything)
     end
 
     def truncated?
@@ -127,11 +131,14 @@ module Heapdiff
     end
 
     # Fills #entries: modules' constants and class-level ivars, globals, threads.
+    # Modules are found through the constants that name them, from Object down: no
+    # walk of the whole heap (ObjectSpace.each_object takes some 40 ms a million
+    # objects), and a named module is a constant's value by definition.
     def collect
       catch(:full) do
-        ObjectSpace.each_object(Module) { |mod| module_names(mod) }
+        module_names(::Object, "Object")
         globals
-        ObjectSpace.each_object(Thread) { |thread| thread_names(thread) }
+        @threads.each { |thread| thread_names(thread) }
       end
       self
     end
@@ -155,10 +162,10 @@ module Heapdiff
       nil
     end
 
-    def module_names(mod)
-      return if SINGLETON.bind_call(mod)
+    def module_names(mod, name)
+      return if @visited.key?(mod) || SINGLETON.bind_call(mod)
 
-      name = MODULE_NAME.bind_call(mod) or return
+      @visited[mod] = true
       CONSTANTS.bind_call(mod, false).each { |constant| constant_name(mod, name, constant) }
       IVARS.bind_call(mod).each do |ivar|
         add(IVAR_GET.bind_call(mod, ivar), mod, "class_ivar", "#{ivar} of #{name}")
@@ -170,8 +177,9 @@ module Heapdiff
 
       value = CONST_GET.bind_call(mod, constant, false)
       expr = mod.equal?(::Object) ? constant.name : "#{name}::#{constant}"
-      # A class or module the constant names has that name in the dump already.
-      return if Module === value && MODULE_NAME.bind_call(value) == expr
+      # A class or module the constant names has that name in the dump already: its
+      # own constants are next.
+      return module_names(value, expr) if Module === value && MODULE_NAME.bind_call(value) == expr
 
       add(value, mod, "constant", expr)
     rescue StandardError, LoadError

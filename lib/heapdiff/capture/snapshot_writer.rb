@@ -120,7 +120,10 @@ module Heapdiff
     def prepare(time, forked:)
       make_dir
       @pid = Process.pid
-      @main_thread = Thread.main # a forked child's Thread.main is the thread that forked
+      # A forked child has only the thread that forked, its Thread.main: the names
+      # need the parent's.
+      @main_thread = Thread.main
+      @threads = Thread.list
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
@@ -151,7 +154,7 @@ module Heapdiff
     def complete(time, forked:)
       gc_count = GC.count
       ObjectSpace.dump_all(output: @io)
-      @names = Names.capture(gc_count, main: @main_thread)
+      @names = Names.capture(gc_count, main: @main_thread, threads: @threads)
       if @redact
         @io.flush
         dump = write_temp(dump_name_guess) do |out|
