@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "heapdiff/rspec"
 require "open3"
 require "tmpdir"
 require_relative "../support/fixtures"
@@ -100,6 +101,73 @@ RSpec.describe "Names of holders" do
 
   context "fork: true snapshots (the child names the threads it inherited)" do
     include_examples "each kind named", true
+  end
+
+  describe "everywhere a holder is shown" do
+    before(:all) do
+      @shared_dir = Dir.mktmpdir("heapdiff-names-shared")
+      app = File.expand_path("../support/apps/named_leaks.rb", __dir__)
+      out, status = Open3.capture2e(RbConfig.ruby, "-I", Processes::LIB, app, @shared_dir)
+      raise "named_leaks.rb failed: #{out}" unless status.success?
+
+      @truth = JSON.parse(out.lines.last)
+    end
+    after(:all) { FileUtils.rm_rf(@shared_dir) }
+
+    def cli(*args)
+      Open3.capture3(RbConfig.ruby, "-I#{Processes::LIB}", File.expand_path("../../exe/heapdiff", __dir__), *args)
+    end
+
+    it "heapdiff path and heapdiff report" do
+      out, _err, status = cli("path", @truth["dumps"].last, @truth["holders"]["constant"])
+      expect(status.exitstatus).to eq(0)
+      expect(out).to include("→ MODULE Registry 0x").and include("→ Registry::ENTRIES ARRAY #{@truth["holders"]["constant"]}")
+      out, _err, status = cli("report", @shared_dir, "--top", "3")
+      expect(status.exitstatus).to eq(0)
+      expect(out).to include("held by singleton class of #<Settings #{@truth["holders"]["settings"]}> (Class) ← SETTINGS ← ")
+    end
+
+    it "the trend's JSON and HTML report" do
+      code = <<~RUBY
+        require "heapdiff"
+        Heapdiff.trace_allocations!
+        class Sessions
+          @cache = []
+          class << self
+            attr_reader :cache
+          end
+        end
+        3.times do
+          100.times { |i| Sessions.cache << "session \#{i}" }
+          Heapdiff.snapshot(dir: ARGV[0])
+        end
+      RUBY
+      dir = File.join(@shared_dir, "trend")
+      out, status = Processes.ruby(code, dir)
+      raise "snapshots failed: #{out}" unless status.success?
+
+      trend = Heapdiff.trend(dir)
+      site = trend.first
+      expect(site).to have_attributes(verdict: :growing, type: "STRING", counts: [100, 200, 300])
+      holder = site.to_h(details: true)[:suspect][:holders].first
+      expect(holder).to include(name: { kind: "class_ivar", expr: "@cache of Sessions", context: nil })
+      expect(holder[:path][:steps].last).to include(label: "@cache of Sessions", address: holder[:named_object])
+      card = trend.to_html[%r{<article class="site" id="site-1">.*?</article>}m]
+      expect(card).to include("<b>Allocated at</b> <code>#{site.location}</code>")
+        .and include("<b>Held by</b> <code>@cache of Sessions</code> <span class=\"context\">Array of 300</span>")
+        .and include("<b>Holder chain</b>: <code>@cache of Sessions ← CLASS Sessions 0x")
+    end
+
+    it "the matcher's failure message" do
+      stub_const("NAMES_SPEC_CACHE", [])
+      message = begin
+        expect { NAMES_SPEC_CACHE << ("kept" * 4) }.not_to leak(iterations: 10)
+        nil
+      rescue RSpec::Expectations::ExpectationNotMetError => e
+        e.message
+      end
+      expect(message).to match(/100% held by NAMES_SPEC_CACHE \(Array of \d+\) ← CLASS Object 0x\h+ ← ROOT vm/)
+    end
   end
 
   it "08-fiber-locals through Heapdiff.snapshot: the thread variable, and the enumerator's fiber" do
