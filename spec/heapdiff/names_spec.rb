@@ -131,14 +131,10 @@ RSpec.describe "Names of holders" do
       code = <<~RUBY
         require "heapdiff"
         Heapdiff.trace_allocations!
-        class Sessions
-          @cache = []
-          class << self
-            attr_reader :cache
-          end
-        end
+        Sessions = Class.new
+        Sessions.instance_variable_set(:@cache, [])
         3.times do
-          100.times { |i| Sessions.cache << "session \#{i}" }
+          100.times { |i| Sessions.instance_variable_get(:@cache) << "session \#{i}" }
           Heapdiff.snapshot(dir: ARGV[0])
         end
       RUBY
