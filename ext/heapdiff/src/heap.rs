@@ -150,7 +150,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
     class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
     class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
-    crate::names::init(ruby, module, class)?;
+    crate::names::init(class)?;
     Ok(())
 }
 

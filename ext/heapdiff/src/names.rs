@@ -1,32 +1,17 @@
-//! The code's names for objects: `Heapdiff::Names._address` (a live object's address,
-//! as the dump writes it) for the capture side, and the Heap methods that give a
-//! loaded heap its names sidecar and read the names back.
+//! The code's names for objects: the Heap methods that give a loaded heap its names
+//! sidecar (`lib/heapdiff/capture/names.rb` writes it) and read the names back.
 
-use magnus::{
-    function, method, prelude::*, rb_sys::AsRawValue, Error, RClass, RModule, Ruby, Value,
-};
+use magnus::{method, prelude::*, Error, RClass, Ruby};
 
 use heapdiff_core::graph::NameEntry;
 
 use crate::heap::HeapHandle;
 
-pub fn init(ruby: &Ruby, module: RModule, heap: RClass) -> Result<(), Error> {
-    let names = module.define_class("Names", ruby.class_object())?;
-    names.define_singleton_method("_address", function!(address, 1))?;
+pub fn init(heap: RClass) -> Result<(), Error> {
     heap.define_method("_set_names", method!(set_names, 1))?;
     heap.define_method("_name_of", method!(name_of, 1))?;
     heap.define_method("_names_count", method!(names_count, 0))?;
     Ok(())
-}
-
-/// The address of a heap object: its VALUE, which is what `ObjectSpace.dump_all` writes
-/// as `"address"` (on 3.x `object_id` is a counter, not the address). None for special
-/// constants (Integers, Symbols, nil, …), which are in no dump. Allocates nothing.
-// VALUE is u64 on 64-bit Linux, another width elsewhere: the cast is not always a no-op.
-#[allow(clippy::unnecessary_cast)]
-fn address(value: Value) -> Option<u64> {
-    let raw = value.as_raw();
-    (!rb_sys::SPECIAL_CONST_P(raw)).then_some(raw as u64)
 }
 
 /// One sidecar entry as Ruby passes it:

@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
 require "json"
-require_relative "../native"
 require_relative "../printable"
 
 module Heapdiff
@@ -34,6 +33,7 @@ module Heapdiff
     IVARS = Kernel.instance_method(:instance_variables)
     IVAR_GET = Kernel.instance_method(:instance_variable_get)
     CLASS_OF = Kernel.instance_method(:class)
+    KERNEL_TO_S = Kernel.instance_method(:to_s)
     THREAD_NAME = Thread.instance_method(:name)
     THREAD_INSPECT = Thread.instance_method(:inspect)
     THREAD_KEYS = Thread.instance_method(:keys)
@@ -41,12 +41,15 @@ module Heapdiff
     THREAD_VARIABLES = Thread.instance_method(:thread_variables)
     THREAD_VARIABLE_GET = Thread.instance_method(:thread_variable_get)
     GLOBAL = /\A\$[A-Za-z_]\w*\z/
+    # Kernel#to_s ends with the object's address as dump_all writes it ("%p" of the
+    # VALUE): "#<Array:0x00007f…>".
+    ADDRESS = /0x(\h+)>\z/
     # Globals whose reading does something: $FILENAME opens ARGF's next file (and
     # shifts ARGV).
     ACTIVE_GLOBALS = %i[$FILENAME].freeze
-    private_constant :MODULE_NAME, :CONSTANTS, :CONST_GET, :AUTOLOAD, :SINGLETON, :IVARS, :IVAR_GET, :CLASS_OF,
+    private_constant :MODULE_NAME, :CONSTANTS, :CONST_GET, :AUTOLOAD, :SINGLETON, :IVARS, :IVAR_GET, :CLASS_OF, :KERNEL_TO_S,
                      :THREAD_NAME, :THREAD_INSPECT, :THREAD_KEYS, :THREAD_AREF, :THREAD_VARIABLES,
-                     :THREAD_VARIABLE_GET, :GLOBAL, :ACTIVE_GLOBALS
+                     :THREAD_VARIABLE_GET, :GLOBAL, :ACTIVE_GLOBALS, :ADDRESS
 
     class << self
       # "dir/heap-0003.json" => "dir/heap-0003.names.json" (also for .json.gz).
@@ -146,12 +149,26 @@ module Heapdiff
     private
 
     def add(value, owner, kind, expr, context = nil)
-      address = Names._address(value) or return
+      address = address(value) or return
       if @entries.size >= LIMIT
         @truncated = true
         throw :full
       end
-      @entries << [address, owner && Names._address(owner), kind, expr, context, class_name(value)]
+      @entries << [address, owner && address(owner), kind, expr, context, class_name(value)]
+    end
+
+    # The address of a heap object as the dump writes it; nil for values that are no
+    # heap object (nil, Integers, Floats, Symbols) and for a BasicObject. Not
+    # object_id: on Ruby 3.x that is a counter. Measured against ObjectSpace.dump
+    # (which writes the whole record) and Fiddle (a library to load into someone
+    # else's process), Kernel#to_s is the cheap one that needs nothing loaded.
+    def address(value)
+      case value
+      when nil, true, false, Integer, Float, Symbol then nil
+      else KERNEL_TO_S.bind_call(value)[ADDRESS, 1]&.to_i(16)
+      end
+    rescue TypeError
+      nil
     end
 
     # The value's class name, which loading checks against the dump's; nil for an
