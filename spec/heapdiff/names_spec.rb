@@ -81,12 +81,12 @@ RSpec.describe "Names of holders" do
       # the at_exit list do.
       images = group_at(report, "OBJECT", lines["finalizer"])
       expect(images.count).to eq(count)
-      expect(report.suspect(images).to_s).to include("100% held directly by finalizers (ObjectSpace.define_finalizer) " \
-                                                     "in ROOT finalizers")
-      expect(heap.path_to_root(images.sample(1).first).steps.first.name.expr).to eq("finalizer (ObjectSpace.define_finalizer)")
+      expect(report.suspect(images).to_s).to include("100% held directly by the finalizer table " \
+                                                     "(ObjectSpace.define_finalizer): ROOT finalizers")
+      expect(heap.path_to_root(images.sample(1).first).steps.first.name.expr).to eq("finalizer table (ObjectSpace.define_finalizer)")
       exits = group_at(report, "STRING", lines["at_exit"])
       expect(exits.count).to eq(count)
-      expect(report.suspect(exits).to_s).to include("100% held directly by at_exit blocks in ROOT end_proc")
+      expect(report.suspect(exits).to_s).to include("100% held directly by at_exit blocks: ROOT end_proc")
       expect(heap.path_to_root(exits.sample(1).first).steps.first.name.expr).to eq("at_exit block")
 
       # Names and addresses, never values.
@@ -204,6 +204,22 @@ RSpec.describe "Names of holders" do
     report = Heapdiff.diff(*dumps)
     group = report.find { |g| g.type == "STRING" && g.line == 28 }
     expect(report.suspect(group).to_s).to include("held by singleton class of #<Settings 0x")
+  end
+
+  it "names an ivar from the object's shape on Ruby 3.2+ dumps, of the object that has it; 3.1 dumps have no shapes" do
+    %w[3.1 3.3].each do |ruby|
+      heap = Heapdiff.load(File.join(Fixtures.shared, "fixtures", "leak3", "ruby-#{ruby}", "2.jsonl.gz"))
+      payload = heap.find { |o| o.type == "STRING" && o.line == 17 }
+      path = heap.path_to_root(payload)
+      leak = path.steps[-2].object
+      expect(leak.class_name).to eq("Leak")
+      if ruby == "3.1"
+        expect(path.steps.last.name).to be_nil
+      else
+        expect(path.steps.last.label).to eq("@payload")
+        expect(path.steps.last.name.to_h).to eq(kind: "ivar", expr: "@payload of #<Leak #{leak.address}>", context: nil)
+      end
+    end
   end
 
   it "loads a dump whose names file is damaged without its names, with a warning" do

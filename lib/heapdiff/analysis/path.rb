@@ -7,7 +7,7 @@ module Heapdiff
   # with the edge into it where it is known: the code's name from the snapshot's names
   # sidecar (+Registry::ENTRIES+, +Thread.current[:key]+, …), an ivar from the
   # object's shape on Ruby 3.2+, an array index, or what the dump tells (a singleton
-  # class, a finalizer). Enumerable over the objects.
+  # class, the finalizer table). Enumerable over the objects.
   class Path
     include Enumerable
 

@@ -45,8 +45,8 @@ module Heapdiff
 
     # What the roots of a category are, in the words of the code that makes them.
     ROOT_CATEGORIES = Hash.new("").merge(
-      "finalizers" => "finalizers (ObjectSpace.define_finalizer) in ", "end_proc" => "at_exit blocks in ",
-      "global_tbl" => "global variables in ", "machine_context" => "a thread's machine stack in "
+      "finalizers" => "the finalizer table (ObjectSpace.define_finalizer): ", "end_proc" => "at_exit blocks: ",
+      "global_tbl" => "global variables: ", "machine_context" => "a thread's machine stack: "
     ).freeze
 
     attr_reader :group, :holders, :retained_size, :unreachable_count

@@ -154,7 +154,9 @@ module Heapdiff
         @truncated = true
         throw :full
       end
-      @entries << [address, owner && address(owner), kind, expr, context, class_name(value)]
+      # Valid UTF-8 for JSON: a thread's name, a constant's, may be any bytes.
+      @entries << [address, owner && address(owner), kind, Printable.utf8(expr), Printable.utf8(context),
+                   Printable.utf8(class_name(value))]
     end
 
     # The address of a heap object as the dump writes it; nil for values that are no

@@ -1,6 +1,7 @@
 //! The code's names for objects: what a snapshot's names sidecar says holds them
 //! (`Foo::BAR`, `$global`, `@cache of Foo`, `Thread.current[:key]`, …), and the few
-//! names the dump itself gives (a singleton class, a finalizer, an at_exit block).
+//! names the dump itself gives (a singleton class, the finalizer table, an at_exit
+//! block).
 //!
 //! A name from the sidecar is kept only where the dump agrees with it: its address is
 //! an object of this dump, of the class the process saw. The sidecar is written at the
@@ -169,9 +170,10 @@ impl HeapGraph {
         };
         let Some(prev) = prev else {
             return match root {
+                // The table marks the objects that have finalizers and their procs.
                 b"finalizers" => derived(
                     "finalizer",
-                    "finalizer (ObjectSpace.define_finalizer)".into(),
+                    "finalizer table (ObjectSpace.define_finalizer)".into(),
                 ),
                 b"end_proc" => derived("at_exit", "at_exit block".into()),
                 _ => None,

@@ -241,15 +241,23 @@ impl HeapGraph {
                     .then(|| "fiber-local or stack of the fiber".to_string())
             })
         });
-        let name = label
-            .as_deref()
-            .filter(|l| l.starts_with('@'))
-            .map(|l| Name {
-                kind: "ivar".into(),
-                expr: l.to_string(),
-                context: None,
-                owner: before.last().copied(),
+        // An ivar from the shape is a code name: of which object, the dump says.
+        let name = label.as_deref().filter(|l| l.starts_with('@')).map(|l| {
+            let owner = before.last().copied();
+            let of = owner.map_or_else(String::new, |o| {
+                let class = self.heap.class_name(o).unwrap_or_else(|| "?".into());
+                format!(
+                    " of #<{class} {}>",
+                    crate::heap::hex(self.heap.columns.address[o])
+                )
             });
+            Name {
+                kind: "ivar".into(),
+                expr: format!("{l}{of}"),
+                context: None,
+                owner,
+            }
+        });
         Step { row, label, name }
     }
 
