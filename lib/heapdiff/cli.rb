@@ -12,8 +12,8 @@ module Heapdiff
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
-      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
-                          "--html FILE also writes the trend over all of them as one HTML page."],
+      "report" => ["DIR", "Diff the latest three snapshots of one process in DIR (the latest process, or --pid); " \
+                          "--html FILE also writes the trend over all of its snapshots as one HTML page."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
       "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
@@ -69,11 +69,11 @@ module Heapdiff
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
-      all = Snapshot.list(args[0])
+      all = process_snapshots(args[0], options[:pid])
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
-      report = diff_paths(snapshots.map(&:path))
+      report = diff_paths(snapshots)
       status = begin
         report_output(report, options)
       ensure
@@ -153,6 +153,9 @@ module Heapdiff
           end
         end
         if command == "report"
+          o.on("--pid PID", Integer, "The process whose snapshots to report (default: the one that took the latest)") do |v|
+            options[:pid] = v
+          end
           o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
             options[:html] = v
           end
@@ -181,7 +184,8 @@ module Heapdiff
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report), --help.",
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, " \
+                  "--html FILE and --pid PID (report), --help.",
               "'heapdiff COMMAND --help' for a command's own."
       status
     end
@@ -192,9 +196,34 @@ module Heapdiff
       Heapdiff.load(path, &)
     end
 
+    # The snapshots in +dir+ of the process with +pid+, or of the latest process. When
+    # the directory holds several processes' snapshots, says on stderr which it took.
+    def process_snapshots(dir, pid)
+      all = Snapshot.list(dir)
+      groups = Snapshot.processes(all)
+      named = groups.except(nil)
+      raise Usage, "no sidecar in #{dir} names a process, so --pid cannot choose" if pid && named.empty?
+
+      chosen = Snapshot.of_process(all, pid || :latest, dir)
+      raise Usage, "no snapshot of pid #{pid} in #{dir}; its snapshots are of #{pids_in(named)}" if pid && chosen.empty?
+
+      if named.size > 1 || (pid.nil? && named.size == 1 && groups.key?(nil))
+        identity = chosen.first.process
+        @err.puts "heapdiff: #{dir} holds snapshots of #{named.size} process#{"es" unless named.size == 1}" \
+                  "#{" (and #{groups[nil].size} without a sidecar, left out)" if groups.key?(nil)}; " \
+                  "reporting #{identity} (#{chosen.size} snapshot#{"s" unless chosen.size == 1})" \
+                  "#{"; --pid to choose: #{pids_in(named)}" unless pid}"
+      end
+      chosen
+    end
+
+    def pids_in(named)
+      named.map { |identity, group| "#{identity.pid} (#{group.size})" }.join(", ")
+    end
+
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
     def diff_paths(paths)
-      paths.each { |path| progress(path) }
+      paths.each { |path| progress(Snapshot === path ? path.path : path) }
       Heapdiff.diff(*paths)
     end
 

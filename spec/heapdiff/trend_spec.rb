@@ -154,7 +154,17 @@ RSpec.describe "Heapdiff.trend" do
     it "follows one process, in time order" do
       Dir.mktmpdir do |dir|
         recorder_dir(dir, pids: [1, 1, 2])
-        expect { Heapdiff.trend(dir) }.to raise_error(Heapdiff::TrendError, /come from 2 processes \(worker-1:1, worker-1:2\)/)
+        expect { Heapdiff.trend(dir) }.to raise_error(
+          Heapdiff::MixedProcessesError, /come from 2: pid 1 on worker-1 \(2 snapshots\); pid 2 on worker-1 \(1 snapshot\)/
+        )
+      end
+      Dir.mktmpdir do |dir|
+        recorder_dir(dir, pids: [2, 1, 1])
+        trend = Heapdiff.trend(dir, process: :latest)
+        expect(trend.snapshots.map { |s| [File.basename(s.path), s.process.pid] })
+          .to eq([["heap-0002.json.gz", 1], ["heap-0003.json.gz", 1]])
+        expect(Heapdiff.trend(dir, process: 1).snapshots.size).to eq(2)
+        expect { Heapdiff.trend(dir, process: 2) }.to raise_error(Heapdiff::TrendError, /got 1/)
       end
       Dir.mktmpdir do |dir|
         recorder_dir(dir, minutes: [0, 40, 20])

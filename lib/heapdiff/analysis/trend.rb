@@ -40,14 +40,15 @@ module Heapdiff
         trend
       end
 
-      # The snapshots a directory (Snapshot.list) or a list of paths stands for.
-      def snapshots_from(paths_or_dir)
+      # The snapshots a directory (Snapshot.list, with +process:+) or a list of paths
+      # stands for.
+      def snapshots_from(paths_or_dir, process: nil)
         paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir
         when String
           raise FileError, "heapdiff: no such directory: #{paths_or_dir}" unless File.directory?(paths_or_dir)
 
-          Snapshot.list(paths_or_dir)
+          Snapshot.list(paths_or_dir, process: process)
         when Array then paths_or_dir
         else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{Arguments.kind(paths_or_dir)}"
         end
@@ -56,14 +57,11 @@ module Heapdiff
       private
 
       # Identity across dumps means something only within one process, in time order.
+      # Raises TrendError or MixedProcessesError.
       def check(snapshots)
         raise TrendError, "heapdiff: a trend needs at least two snapshots, got #{snapshots.size}" if snapshots.size < 2
 
-        pids = snapshots.filter_map { |s| s.meta && [s.meta["hostname"], s.meta["pid"]] }.uniq
-        if pids.size > 1
-          raise TrendError, "heapdiff: the snapshots come from #{pids.size} processes " \
-                            "(#{pids.map { |h, p| "#{h}:#{p}" }.join(", ")}); a trend follows one process"
-        end
+        Snapshot.check_one_process(snapshots, "a trend")
         times = snapshots.filter_map { |s| s.meta&.dig("time") && s.taken_at }
         return if times.each_cons(2).all? { |a, b| a <= b }
 

@@ -5,6 +5,7 @@ require "json"
 require_relative "../errors"
 require_relative "../printable"
 require_relative "../safe_file"
+require_relative "process_identity"
 require_relative "tracing"
 require_relative "names"
 require_relative "../version"
@@ -120,6 +121,8 @@ module Heapdiff
     def prepare(time, forked:)
       make_dir
       @pid = Process.pid
+      # The parent's, also in a forked snapshot's child, which dumps the parent's heap.
+      @process = ProcessIdentity.current
       # A forked child has only the thread that forked, its Thread.main: the names
       # need the parent's.
       @main_thread = Thread.main
@@ -238,7 +241,6 @@ module Heapdiff
         # made on another machine needs it to leave them out.
         "heapdiff_path" => Printable.utf8(File.expand_path("..", __dir__)),
         "sequence" => @sequence,
-        "pid" => @pid,
         **process_identity,
         "time" => time.getutc.strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
         "ruby_version" => RUBY_VERSION,
@@ -255,15 +257,16 @@ module Heapdiff
       }
     end
 
-    # The host and the program's name ($PROGRAM_NAME, which servers fill with their
-    # command line: "--token=…"). A redacted sidecar holds neither: the host only as a
-    # hash, which still tells snapshots of different hosts apart (Trend needs that).
+    # The process (ProcessIdentity: host, pid, start time) and the program's name
+    # ($PROGRAM_NAME, which servers fill with their command line: "--token=…"). A
+    # redacted sidecar holds neither name: the host only as a hash, which still tells
+    # snapshots of different hosts apart (Snapshot.processes needs that).
     def process_identity
-      hostname = Etc.uname[:nodename]
-      return { "hostname" => hostname, "program" => Printable.utf8($PROGRAM_NAME) } unless @redact
+      meta = @process.to_meta
+      return meta.merge("program" => Printable.utf8($PROGRAM_NAME)) unless @redact
 
       require "digest"
-      { "hostname" => "sha256:#{Digest::SHA256.hexdigest(hostname)[0, 16]}", "program" => nil }
+      meta.merge("hostname" => "sha256:#{Digest::SHA256.hexdigest(meta["hostname"])[0, 16]}", "program" => nil)
     end
 
     # Resident set size from /proc (Linux); nil elsewhere.
