@@ -18,7 +18,7 @@ module Heapdiff
   #
   # The file: {"format" => 1, "entries" => [[address, owner address or nil, kind,
   # expression, context or nil, class name or nil], …], "truncated" => Boolean,
-  # "seconds" => collection time}. Kinds: "constant", "class_ivar", "global",
+  # "microseconds" => collection time}. Kinds: "constant", "class_ivar", "global",
   # "thread", "fiber_local", "thread_variable".
   class Names
     FORMAT = 1
@@ -100,7 +100,7 @@ module Heapdiff
 
       # With the GC off (see the class comment); puts it back as it was.
       def collect(gc_count, main, threads)
-        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC, :microsecond)
         was_disabled = GC.disable
         deprecated = Warning[:deprecated]
         Warning[:deprecated] = false # const_get of a deprecate_constant warns
@@ -112,7 +112,9 @@ module Heapdiff
         end
 
         { "format" => FORMAT, "entries" => names.entries, "truncated" => names.truncated?,
-          "seconds" => (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).round(4) }
+          # An Integer: generating a Float would make json's first Float#to_s call cache, a
+          # new object in the next dump (see the snapshot spec of an idle process).
+          "microseconds" => Process.clock_gettime(Process::CLOCK_MONOTONIC, :microsecond) - started }
       ensure
         Warning[:deprecated] = deprecated unless deprecated.nil?
         GC.enable unless was_disabled || was_disabled.nil?
