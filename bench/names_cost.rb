@@ -65,10 +65,11 @@ module HeapdiffBench
       GC.start(full_mark: true, immediate_sweep: true)
       started = now
       gc_count = GC.count
+      compact_count = GC.stat(:compact_count)
       File.open(path, "w") { |io| ObjectSpace.dump_all(output: io) }
       dumped = now
       rss = rss_mb
-      json = Heapdiff::Names.capture(gc_count)
+      json = Heapdiff::Names.capture(gc_count, compact_count, traced: false)
       named = now
       entries = json ? JSON.parse(json)["entries"].size : 0
       [dumped - started, named - dumped, json&.bytesize || 0, entries, rss_mb - rss]

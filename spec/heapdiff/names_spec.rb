@@ -257,6 +257,29 @@ RSpec.describe "Names of holders" do
     expect(heap.names_count).to be > 0
   end
 
+  it "keeps, when the GC ran during the dump, only the names of objects older than the dump" do
+    code = <<~RUBY
+      require "heapdiff"
+      Heapdiff.trace_allocations! if ARGV[0] == "traced"
+      OLD_VALUE = +"old"
+      GC.start
+      gc_count = GC.count # as if the dump started here
+      compact_count = GC.stat(:compact_count)
+      traced = Heapdiff.tracing?
+      ARGV[0] == "compacted" ? GC.compact : GC.start # the GC runs during the dump
+      NEW_VALUE = +"new" # may be where the dump saw another object
+      names = JSON.parse(Heapdiff::Names.capture(gc_count, compact_count, traced: traced))
+      puts JSON.generate(names["entries"].map { |entry| entry[3] }.select { |expr| expr.end_with?("_VALUE") })
+    RUBY
+    kept = %w[traced untraced compacted].to_h do |how|
+      out, status = Processes.ruby(code, how)
+      raise "#{how}: #{out}" unless status.success?
+
+      [how, JSON.parse(out.lines.last)]
+    end
+    expect(kept).to eq("traced" => ["OLD_VALUE"], "untraced" => [], "compacted" => [])
+  end
+
   it "writes the names of this process's objects beside its dump" do
     snapshot = Heapdiff.snapshot(dir: @dir)
     heap = Heapdiff.load(snapshot.path)

@@ -1,7 +1,9 @@
 # frozen_string_literal: true
 
 require "json"
+require "objspace"
 require_relative "../printable"
+require_relative "tracing"
 
 module Heapdiff
   # The code's names for the objects of this process, written beside a snapshot's dump
@@ -13,12 +15,17 @@ module Heapdiff
   # child for +fork: true+), with the GC off: an address is only reused once the GC has
   # freed its object, so when no GC ran between the start of the dump and the end of
   # the collection, an address in the names that is in the dump is the same object.
-  # When one did (an in-process snapshot while other threads allocate), the names are
-  # dropped: never a wrong name.
+  # When one did (an in-process snapshot while other threads allocate), an object that
+  # already existed when the dump started still held its address throughout, unless
+  # compaction moved it; one allocated since may sit where the dump saw another. So
+  # only names of objects older than the dump are kept, as allocation tracing tells
+  # (their generation, or none for objects older than the tracing); none without
+  # tracing, none after a compaction: never a wrong name.
   #
   # The file: {"format" => 1, "entries" => [[address, owner address or nil, kind,
   # expression, context or nil, class name or nil], …], "truncated" => Boolean,
-  # "microseconds" => collection time}. Kinds: "constant", "class_ivar", "global",
+  # "dropped" => names left out for a GC during the dump, "microseconds" => collection
+  # time}. Kinds: "constant", "class_ivar", "global",
   # "thread", "fiber_local", "thread_variable".
   class Names
     FORMAT = 1
@@ -60,18 +67,22 @@ module Heapdiff
         "#{dump_path.sub(/\.json(?:\.gz)?\z/, "")}.names.json"
       end
 
-      # Collects the names now, for a dump that started when GC.count was +gc_count+.
+      # Collects the names now, for a dump that started when GC.count was +gc_count+
+      # (and GC.stat(:compact_count) +compact_count+, and allocation tracing was
+      # +traced+: Heapdiff.tracing?).
       # +main+ is the process's main thread and +threads+ its threads: a forked child
       # has only the thread that forked (its Thread.main), so a forked snapshot passes
       # the parent's, whose objects the child still has. Never raises: a failure is
       # logged on stderr and gives nil, and the snapshot is kept without names.
       #
       # @param gc_count [Integer] GC.count when the dump started
+      # @param compact_count [Integer] GC.stat(:compact_count) then
+      # @param traced [Boolean] whether allocation tracing was on then
       # @param main [Thread]
       # @param threads [Array<Thread>]
       # @return [String, nil] the names file's JSON
-      def capture(gc_count, main: Thread.main, threads: Thread.list)
-        names = collect(gc_count, main, threads)
+      def capture(gc_count, compact_count, traced:, main: Thread.main, threads: Thread.list)
+        names = collect([gc_count, compact_count, traced], main, threads)
         names && JSON.generate(names)
       rescue StandardError, NoMemoryError, SystemStackError => e
         warn "heapdiff: snapshot names skipped: #{e.class}: #{Printable.utf8(e.message)[0, 200]}"
@@ -99,19 +110,17 @@ module Heapdiff
       private
 
       # With the GC off (see the class comment); puts it back as it was.
-      def collect(gc_count, main, threads)
+      # +dump+: [gc_count, compact_count, traced] when the dump started.
+      def collect(dump, main, threads)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC, :microsecond)
         was_disabled = GC.disable
         deprecated = Warning[:deprecated]
         Warning[:deprecated] = false # const_get of a deprecate_constant warns
         names = new(main, threads)
         names.collect
-        unless GC.count == gc_count
-          warn "heapdiff: snapshot names skipped: the GC ran during the dump, so an address may be another object's"
-          return nil
-        end
-
-        { "format" => FORMAT, "entries" => names.entries, "truncated" => names.truncated?,
+        entries = names.entries_true_for(*dump)
+        { "format" => FORMAT, "entries" => entries, "truncated" => names.truncated?,
+          "dropped" => names.entries.size - entries.size,
           # An Integer: generating a Float would make json's first Float#to_s call cache, a
           # new object in the next dump (see the snapshot spec of an idle process).
           "microseconds" => Process.clock_gettime(Process::CLOCK_MONOTONIC, :microsecond) - started }
@@ -127,12 +136,28 @@ module Heapdiff
       @main = main
       @threads = threads
       @entries = []
+      # Per entry, the later allocation generation of the value and its owner: see
+      # #entries_true_for.
+      @generations = []
       @truncated = false
       @visited = {}.compare_by_identity # (a class's own #hash may be anything)
     end
 
     def truncated?
       @truncated
+    end
+
+    # The entries that name the dump's objects, for a dump that started at GC.count
+    # +gc_count+ (see the class comment): all of them when no GC ran since; else, if
+    # allocation tracing was on throughout and nothing was compacted, those whose value
+    # and owner are older than the dump.
+    #
+    # @return [Array<Array>]
+    def entries_true_for(gc_count, compact_count, traced)
+      return @entries if GC.count == gc_count
+      return [] unless traced && Heapdiff.tracing? && GC.stat(:compact_count) == compact_count
+
+      @entries.zip(@generations).filter_map { |entry, generation| entry if generation <= gc_count }
     end
 
     # Fills #entries: modules' constants and class-level ivars, globals, threads.
@@ -159,6 +184,13 @@ module Heapdiff
       # Valid UTF-8 for JSON: a thread's name, a constant's, may be any bytes.
       @entries << [address, owner && address(owner), kind, Printable.utf8(expr), Printable.utf8(context),
                    Printable.utf8(class_name(value))]
+      @generations << generation(value, owner)
+    end
+
+    # The later allocation generation of +value+ and +owner+ (a global's owner is nil).
+    # An object that tracing did not see is older than the tracing: 0.
+    def generation(value, owner)
+      [value, owner].compact.map { |object| ObjectSpace.allocation_generation(object) || 0 }.max
     end
 
     # The address of a heap object as the dump writes it; nil for values that are no
@@ -223,6 +255,7 @@ module Heapdiff
       end
     end
 
+    # A thread that cannot be read (it raises) has no names here.
     def thread_names(thread)
       main = thread.equal?(@main)
       name = THREAD_NAME.bind_call(thread)
@@ -241,6 +274,8 @@ module Heapdiff
         expr = main ? "Thread.main.thread_variable_get(#{key.inspect})" : "Thread#thread_variable_get(#{key.inspect})"
         add(THREAD_VARIABLE_GET.bind_call(thread, key), thread, "thread_variable", expr, context)
       end
+    rescue StandardError
+      nil
     end
   end
 end

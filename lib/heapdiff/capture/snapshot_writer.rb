@@ -155,9 +155,11 @@ module Heapdiff
     # The dump and everything after it. A forked child collects the meta here, once
     # the dump has finished the GC.
     def complete(time, forked:)
+      traced = Heapdiff.tracing?
       gc_count = GC.count
+      compact_count = GC.stat(:compact_count)
       ObjectSpace.dump_all(output: @io)
-      @names = Names.capture(gc_count, main: @main_thread, threads: @threads)
+      @names = Names.capture(gc_count, compact_count, traced: traced, main: @main_thread, threads: @threads)
       if @redact
         @io.flush
         dump = write_temp(dump_name_guess) do |out|
@@ -326,7 +328,9 @@ module Heapdiff
       begin
         File.rename(dump, @path)
       rescue SystemCallError
-        remove(meta_path) # a sidecar without its dump would describe nothing
+        # Sidecars without their dump would describe nothing.
+        remove(meta_path)
+        remove(Names.path_for(@path))
         raise
       end
       [@path, meta_path, meta]
@@ -346,6 +350,7 @@ module Heapdiff
 
         unless place(dump, path)
           remove(meta_path)
+          remove(Names.path_for(path))
           raise SnapshotError, "heapdiff: #{path} appeared while the snapshot was being written"
         end
         return [path, meta_path, meta]
