@@ -66,6 +66,7 @@ RSpec.describe "Names of holders" do
         expect(suspect.to_s).to include("% held by #{text}"), "#{kind}: #{suspect}"
         expect(suspect.top.count).to be >= count - 1
         expect(suspect.top.named.object.address).to eq(address), kind
+        expect(suspect.inspect).to include("named #{address}")
         expect(suspect.to_h[:holders].first[:name]).to include(expr: expr)
 
         paths = group.sample(count).map { |object| heap.path_to_root(object) }

@@ -29,6 +29,15 @@ module Heapdiff
         "#{percent} held by #{described} ← #{rest}"
       end
 
+      # "holder 0x…, named 0x…": the addresses behind #to_s's names.
+      def addresses
+        [object && "holder #{object.address}", named && "named #{named.object.address}"].compact.join(", ")
+      end
+
+      def inspect
+        "#<Heapdiff::Suspect::Holder #{self} (#{addresses})>"
+      end
+
       # The closest holder with a code name (see #to_s), or nil.
       #
       # @return [Heapdiff::Path::Step, nil]
@@ -93,8 +102,9 @@ module Heapdiff
       lines.join
     end
 
+    # The sentence, then the addresses it names by code names: "… (holders 0x…, named 0x…)".
     def inspect
-      "#<Heapdiff::Suspect #{self}>"
+      "#<Heapdiff::Suspect #{self} (#{holders.first(3).map(&:addresses).join("; ")})>"
     end
   end
 end
