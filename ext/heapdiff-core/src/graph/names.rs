@@ -132,8 +132,8 @@ impl HeapGraph {
 
     /// The name of the edge into `row` on a path whose earlier rows are `before`
     /// (root first) and which starts at a root of category `root`: a sidecar name
-    /// whose owner is the previous row, or is on the path; a global for the first
-    /// step; a thread's name wherever it is; else what the dump itself tells (a singleton class reached through its
+    /// whose owner is the previous row (or, for a thread's locals, is on the path); a
+    /// global for the first step; a thread's name wherever it is; else what the dump itself tells (a singleton class reached through its
     /// object, a finalizer, an at_exit block). None when nothing is known.
     pub(crate) fn path_name(&self, root: &[u8], before: &[usize], row: usize) -> Option<Name> {
         let names = self.names().of(row);
@@ -147,9 +147,12 @@ impl HeapGraph {
                     .find(|n| before.is_empty() && n.owner.is_none() && root == b"global_tbl")
             })
             .or_else(|| {
-                names
-                    .iter()
-                    .find(|n| n.owner.is_some_and(|o| before.contains(&o)))
+                // A thread holds its variables through a hash, and (Ruby 3.3) its
+                // fiber-locals through its root fiber: the owner is further up.
+                names.iter().find(|n| {
+                    matches!(n.kind.as_str(), "fiber_local" | "thread_variable")
+                        && n.owner.is_some_and(|o| before.contains(&o))
+                })
             })
             .or_else(|| names.iter().find(|n| n.kind == "thread"));
         if let Some(name) = found {
