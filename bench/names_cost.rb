@@ -82,7 +82,7 @@ module HeapdiffBench
       share = names / dump
       puts format("dump_all %.2f s; names %.3f s (%.1f%% of the dump), %d entries, %.1f MB of JSON, RSS +%.0f MB",
                   dump, names, share * 100, entries, bytes / 1e6, rss)
-      puts "each run's names (s): #{results.map { |r| r[1].round(3) }.join(", ")} (the first is cold: method caches, JSON)"
+      puts "each run's names (s): #{results.map { |r| r[1].round(3) }.join(", ")}"
       puts format("%s: names at most %.0f%% of dump_all's time", share <= TARGET ? "PASS" : "MISS", TARGET * 100)
     end
 

@@ -173,7 +173,7 @@ impl HeapGraph {
         };
         let Some(prev) = prev else {
             return match root {
-                // The table marks the objects that have finalizers and their procs.
+                // The finalizer table: what it marks is the finalizers of some object.
                 b"finalizers" => derived(
                     "finalizer",
                     "finalizer table (ObjectSpace.define_finalizer)".into(),
