@@ -14,6 +14,7 @@ require_relative "heapdiff/native"
 
 # Capture: tracing allocations, writing snapshots, recording them over time
 require_relative "heapdiff/capture/tracing"
+require_relative "heapdiff/capture/memory"
 require_relative "heapdiff/capture/snapshot"
 require_relative "heapdiff/capture/names"
 require_relative "heapdiff/capture/redactor"
@@ -31,6 +32,7 @@ require_relative "heapdiff/analysis/path"
 require_relative "heapdiff/analysis/suspect"
 require_relative "heapdiff/analysis/summary"
 require_relative "heapdiff/analysis/trend"
+require_relative "heapdiff/analysis/memory_verdict"
 # (heapdiff/html/trend_report is loaded by Trend#to_html, on first use.)
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by

@@ -73,9 +73,16 @@ module Heapdiff
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
+      # Where the memory grew, from the sidecars alone: before any dump is loaded.
+      memory = MemoryVerdict.from_snapshots(all)
+      options[:memory] = memory
+      @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
       report = diff_paths(snapshots)
       status = begin
-        report_output(report, options)
+        options[:survivors] = survivor_paths(snapshots.last, report.last_heap, options)
+        result = report_output(report, options)
+        survivors_output(options[:survivors], snapshots.last) unless options[:format] == "json"
+        result
       ensure
         report.close
       end
@@ -221,6 +228,30 @@ module Heapdiff
       named.map { |identity, group| "#{identity.pid} (#{group.size})" }.join(", ")
     end
 
+    # The watched objects (Heapdiff.watch) that +snapshot+'s sidecar says survived,
+    # each label with the path from a root to one of them in +heap+ (that snapshot's
+    # dump): [{label:, count:, watched:, address:, path:}], or nil.
+    def survivor_paths(snapshot, heap, options)
+      survivors = snapshot.meta&.dig("survivors")
+      return nil unless survivors.is_a?(Hash) && !survivors.empty?
+
+      survivors.map do |label, s|
+        address = Array(s["addresses"]).find { |a| a.is_a?(String) && heap.at(a) }
+        path = address && heap.path_to_root(heap.at(address), class_edges: options[:class_edges])
+        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s }
+      end
+    end
+
+    def survivors_output(survivors, snapshot)
+      return unless survivors
+
+      @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
+      survivors.each do |s|
+        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched" \
+                  "#{" — #{s[:path]}" if s[:path]}"
+      end
+    end
+
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
     def diff_paths(paths)
       paths.each { |path| progress(Snapshot === path ? path.path : path) }
@@ -266,6 +297,8 @@ module Heapdiff
 
     def report_h(report, options)
       h = report.to_h
+      h[:memory_verdict] = options[:memory].to_h if options[:memory]
+      h[:survivors] = options[:survivors] if options[:survivors]
       h[:group_count] = report.size
       h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
       if options[:by]

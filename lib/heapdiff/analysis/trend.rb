@@ -4,6 +4,7 @@ require "json"
 require "time"
 require_relative "../errors"
 require_relative "../capture/snapshot"
+require_relative "memory_verdict"
 
 module Heapdiff
   # How each allocation site evolves across N snapshots of one process (made by
@@ -119,6 +120,14 @@ module Heapdiff
       end
     end
 
+    # Which part of the process's memory grew, from the sidecars' breakdowns (see
+    # MemoryVerdict): Ruby objects, fragmentation of the object heap or of malloc, the
+    # allocator's cache, or native memory. :unknown without breakdowns.
+    # @return [MemoryVerdict]
+    def memory_verdict
+      @memory_verdict ||= MemoryVerdict.from_snapshots(snapshots, work: respond_to?(:work_total) ? work_total : nil)
+    end
+
     # The last snapshot, loaded (the trend keeps it for suspects and paths), with the
     # names of its names sidecar if it has one.
     def last_heap
@@ -145,6 +154,7 @@ module Heapdiff
         hours: hours,
         site_count: size,
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
+        memory_verdict: memory_verdict.to_h,
         sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
         warnings: warnings
       }
@@ -165,6 +175,7 @@ module Heapdiff
       lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
                "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
         VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+      lines << "  #{memory_verdict}" unless memory_verdict.verdict == :unknown
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
       growing.first(top).each do |site|

@@ -5,6 +5,8 @@ require "json"
 require_relative "../errors"
 require_relative "../printable"
 require_relative "../safe_file"
+require_relative "memory"
+require_relative "watch"
 require_relative "process_identity"
 require_relative "tracing"
 require_relative "names"
@@ -134,8 +136,14 @@ module Heapdiff
       if forked
         Snapshot.parse_json("[]")
         GC.start(full_mark: true, immediate_mark: true, immediate_sweep: false)
+        # The parent's memory, after marking (the sweep is lazy: free slots not yet
+        # swept count as live); the child's would be a copy-on-write view of it.
+        @memory = Memory.breakdown
+        @survivors = Watch.survivors(gc: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
+        @memory = Memory.breakdown
+        @survivors = Watch.survivors(gc: false)
         @meta = collect_meta(time, forked)
         JSON.generate(@meta)
       end
@@ -251,6 +259,10 @@ module Heapdiff
         "gc_count" => GC.count,
         "gc_stat" => GC.stat.slice(*GC_STAT_KEYS).transform_keys(&:to_s),
         "rss_bytes" => @rss,
+        "memory" => @memory,
+        # Watched objects (Heapdiff.watch) alive after this snapshot's GC, by label:
+        # {"count", "watched", "addresses"}; a report shows the path of one per label.
+        "survivors" => @survivors.transform_values { |s| s.to_h.except(:label).transform_keys(&:to_s) },
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,
