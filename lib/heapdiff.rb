@@ -16,6 +16,7 @@ require_relative "heapdiff/native"
 require_relative "heapdiff/capture/tracing"
 require_relative "heapdiff/capture/memory"
 require_relative "heapdiff/capture/snapshot"
+require_relative "heapdiff/capture/names"
 require_relative "heapdiff/capture/redactor"
 require_relative "heapdiff/capture/recorder"
 require_relative "heapdiff/capture/env"
@@ -28,6 +29,7 @@ require_relative "heapdiff/analysis/object"
 require_relative "heapdiff/analysis/heap"
 require_relative "heapdiff/analysis/group"
 require_relative "heapdiff/analysis/report"
+require_relative "heapdiff/analysis/name"
 require_relative "heapdiff/analysis/path"
 require_relative "heapdiff/analysis/suspect"
 require_relative "heapdiff/analysis/summary"
@@ -51,6 +53,9 @@ module Heapdiff
     # Loads a heap dump (plain or gzip) into an index. Raises ParseError when the file
     # is not a heap dump, FileError when it cannot be read.
     #
+    # The names sidecar beside it (heap-0001.names.json, written by Heapdiff.snapshot),
+    # if any, names the objects the code names: see Heap#name_of and Path.
+    #
     # The index lives in Rust memory, which Ruby's GC is told about (so that dropped
     # heaps are collected); Heap#close frees it at once. With a block, yields the Heap,
     # closes it when the block returns (or raises) and returns the block's value.
@@ -64,7 +69,9 @@ module Heapdiff
     # @raise [TypeError] +path+ is not a String or Pathname
     def load(path)
       path = Arguments.path(path, "path")
-      heap = Heap._load(File.expand_path(path))
+      path = File.expand_path(path)
+      heap = Heap._load(path)
+      heap._attach_names(Names.read(Names.path_for(path)))
       return heap unless block_given?
 
       begin

@@ -61,7 +61,7 @@ RSpec.describe "heapdiff/auto" do
     expect(numbers.size).to eq(2)
     expect(numbers.first).to be >= 3
     expect(numbers.last).to eq(numbers.first + 1)
-    expect(Dir.children(dir).size).to eq(4)
+    expect(Dir.children(dir).size).to eq(6) # each with its meta and names sidecars
   end
 
   it "takes a snapshot on HEAPDIFF_SIGNAL" do

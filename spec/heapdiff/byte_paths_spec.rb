@@ -78,7 +78,7 @@ RSpec.describe "Paths that are not UTF-8" do
     RUBY
     result = JSON.parse(out.lines.last)
     expect(result).to include("complete" => true, "error" => nil)
-    expect(result["left"]).to eq(%w[heap-0003.json heap-0003.meta.json heap-0004.json heap-0004.meta.json])
+    expect(result["left"]).to eq(%w[heap-0003.json heap-0003.meta.json heap-0003.names.json heap-0004.json heap-0004.meta.json heap-0004.names.json])
   end
 
   it "diffs when heapdiff itself is installed under a non-ASCII path" do

@@ -31,7 +31,7 @@ RSpec.describe Heapdiff::Recorder do
   it "keeps exactly the newest `keep` snapshots" do
     recorder = described_class.new(dir: dir, keep: 3, logger: logger)
     5.times { recorder.snapshot_now }
-    kept = [3, 4, 5].flat_map { |n| ["heap-000#{n}.json", "heap-000#{n}.meta.json"] }
+    kept = [3, 4, 5].flat_map { |n| ["heap-000#{n}.json", "heap-000#{n}.meta.json", "heap-000#{n}.names.json"] }
     expect(Dir.children(dir).sort).to eq(kept)
     expect(log.string.scan(/heapdiff: snapshot \S+heap-000\d\.json \(requested/).size).to eq(5)
   end
@@ -106,7 +106,7 @@ RSpec.describe Heapdiff::Recorder do
     expect(first).to be_complete
     second = @recorder.snapshot_now
     expect(next_snapshot).to equal(second)
-    expect(Dir.children(dir).sort).to eq(%w[heap-0002.json heap-0002.meta.json])
+    expect(Dir.children(dir).sort).to eq(%w[heap-0002.json heap-0002.meta.json heap-0002.names.json])
     expect(log.string).to match(/heap-0002\.json \(requested, [\d.]+ MB\) in [\d.]+ s, paused [\d.]+ s/)
   end
 

@@ -85,12 +85,17 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(top.sample(3).map(&:value)).to all(start_with("phase=1 "))
   end
 
-  it "names the thread-local buffer as the suspect, held through the thread" do
+  it "names the thread-local buffer as the suspect, by its key and the processor thread's name" do
     report = Heapdiff.diff(*@paths)
     suspect = report.suspect(report.first)
     expect(suspect.top.object.type).to eq("ARRAY")
     expect(suspect.top.share).to eq(1.0)
     expect(suspect.top.path.map(&:subtype)).to include("VM/thread")
-    expect(suspect.to_s).to match(%r{100% held by ARRAY .* ← DATA VM/thread .* ← ROOT vm})
+    # Sidekiq 6 names its processor threads "processor", 7 and later "sidekiq.default/processor".
+    thread = '"[\w./]*processor"'
+    expect(suspect.to_s).to match(
+      /100% held by Thread.current\[:sql_log\] \(fiber-local, thread #{thread}, Array of \d+\) ← Thread #{thread} ← .*ROOT vm/
+    )
+    expect(suspect.top.named.object).to eq(suspect.top.object)
   end
 end

@@ -35,8 +35,8 @@ RSpec.describe "Heapdiff.snapshot" do
 
     expect(snapshot.path).to eq(File.join(nested, "heap-0001.json"))
     expect(snapshot.meta_path).to eq(File.join(nested, "heap-0001.meta.json"))
-    expect(Dir.children(nested).sort).to eq(%w[heap-0001.json heap-0001.meta.json])
-    expect([mode(snapshot.path), mode(snapshot.meta_path)]).to eq([0o600, 0o600])
+    expect(Dir.children(nested).sort).to eq(%w[heap-0001.json heap-0001.meta.json heap-0001.names.json])
+    expect([snapshot.path, snapshot.meta_path, Heapdiff::Names.path_for(snapshot.path)].map { |p| mode(p) }).to all(eq(0o600))
     expect([dir, File.join(dir, "a"), nested].map { |d| mode(d) }).to all(eq(0o700))
     expect(File.foreach(snapshot.path).first).to start_with('{"type":"ROOT"')
   end
@@ -90,7 +90,7 @@ RSpec.describe "Heapdiff.snapshot" do
     expect(snapshot.path).to eq(path)
     expect(snapshot.meta_path).to eq(File.join(dir, "before.meta.json"))
     expect(File.read(path, 2)).to eq('{"')
-    expect(Dir.children(dir).sort).to eq(%w[before.json before.meta.json])
+    expect(Dir.children(dir).sort).to eq(%w[before.json before.meta.json before.names.json])
   end
 
   it "gzips the dump when asked" do
@@ -99,7 +99,7 @@ RSpec.describe "Heapdiff.snapshot" do
     expect(File.binread(snapshot.path, 2).bytes).to eq([0x1f, 0x8b])
     expect(Zlib::GzipReader.open(snapshot.path, &:gets)).to start_with('{"type":"ROOT"')
     expect(snapshot.load.size).to be > 1000
-    expect(Dir.children(dir).sort).to eq(%w[heap-0001.json.gz heap-0001.meta.json])
+    expect(Dir.children(dir).sort).to eq(%w[heap-0001.json.gz heap-0001.meta.json heap-0001.names.json])
   end
 
   it "checks its arguments" do
@@ -164,7 +164,7 @@ RSpec.describe "Heapdiff.snapshot" do
       expect(snapshot.meta).to include("pid" => Process.pid, "forked" => true, "dump" => "heap-0001.json")
       expect(JSON.parse(File.read(snapshot.meta_path))).to eq(snapshot.meta)
       expect(mode(snapshot.path)).to eq(0o600)
-      expect(Dir.children(dir).sort).to eq(%w[heap-0001.json heap-0001.meta.json])
+      expect(Dir.children(dir).sort).to eq(%w[heap-0001.json heap-0001.meta.json heap-0001.names.json])
       expect(snapshot.load.size).to be > 1000
     end
 
@@ -211,7 +211,7 @@ RSpec.describe "Heapdiff.snapshot" do
       expect(Heapdiff::Snapshot.list(dir)).to be_empty
 
       Heapdiff::Recorder.new(dir: dir, logger: Logger.new(File::NULL)).snapshot_now
-      expect(Dir.children(dir).sort).to eq(%w[heap-0001.json heap-0001.meta.json])
+      expect(Dir.children(dir).sort).to eq(%w[heap-0001.json heap-0001.meta.json heap-0001.names.json])
     end
   end
 end

@@ -71,15 +71,19 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
     expect(site(expected["receipt_location"], "ARRAY")).to have_attributes(verdict: :transient, counts: [1] * 6)
   end
 
-  it "names the thread-local buffer as the suspect, with a path from a root" do
+  it "names the thread-local buffer as the suspect, by its key and thread, with a path from a root" do
     suspect = trend.first.suspect
     expect(suspect.top.object.type).to eq("ARRAY")
     expect(suspect.top.count).to eq(leak.last)
     expect(suspect.top.share).to eq(1.0)
+    # Sidekiq 6 names its processor threads "processor", 7 and later "sidekiq.default/processor".
+    thread = '"[\w./]*processor"'
+    expect(suspect.to_s).to match(/100% held by Thread.current\[:sql_log\] \(fiber-local, thread #{thread}, Array of #{leak.last}\)/)
     # Ruby 3.3 dumps the thread's root fiber (which holds Thread.current[]) as an
     # object of its own; 3.1 folds it into the thread.
+    buffer = "Thread.current\\[:sql_log\\] ARRAY 0x\\h+ \\(#{leak.last} refs\\)"
     expect(trend.first.path.to_s).to match(
-      %r{\AROOT \w+ → .*DATA VM/thread 0x\h+ → (?:DATA fiber 0x\h+ → )?ARRAY 0x\h+ \(#{leak.last} refs\) → \[\d+\] STRING 0x\h+\z}
+      %r{\AROOT \w+ → .*Thread #{thread} DATA VM/thread 0x\h+ → (?:DATA fiber 0x\h+ → )?#{buffer} → \[\d+\] STRING 0x\h+\z}
     )
   end
 

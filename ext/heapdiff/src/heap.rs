@@ -151,6 +151,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_dominator", method!(HeapHandle::dominator, 2))?;
     class.define_method("_retained_size", method!(HeapHandle::retained_size, 2))?;
     class.define_method("_own_name", method!(HeapHandle::own_name, 1))?;
+    crate::names::init(class)?;
     Ok(())
 }
 
@@ -384,7 +385,7 @@ impl HeapHandle {
         }
     }
 
-    /// `[root name, [[row, label], …]]`, or nil when no root reaches the object. The
+    /// `[root name, [[row, label, [kind, expr, context] or nil], …]]`, or nil when no root reaches the object. The
     /// first query builds the breadth-first tree, without the GVL.
     fn path_to_root(
         ruby: &Ruby,
@@ -462,7 +463,11 @@ impl HeapHandle {
 fn path_array(ruby: &Ruby, path: &Path) -> Result<RArray, Error> {
     let steps = ruby.ary_new_capa(path.steps.len());
     for step in &path.steps {
-        steps.push((step.row, step.label.clone()))?;
+        let name = step
+            .name
+            .as_ref()
+            .map(|n| (n.kind.clone(), n.expr.clone(), n.context.clone()));
+        steps.push((step.row, step.label.clone(), name))?;
     }
     let out = ruby.ary_new_capa(2);
     out.push(path.root.clone())?;

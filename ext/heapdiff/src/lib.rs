@@ -8,6 +8,7 @@ mod errors;
 mod gvl;
 mod heap;
 mod memory;
+mod names;
 mod redact;
 mod report;
 mod summary;

@@ -115,6 +115,37 @@ module Heapdiff
       _retained_size(row_of!(object), class_edges)
     end
 
+    # The code's best name for +object+, from the snapshot's names sidecar
+    # (heap-0001.names.json), whatever path leads to it; nil when it has none or the
+    # dump has no names sidecar. Names on a path are in Path#steps.
+    #
+    # @param object [Heapdiff::Object, String, Integer]
+    # @return [Heapdiff::Name, nil]
+    # @raise [ArgumentError] no object at that address in this heap
+    def name_of(object)
+      Name.from_native(_name_of(row_of!(object)))
+    end
+
+    # How many objects the names sidecar named (0 without one).
+    #
+    # @return [Integer]
+    def names_count
+      _names_count
+    end
+
+    # Gives the heap the entries of its names sidecar (Names.read), as Heapdiff.load
+    # does. Returns how many name an object of the dump; nil when +entries+ is nil or
+    # the heap has names already.
+    #
+    # @param entries [Array<Array>, nil]
+    # @return [Integer, nil]
+    def _attach_names(entries)
+      entries && _set_names(entries)
+    rescue TypeError, RangeError => e
+      warn "heapdiff: ignoring the damaged names of #{Printable.escape(File.basename(path))}: #{e.message[0, 200]}"
+      nil
+    end
+
     # What loading counted: lines, objects, recovered lines, dangling references…
     #
     # @return [Hash{Symbol => Integer, Boolean, nil}]

@@ -84,6 +84,13 @@ module Heapdiff
       "#{Printable.escape(kind.compact.join(" "))} #{address}#{refs}"
     end
 
+    # "Array of 4060", "Hash of 3", "Thread", "Enumerator": the class, and the length
+    # where the dump gives one. For a holder's named description.
+    def summary
+      what = class_name || subtype || type
+      Printable.escape(length ? "#{what} of #{length}" : what)
+    end
+
     # A STRING's or SYMBOL's content (binary when the dump gave no encoding), or a
     # FLOAT's printed value. Nil when the dump left it out (non-ASCII or empty strings).
     def value

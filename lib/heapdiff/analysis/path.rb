@@ -4,19 +4,36 @@ require "json"
 
 module Heapdiff
   # A path from a GC root to an object: the root category, then each object on the way,
-  # with the edge into it where the dump names it (an ivar from the object's shape on
-  # Ruby 3.2+, or an array index). Enumerable over the objects.
+  # with the edge into it where it is known: the code's name from the snapshot's names
+  # sidecar (+Registry::ENTRIES+, +Thread.current[:key]+, …), an ivar from the
+  # object's shape on Ruby 3.2+, an array index, or what the dump tells (a singleton
+  # class, the finalizer table). Enumerable over the objects.
   class Path
     include Enumerable
 
-    Step = Struct.new(:object, :label)
+    # +label+: the edge as printed ("Foo::BAR", "@name", "[3]"), or nil; +name+: a
+    # Heapdiff::Name where the label is a code name (not for an array index).
+    Step = Struct.new(:object, :label, :name) do
+      def named?
+        !name.nil?
+      end
+
+      # How the step reads in a holder chain: its name, else the object and what the
+      # edge is where that is known ("ARRAY 0x… (fiber-local or stack of the fiber)").
+      def to_s
+        return name.to_s if name
+        return object.brief if label.nil? || label.start_with?("[")
+
+        "#{object.brief} (#{Printable.escape(label)})"
+      end
+    end
 
     # The root category: "vm", "global_tbl", "machine_context"…
     attr_reader :root, :steps
 
     def initialize(heap, root, steps)
       @root = root
-      @steps = steps.map { |row, label| Step.new(heap.object(row), label) }.freeze
+      @steps = steps.map { |row, label, name| Step.new(heap.object(row), label, Name.from_native(name)) }.freeze
     end
 
     def each(&block)
@@ -42,7 +59,7 @@ module Heapdiff
 
     def to_h
       steps = self.steps.map do |s|
-        { label: s.label }.merge(s.object.to_h.slice(:address, :type, :class_name, :subtype, :location))
+        { label: s.label, name: s.name&.to_h }.merge(s.object.to_h.slice(:address, :type, :class_name, :subtype, :location))
       end
       { root: root, steps: steps }
     end
@@ -56,9 +73,19 @@ module Heapdiff
       (["ROOT #{root}"] + steps.map { |s| [Printable.escape(s.label), s.object.brief].compact.join(" ") }).join(" → ")
     end
 
-    # The same, from the object back to the root: "ARRAY 0x… ← DATA VM/thread 0x… ← ROOT vm".
-    def to_s_from_target
-      [steps.map { |s| s.object.brief }.reverse, "ROOT #{root}"].flatten.join(" ← ")
+    # The step nearest the target that has a code name, or nil.
+    #
+    # @return [Heapdiff::Path::Step, nil]
+    def closest_named
+      steps.reverse_each.find(&:named?)
+    end
+
+    # The same, from the object back to the root, named steps by their names:
+    # "Thread.main.thread_variable_get(:audit) ← HASH 0x… ← Thread.main ← DATA ractor 0x… ← ROOT vm".
+    # +from+ leaves out the steps after that one.
+    def to_s_from_target(from: steps.last)
+      upto = steps.index(from) || (steps.size - 1)
+      [steps.first(upto + 1).map(&:to_s).reverse, "ROOT #{root}"].flatten.join(" ← ")
     end
 
     def inspect

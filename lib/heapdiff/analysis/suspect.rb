@@ -11,6 +11,9 @@ module Heapdiff
     # then names the roots' category (from the dump's ROOT records: "vm",
     # "finalizers", "end_proc", "global_tbl", "machine_context", …).
     Holder = Struct.new(:object, :count, :share, :path, :root) do
+      # "100% held by Registry::ENTRIES (Array of 300) ← CLASS Registry 0x… ← ROOT vm":
+      # led by the closest holder with a code name (Path#closest_named), then the
+      # chain back to the root; addresses stay in #path, #to_h and #inspect.
       def to_s
         # A share that rounds to 0% or 100% and isn't says so: "1 object (<1%)", ">99%".
         percent = if share < 0.01
@@ -20,16 +23,47 @@ module Heapdiff
                   else
                     format("%.0f%%", share * 100)
                   end
-        return "#{percent} held directly by ROOT #{root || "?"}" unless object
+        return "#{percent} held directly by #{ROOT_CATEGORIES[root]}ROOT #{root || "?"}" unless object
+        return "#{percent} held by #{object.brief} (no root reaches it)" unless path
 
-        "#{percent} held by #{path ? path.to_s_from_target : "#{object.brief} (no root reaches it)"}"
+        lead = path.closest_named
+        return "#{percent} held by #{path.to_s_from_target}" unless lead
+
+        described = "#{lead.name} (#{[lead.name.context, lead.object.summary].compact.join(", ")})"
+        return "#{percent} held by #{described}, through #{path.to_s_from_target}" unless lead.equal?(path.steps.last)
+
+        rest = path.size > 1 ? path.to_s_from_target(from: path.steps[-2]) : "ROOT #{path.root}"
+        "#{percent} held by #{described} ← #{rest}"
+      end
+
+      # "holder 0x…, named 0x…": the addresses behind #to_s's names.
+      def addresses
+        [object && "holder #{object.address}", named && "named #{named.object.address}"].compact.join(", ")
+      end
+
+      def inspect
+        "#<Heapdiff::Suspect::Holder #{self} (#{addresses})>"
+      end
+
+      # The closest holder with a code name (see #to_s), or nil.
+      #
+      # @return [Heapdiff::Path::Step, nil]
+      def named
+        path&.closest_named
       end
 
       def to_h
+        lead = named
         { object: object&.address, description: object&.brief, root: root, count: count, share: share,
-          path: path&.to_h }
+          name: lead&.name&.to_h, named_object: lead&.object&.address, path: path&.to_h }
       end
     end
+
+    # What the roots of a category are, in the words of the code that makes them.
+    ROOT_CATEGORIES = Hash.new("").merge(
+      "finalizers" => "the finalizer table (ObjectSpace.define_finalizer): ", "end_proc" => "at_exit blocks: ",
+      "global_tbl" => "global variables: ", "machine_context" => "a thread's machine stack: "
+    ).freeze
 
     attr_reader :group, :holders, :retained_size, :unreachable_count
 
@@ -75,8 +109,9 @@ module Heapdiff
       lines.join
     end
 
+    # The sentence, then the addresses it names by code names: "… (holders 0x…, named 0x…)".
     def inspect
-      "#<Heapdiff::Suspect #{self}>"
+      "#<Heapdiff::Suspect #{self} (#{holders.first(3).map(&:addresses).join("; ")})>"
     end
   end
 end

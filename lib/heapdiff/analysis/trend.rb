@@ -150,9 +150,12 @@ module Heapdiff
       counted.sum { |interval| interval.each_value.sum { |labels| labels.each_value.sum } }
     end
 
-    # The last snapshot, loaded (the trend keeps it for suspects and paths).
+    # The last snapshot, loaded (the trend keeps it for suspects and paths), with the
+    # names of its names sidecar if it has one.
     def last_heap
-      @last_heap ||= _last_heap
+      @last_heap ||= _last_heap.tap do |heap|
+        heap._attach_names(Names.read(Names.path_for(File.expand_path(snapshots.last.path))))
+      end
     end
 
     # Compaction between snapshots, what loading recovered, missing sidecars.

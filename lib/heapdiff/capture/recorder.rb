@@ -25,7 +25,7 @@ module Heapdiff
   # seen through Ruby's Process._fork hook and a wrapper of Process.daemon.
   class Recorder
     TEMP_NAME = /\A\.heap-\d+\..*\.tmp-(\d+)-\h+\z/
-    META_NAME = /\Aheap-(\d+)\.meta\.json\z/
+    META_NAME = /\Aheap-(\d+)\.(?:meta|names)\.json\z/
     AFTER_FORK = %i[restart stop].freeze
     # Signals that Signal.trap refuses, and why: asked for one of these, the recorder
     # refuses at #new, before anything has started.
@@ -327,7 +327,7 @@ module Heapdiff
       logger.error("heapdiff: snapshot (#{reason}) failed: #{message.delete_prefix("heapdiff: ")}")
     end
 
-    # Deletes all but the newest +keep+ snapshots (dump first, then its sidecar), the
+    # Deletes all but the newest +keep+ snapshots (dump first, then its sidecars), the
     # sidecars older than the newest dump that lost their dump to a crash, and the
     # temporaries of processes that no longer run.
     def prune
@@ -339,6 +339,7 @@ module Heapdiff
         path = File.join(dir, name)
         remove(path)
         remove(Snapshot.meta_path_for(path))
+        remove(Names.path_for(path))
       end
       newest = dumps.last&.first || 0
       kept = dumps.map(&:first)

@@ -4,6 +4,7 @@ require_relative "../errors"
 require_relative "../arguments"
 require_relative "../native"
 require_relative "../safe_file"
+require_relative "names"
 
 module Heapdiff
   class << self
@@ -12,7 +13,8 @@ module Heapdiff
     # method and ivar names, addresses) stays, so the copy diffs and paths the same.
     # +gzip:+ compresses the output (default: when +output+ ends in .gz). The output
     # appears complete or not at all (written beside it, then renamed), mode 0600.
-    # Returns counts: { records:, values_removed:, rebuilt_records:, … }.
+    # The input's names sidecar (heap-0001.names.json), if any, is copied beside the
+    # output: names are code, not data. Returns counts: { records:, values_removed:, rebuilt_records:, … }.
     def redact(input, output, gzip: nil)
       Redactor.redact_file(input, output, gzip: gzip)
     end
@@ -33,11 +35,13 @@ module Heapdiff
         # Before opening: open(2) of a FIFO blocks until a writer comes.
         raise FileError, "heapdiff: #{input}: not a regular file" if File.exist?(input) && !File.file?(input)
 
-        File.open(input, "rb") do |src|
+        stats = File.open(input, "rb") do |src|
           SafeFile.write(output, mode: MODE) do |dst|
             redact_io(src, dst, gzip: gzip, input_name: input, output_name: output)
           end
         end
+        copy_names(input, output)
+        stats
       rescue SystemCallError => e
         raise FileError, "heapdiff: #{e.message}"
       end
@@ -53,6 +57,13 @@ module Heapdiff
       end
 
       private
+
+      def copy_names(input, output)
+        names = Names.path_for(input)
+        return unless File.file?(names)
+
+        SafeFile.write(Names.path_for(output), mode: MODE) { |dst| IO.copy_stream(names, dst) }
+      end
 
       def same_file?(a, b)
         a == b || (File.exist?(b) && File.identical?(a, b))

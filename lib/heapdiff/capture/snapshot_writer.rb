@@ -10,6 +10,7 @@ require_relative "watch"
 require_relative "process_identity"
 require_relative "tracing"
 require_relative "work"
+require_relative "names"
 require_relative "../version"
 
 module Heapdiff
@@ -138,6 +139,10 @@ module Heapdiff
       @work = Work.take
       # The parent's, also in a forked snapshot's child, which dumps the parent's heap.
       @process = ProcessIdentity.current
+      # A forked child has only the thread that forked, its Thread.main: the names
+      # need the parent's.
+      @main_thread = Thread.main
+      @threads = Thread.list
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
@@ -172,7 +177,11 @@ module Heapdiff
     # The dump and everything after it. A forked child collects the meta here, once
     # the dump has finished the GC.
     def complete(time, forked:)
+      traced = Heapdiff.tracing?
+      gc_count = GC.count
+      compact_count = GC.stat(:compact_count)
       ObjectSpace.dump_all(output: @io)
+      @names = Names.capture(gc_count, compact_count, traced: traced, main: @main_thread, threads: @threads)
       if @redact
         @io.flush
         dump = write_temp(dump_name_guess) do |out|
@@ -342,10 +351,13 @@ module Heapdiff
       meta_path = Snapshot.meta_path_for(@path)
       meta = @meta.merge("dump" => Printable.utf8(File.basename(@path)))
       File.rename(write_temp(File.basename(meta_path)) { |io| io.write(JSON.generate(meta), "\n") }, meta_path)
+      place_names(@path)
       begin
         File.rename(dump, @path)
       rescue SystemCallError
-        remove(meta_path) # a sidecar without its dump would describe nothing
+        # Sidecars without their dump would describe nothing.
+        remove(meta_path)
+        remove(Names.path_for(@path))
         raise
       end
       [@path, meta_path, meta]
@@ -361,14 +373,29 @@ module Heapdiff
           remove(meta_temp) # the number was taken meanwhile: try the next
           next
         end
+        place_names(path)
 
         unless place(dump, path)
           remove(meta_path)
+          remove(Names.path_for(path))
           raise SnapshotError, "heapdiff: #{path} appeared while the snapshot was being written"
         end
         return [path, meta_path, meta]
       end
       raise SnapshotError, "heapdiff: no free snapshot number in #{@dir} after #{LINK_ATTEMPTS} attempts"
+    end
+
+    # The names sidecar (Names) of the dump that will be +dump_path+, once the number
+    # is ours (its meta is in place); before the dump, whose name appears last.
+    # A failure to write it costs the snapshot its names only (logged).
+    def place_names(dump_path)
+      path = Names.path_for(dump_path)
+      return remove(path) unless @names # a stale file must not name this dump's objects
+
+      File.rename(write_temp(File.basename(path)) { |io| io.write(@names, "\n") }, path)
+    rescue SystemCallError, IOError => e
+      remove(path)
+      warn "heapdiff: snapshot names not written: #{e.message}"
     end
 
     # Gives +temp+ the name +final+ unless +final+ exists. A hard link, then removing

@@ -111,10 +111,30 @@ module Heapdiff
           #{sparkline(site.counts, width: 240, height: 48)}
           <p>#{h(site.counts.join(" → "))} objects (#{h(rates(site))}); #{bytes(site.memsizes.first)} → #{bytes(site.memsizes.last)}; #{h(percent(site.kept_share))} of each snapshot's objects still there in the next.</p>
           #{driver(site)}
+          #{owner(site, suspect.top)}
           <p class="suspect"><b>Suspect</b> (holds these objects in the last snapshot; freeing it frees #{bytes(suspect.retained_size)}):</p>
           <ul>#{holders.empty? ? "<li>no root reaches them</li>" : holders}</ul>
           <p class="path"><b>Path</b> to one of them: <code>#{path ? h(path.to_s) : "no root reaches it"}</code></p>
           </article>
+        HTML
+      end
+
+      # The allocation line and the code's name of what holds its objects, side by
+      # side, then the holder chain back to the root: for readers of reports, not code.
+      def owner(site, holder)
+        named = holder&.named
+        held = if named
+                 context = [named.name.context, named.object.summary].compact.join(", ")
+                 "<code>#{h(named.name.to_s)}</code> <span class=\"context\">#{h(context)}</span>"
+               elsif holder&.object.nil? && holder&.root
+                 "<code>ROOT #{h(holder.root)}</code>"
+               else
+                 "<span class=\"context\">no code name known (a plain dump, or no named holder on the path)</span>"
+               end
+        chain = holder&.path ? "<p class=\"chain\"><b>Holder chain</b>: <code>#{h(holder.path.to_s_from_target)}</code></p>" : ""
+        <<~HTML.chomp
+          <div class="owner"><div><b>Allocated at</b> <code>#{h(site.location)}</code></div><div><b>Held by</b> #{held}</div></div>
+          #{chain}
         HTML
       end
 

@@ -6,10 +6,12 @@
 //! shows class-level state (caches in class ivars and constants) as a retainer.
 
 mod dominators;
+pub mod names;
 mod paths;
 pub mod suspects;
 
 pub use dominators::{Dominators, SUPER_ROOT};
+pub use names::{Name, NameEntry, Names};
 pub use paths::{Path, Step};
 
 use paths::RootTree;
@@ -31,6 +33,8 @@ pub struct HeapGraph {
     reverse: [OnceLock<Csr>; 2],
     tree: [OnceLock<RootTree>; 2],
     dominators: [OnceLock<Dominators>; 2],
+    /// The code's names for objects, from a snapshot's names sidecar (set once).
+    names: OnceLock<Names>,
 }
 
 /// A compressed sparse row adjacency: the neighbours of `v` are
@@ -58,6 +62,7 @@ impl HeapGraph {
             reverse: Default::default(),
             tree: Default::default(),
             dominators: Default::default(),
+            names: OnceLock::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{slot, HeapGraph, NO_ROW};
+use super::{slot, HeapGraph, Name, NO_ROW};
 use crate::cancel::checkpoint;
 use crate::object_type::ObjectType;
 
@@ -24,8 +24,11 @@ pub(crate) struct RootTree {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub row: usize,
-    /// `@name` (an ivar, from the object's shape), `[i]` (an array element), or None.
+    /// The code's name of the edge (`Foo::BAR`, `Thread.current[:key]`, `@name` from
+    /// the object's shape, …), `[i]` (an array element), or None.
     pub label: Option<String>,
+    /// Where `label` is a code name: what it is (see `Name`).
+    pub name: Option<Name>,
 }
 
 /// A path from a GC root to an object.
@@ -198,8 +201,8 @@ impl HeapGraph {
                 if path.steps.iter().any(|s| s.row == v) {
                     continue; // that way runs through `v` itself
                 }
-                let label = self.edge_label(r, v);
-                path.steps.push(Step { row: v, label });
+                let before: Vec<usize> = path.steps.iter().map(|s| s.row).collect();
+                path.steps.push(self.step(path.root.as_bytes(), &before, v));
                 paths.push(path);
             }
         }
@@ -212,19 +215,50 @@ impl HeapGraph {
         let steps = rows
             .iter()
             .enumerate()
-            .map(|(k, &row)| Step {
-                row,
-                label: if k == 0 {
-                    None
-                } else {
-                    self.edge_label(rows[k - 1], row)
-                },
-            })
+            .map(|(k, &row)| self.step(root, &rows[..k], row))
             .collect();
         Path {
             root: String::from_utf8_lossy(root).into_owned(),
             steps,
         }
+    }
+
+    /// The step into `row` after `before` (root first): its code name where one is
+    /// known, else what the dump tells of the edge.
+    fn step(&self, root: &[u8], before: &[usize], row: usize) -> Step {
+        if let Some(name) = self.path_name(root, before, row) {
+            return Step {
+                row,
+                label: Some(name.expr.clone()),
+                name: Some(name),
+            };
+        }
+        let label = before.last().and_then(|&prev| {
+            self.edge_label(prev, row).or_else(|| {
+                // A suspended fiber's locals and stack both hang off it, and Ruby
+                // cannot read another fiber's locals: say which of the two it may be.
+                (self.heap.subtype(prev) == Some(b"fiber"))
+                    .then(|| "fiber-local or stack of the fiber".to_string())
+            })
+        });
+        // An ivar from the shape is a code name: of which object, the dump says.
+        let name = label.as_deref().filter(|l| l.starts_with('@')).map(|l| {
+            let owner = before.last().copied();
+            let of = owner.map_or_else(String::new, |o| {
+                let class = self.heap.class_name(o).unwrap_or_else(|| "?".into());
+                format!(
+                    " of #<{class} {}>",
+                    crate::heap::hex(self.heap.columns.address[o])
+                )
+            });
+            Name {
+                kind: "ivar".into(),
+                expr: format!("{l}{of}"),
+                context: None,
+                owner,
+            }
+        });
+        Step { row, label, name }
     }
 
     /// What the edge `from → to` is, where the dump can tell: for an OBJECT, the ivar
