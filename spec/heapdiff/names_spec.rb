@@ -182,8 +182,12 @@ RSpec.describe "Names of holders" do
     expect(rows.count).to eq(truth["fiber_rows"])
     suspect = report.suspect(rows)
     # Ruby cannot read a suspended fiber's locals: the constant, and the fiber, not a key.
-    expect(suspect.to_s).to start_with("300 STRING from").and include("100% held by ROWS (Enumerator), through ARRAY 0x")
-      .and include("(fiber-local or stack of the fiber) ← DATA fiber 0x")
+    # The last string made may also sit on the suspended fiber's stack (a conservative
+    # root), and then the paths meet at the fiber rather than at the buffer: either
+    # way the named owner is ROWS, through its fiber.
+    through_buffer = /ARRAY 0x\h+ \(\d+ refs\) \(fiber-local or stack of the fiber\) ← /
+    expect(suspect.to_s).to start_with("300 STRING from")
+      .and match(/(100%|>99%) held by ROWS \(Enumerator\), through (#{through_buffer})?DATA fiber 0x/)
     expect(suspect.top.named.object.address).to eq(truth["rows"])
     expect(suspect.to_s).not_to include(":row_log")
   end
