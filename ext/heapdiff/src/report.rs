@@ -1,4 +1,4 @@
-//! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small arrays; the
+//! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small Hashes; the
 //! rows of a group's objects stay in Rust until asked for.
 
 use std::cell::RefCell;
@@ -7,10 +7,10 @@ use std::sync::Arc;
 use heapdiff_core::graph::suspects::{suspects, Suspect};
 use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
 use magnus::{
-    function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
+    function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RHash, RModule, Ruby,
 };
 
-use crate::convert::{byte_strings, check_index, utf8};
+use crate::convert::{byte_strings, check_index, opt_utf8, record};
 use crate::errors::{error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::HeapHandle;
@@ -90,27 +90,29 @@ impl ReportHandle {
         self.report.groups.len()
     }
 
-    /// `[type, class_name, subtype, file, line, count, memsize, uncertain]`
-    fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
+    /// `{type:, class_name:, subtype:, file:, line:, count:, memsize:, uncertain:}`
+    fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let values: [Value; 8] = [
-            g.object_type.name().into_value_with(ruby),
-            g.class_name.clone().into_value_with(ruby),
-            g.subtype
-                .as_deref()
-                .map(|s| utf8(ruby, s))
-                .into_value_with(ruby),
-            g.file
-                .as_deref()
-                .map(|s| utf8(ruby, s))
-                .into_value_with(ruby),
-            g.line.into_value_with(ruby),
-            g.count.into_value_with(ruby),
-            g.memsize.into_value_with(ruby),
-            g.uncertain.into_value_with(ruby),
-        ];
-        Ok(ruby.ary_from_iter(values))
+        record(
+            ruby,
+            &[
+                ("type", g.object_type.name().into_value_with(ruby)),
+                ("class_name", g.class_name.clone().into_value_with(ruby)),
+                (
+                    "subtype",
+                    opt_utf8(ruby, g.subtype.as_deref()).into_value_with(ruby),
+                ),
+                (
+                    "file",
+                    opt_utf8(ruby, g.file.as_deref()).into_value_with(ruby),
+                ),
+                ("line", g.line.into_value_with(ruby)),
+                ("count", g.count.into_value_with(ruby)),
+                ("memsize", g.memsize.into_value_with(ruby)),
+                ("uncertain", g.uncertain.into_value_with(ruby)),
+            ],
+        )
     }
 
     /// Rows (in the last heap) of the group's objects, at most `limit` (nil: all).
@@ -135,17 +137,20 @@ impl ReportHandle {
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
-    /// `[total_count, total_memsize, filtered, freed_before_later, unreachable,
-    /// total_uncertain]`
-    fn summary(&self) -> (u64, u64, u64, u64, u64, u64) {
-        let r = &self.report;
-        (
-            r.total_count,
-            r.total_memsize,
-            r.filtered,
-            r.freed_before_later,
-            r.unreachable,
-            r.total_uncertain,
+    /// `{total_count:, total_memsize:, filtered_count:, freed_count:,
+    /// unreachable_count:, uncertain_count:}`, named as `Heapdiff::Report`'s readers.
+    fn summary(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let r = &rb_self.report;
+        record(
+            ruby,
+            &[
+                ("total_count", r.total_count.into_value_with(ruby)),
+                ("total_memsize", r.total_memsize.into_value_with(ruby)),
+                ("filtered_count", r.filtered.into_value_with(ruby)),
+                ("freed_count", r.freed_before_later.into_value_with(ruby)),
+                ("unreachable_count", r.unreachable.into_value_with(ruby)),
+                ("uncertain_count", r.total_uncertain.into_value_with(ruby)),
+            ],
         )
     }
 

@@ -1,12 +1,12 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
-//! loads the snapshots one by one without the GVL; sites come to Ruby as small arrays.
+//! loads the snapshots one by one without the GVL; sites come to Ruby as small Hashes.
 
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
-    function, method, prelude::*, Error, IntoValue, RArray, RModule, RString, Ruby, Value,
+    function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby,
 };
 
-use crate::convert::{byte_strings, check_index, path_buf, utf8};
+use crate::convert::{byte_strings, check_index, opt_utf8, path_buf, record};
 use crate::errors::load_error;
 use crate::gvl::without_gvl;
 use crate::heap::HeapHandle;
@@ -75,28 +75,31 @@ impl TrendHandle {
         check_index(ruby, "site", i, self.0.sites.len())
     }
 
-    /// `[type, class_name, subtype, file, line, counts, memsizes, survived, verdict]`
-    fn site(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
+    /// `{type:, class_name:, subtype:, file:, line:, counts:, memsizes:, survived:,
+    /// verdict:}` (the last three: one entry per snapshot)
+    fn site(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         rb_self.check(ruby, i)?;
         let s = &rb_self.0.sites[i];
-        let values: [Value; 9] = [
-            s.object_type.name().into_value_with(ruby),
-            s.class_name.clone().into_value_with(ruby),
-            s.subtype
-                .as_deref()
-                .map(|b| utf8(ruby, b))
-                .into_value_with(ruby),
-            s.file
-                .as_deref()
-                .map(|b| utf8(ruby, b))
-                .into_value_with(ruby),
-            s.line.into_value_with(ruby),
-            s.counts.clone().into_value_with(ruby),
-            s.memsizes.clone().into_value_with(ruby),
-            s.survived.clone().into_value_with(ruby),
-            s.verdict.name().into_value_with(ruby),
-        ];
-        Ok(ruby.ary_from_iter(values))
+        record(
+            ruby,
+            &[
+                ("type", s.object_type.name().into_value_with(ruby)),
+                ("class_name", s.class_name.clone().into_value_with(ruby)),
+                (
+                    "subtype",
+                    opt_utf8(ruby, s.subtype.as_deref()).into_value_with(ruby),
+                ),
+                (
+                    "file",
+                    opt_utf8(ruby, s.file.as_deref()).into_value_with(ruby),
+                ),
+                ("line", s.line.into_value_with(ruby)),
+                ("counts", s.counts.clone().into_value_with(ruby)),
+                ("memsizes", s.memsizes.clone().into_value_with(ruby)),
+                ("survived", s.survived.clone().into_value_with(ruby)),
+                ("verdict", s.verdict.name().into_value_with(ruby)),
+            ],
+        )
     }
 
     /// Rows of the site's objects in the last snapshot, at most `limit` (nil: all).

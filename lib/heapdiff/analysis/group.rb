@@ -13,10 +13,15 @@ module Heapdiff
     # compaction; Report#warnings says which). The true count is in #count_range.
     attr_reader :report, :index, :type, :class_name, :subtype, :file, :line, :count, :memsize, :uncertain
 
-    def initialize(report, index, values)
+    # @param report [Report]
+    # @param index [Integer] the group's place in the report (0 for the largest)
+    # @param fields [Hash{Symbol => Object}] Report#_group's record (named in
+    #   ext/heapdiff/src/report.rs)
+    def initialize(report, index, fields)
       @report = report
       @index = index
-      @type, @class_name, @subtype, @file, @line, @count, @memsize, @uncertain = values
+      @type, @class_name, @subtype, @file, @line, @count, @memsize, @uncertain =
+        fields.fetch_values(:type, :class_name, :subtype, :file, :line, :count, :memsize, :uncertain)
     end
 
     # The range that holds the true count: count..count for an exact one.

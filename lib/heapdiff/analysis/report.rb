@@ -36,33 +36,33 @@ module Heapdiff
     end
 
     def total_count
-      _summary[0]
+      _summary.fetch(:total_count)
     end
 
     def total_memsize
-      _summary[1]
+      _summary.fetch(:total_memsize)
     end
 
     # Objects left out as noise (the allocation tracer's own, heapdiff's own).
     def filtered_count
-      _summary[2]
+      _summary.fetch(:filtered_count)
     end
 
     # Three dumps: objects new in the second dump that the third no longer has.
     def freed_count
-      _summary[3]
+      _summary.fetch(:freed_count)
     end
 
     # New objects in the last dump that no GC root reaches there: garbage the dump
     # caught before a GC swept it (dumps taken without a full GC). Not retained, so
     # in no group.
     def unreachable_count
-      _summary[4]
+      _summary.fetch(:unreachable_count)
     end
 
     # Objects that may also be retained (the groups' Group#uncertain, summed).
     def uncertain_count
-      _summary[5]
+      _summary.fetch(:uncertain_count)
     end
 
     # The heap the groups' objects are retained in: the last dump.

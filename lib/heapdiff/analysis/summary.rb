@@ -95,7 +95,8 @@ module Heapdiff
     # Counted in Rust (Heap#_summary), without a Ruby object per heap object; only the
     # gem table is made here, from the file table.
     def build
-      @object_count, @memsize, types, classes, locations, files, duplicates = heap._summary
+      @object_count, @memsize, types, classes, locations, files, duplicates =
+        heap._summary.fetch_values(:objects, :memsize, :types, :classes, :locations, :files, :duplicates)
       @tables = {
         type: tally(types),
         class: tally(classes),

@@ -25,10 +25,15 @@ module Heapdiff
       attr_reader :trend, :index, :type, :class_name, :subtype, :file, :line, :counts, :memsizes, :survived,
                   :verdict
 
-      def initialize(trend, index, values)
+      # @param trend [Trend]
+      # @param index [Integer] the site's place in the trend (0 for the first)
+      # @param fields [Hash{Symbol => Object}] Trend#_site's record (named in
+      #   ext/heapdiff/src/trend.rs)
+      def initialize(trend, index, fields)
         @trend = trend
         @index = index
-        @type, @class_name, @subtype, @file, @line, @counts, @memsizes, @survived, verdict = values
+        @type, @class_name, @subtype, @file, @line, @counts, @memsizes, @survived, verdict =
+          fields.fetch_values(:type, :class_name, :subtype, :file, :line, :counts, :memsizes, :survived, :verdict)
         @verdict = verdict.to_sym
         [@counts, @memsizes, @survived].each(&:freeze)
       end
