@@ -5,6 +5,7 @@
 
 use hashbrown::HashMap;
 
+use std::collections::TryReserveError;
 use std::sync::OnceLock;
 
 use crate::address_index::AddressIndex;
@@ -86,12 +87,18 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * std::mem::size_of::<T>()
 }
 
-fn extend_lean<T: Copy>(v: &mut Vec<T>, items: impl ExactSizeIterator<Item = T>) {
+/// Fails, leaving `v` as it was, when the memory cannot be had: the sizes come from
+/// the dump.
+fn extend_lean<T: Copy>(
+    v: &mut Vec<T>,
+    items: impl ExactSizeIterator<Item = T>,
+) -> Result<(), TryReserveError> {
     let need = v.len() + items.len();
     if need > v.capacity() {
-        v.reserve_exact(need - v.len() + need / 8);
+        v.try_reserve_exact(need - v.len() + need / 8)?;
     }
     v.extend(items);
+    Ok(())
 }
 
 impl Columns {
@@ -122,39 +129,47 @@ impl Columns {
             + vec_bytes(&self.offset)
     }
 
-    pub fn reserve(&mut self, n: usize) {
-        self.address.reserve_exact(n);
-        self.object_type.reserve_exact(n);
-        self.flags.reserve_exact(n);
-        self.class.reserve_exact(n);
-        self.file.reserve_exact(n);
-        self.line.reserve_exact(n);
-        self.method.reserve_exact(n);
-        self.generation.reserve_exact(n);
-        self.memsize.small.reserve_exact(n);
-        self.bytesize.reserve_exact(n);
-        self.length.reserve_exact(n);
-        self.subtype.reserve_exact(n);
-        self.shape_id.reserve_exact(n);
-        self.offset.reserve_exact(n);
+    /// Room for `n` more objects in every column, or an error when it cannot be had.
+    pub fn try_reserve(&mut self, n: usize) -> Result<(), TryReserveError> {
+        self.address.try_reserve_exact(n)?;
+        self.object_type.try_reserve_exact(n)?;
+        self.flags.try_reserve_exact(n)?;
+        self.class.try_reserve_exact(n)?;
+        self.file.try_reserve_exact(n)?;
+        self.line.try_reserve_exact(n)?;
+        self.method.try_reserve_exact(n)?;
+        self.generation.try_reserve_exact(n)?;
+        self.memsize.small.try_reserve_exact(n)?;
+        self.bytesize.try_reserve_exact(n)?;
+        self.length.try_reserve_exact(n)?;
+        self.subtype.try_reserve_exact(n)?;
+        self.shape_id.try_reserve_exact(n)?;
+        self.offset.try_reserve_exact(n)
     }
 
     /// Appends `other`, mapping its interned ids through `strings` and its offsets by
-    /// `offset_base`.
-    pub fn append(&mut self, other: &Columns, strings: &[u32], offset_base: u64) {
+    /// `offset_base`. Fails when the columns cannot grow (then they are left unequal
+    /// in length: the caller gives up on them).
+    pub fn append(
+        &mut self,
+        other: &Columns,
+        strings: &[u32],
+        offset_base: u64,
+    ) -> Result<(), TryReserveError> {
         let remap = |ids: &'_ [u32]| {
             ids.iter()
                 .map(|&id| strings[id as usize])
                 .collect::<Vec<_>>()
         };
-        extend_lean(&mut self.address, other.address.iter().copied());
-        extend_lean(&mut self.object_type, other.object_type.iter().copied());
-        extend_lean(&mut self.flags, other.flags.iter().copied());
-        extend_lean(&mut self.class, other.class.iter().copied());
-        extend_lean(&mut self.file, remap(&other.file).into_iter());
-        extend_lean(&mut self.line, other.line.iter().copied());
-        extend_lean(&mut self.method, remap(&other.method).into_iter());
-        extend_lean(&mut self.generation, other.generation.iter().copied());
+        extend_lean(&mut self.address, other.address.iter().copied())?;
+        extend_lean(&mut self.object_type, other.object_type.iter().copied())?;
+        extend_lean(&mut self.flags, other.flags.iter().copied())?;
+        extend_lean(&mut self.class, other.class.iter().copied())?;
+        extend_lean(&mut self.file, remap(&other.file).into_iter())?;
+        extend_lean(&mut self.line, other.line.iter().copied())?;
+        extend_lean(&mut self.method, remap(&other.method).into_iter())?;
+        extend_lean(&mut self.generation, other.generation.iter().copied())?;
+        self.memsize.large.try_reserve(other.memsize.large.len())?;
         self.memsize.large.extend(
             other
                 .memsize
@@ -162,15 +177,15 @@ impl Columns {
                 .iter()
                 .map(|&(row, size)| (row + self.memsize.small.len() as u32, size)),
         );
-        extend_lean(&mut self.memsize.small, other.memsize.small.iter().copied());
-        extend_lean(&mut self.bytesize, other.bytesize.iter().copied());
-        extend_lean(&mut self.length, other.length.iter().copied());
-        extend_lean(&mut self.subtype, remap(&other.subtype).into_iter());
-        extend_lean(&mut self.shape_id, other.shape_id.iter().copied());
+        extend_lean(&mut self.memsize.small, other.memsize.small.iter().copied())?;
+        extend_lean(&mut self.bytesize, other.bytesize.iter().copied())?;
+        extend_lean(&mut self.length, other.length.iter().copied())?;
+        extend_lean(&mut self.subtype, remap(&other.subtype).into_iter())?;
+        extend_lean(&mut self.shape_id, other.shape_id.iter().copied())?;
         extend_lean(
             &mut self.offset,
             other.offset.iter().map(|&o| o + offset_base),
-        );
+        )
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -607,8 +622,8 @@ mod tests {
             }
         }
         let mut all = Columns::default();
-        all.append(&first, &[0], 0);
-        all.append(&second, &[0], 0);
+        all.append(&first, &[0], 0).unwrap();
+        all.append(&second, &[0], 0).unwrap();
         let sizes: Vec<u64> = (0..all.memsize.len()).map(|i| all.memsize.get(i)).collect();
         assert_eq!(sizes, [40, huge, u64::from(u32::MAX), huge + 1, 80, 0]);
     }

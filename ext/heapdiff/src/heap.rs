@@ -12,7 +12,7 @@ use magnus::{
 };
 
 use crate::convert::{check_index, opt_utf8, path_buf, utf8};
-use crate::errors::{error, load_error, parse_error, Raise};
+use crate::errors::{core_error, error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 
 /// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
@@ -168,7 +168,7 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         }
         result
     })?
-    .map_err(|e| load_error(ruby, e))?;
+    .map_err(|e| core_error(ruby, e))?;
     Ok(HeapHandle::loaded(HeapGraph::new(heap)))
 }
 
@@ -284,10 +284,7 @@ impl HeapHandle {
             let heap = shared.heap();
             heap.source.read_line(heap.columns.offset[i])
         })?
-        .map_err(|e| {
-            let path = graph.heap().source.display();
-            error(ruby, Raise::FileError, format!("{path}: {e}"))
-        })
+        .map_err(|e| core_error(ruby, e))
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
@@ -299,7 +296,7 @@ impl HeapHandle {
             // The index keeps no line numbers, only offsets: `#line` is nil.
             parse_error(
                 ruby,
-                format!("{path}: the record changed: {}", e.0),
+                format!("{path}: the record changed: {}", e.reason().unwrap_or("?")),
                 path,
                 None,
             )

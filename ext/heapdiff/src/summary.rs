@@ -5,7 +5,7 @@ use heapdiff_core::summary::{summarize, Tally};
 use magnus::{method, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
 use crate::convert::{record, utf8};
-use crate::errors::{error, Raise};
+use crate::errors::core_error;
 use crate::gvl::without_gvl_serial;
 use crate::heap::HeapHandle;
 
@@ -19,9 +19,8 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
 /// table an Array of `[key, count, memsize]`.
 fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RHash, Error> {
     let graph = rb_self.graph(ruby)?;
-    let path = graph.heap().source.display();
     let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
-        .map_err(|e| error(ruby, Raise::FileError, format!("{path}: {e}")))?;
+        .map_err(|e| core_error(ruby, e))?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust
     // vector would be invisible to the GC.
     let table = |n: usize, row: &dyn Fn(usize) -> (Value, Tally)| -> Result<RArray, Error> {

@@ -7,7 +7,7 @@ use magnus::{
 };
 
 use crate::convert::{byte_strings, check_index, opt_utf8, path_buf, record};
-use crate::errors::load_error;
+use crate::errors::core_error;
 use crate::gvl::without_gvl;
 use crate::heap::HeapHandle;
 use crate::report::suspect_of;
@@ -63,7 +63,7 @@ fn build(
             &options,
         )
     })?;
-    result.map(TrendHandle).map_err(|e| load_error(ruby, e))
+    result.map(TrendHandle).map_err(|e| core_error(ruby, e))
 }
 
 impl TrendHandle {
