@@ -14,68 +14,35 @@ use magnus::{
 use crate::convert::{check_index, opt_utf8, path_buf, utf8};
 use crate::errors::{core_error, error, parse_error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
+use crate::memory::Tracked;
 
 /// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
-/// path, which stays readable after the heap is closed.
+/// path, which stays readable after the heap is closed. Its memory is reported to
+/// Ruby's GC through `Tracked`.
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
 pub struct HeapHandle {
-    loaded: RefCell<Option<Loaded>>,
+    loaded: RefCell<Option<Arc<Tracked>>>,
     path: String,
-}
-
-/// The heap, and the bytes reported to Ruby's GC for it: the GC counts them as
-/// allocated, so that dropped heaps lead to a collection (and are freed) like any
-/// large Ruby allocation would. Reported back as freed when this drops.
-struct Loaded {
-    graph: Arc<HeapGraph>,
-    gc_bytes: isize,
-    _give_back: GiveBack,
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        adjust_gc_memory(-self.gc_bytes);
-    }
-}
-
-/// Tells Ruby's GC about memory it did not allocate (`rb_gc_adjust_memory_usage`).
-/// Called with the GVL held: when a heap is loaded, or freed (closed, or swept by the
-/// GC itself, where Ruby allows it: it only lowers a counter).
-fn adjust_gc_memory(bytes: isize) {
-    if bytes != 0 {
-        // SAFETY: a plain counter update in Ruby's GC; the GVL is held.
-        unsafe { rb_sys::rb_gc_adjust_memory_usage(bytes as rb_sys::ssize_t) };
-    }
 }
 
 impl HeapHandle {
     /// A freshly loaded heap, whose memory is reported to Ruby's GC.
     fn loaded(graph: HeapGraph) -> HeapHandle {
-        let gc_bytes = isize::try_from(graph.heap().heap_bytes()).unwrap_or(isize::MAX);
-        adjust_gc_memory(gc_bytes);
-        HeapHandle::holding(Arc::new(graph), gc_bytes)
+        HeapHandle::new(Tracked::new(Arc::new(graph)))
     }
 
-    /// Another handle on a heap that something else holds (and has reported).
-    pub fn new(graph: Arc<HeapGraph>) -> HeapHandle {
-        HeapHandle::holding(graph, 0)
-    }
-
-    fn holding(graph: Arc<HeapGraph>, gc_bytes: isize) -> HeapHandle {
+    /// A handle on a tracked heap (another handle may share it).
+    pub fn new(graph: Arc<Tracked>) -> HeapHandle {
         HeapHandle {
             path: graph.heap().source.display(),
-            loaded: RefCell::new(Some(Loaded {
-                graph,
-                gc_bytes,
-                _give_back: GiveBack,
-            })),
+            loaded: RefCell::new(Some(graph)),
         }
     }
 
     /// The heap and its graph; raises Heapdiff::Error once it is closed.
-    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
+    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
         match &*self.loaded.borrow() {
-            Some(loaded) => Ok(loaded.graph.clone()),
+            Some(graph) => Ok(graph.clone()),
             None => Err(error(
                 ruby,
                 Raise::Error,
@@ -92,15 +59,6 @@ impl HeapHandle {
 
     fn is_closed(&self) -> bool {
         self.loaded.borrow().is_none()
-    }
-}
-
-/// Dropped after the heap (fields drop in order): gives its memory back.
-pub struct GiveBack;
-
-impl Drop for GiveBack {
-    fn drop(&mut self) {
-        crate::memory::give_back();
     }
 }
 
@@ -174,7 +132,7 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
 
 impl HeapHandle {
     /// The heap and its graph, once `row` is checked to be one of its rows.
-    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<HeapGraph>, Error> {
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<Tracked>, Error> {
         let graph = self.graph(ruby)?;
         check_index(ruby, "row", row, graph.heap().len())?;
         Ok(graph)
@@ -278,7 +236,7 @@ impl HeapHandle {
 
     /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<Vec<u8>, Error> {
+    fn read_line(ruby: &Ruby, graph: &Arc<Tracked>, i: usize) -> Result<Vec<u8>, Error> {
         let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
             let heap = shared.heap();
@@ -288,7 +246,7 @@ impl HeapHandle {
     }
 
     /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<(Vec<u8>, Record), Error> {
+    fn reread(ruby: &Ruby, graph: &Arc<Tracked>, i: usize) -> Result<(Vec<u8>, Record), Error> {
         let line = Self::read_line(ruby, graph, i)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
@@ -363,17 +321,31 @@ impl HeapHandle {
     /// tree in parallel (a pool of its own); later ones need no pool.
     fn path_query<R: Send>(
         ruby: &Ruby,
-        graph: Arc<HeapGraph>,
+        graph: Arc<Tracked>,
         class_edges: bool,
         query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
         let built = graph.has_root_tree(class_edges);
-        let run = move |_: &_| query(&graph);
-        if built {
+        let run = |_: &_| query(&graph);
+        let result = if built {
             without_gvl_serial(ruby, run)
         } else {
             without_gvl(ruby, run)
-        }
+        };
+        graph.sync();
+        result
+    }
+
+    /// Runs a query that may build the dominator tree or the reverse graph without the
+    /// GVL, then reports what it built to Ruby's GC.
+    fn graph_query<R: Send>(
+        ruby: &Ruby,
+        graph: Arc<Tracked>,
+        query: impl Fn(&HeapGraph) -> R + Send + Sync,
+    ) -> Result<R, Error> {
+        let result = without_gvl_serial(ruby, |_| query(&graph));
+        graph.sync();
+        result
     }
 
     /// `[root name, [[row, label], …]]`, or nil when no root reaches the object. The
@@ -416,7 +388,7 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
         let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
+        Self::graph_query(ruby, graph, |graph| graph.retainers(i, class_edges))
     }
 
     fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
@@ -430,7 +402,7 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
         let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
+        Self::graph_query(ruby, graph, |graph| graph.dominator(i, class_edges))
     }
 
     fn retained_size(
@@ -440,7 +412,7 @@ impl HeapHandle {
         class_edges: bool,
     ) -> Result<u64, Error> {
         let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
+        Self::graph_query(ruby, graph, |graph| graph.retained_size(i, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::suspects::{suspects, Suspect};
-use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
+use heapdiff_core::{diff, DiffOptions, Report};
 use magnus::{
     function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RHash, RModule, Ruby,
 };
@@ -14,6 +14,7 @@ use crate::convert::{byte_strings, check_index, opt_utf8, record};
 use crate::errors::{error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::HeapHandle;
+use crate::memory::Tracked;
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
@@ -21,7 +22,7 @@ pub struct ReportHandle {
     // The last dump's graph (where the groups' rows are), kept so the rows stay
     // meaningful even if Ruby drops the heap; None once `Report#close` let it go
     // (only touched with the GVL held).
-    last: RefCell<Option<Arc<HeapGraph>>>,
+    last: RefCell<Option<Arc<Tracked>>>,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -58,9 +59,12 @@ fn diff_heaps(
         own_paths: byte_strings(own_paths)?,
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(before.heap(), after.heap(), later.as_deref(), &options)
+        let later = later.as_deref().map(Tracked::graph);
+        diff(before.heap(), after.heap(), later, &options)
     })?;
     let last = later.unwrap_or(after);
+    // The diff built the last graph's breadth-first tree (what is reachable).
+    last.sync();
     Ok(ReportHandle {
         report,
         last: RefCell::new(Some(last)),
@@ -69,7 +73,7 @@ fn diff_heaps(
 
 impl ReportHandle {
     /// The last dump's graph; raises Heapdiff::Error once the report is closed.
-    fn last(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
+    fn last(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
         match &*self.last.borrow() {
             Some(last) => Ok(last.clone()),
             None => Err(error(
@@ -173,18 +177,20 @@ impl ReportHandle {
 /// dominator tree run on this thread.
 pub fn suspect_of(
     ruby: &Ruby,
-    graph: Arc<HeapGraph>,
+    graph: Arc<Tracked>,
     members: Vec<u32>,
     class_edges: bool,
 ) -> Result<RArray, Error> {
     let built = graph.has_root_tree(class_edges);
-    let run = move |_: &_| suspects(&graph, &members, class_edges);
+    let run = |_: &_| suspects(&graph, &members, class_edges);
     let suspect = if built {
-        without_gvl_serial(ruby, run)?
+        without_gvl_serial(ruby, run)
     } else {
-        without_gvl(ruby, run)?
+        without_gvl(ruby, run)
     };
-    suspect_array(ruby, &suspect)
+    // The trees it built (breadth-first, dominators) are reported to Ruby's GC.
+    graph.sync();
+    suspect_array(ruby, &suspect?)
 }
 
 /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`

@@ -1,6 +1,8 @@
 //! `Heapdiff::Trend`: a site's counts across N snapshots. The walk (`heapdiff_core::trend`)
 //! loads the snapshots one by one without the GVL; sites come to Ruby as small Hashes.
 
+use std::sync::Arc;
+
 use heapdiff_core::{load, trend, DiffOptions, LoadOptions, Trend};
 use magnus::{
     function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, RString, Ruby,
@@ -10,10 +12,16 @@ use crate::convert::{byte_strings, check_index, opt_utf8, path_buf, record};
 use crate::errors::core_error;
 use crate::gvl::without_gvl;
 use crate::heap::HeapHandle;
+use crate::memory::Tracked;
 use crate::report::suspect_of;
 
+/// The trend, and its last snapshot's graph, whose memory is reported to Ruby's GC
+/// (the other snapshots are freed during the walk).
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
-pub struct TrendHandle(Trend);
+pub struct TrendHandle {
+    trend: Trend,
+    last: Arc<Tracked>,
+}
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("Trend", ruby.class_object())?;
@@ -63,23 +71,25 @@ fn build(
             &options,
         )
     })?;
-    result.map(TrendHandle).map_err(|e| core_error(ruby, e))
+    let trend = result.map_err(|e| core_error(ruby, e))?;
+    let last = Tracked::new(trend.last.clone());
+    Ok(TrendHandle { trend, last })
 }
 
 impl TrendHandle {
     fn site_count(&self) -> usize {
-        self.0.sites.len()
+        self.trend.sites.len()
     }
 
     fn check(&self, ruby: &Ruby, i: usize) -> Result<(), Error> {
-        check_index(ruby, "site", i, self.0.sites.len())
+        check_index(ruby, "site", i, self.trend.sites.len())
     }
 
     /// `{type:, class_name:, subtype:, file:, line:, counts:, memsizes:, survived:,
     /// verdict:}` (the last three: one entry per snapshot)
     fn site(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         rb_self.check(ruby, i)?;
-        let s = &rb_self.0.sites[i];
+        let s = &rb_self.trend.sites[i];
         record(
             ruby,
             &[
@@ -110,12 +120,12 @@ impl TrendHandle {
         limit: Option<usize>,
     ) -> Result<Vec<u32>, Error> {
         rb_self.check(ruby, i)?;
-        Ok(rb_self.0.rows(i, limit.unwrap_or(usize::MAX)))
+        Ok(rb_self.trend.rows(i, limit.unwrap_or(usize::MAX)))
     }
 
     /// `[[objects, memsize, filtered, moved], …]`, one per snapshot.
     fn totals(&self) -> Vec<(u64, u64, u64, u64)> {
-        self.0
+        self.trend
             .snapshots
             .iter()
             .map(|t| (t.objects, t.memsize, t.filtered, t.moved))
@@ -123,18 +133,18 @@ impl TrendHandle {
     }
 
     fn warnings(&self) -> Vec<String> {
-        self.0.warnings.clone()
+        self.trend.warnings.clone()
     }
 
     /// The last snapshot, as a `Heapdiff::Heap` sharing the loaded index.
     fn last_heap(&self) -> HeapHandle {
-        HeapHandle::new(self.0.last.clone())
+        HeapHandle::new(self.last.clone())
     }
 
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
-        let members = rb_self.0.rows(i, usize::MAX);
-        suspect_of(ruby, rb_self.0.last.clone(), members, class_edges)
+        let members = rb_self.trend.rows(i, usize::MAX);
+        suspect_of(ruby, rb_self.last.clone(), members, class_edges)
     }
 }

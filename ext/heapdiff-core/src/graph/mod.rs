@@ -42,6 +42,10 @@ pub struct Csr {
 }
 
 impl Csr {
+    fn heap_bytes(&self) -> usize {
+        (self.start.capacity() + self.targets.capacity()) * std::mem::size_of::<u32>()
+    }
+
     pub fn neighbours(&self, v: usize) -> &[u32] {
         &self.targets[self.start[v] as usize..self.start[v + 1] as usize]
     }
@@ -64,6 +68,26 @@ impl HeapGraph {
     /// The heap this graph is over.
     pub fn heap(&self) -> &Heap {
         &self.heap
+    }
+
+    /// Bytes held by what was built on first use so far: the reverse graphs, the
+    /// breadth-first trees, the dominator trees and the heap's shape index. They come
+    /// on top of `Heap::heap_bytes`, and grow as queries are answered.
+    pub fn cache_bytes(&self) -> usize {
+        fn built<T>(slots: &[OnceLock<T>], bytes: impl Fn(&T) -> usize) -> usize {
+            slots.iter().filter_map(OnceLock::get).map(bytes).sum()
+        }
+        let reverse = built(&self.reverse, Csr::heap_bytes);
+        let trees = built(&self.tree, RootTree::heap_bytes);
+        let dominators = built(&self.dominators, |d| {
+            d.idom.capacity() * 4 + d.retained.capacity() * 8
+        });
+        let shapes = self
+            .heap
+            .shape_ids
+            .get()
+            .map_or(0, |ids| ids.capacity() * (8 + 8 + 1));
+        reverse + trees + dominators + shapes
     }
 
     /// Calls `f` with each object `v` references (and its class, with `class_edges`).
