@@ -89,13 +89,24 @@ module Heapdiff
     # (+paths_or_dir+ a directory) or in a list of dumps (paths or Snapshots, oldest
     # first): a Trend. Raises TrendError for fewer than two snapshots.
     #
+    # With a block, yields the trend and closes it (Trend#close) when the block ends,
+    # returning the block's value: its last snapshot is freed at once.
+    #
     # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
     # @param include_noise [Boolean]
-    # @return [Heapdiff::Trend]
+    # @yieldparam trend [Heapdiff::Trend]
+    # @return [Heapdiff::Trend] without a block; the block's value with one
     # @raise [TrendError] fewer than two snapshots, or snapshots that make no trend
     # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
     def trend(paths_or_dir, include_noise: false)
-      Trend.build(Trend.snapshots_from(paths_or_dir), include_noise: include_noise)
+      trend = Trend.build(Trend.snapshots_from(paths_or_dir), include_noise: include_noise)
+      return trend unless block_given?
+
+      begin
+        yield trend
+      ensure
+        trend.close
+      end
     end
 
     private

@@ -211,10 +211,11 @@ module Heapdiff
     # The trend over +snapshots+ as HTML, written to a temporary file renamed into
     # place: a browser reloading the page never sees half of it.
     def write_html(snapshots, path)
-      trend = Heapdiff.trend(snapshots)
-      SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
-      @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
-                "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
+      Heapdiff.trend(snapshots) do |trend|
+        SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
+        @err.puts "heapdiff: wrote #{path}: trend over #{snapshots.size} snapshots, " \
+                  "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"
+      end
     rescue SystemCallError => e
       raise FileError, "heapdiff: cannot write #{path}: #{e.message}"
     end

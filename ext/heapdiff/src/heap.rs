@@ -1,7 +1,6 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
@@ -12,16 +11,16 @@ use magnus::{
 };
 
 use crate::convert::{check_index, opt_utf8, path_buf, utf8};
-use crate::errors::{core_error, error, parse_error, Raise};
+use crate::errors::{core_error, parse_error};
 use crate::gvl::{without_gvl, without_gvl_serial};
-use crate::memory::Tracked;
+use crate::memory::{Held, Tracked};
 
 /// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
 /// path, which stays readable after the heap is closed. Its memory is reported to
 /// Ruby's GC through `Tracked`.
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
 pub struct HeapHandle {
-    loaded: RefCell<Option<Arc<Tracked>>>,
+    loaded: Held,
     path: String,
 }
 
@@ -35,30 +34,22 @@ impl HeapHandle {
     pub fn new(graph: Arc<Tracked>) -> HeapHandle {
         HeapHandle {
             path: graph.heap().source.display(),
-            loaded: RefCell::new(Some(graph)),
+            loaded: Held::new(Some(graph)),
         }
     }
 
     /// The heap and its graph; raises Heapdiff::Error once it is closed.
     pub fn graph(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
-        match &*self.loaded.borrow() {
-            Some(graph) => Ok(graph.clone()),
-            None => Err(error(
-                ruby,
-                Raise::Error,
-                "heapdiff: the heap is closed".into(),
-            )),
-        }
+        self.loaded.get(ruby, "heap")
     }
 
     /// Frees the heap now (its memory goes once nothing else, a Report, holds it).
     fn close(&self) {
-        let loaded = self.loaded.borrow_mut().take();
-        drop(loaded);
+        self.loaded.close();
     }
 
     fn is_closed(&self) -> bool {
-        self.loaded.borrow().is_none()
+        self.loaded.is_closed()
     }
 }
 

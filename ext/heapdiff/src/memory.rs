@@ -4,11 +4,15 @@
 //! bytes are reported back as freed when the graph goes. Once freed, `give_back`
 //! returns glibc's free pages to the system.
 
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
 use heapdiff_core::HeapGraph;
+use magnus::{Error, Ruby};
+
+use crate::errors::{error, Raise};
 
 /// A heap's graph and the bytes of it reported to Ruby's GC: the index
 /// (`Heap::heap_bytes`) and the analyses built on first use (`HeapGraph::cache_bytes`).
@@ -60,6 +64,38 @@ impl Deref for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         adjust_gc_memory(-self.reported.load(Ordering::Relaxed));
+    }
+}
+
+/// A handle's hold on a tracked graph (a Heap's own, a Report's or Trend's last
+/// dump): None once the handle is closed. Only touched with the GVL held.
+pub struct Held(RefCell<Option<Arc<Tracked>>>);
+
+impl Held {
+    pub fn new(graph: Option<Arc<Tracked>>) -> Held {
+        Held(RefCell::new(graph))
+    }
+
+    /// The graph; raises Heapdiff::Error "heapdiff: the `what` is closed" once closed.
+    pub fn get(&self, ruby: &Ruby, what: &str) -> Result<Arc<Tracked>, Error> {
+        match &*self.0.borrow() {
+            Some(graph) => Ok(graph.clone()),
+            None => Err(error(
+                ruby,
+                Raise::Error,
+                format!("heapdiff: the {what} is closed"),
+            )),
+        }
+    }
+
+    /// Lets go of the graph: it is freed now unless another handle holds it too.
+    pub fn close(&self) {
+        let graph = self.0.borrow_mut().take();
+        drop(graph);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.borrow().is_none()
     }
 }
 

@@ -1,7 +1,6 @@
 //! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small Hashes; the
 //! rows of a group's objects stay in Rust until asked for.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::suspects::{suspects, Suspect};
@@ -11,10 +10,9 @@ use magnus::{
 };
 
 use crate::convert::{byte_strings, check_index, opt_utf8, record};
-use crate::errors::{error, Raise};
 use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::HeapHandle;
-use crate::memory::Tracked;
+use crate::memory::{Held, Tracked};
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
@@ -22,7 +20,7 @@ pub struct ReportHandle {
     // The last dump's graph (where the groups' rows are), kept so the rows stay
     // meaningful even if Ruby drops the heap; None once `Report#close` let it go
     // (only touched with the GVL held).
-    last: RefCell<Option<Arc<Tracked>>>,
+    last: Held,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -67,27 +65,19 @@ fn diff_heaps(
     last.sync();
     Ok(ReportHandle {
         report,
-        last: RefCell::new(Some(last)),
+        last: Held::new(Some(last)),
     })
 }
 
 impl ReportHandle {
     /// The last dump's graph; raises Heapdiff::Error once the report is closed.
     fn last(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
-        match &*self.last.borrow() {
-            Some(last) => Ok(last.clone()),
-            None => Err(error(
-                ruby,
-                Raise::Error,
-                "heapdiff: the heap is closed".into(),
-            )),
-        }
+        self.last.get(ruby, "heap")
     }
 
     /// Lets go of the last dump's graph (its memory goes with the heaps' handles).
     fn close(&self) {
-        let last = self.last.borrow_mut().take();
-        drop(last);
+        self.last.close();
     }
 
     fn group_count(&self) -> usize {

@@ -12,15 +12,16 @@ use crate::convert::{byte_strings, check_index, opt_utf8, path_buf, record};
 use crate::errors::core_error;
 use crate::gvl::without_gvl;
 use crate::heap::HeapHandle;
-use crate::memory::Tracked;
+use crate::memory::{Held, Tracked};
 use crate::report::suspect_of;
 
 /// The trend, and its last snapshot's graph, whose memory is reported to Ruby's GC
-/// (the other snapshots are freed during the walk).
+/// (the other snapshots are freed during the walk); None once `Trend#close` let it go
+/// (only touched with the GVL held).
 #[magnus::wrap(class = "Heapdiff::Trend", free_immediately, size)]
 pub struct TrendHandle {
     trend: Trend,
-    last: Arc<Tracked>,
+    last: Held,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -33,6 +34,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_totals", method!(TrendHandle::totals, 0))?;
     class.define_method("_warnings", method!(TrendHandle::warnings, 0))?;
     class.define_method("_last_heap", method!(TrendHandle::last_heap, 0))?;
+    class.define_method("_close", method!(TrendHandle::close, 0))?;
     class.define_method("_suspect", method!(TrendHandle::suspect, 2))?;
     Ok(())
 }
@@ -71,9 +73,13 @@ fn build(
             &options,
         )
     })?;
-    let trend = result.map_err(|e| core_error(ruby, e))?;
-    let last = Tracked::new(trend.last.clone());
-    Ok(TrendHandle { trend, last })
+    let mut trend = result.map_err(|e| core_error(ruby, e))?;
+    // Taken out of the trend, so that closing the handle frees it.
+    let last = trend.last.take().map(Tracked::new);
+    Ok(TrendHandle {
+        trend,
+        last: Held::new(last),
+    })
 }
 
 impl TrendHandle {
@@ -136,15 +142,25 @@ impl TrendHandle {
         self.trend.warnings.clone()
     }
 
+    /// The last snapshot; raises Heapdiff::Error once the trend is closed.
+    fn last(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
+        self.last.get(ruby, "trend")
+    }
+
+    /// Lets go of the last snapshot (freed once no `Heap` from `_last_heap` holds it).
+    fn close(&self) {
+        self.last.close();
+    }
+
     /// The last snapshot, as a `Heapdiff::Heap` sharing the loaded index.
-    fn last_heap(&self) -> HeapHandle {
-        HeapHandle::new(self.last.clone())
+    fn last_heap(ruby: &Ruby, rb_self: &Self) -> Result<HeapHandle, Error> {
+        Ok(HeapHandle::new(rb_self.last(ruby)?))
     }
 
     /// As `Report#_suspect`, for site `i`'s objects in the last snapshot.
     fn suspect(ruby: &Ruby, rb_self: &Self, i: usize, class_edges: bool) -> Result<RArray, Error> {
         rb_self.check(ruby, i)?;
         let members = rb_self.trend.rows(i, usize::MAX);
-        suspect_of(ruby, rb_self.last.clone(), members, class_edges)
+        suspect_of(ruby, rb_self.last(ruby)?, members, class_edges)
     }
 }

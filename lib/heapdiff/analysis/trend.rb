@@ -122,8 +122,22 @@ module Heapdiff
     end
 
     # The last snapshot, loaded (the trend keeps it for suspects and paths).
+    #
+    # @return [Heapdiff::Heap]
+    # @raise [Heapdiff::Error] the trend is closed
     def last_heap
       @last_heap ||= _last_heap
+    end
+
+    # Frees the last snapshot now rather than when the GC collects this Trend. Sites,
+    # counts, memory and warnings stay; #last_heap, suspects and samples need the
+    # snapshot and raise Heapdiff::Error after this.
+    #
+    # @return [nil]
+    def close
+      @last_heap&.close
+      _close
+      nil
     end
 
     # Compaction between snapshots, what loading recovered, missing sidecars.

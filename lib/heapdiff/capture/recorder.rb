@@ -75,10 +75,19 @@ module Heapdiff
 
     # +every+: seconds between snapshots (nil: none on a timer). +keep+: how many to
     # keep. +signal+: a signal name ("USR2") that asks for a snapshot. +on_snapshot+: called
-    # with each complete Snapshot. +gzip+, +fork+: as for Heapdiff.snapshot. +logger+:
+    # with each complete Snapshot (see below). +gzip+, +fork+: as for Heapdiff.snapshot. +logger+:
     # where to log (default: $stderr); every line starts with "heapdiff:". +after_fork+:
     # what a forked child does with this recorder once started: :restart (a fresh one
     # of its own, in DIR/pid-PID) or :stop (none).
+    #
+    # The +on_snapshot+ contract: it gets a Snapshot, a file on disk with its sidecar,
+    # which holds no loaded heap, so there is nothing to close. It runs on a heapdiff
+    # thread (the recorder's, or with +fork: true+ the one that waits for the dump).
+    # Whatever it raises is logged, never raised in the process. It may prune later:
+    # the file can vanish once +keep+ newer snapshots exist. To analyse the snapshot,
+    # use the block forms, which free the heap when the block ends instead of at the
+    # GC's leisure: <tt>Heapdiff.load(snapshot) { |heap| … }</tt>,
+    # <tt>Heapdiff.trend(recorder.dir) { |trend| … }</tt>.
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
                    after_fork: :restart)
       dir = Arguments.path(dir, "dir:")
