@@ -271,7 +271,8 @@ pub const SAMPLE_LIMIT: usize = 10;
 pub struct Heap {
     pub source: Source,
     pub columns: Columns,
-    /// CSR: the references of object `i` are `ref_targets[ref_start[i]..ref_start[i+1]]`.
+    /// CSR: the references of the object at `row` are
+    /// `ref_targets[ref_start[row]..ref_start[row + 1]]`.
     /// A target `t >= len()` is a dangling reference: `dangling[t - len()]`.
     pub ref_start: Vec<u32>,
     pub ref_targets: Vec<u32>,
@@ -325,19 +326,19 @@ impl Heap {
         self.strings.get(id)
     }
 
-    /// References of object `i` as row indices (dangling ones left out).
-    pub fn referents(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+    /// References of the object at `row` as row indices (dangling ones left out).
+    pub fn referents(&self, row: usize) -> impl Iterator<Item = usize> + '_ {
         let n = self.len() as u32;
-        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+        self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
             .iter()
             .filter(move |&&t| t < n)
             .map(|&t| t as usize)
     }
 
-    /// References of object `i` as addresses, in dump order, dangling ones included.
-    pub fn reference_addresses(&self, i: usize) -> Vec<u64> {
+    /// References of the object at `row` as addresses, in dump order, dangling ones included.
+    pub fn reference_addresses(&self, row: usize) -> Vec<u64> {
         let n = self.len();
-        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+        self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
             .iter()
             .map(|&t| {
                 let t = t as usize;
@@ -396,15 +397,15 @@ impl Heap {
         }
     }
 
-    /// The class name of object `i` (None for records without a class, such as IMEMO):
+    /// The class name of the object at `row` (None for records without a class, such as IMEMO):
     /// its real class, past singleton classes and included modules.
-    pub fn class_name(&self, i: usize) -> Option<String> {
-        let t = self.columns.object_type[i];
+    pub fn class_name(&self, row: usize) -> Option<String> {
+        let t = self.columns.object_type[row];
         if t == ObjectType::Imemo {
             // Before 3.2 IMEMO carry a bogus class (0x8, 0x11); it means nothing.
             return None;
         }
-        self.class_name_of_class(self.real_class(self.columns.class[i]))
+        self.class_name_of_class(self.real_class(self.columns.class[row]))
     }
 
     /// The first class up the superclass chain that is neither a singleton class nor an
@@ -419,39 +420,39 @@ impl Heap {
         class
     }
 
-    pub fn file(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.file[i])
+    pub fn file(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.file[row])
     }
 
-    pub fn method(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.method[i])
+    pub fn method(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.method[row])
     }
 
-    pub fn subtype(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.subtype[i])
+    pub fn subtype(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.subtype[row])
     }
 
-    pub fn line(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.line[i])
+    pub fn line(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.line[row])
     }
 
-    pub fn generation(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.generation[i])
+    pub fn generation(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.generation[row])
     }
 
-    pub fn bytesize(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.bytesize[i])
+    pub fn bytesize(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.bytesize[row])
     }
 
-    pub fn length(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.length[i])
+    pub fn length(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.length[row])
     }
 
     /// The row of the object's class, when the dump has it (not for IMEMO, whose class
     /// member is bogus before 3.2).
-    pub fn class_row(&self, v: usize) -> Option<usize> {
-        let class = self.columns.class[v];
-        if class == 0 || self.columns.object_type[v] == ObjectType::Imemo {
+    pub fn class_row(&self, row: usize) -> Option<usize> {
+        let class = self.columns.class[row];
+        if class == 0 || self.columns.object_type[row] == ObjectType::Imemo {
             return None;
         }
         self.find(class)
@@ -468,16 +469,16 @@ impl Heap {
         })
     }
 
-    pub(crate) fn reference_rows_with_dangling(&self, v: usize) -> &[u32] {
-        &self.ref_targets[self.ref_start[v] as usize..self.ref_start[v + 1] as usize]
+    pub(crate) fn reference_rows_with_dangling(&self, row: usize) -> &[u32] {
+        &self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
     }
 
     /// The ivar names of an OBJECT in slot order, from its shape chain (Ruby 3.2+).
-    pub fn ivar_names(&self, v: usize) -> Option<Vec<String>> {
-        if self.columns.flags[v] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
+    pub fn ivar_names(&self, row: usize) -> Option<Vec<String>> {
+        if self.columns.flags[row] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
             return None; // ivars live in a hash table, in no shape order
         }
-        let shape_id = self.shape_id(v)?;
+        let shape_id = self.shape_id(row)?;
         let by_id = self.shape_index();
         let mut names = Vec::new();
         let mut id = u64::from(shape_id);
@@ -511,8 +512,8 @@ impl Heap {
         })
     }
 
-    pub fn shape_id(&self, v: usize) -> Option<u32> {
-        let id = self.columns.shape_id[v];
+    pub fn shape_id(&self, row: usize) -> Option<u32> {
+        let id = self.columns.shape_id[row];
         (id != crate::heap::ABSENT && !self.shapes.is_empty()).then_some(id)
     }
 

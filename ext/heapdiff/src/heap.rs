@@ -183,12 +183,12 @@ impl HeapHandle {
         Ok(rb_self.graph(ruby)?.heap().find(address))
     }
 
-    /// The values of row `i`, in the order of `ROW_FIELDS`.
-    fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    /// The values of `row`, in the order of `ROW_FIELDS`.
+    fn row(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<RArray, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
         let c = &heap.columns;
-        let flags = u32::from(c.flags[i]);
+        let flags = u32::from(c.flags[row]);
         let names = ruby.ary_new();
         for (name, bit) in flag::NAMES {
             if flags & bit != 0 && *name != "complex_shape" {
@@ -196,49 +196,49 @@ impl HeapHandle {
             }
         }
         let values: [Value; ROW_FIELDS.len()] = [
-            c.address[i].into_value_with(ruby),
-            c.object_type[i].name().into_value_with(ruby),
-            heap.class_name(i).into_value_with(ruby),
-            opt_utf8(ruby, heap.file(i)).into_value_with(ruby),
-            heap.line(i).into_value_with(ruby),
+            c.address[row].into_value_with(ruby),
+            c.object_type[row].name().into_value_with(ruby),
+            heap.class_name(row).into_value_with(ruby),
+            opt_utf8(ruby, heap.file(row)).into_value_with(ruby),
+            heap.line(row).into_value_with(ruby),
             opt_utf8(
                 ruby,
-                heap.method(i)
+                heap.method(row)
                     .map(|m| parse::unescape_with(m, heap.stats.decimal_escapes))
                     .as_deref(),
             )
             .into_value_with(ruby),
-            heap.generation(i).into_value_with(ruby),
-            c.memsize.get(i).into_value_with(ruby),
-            heap.bytesize(i).into_value_with(ruby),
-            heap.length(i).into_value_with(ruby),
-            opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
+            heap.generation(row).into_value_with(ruby),
+            c.memsize.get(row).into_value_with(ruby),
+            heap.bytesize(row).into_value_with(ruby),
+            heap.length(row).into_value_with(ruby),
+            opt_utf8(ruby, heap.subtype(row)).into_value_with(ruby),
             names.into_value_with(ruby),
-            (c.shape_id[i] != heapdiff_core::heap::ABSENT)
-                .then_some(c.shape_id[i])
+            (c.shape_id[row] != heapdiff_core::heap::ABSENT)
+                .then_some(c.shape_id[row])
                 .into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
 
-    fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        Ok(rb_self.check(ruby, i)?.heap().reference_addresses(i))
+    fn references(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Vec<u64>, Error> {
+        Ok(rb_self.check(ruby, row)?.heap().reference_addresses(row))
     }
 
-    /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
+    /// Reads the line of `row` back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, graph: &Arc<Tracked>, i: usize) -> Result<Vec<u8>, Error> {
+    fn read_line(ruby: &Ruby, graph: &Arc<Tracked>, row: usize) -> Result<Vec<u8>, Error> {
         let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
             let heap = shared.heap();
-            heap.source.read_line(heap.columns.offset[i])
+            heap.source.read_line(heap.columns.offset[row])
         })?
         .map_err(|e| core_error(ruby, e))
     }
 
-    /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, graph: &Arc<Tracked>, i: usize) -> Result<(Vec<u8>, Record), Error> {
-        let line = Self::read_line(ruby, graph, i)?;
+    /// Reads the record of `row` again from the dump, for what the index does not keep.
+    fn reread(ruby: &Ruby, graph: &Arc<Tracked>, row: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, graph, row)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
             let path = graph.heap().source.display();
@@ -255,10 +255,10 @@ impl HeapHandle {
 
     /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
-    fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    fn value(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Option<RString>, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
-        let (line, record) = Self::reread(ruby, &graph, i)?;
+        let (line, record) = Self::reread(ruby, &graph, row)?;
         Ok(record.value.map(|span| {
             let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
@@ -273,8 +273,8 @@ impl HeapHandle {
     }
 
     /// Every member of the record that the index does not keep, read back from the dump.
-    fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
-        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, i)?, i)?;
+    fn details(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<RHash, Error> {
+        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, row)?, row)?;
         let hash = ruby.hash_new();
         let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
@@ -344,12 +344,12 @@ impl HeapHandle {
     fn path_to_root(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, row)?;
         let path = Self::path_query(ruby, graph, class_edges, move |graph| {
-            graph.path_to_root(i, class_edges)
+            graph.path_to_root(row, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
@@ -357,13 +357,13 @@ impl HeapHandle {
     fn paths_to_root(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         limit: usize,
         class_edges: bool,
     ) -> Result<RArray, Error> {
-        let graph = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, row)?;
         let paths = Self::path_query(ruby, graph, class_edges, move |graph| {
-            graph.paths_to_root(i, limit, class_edges)
+            graph.paths_to_root(row, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
@@ -375,42 +375,42 @@ impl HeapHandle {
     fn retainers(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        Self::graph_query(ruby, graph, |graph| graph.retainers(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.retainers(row, class_edges))
     }
 
-    fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
-        Ok(rb_self.check(ruby, i)?.heap().referents(i).collect())
+    fn referent_rows(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Vec<usize>, Error> {
+        Ok(rb_self.check(ruby, row)?.heap().referents(row).collect())
     }
 
     fn dominator(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        Self::graph_query(ruby, graph, |graph| graph.dominator(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.dominator(row, class_edges))
     }
 
     fn retained_size(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<u64, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        Self::graph_query(ruby, graph, |graph| graph.retained_size(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.retained_size(row, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
-    fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    fn own_name(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Option<String>, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
-        Ok(heap.class_name_of_class(heap.columns.address[i]))
+        Ok(heap.class_name_of_class(heap.columns.address[row]))
     }
 }
 
