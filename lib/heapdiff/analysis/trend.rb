@@ -32,6 +32,12 @@ module Heapdiff
       # +snapshots+: Snapshots or dump paths, oldest first (Heapdiff.trend turns a
       # directory into Snapshot.list). Loads them one after the other without the GVL,
       # at most two at a time.
+      #
+      # @param snapshots [Array<Snapshot, String>]
+      # @param include_noise [Boolean]
+      # @return [Trend]
+      # @raise [TrendError] snapshots that make no trend
+      # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
       def build(snapshots, include_noise: false)
         snapshots = snapshots.map { |s| s.is_a?(Snapshot) ? s.wait : Snapshot.read(s) }
         check(snapshots)
@@ -41,6 +47,11 @@ module Heapdiff
       end
 
       # The snapshots a directory (Snapshot.list) or a list of paths stands for.
+      #
+      # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
+      # @return [Array<Snapshot, String>] a directory's Snapshots, or the list as given
+      # @raise [FileError] no such directory
+      # @raise [TypeError] neither a directory nor a list
       def snapshots_from(paths_or_dir)
         paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir

@@ -46,12 +46,18 @@ module Heapdiff
 
     class << self
       # A new Recorder, started.
+      #
+      # @param options [Hash] as for #initialize
+      # @return [Recorder]
+      # @raise [ArgumentError] an option that is refused
       def start(**options)
         new(**options).start
       end
 
       # Whether this process was forked (or daemonized) from the one that loaded
       # heapdiff.
+      #
+      # @return [Boolean]
       def forked_child?
         Process.pid != @first_pid
       end
@@ -88,6 +94,17 @@ module Heapdiff
     # use the block forms, which free the heap when the block ends instead of at the
     # GC's leisure: <tt>Heapdiff.load(snapshot) { |heap| … }</tt>,
     # <tt>Heapdiff.trend(recorder.dir) { |trend| … }</tt>.
+    #
+    # @param dir [String, Pathname]
+    # @param every [Numeric, nil] seconds
+    # @param keep [Integer]
+    # @param signal [String, nil]
+    # @param on_snapshot [#call, nil] called with a Snapshot
+    # @param gzip [Boolean]
+    # @param fork [Boolean]
+    # @param logger [Logger, nil]
+    # @param after_fork [Symbol] :restart or :stop
+    # @raise [ArgumentError] a value that is refused (KILL, STOP, SEGV… as +signal+)
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
                    after_fork: :restart)
       dir = Arguments.path(dir, "dir:")
@@ -126,6 +143,8 @@ module Heapdiff
 
     # Starts the thread (and the signal handler) in this process, which then owns the
     # recorder. Returns self. In a forked child it starts afresh, in DIR/pid-PID.
+    #
+    # @return [self]
     def start
       return self if running?
 
@@ -144,11 +163,15 @@ module Heapdiff
     end
 
     # Whether a forked child writes each dump (fork: true).
+    #
+    # @return [Boolean]
     def fork?
       @fork
     end
 
     # Whether its thread runs in this process.
+    #
+    # @return [Boolean]
     def running?
       @owner == Process.pid && !@thread.nil? && @thread.alive?
     end
@@ -157,6 +180,8 @@ module Heapdiff
     # previous handler. Returns self. In a process that does not own the recorder (a
     # forked child that kept an inherited one) it only forgets it there: the owner's
     # thread, pipe and handler stay untouched.
+    #
+    # @return [self]
     def stop
       return self if @owner.nil?
       return forget_inherited unless @owner == Process.pid
@@ -178,6 +203,9 @@ module Heapdiff
     # Takes a snapshot now, in the calling thread, and prunes. Returns the Snapshot (for
     # fork: true, possibly still pending), or nil if it failed (the error is logged).
     # +reason+ goes in the log line.
+    #
+    # @param reason [String]
+    # @return [Snapshot, nil]
     def snapshot_now(reason: "requested")
       take(reason)
     end
@@ -186,6 +214,9 @@ module Heapdiff
     # once, without waiting for it: a Thread::Queue that the thread closes once the
     # process's heap is captured (the dump written, or with fork: true, the child
     # forked), so that +captured.pop+ waits for that. +reason+ goes in the log line.
+    #
+    # @param reason [String]
+    # @return [Thread::Queue]
     def snapshot_soon(reason: "requested")
       captured = Thread::Queue.new
       # Not @lock, which a snapshot holds while it is written.

@@ -13,6 +13,15 @@ module Heapdiff
     # +gzip:+ compresses the output (default: when +output+ ends in .gz). The output
     # appears complete or not at all (written beside it, then renamed), mode 0600.
     # Returns counts: { records:, values_removed:, rebuilt_records:, … }.
+    #
+    # @param input [String, Pathname]
+    # @param output [String, Pathname]
+    # @param gzip [Boolean, nil]
+    # @return [Hash{Symbol => Integer, Boolean, String, nil}] counts, from the redactor (heapdiff-core's redact.rs)
+    # @raise [ParseError] the input is not a heap dump, or a record is too large (names the line)
+    # @raise [FileError] the input cannot be read or the output written
+    # @raise [ArgumentError] the output would replace the input
+    # @raise [Interrupted] stopped from outside
     def redact(input, output, gzip: nil)
       Redactor.redact_file(input, output, gzip: gzip)
     end
