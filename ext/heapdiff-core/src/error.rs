@@ -116,6 +116,10 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            // Not placed yet (the parser's own): no file to name.
+            Error::Parse { path, reason, .. } if path.as_os_str().is_empty() => {
+                write!(f, "not a heap dump record ({reason})")
+            }
             Error::Parse { path, line, reason } if *line == 0 => {
                 write!(f, "{}: not a heap dump record ({reason})", path.display())
             }
@@ -138,5 +142,39 @@ impl std::error::Error for Error {
             Error::Io { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parser_error_is_placed_by_its_caller_and_names_file_and_line() {
+        let error = Error::not_a_record("not a JSON object");
+        assert_eq!(
+            error.to_string(),
+            "not a heap dump record (not a JSON object)"
+        );
+        let placed = error.at(Path::new("dump.json"), 7);
+        assert_eq!(
+            placed.to_string(),
+            "dump.json:7: not a heap dump record (not a JSON object)"
+        );
+        assert_eq!(placed.reason(), Some("not a JSON object"));
+        // Other kinds keep their own place.
+        let io = Error::io(Path::new("a.json"), std::io::ErrorKind::NotFound.into());
+        assert!(
+            matches!(io.at(Path::new("b.json"), 1), Error::Io { path, .. } if path == Path::new("a.json"))
+        );
+    }
+
+    #[test]
+    fn too_large_says_what_did_not_fit_and_where() {
+        let error = Error::out_of_memory(Path::new("big.json"), 3, "a record", 200 << 20);
+        assert_eq!(
+            error.to_string(),
+            "big.json:3: too large to load: could not allocate 200 MB for a record"
+        );
     }
 }
