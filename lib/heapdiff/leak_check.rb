@@ -52,6 +52,14 @@ module Heapdiff
 
     attr_reader :warmup, :iterations, :per_iteration, :max, :only, :ignore
 
+    # @param warmup [Integer] runs before the first snapshot
+    # @param iterations [Integer] runs between the first two
+    # @param per_iteration [Numeric] objects per iteration that fail a site
+    # @param max [Integer, nil] objects in all that a site may retain (instead of +per_iteration+)
+    # @param only [Symbol, Regexp, String, Array, nil]
+    # @param ignore [Symbol, Regexp, String, Array, nil]
+    # @param attribution [GemAttribution]
+    # @raise [ArgumentError] a count or pattern that is refused
     def initialize(warmup: 2, iterations: 20, per_iteration: 1, max: nil, only: nil, ignore: nil,
                    attribution: GemAttribution.default)
       @warmup = integer(warmup, "warmup:", 0)
@@ -68,14 +76,26 @@ module Heapdiff
     end
 
     # The smallest count that fails.
+    #
+    # @return [Integer] objects
     def limit
       max ? max + 1 : (per_iteration * iterations).ceil
     end
 
+    # The threshold in words, for messages.
+    #
+    # @return [String]
     def threshold_text
       max ? "more than #{max} objects" : "#{per_iteration} object(s) per iteration, #{limit} over #{iterations} iterations"
     end
 
+    # Runs the check on the block (see the class comment). The report's last dump
+    # stays loaded for Result#message's suspects; the first two are closed.
+    #
+    # @yield the code under test
+    # @return [Result]
+    # @raise [ArgumentError] no block
+    # @raise [SnapshotError] a snapshot could not be written
     def run(&block)
       raise ArgumentError, "heapdiff: the leak check needs a block" unless block
 
@@ -89,6 +109,9 @@ module Heapdiff
     end
 
     # The report's groups that the filters keep.
+    #
+    # @param report [Report]
+    # @return [Array<Group>]
     def kept(report)
       report.select do |group|
         (only.empty? || only.any? { |p| match?(p, group) }) && ignore.none? { |p| match?(p, group) }
