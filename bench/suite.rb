@@ -20,6 +20,8 @@
 #   diff        Heapdiff.diff(0, 1, 2) and print the top group: the whole user story
 #   load        Heapdiff.load(2.json), all cores; and again with HEAPDIFF_THREADS=1
 #   retention   on 2.json: the first path query from the roots, and the dominator tree
+#   phases      the three-dump diff in process, and the share of it that deciding
+#               reachability in the last dump takes
 #
 # Prints a table per size and the targets of issue 6, and writes both, with a
 # description of the machine, to --results. A benchmark, not a test: exits 0.
@@ -64,6 +66,31 @@ module HeapdiffBench
       puts JSON.generate(path: path_s, path_length: path&.size, dominators: clock.call - t, retained: retained)
     RUBY
     DIFF_SCRIPT = 'require "heapdiff"; puts Heapdiff.diff(*ARGV).groups.first'
+    # The cost of "retained means reachable": the three-dump diff in this process
+    # (loads, then the diff, which walks the last dump from its roots), and that walk
+    # alone on a fresh load of the last dump (the breadth-first tree from the roots,
+    # object → class edges included, is what decides reachability; the first path
+    # query builds the same tree).
+    REACH_SCRIPT = <<~RUBY
+      require "heapdiff"
+      clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      t = clock.call
+      heaps = ARGV.map { |path| Heapdiff.load(path) }
+      loads = clock.call - t
+      t = clock.call
+      report = Heapdiff.diff(*heaps)
+      diff = clock.call - t
+      count = report.total_count
+      report.close
+      heaps.each(&:close)
+      last = Heapdiff.load(ARGV.last)
+      t = clock.call
+      last.path_to_root(last.object(0))
+      reach = clock.call - t
+      puts JSON.generate(loads: loads, diff: diff, reach: reach, retained: count)
+    RUBY
+    # "Retained means reachable" may cost at most this share of the three-dump diff.
+    REACH_SHARE = 0.15
 
     Result = Struct.new(:name, :wall, :rss_kb, :disk_mb, :inner, :note, keyword_init: true)
 
@@ -117,6 +144,7 @@ module HeapdiffBench
       results[:load1] = measure("heapdiff load, 1 thread", ruby_cmd(LOAD_SCRIPT, files[2]), json: true,
                                                                                             env: { "HEAPDIFF_THREADS" => "1" })
       results[:retention] = measure("heapdiff path + dominators", ruby_cmd(RETENTION_SCRIPT, files[2]), json: true)
+      results[:reach] = measure("heapdiff diff phases", ruby_cmd(REACH_SCRIPT, *files), json: true)
       { objects: objects, params: params, files: files, total: total, results: results,
         text: section_text(objects, params, files, total, results) }
     end
@@ -153,8 +181,17 @@ module HeapdiffBench
         lines << format("Retention on 2.json: first path query %.1f ms (%s steps), dominator tree and retained " \
                         "sizes %.0f ms.", ret["path"] * 1e3, ret["path_length"] || "no path", ret["dominators"] * 1e3)
       end
+      if (reach = r[:reach]&.inner)
+        lines << format("Three-dump diff in process: loads %.2f s, diff %.0f ms; of which reachability in the last " \
+                        "dump %.0f ms = %.1f%% of loads + diff.", reach["loads"], reach["diff"] * 1e3,
+                        reach["reach"] * 1e3, reach_share(reach) * 100)
+      end
       lines << ""
       lines.join("\n")
+    end
+
+    def reach_share(reach)
+      reach["reach"] / (reach["loads"] + reach["diff"])
     end
 
     def targets(sections)
@@ -176,6 +213,11 @@ module HeapdiffBench
           per_core = File.size(s[:files][2]) / 1e6 / load["load"] / cores
           lines << check(per_core >= LOAD_MB_S_PER_CORE,
                          format("%s: load %.0f MB/s per core (target ≥ %.0f)", label, per_core, LOAD_MB_S_PER_CORE))
+        end
+        if (reach = r[:reach]&.inner)
+          lines << check(reach_share(reach) <= REACH_SHARE,
+                         format("%s: reachability %.1f%% of the three-dump diff (target ≤ %.0f%%)", label,
+                                reach_share(reach) * 100, REACH_SHARE * 100))
         end
         fraction = diff.rss_kb * 1e3 / s[:total]
         lines << check(fraction <= RSS_FRACTION,

@@ -14,6 +14,7 @@ require_relative "heapdiff/native"
 
 # Capture: tracing allocations, writing snapshots, recording them over time
 require_relative "heapdiff/capture/tracing"
+require_relative "heapdiff/capture/memory"
 require_relative "heapdiff/capture/snapshot"
 require_relative "heapdiff/capture/redactor"
 require_relative "heapdiff/capture/recorder"
@@ -29,6 +30,7 @@ require_relative "heapdiff/analysis/path"
 require_relative "heapdiff/analysis/suspect"
 require_relative "heapdiff/analysis/summary"
 require_relative "heapdiff/analysis/trend"
+require_relative "heapdiff/analysis/memory_verdict"
 # (heapdiff/html/trend_report is loaded by Trend#to_html, on first use.)
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
@@ -80,26 +82,33 @@ module Heapdiff
     # @param later [String, Pathname, Heap, nil] the third: keeps what it still holds
     # @param include_noise [Boolean]
     # @return [Heapdiff::Report] groups by allocation site; sizes in bytes
+    # @raise [MixedProcessesError] when the dumps' sidecars name different processes
+    #   (dumps without a sidecar are checked by their heap pages: a warning)
     # @raise [ParseError, FileError, Interrupted] as Heapdiff.load, for the first failure
     def diff(before, after, later = nil, include_noise: false)
+      Snapshot.check_one_process([before, after, later], "a diff")
       Report.build(*load_all([before, after, later]), include_noise: include_noise)
     end
 
     # How each allocation site evolves across the snapshots in a Recorder's directory
     # (+paths_or_dir+ a directory) or in a list of dumps (paths or Snapshots, oldest
-    # first): a Trend. Raises TrendError for fewer than two snapshots.
+    # first): a Trend. A trend follows one process: in a directory that several
+    # processes share, pick one with +process:+ (see Snapshot.list).
     #
     # With a block, yields the trend and closes it (Trend#close) when the block ends,
     # returning the block's value: its last snapshot is freed at once.
     #
     # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
+    # @param process [nil, :latest, Integer, ProcessIdentity] for a directory: whose
+    #   snapshots (nil: all, which must then be one process's)
     # @param include_noise [Boolean]
     # @yieldparam trend [Heapdiff::Trend]
     # @return [Heapdiff::Trend] without a block; the block's value with one
-    # @raise [TrendError] fewer than two snapshots, or snapshots that make no trend
+    # @raise [TrendError] fewer than two snapshots, or not in time order
+    # @raise [MixedProcessesError] snapshots of several processes
     # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
-    def trend(paths_or_dir, include_noise: false)
-      trend = Trend.build(Trend.snapshots_from(paths_or_dir), include_noise: include_noise)
+    def trend(paths_or_dir, process: nil, include_noise: false)
+      trend = Trend.build(Trend.snapshots_from(paths_or_dir, process: process), include_noise: include_noise)
       return trend unless block_given?
 
       begin

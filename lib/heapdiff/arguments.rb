@@ -9,6 +9,7 @@ module Heapdiff
     # Counts beyond this mean "all" (more rows than any heap has) and still fit the
     # native integers they become.
     LARGEST_COUNT = 1 << 32
+    BYTE_SUFFIXES = { "" => 1, "k" => 1 << 10, "m" => 1 << 20, "g" => 1 << 30, "t" => 1 << 40 }.freeze
 
     module_function
 
@@ -36,6 +37,19 @@ module Heapdiff
 
     # What +value+ is, for a message: its inspect (cut short), or its kind for an
     # object that has no #inspect.
+    # +value+ as a number of bytes: an Integer, or a String with an optional binary
+    # suffix ("1.5G", "800M", "64k": powers of 1024, as ps and top count). Raises
+    # ArgumentError for what is not one, or not positive.
+    def bytes(value, name)
+      return value if Integer === value && value.positive?
+
+      number, suffix = String === value && value.strip.match(/\A(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\z/i)&.captures
+      raise ArgumentError, "heapdiff: #{name} must be a positive number of bytes (1.5G, 800M), got #{kind(value)}" \
+        unless number && Float(number).positive?
+
+      (Float(number) * BYTE_SUFFIXES.fetch(suffix.downcase)).round
+    end
+
     def kind(value)
       return "an instance of BasicObject" unless ::Object === value
 

@@ -12,8 +12,8 @@ module Heapdiff
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "Diff two or three dumps: with three, what was allocated between A and B and is still in C."],
-      "report" => ["DIR", "Diff the latest three snapshots in DIR (Heapdiff::Snapshot.list); " \
-                          "--html FILE also writes the trend over all of them as one HTML page."],
+      "report" => ["DIR", "Diff the latest three snapshots of one process in DIR (the latest process, or --pid); " \
+                          "--html FILE also writes the trend over all of its snapshots as one HTML page."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems by count and memsize; duplicated strings."],
       "redact" => ["IN OUT", "Copy the dump IN to OUT without string, symbol and float values (OUT.gz: gzip)."]
@@ -69,13 +69,20 @@ module Heapdiff
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
-      all = Snapshot.list(args[0])
+      all = process_snapshots(args[0], options[:pid])
       snapshots = all.last(3)
       raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size}" if snapshots.size < 2
 
-      report = diff_paths(snapshots.map(&:path))
+      # Where the memory grew, from the sidecars alone: before any dump is loaded.
+      memory = MemoryVerdict.from_snapshots(all)
+      options[:memory] = memory
+      @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
+      report = diff_paths(snapshots)
       status = begin
-        report_output(report, options)
+        options[:survivors] = survivor_paths(snapshots.last, report.last_heap, options)
+        result = report_output(report, options)
+        survivors_output(options[:survivors], snapshots.last) unless options[:format] == "json"
+        result
       ensure
         report.close
       end
@@ -153,6 +160,9 @@ module Heapdiff
           end
         end
         if command == "report"
+          o.on("--pid PID", Integer, "The process whose snapshots to report (default: the one that took the latest)") do |v|
+            options[:pid] = v
+          end
           o.on("--html FILE", "Also write the trend over every snapshot in DIR to FILE (one self-contained page)") do |v|
             options[:html] = v
           end
@@ -181,7 +191,8 @@ module Heapdiff
       io.puts error if error
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
-      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, --html FILE (report), --help.",
+      io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N, " \
+                  "--html FILE and --pid PID (report), --help.",
               "'heapdiff COMMAND --help' for a command's own."
       status
     end
@@ -192,9 +203,58 @@ module Heapdiff
       Heapdiff.load(path, &)
     end
 
+    # The snapshots in +dir+ of the process with +pid+, or of the latest process. When
+    # the directory holds several processes' snapshots, says on stderr which it took.
+    def process_snapshots(dir, pid)
+      all = Snapshot.list(dir)
+      groups = Snapshot.processes(all)
+      named = groups.except(nil)
+      raise Usage, "no sidecar in #{dir} names a process, so --pid cannot choose" if pid && named.empty?
+
+      chosen = Snapshot.of_process(all, pid || :latest, dir)
+      raise Usage, "no snapshot of pid #{pid} in #{dir}; its snapshots are of #{pids_in(named)}" if pid && chosen.empty?
+
+      if named.size > 1 || (pid.nil? && named.size == 1 && groups.key?(nil))
+        identity = chosen.first.process
+        @err.puts "heapdiff: #{dir} holds snapshots of #{named.size} process#{"es" unless named.size == 1}" \
+                  "#{" (and #{groups[nil].size} without a sidecar, left out)" if groups.key?(nil)}; " \
+                  "reporting #{identity} (#{chosen.size} snapshot#{"s" unless chosen.size == 1})" \
+                  "#{"; --pid to choose: #{pids_in(named)}" unless pid}"
+      end
+      chosen
+    end
+
+    def pids_in(named)
+      named.map { |identity, group| "#{identity.pid} (#{group.size})" }.join(", ")
+    end
+
+    # The watched objects (Heapdiff.watch) that +snapshot+'s sidecar says survived,
+    # each label with the path from a root to one of them in +heap+ (that snapshot's
+    # dump): [{label:, count:, watched:, address:, path:}], or nil.
+    def survivor_paths(snapshot, heap, options)
+      survivors = snapshot.meta&.dig("survivors")
+      return nil unless survivors.is_a?(Hash) && !survivors.empty?
+
+      survivors.map do |label, s|
+        address = Array(s["addresses"]).find { |a| a.is_a?(String) && heap.at(a) }
+        path = address && heap.path_to_root(heap.at(address), class_edges: options[:class_edges])
+        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s }
+      end
+    end
+
+    def survivors_output(survivors, snapshot)
+      return unless survivors
+
+      @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
+      survivors.each do |s|
+        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched" \
+                  "#{" — #{s[:path]}" if s[:path]}"
+      end
+    end
+
     # Loads side by side (Heapdiff.diff does), after a progress line for each.
     def diff_paths(paths)
-      paths.each { |path| progress(path) }
+      paths.each { |path| progress(Snapshot === path ? path.path : path) }
       Heapdiff.diff(*paths)
     end
 
@@ -238,6 +298,8 @@ module Heapdiff
 
     def report_h(report, options)
       h = report.to_h
+      h[:memory_verdict] = options[:memory].to_h if options[:memory]
+      h[:survivors] = options[:survivors] if options[:survivors]
       h[:group_count] = report.size
       h[:groups] = report.first(options[:top]).map { |g| g.to_h.merge(gem: g.file && @attribution.name_for(g.file)) }
       if options[:by]

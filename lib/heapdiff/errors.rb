@@ -33,9 +33,23 @@ module Heapdiff
   # died. The message names the directory; #cause holds the system error, if any.
   class SnapshotError < Error; end
 
-  # Snapshots that cannot make a trend: fewer than two, from different processes, or
-  # not in time order.
+  # Snapshots that cannot make a trend: fewer than two, or not in time order.
   class TrendError < Error; end
+
+  # Snapshots of different processes given where one process's are needed (a diff, a
+  # trend): their sidecars name different processes (ProcessIdentity). #processes
+  # lists them, each with its snapshots' paths, latest process last.
+  class MixedProcessesError < Error
+    # @return [Hash{ProcessIdentity => Array<String>}] each process's dump paths
+    attr_reader :processes
+
+    # @param message [String]
+    # @param processes [Hash{ProcessIdentity => Array<String>}]
+    def initialize(message = nil, processes = {})
+      super(message)
+      @processes = processes
+    end
+  end
 
   # Long work was stopped from outside (Thread#kill, Timeout, Ctrl-C) and nothing
   # else was raised for it.

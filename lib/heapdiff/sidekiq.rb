@@ -2,6 +2,7 @@
 
 require "sidekiq"
 require_relative "capture/recorder"
+require_relative "capture/watch"
 
 module Heapdiff
   # Heap snapshots of a Sidekiq server (6.4 through 8.x) between jobs: every N jobs
@@ -34,9 +35,11 @@ module Heapdiff
       # +after_fork:+), or +recorder:+ to share one (the binstub does: one numbering,
       # one +keep+ for timed, signalled and per-job snapshots). Returns the Schedule.
       # Raises ArgumentError for a wrong option.
-      def install(every_jobs: nil, every_seconds: nil, recorder: nil, **recorder_options)
+      def install(every_jobs: nil, every_seconds: nil, recorder: nil, watch: false, watch_every: 100,
+                  watch_threshold: 10, watch_check_every: 10_000, **recorder_options)
         recorder ||= Recorder.new(every: nil, **recorder_options)
         schedule = Schedule.new(recorder, every_jobs: every_jobs, every_seconds: every_seconds)
+        schedule.watch!(every: watch_every, threshold: watch_threshold, check_every: watch_check_every) if watch
         ::Sidekiq.configure_server do |config|
           each_chain_owner(config) do |owner|
             owner.server_middleware do |chain|
@@ -44,6 +47,8 @@ module Heapdiff
               chain.prepend(Middleware, schedule)
             end
           end
+          # The recorder's thread watches RSS; without rss_limit it starts on demand.
+          recorder.start if recorder_options[:rss_limit]
           config.on(:quiet) { schedule.stopping! }
           config.on(:shutdown) { schedule.stopping! }
           recorder.logger.info("heapdiff: Sidekiq jobs will take snapshots in #{recorder.dir}, #{schedule}, " \
@@ -103,7 +108,10 @@ module Heapdiff
       # Called after every job, whether it succeeded or raised. When a snapshot is due,
       # asks the recorder's thread for it and returns without waiting (fork: true:
       # forks the child that writes it, here).
-      def job_done
+      # +worker+ and +job+ (the job instance and its payload) are watched when +watch+:
+      # both should be garbage once the job is done (Heapdiff.survivors).
+      def job_done(worker = nil, job = nil)
+        watch_job(worker, job) if watch && worker
         reason = @lock.synchronize do
           @jobs += 1
           due = if every_jobs && (@jobs % every_jobs).zero? then "after job #{@jobs}"
@@ -126,6 +134,23 @@ module Heapdiff
         @capture&.pop
       end
 
+      # Whether finished jobs are watched (Heapdiff.watch): one in +watch_every+ (a
+      # watched object costs a weak reference, which Ruby 3.1's WeakMap makes with a
+      # finalizer: tens of µs), and how many of one label must survive a full GC for a
+      # snapshot (checked every +watch_check_every+ jobs, each check a full GC; then
+      # again at twice the count).
+      attr_reader :watch, :watch_every, :watch_threshold, :watch_check_every
+
+      # See Heapdiff::Sidekiq.install.
+      def watch!(every: 100, threshold: 10, check_every: 10_000)
+        @watch = true
+        @watch_every = every
+        @watch_threshold = threshold
+        @watch_check_every = check_every
+        @finished_jobs = 0
+        self
+      end
+
       # Sidekiq is quieting or stopping: no more snapshots, and no job waits for one.
       def stopping!
         @lock.synchronize do
@@ -143,6 +168,26 @@ module Heapdiff
       def now
         Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
+
+      def watch_job(worker, job)
+        finished = @lock.synchronize { @finished_jobs += 1 }
+        if (finished % watch_every).zero?
+          label = worker.class.name || worker.class.inspect
+          Heapdiff.watch(worker, label)
+          Heapdiff.watch(job["args"], "#{label} args") if job.is_a?(Hash) && job["args"].is_a?(Array)
+        end
+        check_survivors if (finished % watch_check_every).zero?
+      end
+
+      # A snapshot when watched objects of one label survive past the threshold, so
+      # that the report can show what holds them; the threshold then doubles.
+      def check_survivors
+        top = Heapdiff.survivors(sample: 0).values.first
+        return unless top && top.count >= watch_threshold && !@stopping
+
+        @watch_threshold *= 2
+        recorder.snapshot_soon(reason: "#{top.count} #{top.label} survive, watched once done")
+      end
     end
 
     # The server middleware. Jobs that Sidekiq interrupts at shutdown (Sidekiq::Shutdown)
@@ -155,15 +200,15 @@ module Heapdiff
         @schedule = schedule
       end
 
-      def call(_worker, _job, _queue)
+      def call(worker, job, _queue)
         @schedule.before_job
         begin
           yield
         rescue StandardError
-          @schedule.job_done
+          @schedule.job_done(worker, job)
           raise
         end
-        @schedule.job_done
+        @schedule.job_done(worker, job)
       end
     end
   end

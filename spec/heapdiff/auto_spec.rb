@@ -86,7 +86,11 @@ RSpec.describe "heapdiff/auto" do
   it "says what is wrong with a setting, and starts nothing" do
     {
       { "HEAPDIFF_EVERY" => "soon" } => "heapdiff: HEAPDIFF_EVERY=soon is not a number of seconds; heapdiff stays off",
-      { "HEAPDIFF_SIGNAL" => "NOPE" } => 'heapdiff: signal: "NOPE" is not a signal name; heapdiff stays off'
+      { "HEAPDIFF_SIGNAL" => "NOPE" } => 'heapdiff: signal: "NOPE" is not a signal name; heapdiff stays off',
+      { "HEAPDIFF_RSS_LIMIT" => "lots" } =>
+        'heapdiff: HEAPDIFF_RSS_LIMIT must be a positive number of bytes (1.5G, 800M), got "lots"; heapdiff stays off',
+      { "HEAPDIFF_RSS_STEP" => "-1" } =>
+        "heapdiff: HEAPDIFF_RSS_STEP=-1 is not a positive fraction (0.2 for 20%); heapdiff stays off"
     }.each do |env, message|
       out, status = Processes.ruby(state + 'require "heapdiff/auto"; puts JSON.generate(state.call)',
                                    env: { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir }.merge(env))
@@ -143,7 +147,7 @@ RSpec.describe Heapdiff::Env do
   it "reads the defaults" do
     expect(described_class.settings({ "HEAPDIFF" => "1" })).to eq(
       dir: "tmp/heapdiff", every: 300, keep: 10, signal: nil, fork: false, gzip: false, trace: true, every_jobs: nil,
-      after_fork: :restart
+      after_fork: :restart, rss_limit: nil, rss_step: 0.2
     )
   end
 
@@ -151,11 +155,11 @@ RSpec.describe Heapdiff::Env do
     env = {
       "HEAPDIFF_DIR" => "/var/dumps", "HEAPDIFF_EVERY" => "0", "HEAPDIFF_KEEP" => "3",
       "HEAPDIFF_SIGNAL" => " USR2 ", "HEAPDIFF_FORK" => "yes", "HEAPDIFF_GZIP" => "1", "HEAPDIFF_TRACE" => "off",
-      "HEAPDIFF_AFTER_FORK" => "stop"
+      "HEAPDIFF_AFTER_FORK" => "stop", "HEAPDIFF_RSS_LIMIT" => "1.5G", "HEAPDIFF_RSS_STEP" => "0.5"
     }
     expect(described_class.settings(env)).to eq(
       dir: "/var/dumps", every: nil, keep: 3, signal: "USR2", fork: true, gzip: true, trace: false, every_jobs: nil,
-      after_fork: :stop
+      after_fork: :stop, rss_limit: 3 << 29, rss_step: 0.5
     )
   end
 

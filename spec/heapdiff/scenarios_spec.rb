@@ -55,6 +55,16 @@ RSpec.describe "Generated leak scenarios" do
         end
       end
 
+      if scenario.forked_worker
+        # The worker's snapshots share the directory: the master's are told apart by
+        # their sidecars, and a mix is refused.
+        all = Heapdiff::Snapshot.list(dir)
+        expect(Heapdiff::Snapshot.processes(all).size).to eq(2)
+        expect(Heapdiff::Snapshot.list(dir, process: truth["pid"]).map(&:path)).to eq(truth["dumps"])
+        worker, master = all.partition { |s| s.process.pid != truth["pid"] }
+        expect { Heapdiff.diff(*worker.first(2), master.last) }.to raise_error(Heapdiff::MixedProcessesError)
+      end
+
       warnings = report.warnings.join("\n")
       # Stated as a fact only when it happened; "compacted, or …" names no cause.
       stated_compaction = /the heap was compacted between the two dumps \(GC\.compact or GC\.auto_compact\)\./

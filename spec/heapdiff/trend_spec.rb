@@ -123,7 +123,7 @@ RSpec.describe "Heapdiff.trend" do
 
     it "writes JSON with the snapshots, the verdict counts and every site" do
       data = JSON.parse(trend.to_json)
-      expect(data.keys).to eq(%w[snapshots timed hours site_count verdicts sites warnings])
+      expect(data.keys).to eq(%w[snapshots timed hours site_count verdicts memory_verdict sites warnings])
       expect(data).to include("timed" => true, "hours" => 1.0, "site_count" => trend.size, "warnings" => [])
       expect(data["verdicts"]).to eq("growing" => 4, "stable" => trend.stable.size, "transient" => trend.transient.size)
       expect(data["snapshots"].map { |s| s["rss_bytes"] }).to eq([100_000_000, 110_000_000, 120_000_000])
@@ -154,7 +154,17 @@ RSpec.describe "Heapdiff.trend" do
     it "follows one process, in time order" do
       Dir.mktmpdir do |dir|
         recorder_dir(dir, pids: [1, 1, 2])
-        expect { Heapdiff.trend(dir) }.to raise_error(Heapdiff::TrendError, /come from 2 processes \(worker-1:1, worker-1:2\)/)
+        expect { Heapdiff.trend(dir) }.to raise_error(
+          Heapdiff::MixedProcessesError, /come from 2: pid 1 on worker-1 \(2 snapshots\); pid 2 on worker-1 \(1 snapshot\)/
+        )
+      end
+      Dir.mktmpdir do |dir|
+        recorder_dir(dir, pids: [2, 1, 1])
+        trend = Heapdiff.trend(dir, process: :latest)
+        expect(trend.snapshots.map { |s| [File.basename(s.path), s.process.pid] })
+          .to eq([["heap-0002.json.gz", 1], ["heap-0003.json.gz", 1]])
+        expect(Heapdiff.trend(dir, process: 1).snapshots.size).to eq(2)
+        expect { Heapdiff.trend(dir, process: 2) }.to raise_error(Heapdiff::TrendError, /got 1/)
       end
       Dir.mktmpdir do |dir|
         recorder_dir(dir, minutes: [0, 40, 20])
@@ -200,7 +210,9 @@ RSpec.describe "Heapdiff.trend" do
 
     it "writes the page from the CLI and still prints the diff of the latest three" do
       expect(@status.exitstatus).to eq(0)
-      expect(@out).to start_with("Retained STRING 100 objects")
+      # Three snapshots with a memory breakdown: the memory verdict comes first.
+      expect(@out.lines.first).to start_with("Memory: ")
+      expect(@out.lines[1]).to start_with("Retained STRING 100 objects")
       expect(@err).to include("heapdiff: wrote #{File.join(@dir, "report.html")}: trend over 3 snapshots, 1 growing site\n")
       expect(Dir.children(@dir).grep(/\.tmp-/)).to be_empty
     end

@@ -18,7 +18,7 @@
 //! group's `uncertain` count: the true count lies between `count` and
 //! `count + uncertain`, and a warning names the cause.
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::graph::HeapGraph;
@@ -95,13 +95,21 @@ pub fn diff(
     let last_graph = later;
     let later = later.map(HeapGraph::heap);
     let mut warnings = Vec::new();
+    // Between dumps of two processes, objects missing at their address say nothing of
+    // compaction: the compaction warnings of that pair would name a cause that did not
+    // happen, so the process warning stands alone.
+    let foreign_first = other_process_warning(before, after);
+    let foreign_second = later.and_then(|later| other_process_warning(after, later));
+    let (first_is_foreign, second_is_foreign) = (foreign_first.is_some(), foreign_second.is_some());
+    warnings.extend(foreign_first);
+    warnings.extend(foreign_second);
     let first = Pairing::new(before, after);
-    if first.moved > 0 {
+    if first.moved > 0 && !first_is_foreign {
         warnings.push(compaction_warning(before, after, first.moved));
     }
     let second = later.map(|later| Pairing::new(after, later));
     if let (Some(second), Some(later)) = (&second, later) {
-        if second.moved > 0 {
+        if second.moved > 0 && !second_is_foreign {
             warnings.push(compaction_warning(after, later, second.moved));
         }
     }
@@ -179,7 +187,7 @@ pub fn diff(
     } else {
         (new, maybe_new, 0)
     };
-    if first.suspected_compaction > 0 {
+    if first.suspected_compaction > 0 && !first_is_foreign {
         warnings.push(suspected_compaction_warning(
             before,
             after,
@@ -188,7 +196,7 @@ pub fn diff(
         ));
     }
     if let (Some(second), Some(later)) = (&second, later) {
-        if second.suspected_compaction > 0 {
+        if second.suspected_compaction > 0 && !second_is_foreign {
             warnings.push(suspected_compaction_warning(
                 after,
                 later,
@@ -331,9 +339,49 @@ pub fn diff(
     }
 }
 
+/// Ruby allocates its object heap in pages aligned to 64 KiB (`HEAP_PAGE_ALIGN_LOG` 16
+/// in gc.c, Ruby 3.1–3.4; the default's in 4.0): an object's page is its address
+/// shifted by 16.
+const PAGE_SHIFT: u32 = 16;
+
+/// A warning when `earlier` and `later` share almost no heap pages. A process keeps
+/// most of its pages from one dump to the next (Ruby frees few), while two processes
+/// started apart have their heaps elsewhere (address space layout randomisation), so
+/// addresses, and identity with them, mean unrelated objects. This is the check for
+/// dumps without a sidecar naming their process (Ruby checks sidecars first). It
+/// cannot tell forked workers apart: they share their parent's pages.
+pub(crate) fn other_process_warning(earlier: &Heap, later: &Heap) -> Option<String> {
+    let pages = |heap: &Heap| {
+        let mut pages = HashSet::new();
+        let mut last = u64::MAX;
+        // A dump lists objects page by page: insert each page once per run.
+        for &address in &heap.columns.address {
+            let page = address >> PAGE_SHIFT;
+            if page != last {
+                pages.insert(page);
+                last = page;
+            }
+        }
+        pages
+    };
+    let (a, b) = (pages(earlier), pages(later));
+    let smaller = a.len().min(b.len());
+    let shared = a.intersection(&b).count();
+    // Below a few pages the heaps are too small to say anything.
+    (smaller >= 4 && shared * 10 < smaller).then(|| {
+        format!(
+            "{} and {} share {shared} of their {} and {} heap pages: dumps of one process keep most of theirs, so these look like dumps of different processes (a restart, another worker or host), whose addresses name unrelated objects. Diff dumps of one process: heapdiff's snapshots name their process in a sidecar",
+            earlier.source.display(),
+            later.source.display(),
+            a.len(),
+            b.len()
+        )
+    })
+}
+
 /// No warning names a cause that may not have happened: without tracing, old objects
 /// at new addresses come from compaction or from promotion since the earlier dump.
-fn suspected_compaction_warning(
+pub(crate) fn suspected_compaction_warning(
     earlier: &Heap,
     later: &Heap,
     relocated: u64,

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use rayon::prelude::*;
 
-use crate::diff::{compaction_warning, site_class, DiffOptions, Noise, Pairing, NAMED_CLASS};
+use crate::diff::{
+    compaction_warning, other_process_warning, site_class, suspected_compaction_warning,
+    DiffOptions, Identity, Noise, Pairing, NAMED_CLASS,
+};
 use crate::graph::HeapGraph;
 use crate::heap::Heap;
 use crate::intern::NO_STRING;
@@ -54,6 +57,11 @@ pub struct Site {
     /// Objects of each snapshot that are the same objects as in the snapshot before
     /// (0 for the first snapshot).
     pub survived: Vec<u64>,
+    /// Of `survived`, the objects whose identity the dumps leave open: no allocation
+    /// info in a slot an object of their class held before (reused or not), or an
+    /// object compaction may have moved (see `diff::Identity`). The true survivors are
+    /// in `survived - uncertain ..= survived`; the verdict counts them as survivors.
+    pub uncertain: Vec<u64>,
     pub verdict: Verdict,
 }
 
@@ -149,6 +157,9 @@ pub fn trend<E>(
     let mut subtypes: Vec<Subtype> = Vec::new();
     let mut snapshots = Vec::with_capacity(count);
     let mut warnings = Vec::new();
+    // Survivors whose identity the dumps leave open (see `Site`): in a reused slot
+    // without allocation info, and maybe moved by a compaction that erased it.
+    let (mut unsure_reused, mut unsure_moved) = (0u64, 0u64);
     let mut last_sites = Vec::new();
     let mut previous: Option<Heap> = None;
 
@@ -159,18 +170,32 @@ pub fn trend<E>(
             let pairing = previous.as_ref().map(|p| Pairing::new(p, &heap));
             // Survivors: the same object at the same address, or an object older than
             // the previous snapshot that compaction moved (the diff's rule for "not new").
-            let survived: Vec<bool> = match &pairing {
+            // `Identity::Old` or a `Maybe…` is a survivor: the same object at its
+            // address, or older than the previous snapshot (moved by compaction).
+            let identity: Vec<Option<Identity>> = match &pairing {
                 Some(pairing) => (0..heap.len())
                     .into_par_iter()
                     .with_min_len(1 << 14)
-                    .map(|i| pairing.counterpart(i).is_some() || pairing.is_older_than_earlier(i))
+                    .map(|i| Some(pairing.identity(i)))
                     .collect(),
-                None => vec![false; heap.len()],
+                None => vec![None; heap.len()],
             };
             if let (Some(pairing), Some(previous)) = (&pairing, &previous) {
                 totals.moved = pairing.moved;
-                if pairing.moved > 0 {
+                // Snapshots of two processes: no compaction to speak of (see the diff).
+                let foreign = other_process_warning(previous, &heap);
+                let is_foreign = foreign.is_some();
+                warnings.extend(foreign);
+                if pairing.moved > 0 && !is_foreign {
                     warnings.push(compaction_warning(previous, &heap, pairing.moved));
+                }
+                if pairing.suspected_compaction > 0 && !is_foreign {
+                    warnings.push(suspected_compaction_warning(
+                        previous,
+                        &heap,
+                        pairing.suspected_compaction,
+                        0,
+                    ));
                 }
             }
             let noise = Noise::new(&heap, options);
@@ -204,6 +229,7 @@ pub fn trend<E>(
                             counts: vec![0; count],
                             memsizes: vec![0; count],
                             survived: vec![0; count],
+                            uncertain: vec![0; count],
                             verdict: Verdict::Stable,
                         });
                         subtypes.push(Subtype {
@@ -216,7 +242,19 @@ pub fn trend<E>(
                 let site = &mut sites[s as usize];
                 site.counts[k] += 1;
                 site.memsizes[k] += c.memsize.get(i);
-                site.survived[k] += u64::from(survived[i]);
+                match identity[i] {
+                    Some(Identity::Old) => site.survived[k] += 1,
+                    Some(unsure @ (Identity::MaybeReusedSlot | Identity::MaybeMoved)) => {
+                        site.survived[k] += 1;
+                        site.uncertain[k] += 1;
+                        if unsure == Identity::MaybeReusedSlot {
+                            unsure_reused += 1;
+                        } else {
+                            unsure_moved += 1;
+                        }
+                    }
+                    Some(Identity::New) | None => {}
+                }
                 totals.objects += 1;
                 totals.memsize += c.memsize.get(i);
                 let subtype = &mut subtypes[s as usize];
@@ -234,6 +272,16 @@ pub fn trend<E>(
         previous = Some(heap);
     }
 
+    if unsure_reused > 0 {
+        warnings.push(format!(
+            "{unsure_reused} object(s) have no allocation info and sit where the snapshot before had an object of the same type and class: a new object in a reused slot cannot be told from the old one, so they are counted as survivors and the sites' new objects are ranges (low–high). Tracing was off when they were allocated; turn it on (Heapdiff.trace_allocations!) before the first snapshot for exact counts"
+        ));
+    }
+    if unsure_moved > 0 {
+        warnings.push(format!(
+            "{unsure_moved} object(s) have no allocation info although tracing was on, after the heap was compacted (Ruby 2.7–3.3 erase the allocation info of moved objects): each may be an old object that moved or a new one, so they are counted as survivors and the sites' new objects are ranges (low–high)"
+        ));
+    }
     for (site, subtype) in sites.iter_mut().zip(subtypes) {
         site.subtype = subtype.bytes.filter(|_| !subtype.mixed);
         site.verdict = verdict(&site.counts, &site.survived);

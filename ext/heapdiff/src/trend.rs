@@ -31,6 +31,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_site_count", method!(TrendHandle::site_count, 0))?;
     class.define_method("_site", method!(TrendHandle::site, 1))?;
     class.define_method("_site_rows", method!(TrendHandle::site_rows, 2))?;
+    class.define_method("_site_uncertain", method!(TrendHandle::site_uncertain, 1))?;
     class.define_method("_totals", method!(TrendHandle::totals, 0))?;
     class.define_method("_warnings", method!(TrendHandle::warnings, 0))?;
     class.define_method("_last_heap", method!(TrendHandle::last_heap, 0))?;
@@ -116,6 +117,13 @@ impl TrendHandle {
                 ("verdict", s.verdict.name().into_value_with(ruby)),
             ],
         )
+    }
+
+    /// Per snapshot, the site's survivors whose identity the dumps leave open
+    /// (`heapdiff_core::trend::Site::uncertain`).
+    fn site_uncertain(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
+        rb_self.check(ruby, i)?;
+        Ok(rb_self.trend.sites[i].uncertain.clone())
     }
 
     /// Rows of the site's objects in the last snapshot, at most `limit` (nil: all).

@@ -4,6 +4,7 @@ require "json"
 require "time"
 require_relative "../errors"
 require_relative "../capture/snapshot"
+require_relative "memory_verdict"
 
 module Heapdiff
   # How each allocation site evolves across N snapshots of one process (made by
@@ -46,19 +47,21 @@ module Heapdiff
         trend
       end
 
-      # The snapshots a directory (Snapshot.list) or a list of paths stands for.
+      # The snapshots a directory (Snapshot.list, with +process:+) or a list of paths
+      # stands for.
       #
       # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
+      # @param process [nil, :latest, Integer, ProcessIdentity] for a directory
       # @return [Array<Snapshot, String>] a directory's Snapshots, or the list as given
       # @raise [FileError] no such directory
       # @raise [TypeError] neither a directory nor a list
-      def snapshots_from(paths_or_dir)
+      def snapshots_from(paths_or_dir, process: nil)
         paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir
         when String
           raise FileError, "heapdiff: no such directory: #{paths_or_dir}" unless File.directory?(paths_or_dir)
 
-          Snapshot.list(paths_or_dir)
+          Snapshot.list(paths_or_dir, process: process)
         when Array then paths_or_dir
         else raise TypeError, "heapdiff: expected a directory or an Array of dump paths, got #{Arguments.kind(paths_or_dir)}"
         end
@@ -67,14 +70,11 @@ module Heapdiff
       private
 
       # Identity across dumps means something only within one process, in time order.
+      # Raises TrendError or MixedProcessesError.
       def check(snapshots)
         raise TrendError, "heapdiff: a trend needs at least two snapshots, got #{snapshots.size}" if snapshots.size < 2
 
-        pids = snapshots.filter_map { |s| s.meta && [s.meta["hostname"], s.meta["pid"]] }.uniq
-        if pids.size > 1
-          raise TrendError, "heapdiff: the snapshots come from #{pids.size} processes " \
-                            "(#{pids.map { |h, p| "#{h}:#{p}" }.join(", ")}); a trend follows one process"
-        end
+        Snapshot.check_one_process(snapshots, "a trend")
         times = snapshots.filter_map { |s| s.meta&.dig("time") && s.taken_at }
         return if times.each_cons(2).all? { |a, b| a <= b }
 
@@ -132,6 +132,14 @@ module Heapdiff
       end
     end
 
+    # Which part of the process's memory grew, from the sidecars' breakdowns (see
+    # MemoryVerdict): Ruby objects, fragmentation of the object heap or of malloc, the
+    # allocator's cache, or native memory. :unknown without breakdowns.
+    # @return [MemoryVerdict]
+    def memory_verdict
+      @memory_verdict ||= MemoryVerdict.from_snapshots(snapshots, work: respond_to?(:work_total) ? work_total : nil)
+    end
+
     # The last snapshot, loaded (the trend keeps it for suspects and paths).
     #
     # @return [Heapdiff::Heap]
@@ -169,6 +177,7 @@ module Heapdiff
         hours: hours,
         site_count: size,
         verdicts: VERDICTS.to_h { |v| [v, count { |s| s.verdict == v }] },
+        memory_verdict: memory_verdict.to_h,
         sites: (top ? sites.first(top) : sites).map { |s| s.to_h(details: s.growing? && s.index < suspects) },
         warnings: warnings
       }
@@ -189,6 +198,7 @@ module Heapdiff
       lines = ["Trend over #{snapshots.size} snapshots (#{File.basename(first.path)} … #{File.basename(last.path)})" \
                "#{format(", %.1f min", hours * 60) if hours}: #{size} sites, " +
         VERDICTS.map { |v| "#{count { |s| s.verdict == v }} #{v}" }.join(", ")]
+      lines << "  #{memory_verdict}" unless memory_verdict.verdict == :unknown
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
       growing.first(top).each do |site|

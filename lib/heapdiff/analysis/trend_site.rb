@@ -10,6 +10,12 @@ module Heapdiff
     # +survived[k]+ counts the objects of snapshot k that are the same objects
     # (identity as in the diff) as in snapshot k-1.
     #
+    # Without allocation tracing (or after a compaction on Ruby ≤ 3.3) the dumps cannot
+    # always tell: +uncertain[k]+ of the survivors may be new objects in reused slots
+    # (or moved ones). They are counted as survivors; the true figures are ranges:
+    # #survived_ranges, #new_count_ranges, and #estimated? says so. #counts and
+    # #growth stay exact (they count what each dump holds).
+    #
     # The verdict (computed in heapdiff-core's trend.rs, where the rules are tested):
     # - :transient when most objects do not survive to the next snapshot (the
     #   survivors are fewer than half of the objects the snapshots before held), or
@@ -63,11 +69,36 @@ module Heapdiff
         memsizes.last
       end
 
-      # Objects of each snapshot that the one before did not have (all, for the first).
+      # Objects of each snapshot that the one before did not have (all, for the first);
+      # the low ends of #new_count_ranges.
       #
       # @return [Array<Integer>] one per snapshot
       def new_counts
         counts.zip(survived).map { |c, s| c - s }
+      end
+
+      # Per snapshot, the survivors whose identity the dumps leave open (see the class
+      # comment): counted in #survived, maybe new.
+      # @return [Array<Integer>]
+      def uncertain
+        @uncertain ||= trend._site_uncertain(index).freeze
+      end
+
+      # True when some snapshot's survivors and new objects are ranges.
+      def estimated?
+        uncertain.any?(&:positive?)
+      end
+
+      # Per snapshot, the survivors as a Range (low..high; a one-value range when exact).
+      # @return [Array<Range>]
+      def survived_ranges
+        survived.zip(uncertain).map { |s, u| (s - u)..s }
+      end
+
+      # Per snapshot, the new objects as a Range (low..high).
+      # @return [Array<Range>]
+      def new_count_ranges
+        new_counts.zip(uncertain).map { |n, u| n..(n + u) }
       end
 
       # Last count minus first.
@@ -143,7 +174,8 @@ module Heapdiff
         h = { rank: rank, verdict: verdict, type: type, class_name: Printable.utf8(class_name),
               subtype: Printable.utf8(subtype), label: label, file: Printable.utf8(file), line: line,
               location: file && location, counts: counts, memsizes: memsizes,
-              survived: survived, new: new_counts, growth: growth, growth_per_snapshot: growth_per_snapshot,
+              survived: survived, new: new_counts, uncertain: uncertain, estimated: estimated?, growth: growth,
+              growth_per_snapshot: growth_per_snapshot,
               growth_per_hour: growth_per_hour, memsize_growth: memsize_growth }
         return h unless details
 
@@ -170,7 +202,8 @@ module Heapdiff
         "#<Heapdiff::Trend::Site ##{rank} #{verdict} #{label} at #{location} counts=#{counts} survived=#{survived}>"
       end
 
-      # Share of the objects of snapshots 1..n-1 still there in the next one.
+      # Share of the objects of snapshots 1..n-1 still there in the next one (counting
+      # the uncertain survivors; #kept_share_low leaves them out).
       #
       # @return [Float, nil] 0.0..1.0; nil with a single snapshot or no objects
       def kept_share
@@ -178,11 +211,21 @@ module Heapdiff
         before.zero? ? nil : survived.drop(1).sum.fdiv(before)
       end
 
+      # #kept_share without the survivors whose identity is open.
+      def kept_share_low
+        before = counts[0...-1].sum
+        before.zero? ? nil : (survived.drop(1).sum - uncertain.drop(1).sum).fdiv(before)
+      end
+
       private
 
       def kept_percent
         share = kept_share
-        share ? format("%.0f%%", share * 100) : "none"
+        return "none" unless share
+
+        high = format("%.0f%%", share * 100)
+        low = format("%.0f%%", kept_share_low * 100)
+        low == high ? high : "#{low}–#{high} (an estimate: see the warnings)"
       end
     end
   end

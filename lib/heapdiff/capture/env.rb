@@ -17,6 +17,8 @@ module Heapdiff
   #   HEAPDIFF_EVERY_JOBS   Sidekiq servers: a snapshot between jobs, every N jobs. Then
   #                         HEAPDIFF_EVERY, if set, is also counted between jobs, and no
   #                         timer thread runs.
+  #   HEAPDIFF_RSS_LIMIT    a forked snapshot when RSS reaches this (1.5G, 800M), then each
+  #                         time it grows by HEAPDIFF_RSS_STEP more (default 0.2: 20%)
   #   HEAPDIFF_AFTER_FORK   restart (default): a forked child (a Puma worker) records on
   #                         its own, in HEAPDIFF_DIR/pid-PID; stop: it records nothing
   module Env
@@ -52,7 +54,9 @@ module Heapdiff
           gzip: flag(env, "HEAPDIFF_GZIP", false),
           trace: flag(env, "HEAPDIFF_TRACE", true),
           every_jobs: every_jobs,
-          after_fork: after_fork(env)
+          after_fork: after_fork(env),
+          rss_limit: rss_limit(env),
+          rss_step: rss_step(env)
         }
       end
 
@@ -71,7 +75,7 @@ module Heapdiff
 
         s = settings(env)
         options = { dir: s[:dir], keep: s[:keep], signal: s[:signal], fork: s[:fork], gzip: s[:gzip],
-                    after_fork: s[:after_fork] }
+                    after_fork: s[:after_fork], rss_limit: s[:rss_limit], rss_step: s[:rss_step] }
         recorder = Recorder.new(every: s[:every_jobs] ? nil : s[:every], **options)
         begin
           if s[:every_jobs]
@@ -87,7 +91,7 @@ module Heapdiff
             Heapdiff::Sidekiq.install(every_jobs: s[:every_jobs], every_seconds: s[:every], recorder: recorder)
           end
           Heapdiff.trace_allocations! if s[:trace]
-          recorder.start if s[:signal] || !s[:every_jobs]
+          recorder.start if s[:signal] || s[:rss_limit] || !s[:every_jobs]
         rescue StandardError, LoadError
           undo(recorder)
           raise
@@ -106,6 +110,22 @@ module Heapdiff
         recorder.stop
         Heapdiff::Sidekiq.uninstall if defined?(Heapdiff::Sidekiq)
         Heapdiff.stop_tracing!
+      end
+
+      # Bytes ("1.5G", "800M", a number), or nil when unset.
+      def rss_limit(env)
+        text = env.fetch("HEAPDIFF_RSS_LIMIT", "").strip
+        text.empty? ? nil : Arguments.bytes(text, "HEAPDIFF_RSS_LIMIT")
+      end
+
+      def rss_step(env)
+        text = env.fetch("HEAPDIFF_RSS_STEP", "").strip
+        return 0.2 if text.empty?
+
+        step = Float(text, exception: false)
+        raise ArgumentError, "HEAPDIFF_RSS_STEP=#{text} is not a positive fraction (0.2 for 20%)" unless step&.positive?
+
+        step
       end
 
       def after_fork(env)

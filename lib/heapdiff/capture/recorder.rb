@@ -35,7 +35,14 @@ module Heapdiff
       "FPE" => "reserved by Ruby", "VTALRM" => "reserved by Ruby", "EXIT" => "not a signal: Ruby's exit hook"
     }.freeze
 
-    attr_reader :dir, :every, :keep, :signal, :logger, :after_fork
+    attr_reader :dir, :every, :keep, :signal, :logger, :after_fork, :rss_limit
+
+    PAGE_SIZE = begin
+      require "etc"
+      Etc.sysconf(Etc::SC_PAGESIZE)
+    rescue StandardError
+      4096
+    end
 
     # The recorders started in this process, for the fork hook.
     @started = []
@@ -86,6 +93,13 @@ module Heapdiff
     # what a forked child does with this recorder once started: :restart (a fresh one
     # of its own, in DIR/pid-PID) or :stop (none).
     #
+    # +rss_limit+ (bytes, or "1.5G"): a snapshot, always with fork: true (the process
+    # pauses only to fork), when RSS first reaches it, then each time it grows by
+    # another +rss_step+ (a fraction: 0.2 is 20% above the last threshold), at most
+    # +rss_snapshots+ times. The recorder's thread reads RSS every +rss_check+ seconds
+    # (/proc/self/statm: microseconds). A threshold crossed while another snapshot is
+    # being written is taken at the next check. +keep+ applies to these too.
+    #
     # The +on_snapshot+ contract: it gets a Snapshot, a file on disk with its sidecar,
     # which holds no loaded heap, so there is nothing to close. It runs on a heapdiff
     # thread (the recorder's, or with +fork: true+ the one that waits for the dump).
@@ -104,9 +118,13 @@ module Heapdiff
     # @param fork [Boolean]
     # @param logger [Logger, nil]
     # @param after_fork [Symbol] :restart or :stop
+    # @param rss_limit [Integer, String, nil] bytes ("1.5G")
+    # @param rss_step [Numeric] a fraction above the last threshold
+    # @param rss_snapshots [Integer]
+    # @param rss_check [Numeric] seconds
     # @raise [ArgumentError] a value that is refused (KILL, STOP, SEGV… as +signal+)
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, logger: nil,
-                   after_fork: :restart)
+                   after_fork: :restart, rss_limit: nil, rss_step: 0.2, rss_snapshots: 5, rss_check: 1.0)
       dir = Arguments.path(dir, "dir:")
       unless NilClass === every || (Numeric === every && every.positive?)
         raise ArgumentError, "heapdiff: every: must be a positive number of seconds or nil, got #{Arguments.kind(every)}"
@@ -121,6 +139,7 @@ module Heapdiff
         raise ArgumentError, "heapdiff: after_fork: must be :restart or :stop, got #{after_fork.inspect}"
       end
 
+      init_rss_limit(rss_limit, rss_step, rss_snapshots, rss_check)
       @base_dir = File.expand_path(dir)
       @dir = @base_dir
       @after_fork = after_fork
@@ -233,12 +252,14 @@ module Heapdiff
     def run
       due = every && (now + every)
       loop do
-        readable = @wake_reader.wait_readable(due && [due - now, 0].max)
+        wait = [due, @rss_limit && @rss_due].compact.min
+        readable = @wake_reader.wait_readable(wait && [wait - now, 0].max)
         wakes = readable ? @wake_reader.read_nonblock(64, exception: false) : ""
         wakes = "" unless wakes.is_a?(String)
         break if wakes.include?("q")
 
         take_requested if wakes.include?("r")
+        check_rss if @rss_limit && now >= @rss_due
         next unless wakes.include?("s") || (due && now >= due)
 
         take(wakes.include?("s") ? "SIG#{@signal}" : "every #{every} s")
@@ -246,6 +267,46 @@ module Heapdiff
       end
     rescue StandardError => e
       logger.error("heapdiff: the recorder thread stopped: #{e.class}: #{e.message}")
+    end
+
+    def init_rss_limit(limit, step, count, check)
+      @rss_limit = limit && Arguments.bytes(limit, "rss_limit:")
+      unless Numeric === step && step.positive?
+        raise ArgumentError, "heapdiff: rss_step: must be a positive fraction (0.2 for 20%)"
+      end
+      raise ArgumentError, "heapdiff: rss_snapshots: must be a positive Integer" unless Integer === count && count.positive?
+      raise ArgumentError, "heapdiff: rss_check: must be a positive number of seconds" unless Numeric === check && check.positive?
+
+      @rss_step = step
+      @rss_snapshots = count
+      @rss_check = check
+      @rss_threshold = @rss_limit
+      @rss_taken = 0
+      @rss_due = 0
+    end
+
+    # A forked snapshot when RSS has reached the threshold; the next threshold is
+    # rss_step above it (above RSS, if RSS jumped past several), until rss_snapshots.
+    def check_rss
+      @rss_due = now + @rss_check
+      return if @rss_taken >= @rss_snapshots
+
+      rss = current_rss
+      return unless rss && rss >= @rss_threshold
+
+      reason = format("RSS %.1f MB reached %.1f MB", rss / 1e6, @rss_threshold / 1e6)
+      return unless take(reason, fork: true)
+
+      @rss_taken += 1
+      @rss_threshold = (@rss_threshold * (1 + @rss_step)).ceil while @rss_threshold <= rss
+    end
+
+    # Resident pages × page size from /proc/self/statm (Linux); nil elsewhere.
+    def current_rss
+      pages = File.read("/proc/self/statm").split[1]
+      pages && (Integer(pages) * PAGE_SIZE)
+    rescue SystemCallError, IOError, ArgumentError
+      nil
     end
 
     # The snapshots asked for with #snapshot_soon: one for all that arrived together.
@@ -258,17 +319,17 @@ module Heapdiff
       requests&.each { |_, captured| captured.close }
     end
 
-    def take(reason)
+    def take(reason, fork: @fork)
       started = now
       snapshot = @lock.synchronize do
         if @pending&.pending?
           logger.warn("heapdiff: snapshot (#{reason}) skipped: the previous one is still being written")
           return nil
         end
-        @pending = Heapdiff.snapshot(dir: dir, gzip: @gzip, fork: @fork)
+        @pending = Heapdiff.snapshot(dir: dir, gzip: @gzip, fork: fork)
       end
       paused = now - started
-      if @fork
+      if fork
         @finisher = Thread.new { finish(snapshot, reason, started, paused) }
         @finisher.name = "heapdiff-snapshot"
       else
@@ -284,7 +345,7 @@ module Heapdiff
       snapshot.wait
       size = File.size(snapshot.path) / 1e6
       prune
-      pause = @fork ? format(", paused %.3f s", paused) : ""
+      pause = snapshot.child_pid ? format(", paused %.3f s", paused) : ""
       logger.info(format("heapdiff: snapshot %s (%s, %.1f MB) in %.2f s%s",
                          snapshot.path, reason, size, now - started, pause))
       notify(snapshot)

@@ -4,6 +4,7 @@ require "json"
 require_relative "../errors"
 require_relative "../arguments"
 require_relative "../printable"
+require_relative "process_identity"
 require_relative "snapshot_writer"
 
 module Heapdiff
@@ -83,19 +84,84 @@ module Heapdiff
       end
 
       # The complete snapshots in +dir+ (numbered names), oldest first.
-      def list(dir)
-        dir = File.expand_path(Arguments.path(dir, "dir"))
-        # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
-        numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
-        numbered.sort.filter_map do |_, name|
-          read(File.join(dir, name))
-        rescue FileError
-          nil # deleted (a Recorder's keep) since the directory was read
+      #
+      # Several processes can share a directory (Puma workers, a restarted Sidekiq, two
+      # hosts on one volume); their snapshots must not be diffed together. +process:+
+      # picks one process's (as the sidecars name it, see ProcessIdentity):
+      # - nil: all snapshots;
+      # - :latest: those of the process that took the latest snapshot (by sidecar time);
+      # - an Integer pid, or a ProcessIdentity: that process's.
+      # With :latest or a pid, snapshots without a sidecar are left out when any
+      # snapshot has one (which process took them is unknown); when none has, all are
+      # kept.
+      #
+      # @param dir [String, Pathname]
+      # @param process [nil, :latest, Integer, ProcessIdentity]
+      # @return [Array<Snapshot>]
+      # @raise [FileError] when the directory cannot be listed
+      # @raise [MixedProcessesError] when the pid names more than one process in +dir+
+      # @raise [ArgumentError] for another +process:+
+      def list(dir, process: nil)
+        of_process(all_in(dir), process, dir)
+      end
+
+      # The snapshots among +snapshots+ that +process+ picks, as Snapshot.list does.
+      # @param snapshots [Array<Snapshot>]
+      # @param process [nil, :latest, Integer, ProcessIdentity]
+      # @param dir [String] where they are, for messages
+      # @return [Array<Snapshot>]
+      # @raise [MixedProcessesError] when the pid names more than one process
+      # @raise [ArgumentError] for another +process+
+      def of_process(snapshots, process, dir = "these snapshots")
+        unless process.nil? || process == :latest || Integer === process || ProcessIdentity === process
+          raise ArgumentError, "heapdiff: process: must be nil, :latest, a pid or a ProcessIdentity, " \
+                               "got #{Arguments.kind(process)}"
         end
-      rescue Errno::ENOENT
-        []
-      rescue SystemCallError => e
-        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
+
+        return snapshots if process.nil?
+
+        groups = processes(snapshots)
+        named = groups.except(nil)
+        return snapshots if named.empty?
+
+        case process
+        when :latest then named.values.last
+        when ProcessIdentity then named.fetch(process, [])
+        else
+          matching = named.select { |identity, _| identity.pid == process }
+          if matching.size > 1
+            raise MixedProcessesError.new("heapdiff: pid #{process} names #{matching.size} processes in " \
+                                          "#{Printable.escape(dir.to_s)}: #{describe(matching)}",
+                                          matching.transform_values { |group| group.map(&:path) })
+          end
+          matching.values.first || []
+        end
+      end
+
+      # Snapshots grouped by the process that took them, each group oldest first, the
+      # groups ordered by their latest snapshot (the latest process last). Snapshots
+      # without a sidecar naming their process are under nil.
+      # @param snapshots [Array<Snapshot>]
+      # @return [Hash{ProcessIdentity, nil => Array<Snapshot>}]
+      def processes(snapshots)
+        snapshots.group_by(&:process).sort_by { |_, group| group.map(&:taken_at).max }.to_h
+      end
+
+      # Raises MixedProcessesError unless the sidecars of +values+ (Snapshots, dump
+      # paths; others are skipped) name at most one process. Dumps without a sidecar
+      # pass: the diff then checks the dumps themselves (their heap pages).
+      # @param values [Array<Snapshot, String, Pathname, Object>]
+      # @param what [String] what needs one process, for the message: "a diff"
+      # @return [nil]
+      # @raise [MixedProcessesError]
+      def check_one_process(values, what)
+        snapshots = values.filter_map { |v| Snapshot === v ? v.wait : sidecar_only(v) }
+        named = processes(snapshots).except(nil)
+        return if named.size <= 1
+
+        paths = named.transform_values { |group| group.map(&:path) }
+        raise MixedProcessesError.new("heapdiff: #{what} needs snapshots of one process, and these come from " \
+                                      "#{named.size}: #{describe(named)}", paths)
       end
 
       # The snapshot whose dump is +path+, with its sidecar's meta when it has one.
@@ -116,6 +182,37 @@ module Heapdiff
       end
 
       private
+
+      # Every complete snapshot in +dir+, by number.
+      def all_in(dir)
+        dir = File.expand_path(Arguments.path(dir, "dir"))
+        # Names are bytes: one that is not UTF-8 (no snapshot's) must not stop the listing.
+        numbered = Dir.children(dir).filter_map { |name| (n = name.b[DUMP_NAME, 1]) && [n.to_i, name] }
+        numbered.sort.filter_map do |_, name|
+          read(File.join(dir, name))
+        rescue FileError
+          nil # deleted (a Recorder's keep) since the directory was read
+        end
+      rescue Errno::ENOENT
+        []
+      rescue SystemCallError => e
+        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
+      end
+
+      # "pid 1 on web-1, started … (3 snapshots); pid 2 on web-1, started … (1 snapshot)"
+      def describe(groups)
+        groups.map { |identity, group| "#{identity} (#{group.size} snapshot#{"s" unless group.size == 1})" }.join("; ")
+      end
+
+      # A Snapshot for the dump +value+ names, with its sidecar, without requiring the
+      # dump to exist (loading it reports that); nil for what names no path.
+      def sidecar_only(value)
+        path = Arguments.path(value, "path")
+        meta, taken_at = read_meta(meta_path_for(File.expand_path(path)))
+        meta && new(taken_at: taken_at || Time.at(0), path: path, meta: meta)
+      rescue TypeError
+        nil
+      end
 
       # [meta, time taken] from the sidecar at +meta_path+; [nil, nil] when there is none,
       # or when it is damaged (not JSON, not an object, a bad time), with a warning: a
@@ -182,6 +279,17 @@ module Heapdiff
     def error
       settle(0)
       @error
+    end
+
+    # The process that took the snapshot, as its sidecar names it (host, pid, start
+    # time); nil without a sidecar, or while a forked snapshot is pending.
+    # @return [ProcessIdentity, nil]
+    def process
+      meta = self.meta
+      return @process if defined?(@process) && @process_meta.equal?(meta)
+
+      @process_meta = meta
+      @process = ProcessIdentity.from_meta(meta)
     end
 
     # The pid of the child that writes a fork: true snapshot (nil for one taken

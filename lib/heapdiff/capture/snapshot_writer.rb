@@ -5,6 +5,9 @@ require "json"
 require_relative "../errors"
 require_relative "../printable"
 require_relative "../safe_file"
+require_relative "memory"
+require_relative "watch"
+require_relative "process_identity"
 require_relative "tracing"
 require_relative "../version"
 
@@ -119,6 +122,8 @@ module Heapdiff
     def prepare(time, forked:)
       make_dir
       @pid = Process.pid
+      # The parent's, also in a forked snapshot's child, which dumps the parent's heap.
+      @process = ProcessIdentity.current
       @rss = rss_bytes
       # The first use of JSON creates call caches in json/common.rb (generating the
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
@@ -126,8 +131,14 @@ module Heapdiff
       if forked
         Snapshot.parse_json("[]")
         GC.start(full_mark: true, immediate_mark: true, immediate_sweep: false)
+        # The parent's memory, after marking (the sweep is lazy: free slots not yet
+        # swept count as live); the child's would be a copy-on-write view of it.
+        @memory = Memory.breakdown
+        @survivors = Watch.survivors(gc: false)
       else
         GC.start(full_mark: true, immediate_sweep: true)
+        @memory = Memory.breakdown
+        @survivors = Watch.survivors(gc: false)
         @meta = collect_meta(time, forked)
         JSON.generate(@meta)
       end
@@ -231,7 +242,6 @@ module Heapdiff
         # made on another machine needs it to leave them out.
         "heapdiff_path" => Printable.utf8(File.expand_path("..", __dir__)),
         "sequence" => @sequence,
-        "pid" => @pid,
         **process_identity,
         "time" => time.getutc.strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
         "ruby_version" => RUBY_VERSION,
@@ -240,6 +250,10 @@ module Heapdiff
         "gc_count" => GC.count,
         "gc_stat" => GC.stat.slice(*GC_STAT_KEYS).transform_keys(&:to_s),
         "rss_bytes" => @rss,
+        "memory" => @memory,
+        # Watched objects (Heapdiff.watch) alive after this snapshot's GC, by label:
+        # {"count", "watched", "addresses"}; a report shows the path of one per label.
+        "survivors" => @survivors.transform_values { |s| s.to_h.except(:label).transform_keys(&:to_s) },
         "live_objects" => counts[:TOTAL] - counts[:FREE],
         "tracing" => Heapdiff.tracing?,
         "forked" => forked,
@@ -248,15 +262,16 @@ module Heapdiff
       }
     end
 
-    # The host and the program's name ($PROGRAM_NAME, which servers fill with their
-    # command line: "--token=…"). A redacted sidecar holds neither: the host only as a
-    # hash, which still tells snapshots of different hosts apart (Trend needs that).
+    # The process (ProcessIdentity: host, pid, start time) and the program's name
+    # ($PROGRAM_NAME, which servers fill with their command line: "--token=…"). A
+    # redacted sidecar holds neither name: the host only as a hash, which still tells
+    # snapshots of different hosts apart (Snapshot.processes needs that).
     def process_identity
-      hostname = Etc.uname[:nodename]
-      return { "hostname" => hostname, "program" => Printable.utf8($PROGRAM_NAME) } unless @redact
+      meta = @process.to_meta
+      return meta.merge("program" => Printable.utf8($PROGRAM_NAME)) unless @redact
 
       require "digest"
-      { "hostname" => "sha256:#{Digest::SHA256.hexdigest(hostname)[0, 16]}", "program" => nil }
+      meta.merge("hostname" => "sha256:#{Digest::SHA256.hexdigest(meta["hostname"])[0, 16]}", "program" => nil)
     end
 
     # Resident set size from /proc (Linux); nil elsewhere.

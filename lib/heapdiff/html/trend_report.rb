@@ -49,6 +49,7 @@ module Heapdiff
           <section id="memory">
           <h2>Memory over time</h2>
           <div id="chart" class="chart"><noscript>The chart needs JavaScript; the snapshot table below has the figures.</noscript></div>
+          #{breakdown_section}
           </section>
           <section id="growing">
           <h2>Growing sites (#{@trend.growing.size})</h2>
@@ -105,6 +106,56 @@ module Heapdiff
           <p class="path"><b>Path</b> to one of them: <code>#{path ? h(path.to_s) : "no root reaches it"}</code></p>
           </article>
         HTML
+      end
+
+      # Colours of the breakdown's layers, bottom up (MemoryVerdict::COMPONENTS).
+      LAYER_COLOURS = {
+        ruby_objects: "#4e79a7", ruby_heap_fragmentation: "#a0cbe8", malloc_fragmentation: "#f28e2b",
+        allocator_cache: "#ffbe7d", native: "#e15759"
+      }.freeze
+
+      # The memory verdict, and a stacked area of the breakdown over time (server-side
+      # SVG: it needs no JavaScript), x proportional to time when the snapshots have it.
+      def breakdown_section
+        verdict = @trend.memory_verdict
+        return "<p class=\"verdict\">#{h(verdict)}</p>" if verdict.breakdowns.size < 2
+
+        "<p class=\"verdict\">#{h(verdict)}</p>\n" \
+          "#{stacked_area(verdict.breakdowns)}"
+      end
+
+      def stacked_area(breakdowns, width: 720, height: 220)
+        layers = MemoryVerdict::COMPONENTS.map do |name, keys|
+          [name, breakdowns.map { |b| keys.sum { |k| b[k].to_i.clamp(0, nil) } }]
+        end
+        totals = breakdowns.each_index.map { |i| layers.sum { |_, values| values[i] } }
+        max = [totals.max, 1].max
+        times = @trend.memory.filter_map(&:time)
+        xs = if times.size == breakdowns.size && times.last > times.first
+               times.map { |t| (t - times.first) / (times.last - times.first) }
+             else
+               breakdowns.each_index.map { |i| i.fdiv([breakdowns.size - 1, 1].max) }
+             end
+        x = ->(i) { 50 + (xs[i] * (width - 60)) }
+        y = ->(v) { height - 20 - (v.fdiv(max) * (height - 44)) }
+        below = Array.new(breakdowns.size, 0)
+        polygons = layers.map do |name, values|
+          above = below.zip(values).map(&:sum)
+          points = above.each_index.map { |i| format("%.1f,%.1f", x.call(i), y.call(above[i])) } +
+                   below.each_index.to_a.reverse.map { |i| format("%.1f,%.1f", x.call(i), y.call(below[i])) }
+          tip = "#{name}: #{values.map { |v| format("%.1f MB", v / 1e6) }.join(" → ")}"
+          below = above
+          "<polygon points=\"#{points.join(" ")}\" fill=\"#{LAYER_COLOURS.fetch(name)}\"><title>#{h(tip)}</title></polygon>"
+        end
+        legend = layers.each_with_index.map do |(name, _), i|
+          "<rect x=\"#{50 + (i * 140)}\" y=\"2\" width=\"10\" height=\"10\" fill=\"#{LAYER_COLOURS.fetch(name)}\"/>" \
+            "<text x=\"#{64 + (i * 140)}\" y=\"11\" font-size=\"10\">#{h(name.to_s.tr("_", " "))}</text>"
+        end
+        "<svg id=\"breakdown\" class=\"breakdown\" width=\"#{width}\" height=\"#{height}\" viewBox=\"0 0 #{width} #{height}\" " \
+          "role=\"img\" aria-label=\"memory breakdown over time, stacked, from 0 to #{format("%.1f MB", max / 1e6)}\">" \
+          "#{polygons.join}#{legend.join}" \
+          "<text x=\"2\" y=\"#{height - 20}\" font-size=\"11\">0</text>" \
+          "<text x=\"2\" y=\"#{y.call(max) + 4}\" font-size=\"11\">#{h(format("%.0f MB", max / 1e6))}</text></svg>"
       end
 
       def rates(site)
