@@ -104,16 +104,27 @@ module Heapdiff
     # first): a Trend. A trend follows one process: in a directory that several
     # processes share, pick one with +process:+ (see Snapshot.list).
     #
+    # With a block, yields the trend and closes it (Trend#close) when the block ends,
+    # returning the block's value: its last snapshot is freed at once.
+    #
     # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
     # @param process [nil, :latest, Integer, ProcessIdentity] for a directory: whose
     #   snapshots (nil: all, which must then be one process's)
     # @param include_noise [Boolean]
-    # @return [Heapdiff::Trend]
+    # @yieldparam trend [Heapdiff::Trend]
+    # @return [Heapdiff::Trend] without a block; the block's value with one
     # @raise [TrendError] fewer than two snapshots, or not in time order
     # @raise [MixedProcessesError] snapshots of several processes
     # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
     def trend(paths_or_dir, process: nil, include_noise: false)
-      Trend.build(Trend.snapshots_from(paths_or_dir, process: process), include_noise: include_noise)
+      trend = Trend.build(Trend.snapshots_from(paths_or_dir, process: process), include_noise: include_noise)
+      return trend unless block_given?
+
+      begin
+        yield trend
+      ensure
+        trend.close
+      end
     end
 
     private

@@ -74,4 +74,55 @@ RSpec.describe "Safety of the host process" do
       expect(out).to include("left: []")
     end
   end
+
+  # Sizes that come from the input are allocated fallibly: what does not fit in the
+  # memory left is an error naming the file and the line, never an abort.
+  describe "allocations sized by the input that cannot be had" do
+    it "loads a file whose size promises billions of objects by growing as records come" do
+      # 70,000 small records, then zeros to 64 GB (a sparse file): the first batch's
+      # objects per byte, scaled to the file's size, ask for ~1 billion rows at once.
+      sparse = File.join(@dir, "sparse.json")
+      records = Array.new(70_000) { |i| %({"address":"0x#{(i + 1).to_s(16)}", "type":"OBJECT", "memsize":40}\n) }
+      File.binwrite(sparse, records.join)
+      File.truncate(sparse, 64 << 30)
+      out = child(<<~RUBY, sparse, timeout: 120)
+        Process.setrlimit(:AS, 3 << 30)
+        begin
+          Heapdiff.load(ARGV[0])
+          puts "no error"
+        rescue Heapdiff::ParseError => e
+          puts "ParseError line \#{e.line}: \#{e.message}"
+        end
+      RUBY
+      # The zeros after the last record are part of it (they hold no newline): a record
+      # longer than heapdiff's limit, or, first, longer than the memory the limit leaves.
+      expect(out).to match(/^ParseError line 70000: #{Regexp.escape(sparse)}:70000: (not a heap dump record \(a record longer than 256 MB|too large to load: could not allocate \d+ MB for a record$)/)
+    end
+
+    it "refuses a record larger than the memory left with ParseError naming its line, in the redactor" do
+      big = File.join(@dir, "big.json.gz")
+      Zlib::GzipWriter.open(big) do |gz|
+        gz.write(%({"address":"0x1", "type":"STRING", "value":"))
+        chunk = "a" * (1 << 20)
+        200.times { gz.write(chunk) }
+        gz.write(%("}\n))
+      end
+      out_dir = File.join(@dir, "out")
+      Dir.mkdir(out_dir)
+      # Room for about 160 MB more than the process holds now: less than the line.
+      out = child(<<~RUBY, big, out_dir, timeout: 120)
+        vm_size = File.read("/proc/self/status")[/^VmSize:\\s+(\\d+)/, 1].to_i * 1024
+        Process.setrlimit(:AS, vm_size + (160 << 20))
+        begin
+          Heapdiff.redact(ARGV[0], File.join(ARGV[1], "out.json"))
+          puts "no error"
+        rescue Heapdiff::ParseError => e
+          puts "ParseError line \#{e.line}: \#{e.message}"
+        end
+        puts "left: \#{Dir.children(ARGV[1]).inspect}"
+      RUBY
+      expect(out).to match(/^ParseError line 1: #{Regexp.escape(big)}:1: too large to load: could not allocate \d+ MB for a record$/)
+      expect(out).to include("left: []")
+    end
+  end
 end

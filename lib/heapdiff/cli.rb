@@ -102,17 +102,21 @@ module Heapdiff
       options[:memory] = memory
       @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
       trend = verdict(all, options)
-      report = diff_paths(snapshots)
-      status = begin
-        options[:survivors] = survivor_paths(snapshots.last, report.last_heap, options)
-        result = report_output(report, options, trend)
-        survivors_output(options[:survivors], snapshots.last) unless options[:format] == "json"
-        result
+      begin
+        report = diff_paths(snapshots)
+        status = begin
+          options[:survivors] = survivor_paths(snapshots.last, report.last_heap, options)
+          result = report_output(report, options, trend)
+          survivors_output(options[:survivors], snapshots.last) unless options[:format] == "json"
+          result
+        ensure
+          report.close
+        end
+        write_html(trend || all, options[:html]) if options[:html]
+        status
       ensure
-        report.close
+        trend&.close
       end
-      write_html(trend || all, options[:html]) if options[:html]
-      status
     end
 
     def trend_command(args, options)
@@ -120,10 +124,11 @@ module Heapdiff
 
       source = args.size == 1 ? process_snapshots(directory(args[0]), options[:pid]) : args
       args.each { |path| progress(path) } if args.size > 1
-      trend = Heapdiff.trend(source)
-      shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
-      @out.puts options[:format] == "json" ? pretty(trend.to_h(**shown)) : trend.to_s(**shown)
-      write_html(trend, options[:html]) if options[:html]
+      Heapdiff.trend(source) do |trend|
+        shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
+        @out.puts options[:format] == "json" ? pretty(trend.to_h(**shown)) : trend.to_s(**shown)
+        write_html(trend, options[:html]) if options[:html]
+      end
       0
     end
 
@@ -359,10 +364,16 @@ module Heapdiff
       nil
     end
 
-    # The trend over +snapshots+ (or a Trend) as HTML, written to a temporary file
-    # renamed into place: a browser reloading the page never sees half of it.
+    # The trend over +snapshots+ (or a Trend, which its maker closes) as HTML, written
+    # to a temporary file renamed into place: a browser reloading the page never sees
+    # half of it. A trend made here is closed at once (Heapdiff.trend's block form).
     def write_html(snapshots, path)
-      trend = snapshots.is_a?(Trend) ? snapshots : Heapdiff.trend(snapshots)
+      return html_of(snapshots, path) if snapshots.is_a?(Trend)
+
+      Heapdiff.trend(snapshots) { |trend| html_of(trend, path) }
+    end
+
+    def html_of(trend, path)
       SafeFile.write(path, mode: 0o644) { |io| io.write(trend.to_html) }
       @err.puts "heapdiff: wrote #{path}: trend over #{trend.snapshots.size} snapshots, " \
                 "#{trend.growing.size} growing site#{"s" unless trend.growing.size == 1}"

@@ -4,9 +4,11 @@ module Heapdiff
   # The base of every error heapdiff raises.
   class Error < StandardError; end
 
-  # The file is not a heap dump (or a line of it is no record at all). The message
-  # names the file and the line: "path:LINE: not a heap dump record (why)"; #path and
-  # #line carry the same facts as data (the extension sets them when it raises).
+  # The file is not a heap dump (or a line of it is no record at all), or a record
+  # or the index is too large for the memory left. The message names the file and the
+  # line: "path:LINE: not a heap dump record (why)", "path:LINE: too large to load:
+  # could not allocate N MB for a record"; #path and #line carry the same facts as data
+  # (the extension sets them when it raises).
   class ParseError < Error
     # @return [String, nil] the file that is not a heap dump
     attr_reader :path

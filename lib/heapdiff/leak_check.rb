@@ -73,6 +73,7 @@ module Heapdiff
     # @param max [Integer, nil] one window; fail above this many objects
     # @param only [Symbol, Regexp, String, Array, nil] keep only groups matching one of these
     # @param ignore [Symbol, Regexp, String, Array, nil] leave out groups matching one of these
+    # @param attribution [GemAttribution]
     # @raise [ArgumentError] for a count out of range, or both per_iteration: and max:
     # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
     def initialize(warmup: 2, iterations: 20, per_iteration: nil, max: nil, only: nil, ignore: nil,
@@ -100,6 +101,8 @@ module Heapdiff
     end
 
     # The smallest count in a window that fails (for the default rule, in each window).
+    #
+    # @return [Integer] objects
     def limit
       return 1 if steady?
 
@@ -107,6 +110,8 @@ module Heapdiff
     end
 
     # The rule, for messages: "objects kept in each of two windows of 20 iterations".
+    #
+    # @return [String]
     def threshold_text
       return "any steady retention: objects kept in each of two windows of #{iterations} iterations" if steady?
 
@@ -123,6 +128,13 @@ module Heapdiff
       "retained objects in proportion to the iterations (#{threshold_text})"
     end
 
+    # Runs the check on the block (see the class comment). The report's last dump
+    # stays loaded for Result#message's suspects; the first two are closed.
+    #
+    # @yield the code under test
+    # @return [Result]
+    # @raise [ArgumentError] no block
+    # @raise [SnapshotError] a snapshot could not be written
     def run(&block)
       raise ArgumentError, "heapdiff: the leak check needs a block" unless block
 
@@ -139,6 +151,9 @@ module Heapdiff
     end
 
     # The report's groups that the filters keep.
+    #
+    # @param report [Report]
+    # @return [Array<Group>]
     def kept(report)
       @filter.select(report)
     end

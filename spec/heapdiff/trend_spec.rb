@@ -262,3 +262,37 @@ RSpec.describe "Heapdiff.trend" do
     end
   end
 end
+
+RSpec.describe "Heapdiff::Trend#close" do
+  let(:paths) { (0..2).map { |n| Fixtures.leak3("3.4", n) } }
+
+  # What the extension reports to Ruby's GC shows in malloc_increase_bytes until the
+  # next GC resets it, and a decrease stops at 0: the GC is off from before the load.
+  it "frees the last snapshot and keeps the sites" do
+    objects = Fixtures.count_records(paths.last)["objects"]
+    GC.disable
+    trend = Heapdiff.trend(paths)
+    trend.last_heap
+    before = GC.stat(:malloc_increase_bytes)
+    expect(trend.close).to be_nil
+    freed = before - GC.stat(:malloc_increase_bytes)
+    GC.enable
+    # At least the address column: 8 bytes per object of the last dump.
+    expect(freed).to be >= 8 * objects
+    expect(trend.last_heap).to be_closed
+    expect { trend.sites.first.sample }.to raise_error(Heapdiff::Error, /closed/)
+    expect(trend.sites.first.counts).to eq([1000, 2000, 3000])
+  ensure
+    GC.enable
+  end
+
+  it "closes the trend when the block ends, and returns the block's value" do
+    kept = nil
+    counts = Heapdiff.trend(paths) do |trend|
+      kept = trend
+      trend.sites.first.counts
+    end
+    expect(counts).to eq([1000, 2000, 3000])
+    expect { kept.last_heap }.to raise_error(Heapdiff::Error, "heapdiff: the trend is closed")
+  end
+end

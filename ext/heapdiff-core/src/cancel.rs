@@ -10,23 +10,24 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::Error;
+
 thread_local! {
     static FLAG: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
 }
 
-/// What `scope` returns when the work was stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Cancelled;
+/// The payload `checkpoint` unwinds with, told apart from a real panic by `scope`.
+struct Stop;
 
 /// Runs `work` on this thread with `flag` as its cancel flag. Returns
-/// `Err(Cancelled)` when a `checkpoint` in it saw the flag set; other panics go on.
-pub fn scope<R>(flag: &AtomicBool, work: impl FnOnce() -> R) -> Result<R, Cancelled> {
+/// `Err(Error::Cancelled)` when a `checkpoint` in it saw the flag set; other panics go on.
+pub fn scope<R>(flag: &AtomicBool, work: impl FnOnce() -> R) -> Result<R, Error> {
     let outer = FLAG.with(|f| f.replace(flag));
     let result = catch_unwind(AssertUnwindSafe(work));
     FLAG.with(|f| f.set(outer));
     match result {
         Ok(value) => Ok(value),
-        Err(payload) if payload.is::<Cancelled>() => Err(Cancelled),
+        Err(payload) if payload.is::<Stop>() => Err(Error::Cancelled),
         Err(payload) => resume_unwind(payload),
     }
 }
@@ -38,7 +39,7 @@ pub fn checkpoint() {
     // SAFETY: a non-null pointer was set by `scope`, whose `flag` outlives the call
     // that set it, and is reset before `scope` returns.
     if !flag.is_null() && unsafe { &*flag }.load(Ordering::Relaxed) {
-        resume_unwind(Box::new(Cancelled));
+        resume_unwind(Box::new(Stop));
     }
 }
 
@@ -66,7 +67,8 @@ mod tests {
                 reached = i;
             }
         });
-        assert_eq!((result, reached), (Err(Cancelled), 2));
+        assert!(matches!(result, Err(Error::Cancelled)));
+        assert_eq!(reached, 2);
         checkpoint(); // outside any scope: nothing happens
     }
 }

@@ -522,41 +522,41 @@ impl<'a> Pairing<'a> {
         pairing
     }
 
-    /// Did row `i` of `later` exist before `earlier` was taken? Traced objects tell by
+    /// Did `row` of `later` exist before `earlier` was taken? Traced objects tell by
     /// their generation. An untraced object in `later` when tracing was on before
     /// `earlier` (and still is in `later`) predates tracing: Ruby 2.7–3.3 drop the
     /// allocation info of objects that compaction moves.
-    pub(crate) fn is_older_than_earlier(&self, i: usize) -> bool {
-        match (self.later.generation(i), self.earlier_max_generation) {
+    pub(crate) fn is_older_than_earlier(&self, row: usize) -> bool {
+        match (self.later.generation(row), self.earlier_max_generation) {
             (Some(g), Some(max)) => g < max,
             (None, Some(_)) => self.tracing_throughout,
             _ => false,
         }
     }
 
-    /// The row of `earlier` that is the same object as row `i` of `later`.
-    pub(crate) fn counterpart(&self, i: usize) -> Option<usize> {
-        let j = self.earlier.find(self.later.columns.address[i])?;
-        (same_object(self.later, i, self.earlier, j, &self.later_to_earlier)
-            && !evidence_of_reuse(self.earlier, j, self.later, i))
+    /// The row of `earlier` that is the same object as `row` of `later`.
+    pub(crate) fn counterpart(&self, row: usize) -> Option<usize> {
+        let j = self.earlier.find(self.later.columns.address[row])?;
+        (same_object(self.later, row, self.earlier, j, &self.later_to_earlier)
+            && !evidence_of_reuse(self.earlier, j, self.later, row))
         .then_some(j)
     }
 
-    /// The row of `later` that is the same object as row `i` of `earlier`.
-    pub(crate) fn counterpart_in_later(&self, i: usize) -> Option<usize> {
-        let j = self.later.find(self.earlier.columns.address[i])?;
-        (same_object(self.earlier, i, self.later, j, &self.earlier_to_later)
-            && !evidence_of_reuse(self.earlier, i, self.later, j))
+    /// The row of `later` that is the same object as `row` of `earlier`.
+    pub(crate) fn counterpart_in_later(&self, row: usize) -> Option<usize> {
+        let j = self.later.find(self.earlier.columns.address[row])?;
+        (same_object(self.earlier, row, self.later, j, &self.earlier_to_later)
+            && !evidence_of_reuse(self.earlier, row, self.later, j))
         .then_some(j)
     }
 
-    /// Is row `i` of `later` new since `earlier`, and how sure can one be?
-    pub(crate) fn identity(&self, i: usize) -> Identity {
-        match self.counterpart(i) {
+    /// Is `row` of `later` new since `earlier`, and how sure can one be?
+    pub(crate) fn identity(&self, row: usize) -> Identity {
+        match self.counterpart(row) {
             // With tracing on throughout, a new object has allocation info unless
             // compaction erased it; otherwise nothing tells a reused slot.
             Some(j)
-                if self.later.generation(i).is_none() && self.earlier.generation(j).is_none() =>
+                if self.later.generation(row).is_none() && self.earlier.generation(j).is_none() =>
             {
                 // (Compaction could in principle move a new object, erasing its
                 // allocation info, onto the slot of a dead untraced object of its
@@ -568,8 +568,8 @@ impl<'a> Pairing<'a> {
                 }
             }
             Some(_) => Identity::Old,
-            None if self.is_older_than_earlier(i) => {
-                if self.later.generation(i).is_none() {
+            None if self.is_older_than_earlier(row) => {
+                if self.later.generation(row).is_none() {
                     Identity::MaybeMoved
                 } else {
                     Identity::Old
@@ -634,29 +634,29 @@ fn take<K: std::hash::Hash + Eq>(pool: &mut HashMap<K, Vec<u32>>, key: K) -> Opt
 
 /// Type and class name (in `to_other`'s ids): all that is left to match an object whose
 /// allocation info compaction erased.
-fn class_key(heap: &Heap, i: usize, to_other: Option<&[u32]>) -> (ObjectType, u32) {
+fn class_key(heap: &Heap, row: usize, to_other: Option<&[u32]>) -> (ObjectType, u32) {
     let name = heap
         .class_names
-        .get(&heap.real_class(heap.columns.class[i]))
+        .get(&heap.real_class(heap.columns.class[row]))
         .map_or(NO_STRING, |&id| to_other.map_or(id, |map| map[id as usize]));
-    (heap.columns.object_type[i], name)
+    (heap.columns.object_type[row], name)
 }
 
 /// Type, class, file, line, generation: what identifies a traced object apart from
 /// its address.
 type ContentKey = (ObjectType, u64, u32, u32, u32);
 
-/// The content key of row `i` of `heap`, with the file id translated into the other
+/// The content key of `row` of `heap`, with the file id translated into the other
 /// heap's ids (`None`: kept in `heap`'s own).
-fn content_key(heap: &Heap, i: usize, to_other: Option<&[u32]>) -> ContentKey {
+fn content_key(heap: &Heap, row: usize, to_other: Option<&[u32]>) -> ContentKey {
     let c = &heap.columns;
-    let file = to_other.map_or(c.file[i], |map| map[c.file[i] as usize]);
+    let file = to_other.map_or(c.file[row], |map| map[c.file[row] as usize]);
     (
-        c.object_type[i],
-        c.class[i],
+        c.object_type[row],
+        c.class[row],
         file,
-        c.line[i],
-        c.generation[i],
+        c.line[row],
+        c.generation[row],
     )
 }
 
@@ -740,18 +740,18 @@ impl<'a> Noise<'a> {
         }
     }
 
-    pub(crate) fn is_noise(&self, i: usize) -> bool {
+    pub(crate) fn is_noise(&self, row: usize) -> bool {
         if !self.enabled {
             return false;
         }
         let c = &self.heap.columns;
-        if c.object_type[i] == ObjectType::Data
+        if c.object_type[row] == ObjectType::Data
             && self.tracer_struct.is_some()
-            && Some(c.subtype[i]) == self.tracer_struct
+            && Some(c.subtype[row]) == self.tracer_struct
         {
             return true;
         }
-        self.own_files[c.file[i] as usize]
+        self.own_files[c.file[row] as usize]
     }
 }
 
@@ -761,16 +761,16 @@ fn is_dump_machinery(file: &[u8]) -> bool {
     file.ends_with(b"/objspace.rb")
 }
 
-/// The class part of row `i`'s allocation site, in `heap`'s ids: the real class's
+/// The class part of `row`'s allocation site, in `heap`'s ids: the real class's
 /// interned name with the top bit set (`NAMED_CLASS`), else its address, 0 for IMEMOs.
 /// By *name*: a class reloaded under the same name (Rails' code reloading) is the
 /// same site to a reader. Unnamed classes go by address.
-pub(crate) fn site_class(heap: &Heap, i: usize) -> u64 {
+pub(crate) fn site_class(heap: &Heap, row: usize) -> u64 {
     let c = &heap.columns;
-    match c.object_type[i] {
+    match c.object_type[row] {
         ObjectType::Imemo => 0,
         _ => {
-            let class = heap.real_class(c.class[i]);
+            let class = heap.real_class(c.class[row]);
             match heap.class_names.get(&class) {
                 Some(&name) => u64::from(name) | NAMED_CLASS,
                 None => class,

@@ -5,6 +5,7 @@
 
 use hashbrown::HashMap;
 
+use std::collections::TryReserveError;
 use std::sync::OnceLock;
 
 use crate::address_index::AddressIndex;
@@ -86,12 +87,18 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * std::mem::size_of::<T>()
 }
 
-fn extend_lean<T: Copy>(v: &mut Vec<T>, items: impl ExactSizeIterator<Item = T>) {
+/// Fails, leaving `v` as it was, when the memory cannot be had: the sizes come from
+/// the dump.
+fn extend_lean<T: Copy>(
+    v: &mut Vec<T>,
+    items: impl ExactSizeIterator<Item = T>,
+) -> Result<(), TryReserveError> {
     let need = v.len() + items.len();
     if need > v.capacity() {
-        v.reserve_exact(need - v.len() + need / 8);
+        v.try_reserve_exact(need - v.len() + need / 8)?;
     }
     v.extend(items);
+    Ok(())
 }
 
 impl Columns {
@@ -122,39 +129,47 @@ impl Columns {
             + vec_bytes(&self.offset)
     }
 
-    pub fn reserve(&mut self, n: usize) {
-        self.address.reserve_exact(n);
-        self.object_type.reserve_exact(n);
-        self.flags.reserve_exact(n);
-        self.class.reserve_exact(n);
-        self.file.reserve_exact(n);
-        self.line.reserve_exact(n);
-        self.method.reserve_exact(n);
-        self.generation.reserve_exact(n);
-        self.memsize.small.reserve_exact(n);
-        self.bytesize.reserve_exact(n);
-        self.length.reserve_exact(n);
-        self.subtype.reserve_exact(n);
-        self.shape_id.reserve_exact(n);
-        self.offset.reserve_exact(n);
+    /// Room for `n` more objects in every column, or an error when it cannot be had.
+    pub fn try_reserve(&mut self, n: usize) -> Result<(), TryReserveError> {
+        self.address.try_reserve_exact(n)?;
+        self.object_type.try_reserve_exact(n)?;
+        self.flags.try_reserve_exact(n)?;
+        self.class.try_reserve_exact(n)?;
+        self.file.try_reserve_exact(n)?;
+        self.line.try_reserve_exact(n)?;
+        self.method.try_reserve_exact(n)?;
+        self.generation.try_reserve_exact(n)?;
+        self.memsize.small.try_reserve_exact(n)?;
+        self.bytesize.try_reserve_exact(n)?;
+        self.length.try_reserve_exact(n)?;
+        self.subtype.try_reserve_exact(n)?;
+        self.shape_id.try_reserve_exact(n)?;
+        self.offset.try_reserve_exact(n)
     }
 
     /// Appends `other`, mapping its interned ids through `strings` and its offsets by
-    /// `offset_base`.
-    pub fn append(&mut self, other: &Columns, strings: &[u32], offset_base: u64) {
+    /// `offset_base`. Fails when the columns cannot grow (then they are left unequal
+    /// in length: the caller gives up on them).
+    pub fn append(
+        &mut self,
+        other: &Columns,
+        strings: &[u32],
+        offset_base: u64,
+    ) -> Result<(), TryReserveError> {
         let remap = |ids: &'_ [u32]| {
             ids.iter()
                 .map(|&id| strings[id as usize])
                 .collect::<Vec<_>>()
         };
-        extend_lean(&mut self.address, other.address.iter().copied());
-        extend_lean(&mut self.object_type, other.object_type.iter().copied());
-        extend_lean(&mut self.flags, other.flags.iter().copied());
-        extend_lean(&mut self.class, other.class.iter().copied());
-        extend_lean(&mut self.file, remap(&other.file).into_iter());
-        extend_lean(&mut self.line, other.line.iter().copied());
-        extend_lean(&mut self.method, remap(&other.method).into_iter());
-        extend_lean(&mut self.generation, other.generation.iter().copied());
+        extend_lean(&mut self.address, other.address.iter().copied())?;
+        extend_lean(&mut self.object_type, other.object_type.iter().copied())?;
+        extend_lean(&mut self.flags, other.flags.iter().copied())?;
+        extend_lean(&mut self.class, other.class.iter().copied())?;
+        extend_lean(&mut self.file, remap(&other.file).into_iter())?;
+        extend_lean(&mut self.line, other.line.iter().copied())?;
+        extend_lean(&mut self.method, remap(&other.method).into_iter())?;
+        extend_lean(&mut self.generation, other.generation.iter().copied())?;
+        self.memsize.large.try_reserve(other.memsize.large.len())?;
         self.memsize.large.extend(
             other
                 .memsize
@@ -162,15 +177,15 @@ impl Columns {
                 .iter()
                 .map(|&(row, size)| (row + self.memsize.small.len() as u32, size)),
         );
-        extend_lean(&mut self.memsize.small, other.memsize.small.iter().copied());
-        extend_lean(&mut self.bytesize, other.bytesize.iter().copied());
-        extend_lean(&mut self.length, other.length.iter().copied());
-        extend_lean(&mut self.subtype, remap(&other.subtype).into_iter());
-        extend_lean(&mut self.shape_id, other.shape_id.iter().copied());
+        extend_lean(&mut self.memsize.small, other.memsize.small.iter().copied())?;
+        extend_lean(&mut self.bytesize, other.bytesize.iter().copied())?;
+        extend_lean(&mut self.length, other.length.iter().copied())?;
+        extend_lean(&mut self.subtype, remap(&other.subtype).into_iter())?;
+        extend_lean(&mut self.shape_id, other.shape_id.iter().copied())?;
         extend_lean(
             &mut self.offset,
             other.offset.iter().map(|&o| o + offset_base),
-        );
+        )
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -256,7 +271,8 @@ pub const SAMPLE_LIMIT: usize = 10;
 pub struct Heap {
     pub source: Source,
     pub columns: Columns,
-    /// CSR: the references of object `i` are `ref_targets[ref_start[i]..ref_start[i+1]]`.
+    /// CSR: the references of the object at `row` are
+    /// `ref_targets[ref_start[row]..ref_start[row + 1]]`.
     /// A target `t >= len()` is a dangling reference: `dangling[t - len()]`.
     pub ref_start: Vec<u32>,
     pub ref_targets: Vec<u32>,
@@ -310,19 +326,19 @@ impl Heap {
         self.strings.get(id)
     }
 
-    /// References of object `i` as row indices (dangling ones left out).
-    pub fn referents(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+    /// References of the object at `row` as row indices (dangling ones left out).
+    pub fn referents(&self, row: usize) -> impl Iterator<Item = usize> + '_ {
         let n = self.len() as u32;
-        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+        self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
             .iter()
             .filter(move |&&t| t < n)
             .map(|&t| t as usize)
     }
 
-    /// References of object `i` as addresses, in dump order, dangling ones included.
-    pub fn reference_addresses(&self, i: usize) -> Vec<u64> {
+    /// References of the object at `row` as addresses, in dump order, dangling ones included.
+    pub fn reference_addresses(&self, row: usize) -> Vec<u64> {
         let n = self.len();
-        self.ref_targets[self.ref_start[i] as usize..self.ref_start[i + 1] as usize]
+        self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
             .iter()
             .map(|&t| {
                 let t = t as usize;
@@ -381,15 +397,15 @@ impl Heap {
         }
     }
 
-    /// The class name of object `i` (None for records without a class, such as IMEMO):
+    /// The class name of the object at `row` (None for records without a class, such as IMEMO):
     /// its real class, past singleton classes and included modules.
-    pub fn class_name(&self, i: usize) -> Option<String> {
-        let t = self.columns.object_type[i];
+    pub fn class_name(&self, row: usize) -> Option<String> {
+        let t = self.columns.object_type[row];
         if t == ObjectType::Imemo {
             // Before 3.2 IMEMO carry a bogus class (0x8, 0x11); it means nothing.
             return None;
         }
-        self.class_name_of_class(self.real_class(self.columns.class[i]))
+        self.class_name_of_class(self.real_class(self.columns.class[row]))
     }
 
     /// The first class up the superclass chain that is neither a singleton class nor an
@@ -404,39 +420,39 @@ impl Heap {
         class
     }
 
-    pub fn file(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.file[i])
+    pub fn file(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.file[row])
     }
 
-    pub fn method(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.method[i])
+    pub fn method(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.method[row])
     }
 
-    pub fn subtype(&self, i: usize) -> Option<&[u8]> {
-        self.string(self.columns.subtype[i])
+    pub fn subtype(&self, row: usize) -> Option<&[u8]> {
+        self.string(self.columns.subtype[row])
     }
 
-    pub fn line(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.line[i])
+    pub fn line(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.line[row])
     }
 
-    pub fn generation(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.generation[i])
+    pub fn generation(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.generation[row])
     }
 
-    pub fn bytesize(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.bytesize[i])
+    pub fn bytesize(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.bytesize[row])
     }
 
-    pub fn length(&self, i: usize) -> Option<u32> {
-        absent_to_none(self.columns.length[i])
+    pub fn length(&self, row: usize) -> Option<u32> {
+        absent_to_none(self.columns.length[row])
     }
 
     /// The row of the object's class, when the dump has it (not for IMEMO, whose class
     /// member is bogus before 3.2).
-    pub fn class_row(&self, v: usize) -> Option<usize> {
-        let class = self.columns.class[v];
-        if class == 0 || self.columns.object_type[v] == ObjectType::Imemo {
+    pub fn class_row(&self, row: usize) -> Option<usize> {
+        let class = self.columns.class[row];
+        if class == 0 || self.columns.object_type[row] == ObjectType::Imemo {
             return None;
         }
         self.find(class)
@@ -453,16 +469,16 @@ impl Heap {
         })
     }
 
-    pub(crate) fn reference_rows_with_dangling(&self, v: usize) -> &[u32] {
-        &self.ref_targets[self.ref_start[v] as usize..self.ref_start[v + 1] as usize]
+    pub(crate) fn reference_rows_with_dangling(&self, row: usize) -> &[u32] {
+        &self.ref_targets[self.ref_start[row] as usize..self.ref_start[row + 1] as usize]
     }
 
     /// The ivar names of an OBJECT in slot order, from its shape chain (Ruby 3.2+).
-    pub fn ivar_names(&self, v: usize) -> Option<Vec<String>> {
-        if self.columns.flags[v] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
+    pub fn ivar_names(&self, row: usize) -> Option<Vec<String>> {
+        if self.columns.flags[row] & crate::parse::flag::TOO_COMPLEX_SHAPE as u16 != 0 {
             return None; // ivars live in a hash table, in no shape order
         }
-        let shape_id = self.shape_id(v)?;
+        let shape_id = self.shape_id(row)?;
         let by_id = self.shape_index();
         let mut names = Vec::new();
         let mut id = u64::from(shape_id);
@@ -496,8 +512,8 @@ impl Heap {
         })
     }
 
-    pub fn shape_id(&self, v: usize) -> Option<u32> {
-        let id = self.columns.shape_id[v];
+    pub fn shape_id(&self, row: usize) -> Option<u32> {
+        let id = self.columns.shape_id[row];
         (id != crate::heap::ABSENT && !self.shapes.is_empty()).then_some(id)
     }
 
@@ -607,8 +623,8 @@ mod tests {
             }
         }
         let mut all = Columns::default();
-        all.append(&first, &[0], 0);
-        all.append(&second, &[0], 0);
+        all.append(&first, &[0], 0).unwrap();
+        all.append(&second, &[0], 0).unwrap();
         let sizes: Vec<u64> = (0..all.memsize.len()).map(|i| all.memsize.get(i)).collect();
         assert_eq!(sizes, [40, huge, u64::from(u32::MAX), huge + 1, 80, 0]);
     }

@@ -4,6 +4,7 @@
 pub mod address_index;
 pub mod cancel;
 pub mod diff;
+pub mod error;
 pub mod graph;
 pub mod heap;
 pub mod intern;
@@ -22,8 +23,9 @@ pub mod trend;
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
 
 pub use diff::{diff, DiffOptions, Group, Report};
+pub use error::{Error, Result};
 pub use graph::HeapGraph;
 pub use heap::Heap;
-pub use load::{load, LoadError, LoadOptions};
+pub use load::{load, LoadOptions};
 pub use object_type::ObjectType;
 pub use trend::{trend, Trend, Verdict};

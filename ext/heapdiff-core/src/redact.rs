@@ -9,6 +9,7 @@
 //! written again from what the parser recovered, because its junk can hold bytes of
 //! other strings: a string member whose bytes include control characters is left out.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -18,7 +19,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::load::{LoadError, RecordTooLong};
+use crate::error::{out_of_memory, record_too_long, Error};
 use crate::object_type::ObjectType;
 use crate::parse::boundary::{is_record_start, trim_line_end};
 use crate::parse::{flag, parse_line, Record, RecordKind, Span};
@@ -56,7 +57,7 @@ pub fn redact_file(
     input: &Path,
     output: &Path,
     options: RedactOptions<'_>,
-) -> Result<RedactStats, LoadError> {
+) -> Result<RedactStats, Error> {
     let reader = File::open(input).map_err(|error| io_error(input, error))?;
     let writer = File::create(output).map_err(|error| io_error(output, error))?;
     redact(reader, input, writer, output, options)
@@ -70,7 +71,7 @@ pub fn redact<R: Read, W: Write>(
     output: W,
     output_name: &Path,
     options: RedactOptions<'_>,
-) -> Result<RedactStats, LoadError> {
+) -> Result<RedactStats, Error> {
     let mut input = BufReader::with_capacity(1 << 20, input);
     let head = input.fill_buf().map_err(|e| io_error(input_name, e))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
@@ -140,11 +141,46 @@ impl<W: Write> Output<W> {
     }
 }
 
-fn io_error(path: &Path, error: io::Error) -> LoadError {
-    LoadError::Io {
-        path: path.to_path_buf(),
-        error,
+fn io_error(path: &Path, error: io::Error) -> Error {
+    Error::io(path, error)
+}
+
+/// Reads one line, through its newline, into `line`: at most `limit` bytes, so a
+/// longer line shows as `limit` bytes without a newline. As `BufRead::read_until` on a
+/// `take`, but `line` grows with `try_reserve`: a record too large for the memory
+/// left is an `OutOfMemory` error, not an abort. Returns the bytes read (0 at the end).
+fn read_line_within(
+    reader: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<usize> {
+    let mut read = 0;
+    while read < limit {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let room = available.len().min(limit - read);
+        let (take, ends_line) = match memchr::memchr(b'\n', &available[..room]) {
+            Some(newline) => (newline + 1, true),
+            None => (room, false),
+        };
+        if line.try_reserve(take).is_err() {
+            let message = out_of_memory("a record", line.len() + take);
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, message));
+        }
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        read += take;
+        if ends_line {
+            break;
+        }
     }
+    Ok(read)
 }
 
 struct Redactor<'a, W: Write> {
@@ -165,21 +201,23 @@ impl<W: Write> Redactor<'_, W> {
         &mut self,
         mut reader: Box<dyn BufRead + '_>,
         cancel: Option<&AtomicBool>,
-    ) -> Result<(), LoadError> {
+    ) -> Result<(), Error> {
         let mut line = Vec::new();
         loop {
             if self.stats.lines.is_multiple_of(4096)
                 && cancel.is_some_and(|c| c.load(Ordering::Relaxed))
             {
-                return Err(LoadError::Cancelled);
+                return Err(Error::Cancelled);
             }
             line.clear();
             // One byte past the limit shows a record longer than it.
-            let mut bounded = Read::take(&mut reader, MAX_RECORD_BYTES as u64 + 1);
-            match bounded.read_until(b'\n', &mut line) {
+            match read_line_within(&mut reader, &mut line, MAX_RECORD_BYTES + 1) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                    let line = self.stats.lines + 1;
+                    return Err(Error::too_large(self.input_name, line, e.to_string()));
+                }
                 Err(e) if self.stats.gzip_input && self.stats.lines > 0 => {
                     // A gzip file cut short: keep what it held, as loading does.
                     self.stats.stream_cut_short = Some(e.to_string());
@@ -189,7 +227,7 @@ impl<W: Write> Redactor<'_, W> {
             }
             self.stats.lines += 1;
             if line.len() > MAX_RECORD_BYTES {
-                return Err(self.not_a_dump(self.stats.lines, &RecordTooLong.to_string()));
+                return Err(self.not_a_dump(self.stats.lines, record_too_long()));
             }
             let content = trim_line_end(&line);
             if content.is_empty() {
@@ -206,13 +244,15 @@ impl<W: Write> Redactor<'_, W> {
             } else {
                 // Junk with a raw newline: part of the record before it.
                 if self.pending.len() + 1 + content.len() > MAX_RECORD_BYTES {
-                    return Err(self.not_a_dump(self.pending_line, &RecordTooLong.to_string()));
+                    return Err(self.not_a_dump(self.pending_line, record_too_long()));
                 }
+                self.reserve_pending(1 + content.len())?;
                 self.pending.push(b'\n');
                 self.pending.extend_from_slice(content);
                 continue;
             }
             self.pending_line = self.stats.lines;
+            self.reserve_pending(content.len())?;
             self.pending.extend_from_slice(content);
             if line.last() != Some(&b'\n') {
                 // The last line, unterminated: a dump cut short.
@@ -231,15 +271,19 @@ impl<W: Write> Redactor<'_, W> {
         Ok(())
     }
 
-    fn not_a_dump(&self, line: u64, reason: &str) -> LoadError {
-        LoadError::NotAHeapDump {
-            path: self.input_name.to_path_buf(),
-            line,
-            reason: reason.into(),
-        }
+    fn not_a_dump(&self, line: u64, reason: impl Into<Cow<'static, str>>) -> Error {
+        Error::parse(self.input_name, line, reason)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+    /// Room for `more` bytes of the pending record, or TooLarge naming its line.
+    fn reserve_pending(&mut self, more: usize) -> Result<(), Error> {
+        self.pending.try_reserve(more).map_err(|_| {
+            let what = out_of_memory("a record", self.pending.len() + more);
+            Error::too_large(self.input_name, self.pending_line, what)
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.out
             .write_all(bytes)
             .map_err(|e| io_error(self.output_name, e))
@@ -247,7 +291,7 @@ impl<W: Write> Redactor<'_, W> {
 
     /// Writes the pending record, redacted. `unterminated`: it is the file's last
     /// line and has no newline (written back without one too).
-    fn flush_pending(&mut self, unterminated: bool) -> Result<(), LoadError> {
+    fn flush_pending(&mut self, unterminated: bool) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -261,7 +305,7 @@ impl<W: Write> Redactor<'_, W> {
                 self.stats.dropped_last_line = true;
                 return Ok(());
             }
-            Err(e) => return Err(self.not_a_dump(self.pending_line, e.0)),
+            Err(e) => return Err(e.at(self.input_name, self.pending_line)),
         };
         self.stats.records += 1;
         // Every emitter escapes control bytes: raw ones (NUL, newlines) are junk.

@@ -11,6 +11,8 @@ use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
+use crate::error::Error;
+
 #[derive(Debug)]
 pub struct Source {
     pub path: PathBuf,
@@ -42,18 +44,24 @@ impl Source {
     }
 
     /// The line that starts at `offset` of the (decompressed) dump, without its newline.
-    pub fn read_line(&self, offset: u64) -> io::Result<Vec<u8>> {
-        read_line_at(&self.open()?, offset)
+    /// Errors: `Error::Io` naming the dump (moved, changed since the load, unreadable,
+    /// or a line too long for the memory left).
+    pub fn read_line(&self, offset: u64) -> Result<Vec<u8>, Error> {
+        self.open()
+            .and_then(|file| read_line_at(&file, offset))
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Calls `each(k, line)` for the line at each of `offsets` (ascending), reading the
     /// dump once from front to back: many lines cost one pass, not a read each.
     /// Positioned reads, like `read_line`: no file cursor is shared between threads.
-    pub fn read_lines(
-        &self,
-        offsets: &[u64],
-        mut each: impl FnMut(usize, &[u8]),
-    ) -> io::Result<()> {
+    /// Errors as `read_line`.
+    pub fn read_lines(&self, offsets: &[u64], each: impl FnMut(usize, &[u8])) -> Result<(), Error> {
+        self.read_lines_io(offsets, each)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn read_lines_io(&self, offsets: &[u64], mut each: impl FnMut(usize, &[u8])) -> io::Result<()> {
         let file = self.open()?;
         let mut buffer = vec![0u8; 1 << 20];
         let (mut start, mut len) = (0u64, 0usize);
@@ -128,11 +136,17 @@ fn read_line_at(file: &File, offset: u64) -> io::Result<Vec<u8>> {
         if n == 0 {
             return Ok(line);
         }
-        if let Some(end) = memchr::memchr(b'\n', &chunk[..n]) {
-            line.extend_from_slice(&chunk[..end]);
+        let end = memchr::memchr(b'\n', &chunk[..n]);
+        let take = end.unwrap_or(n);
+        // Lines come from the dump: one may be too long for the memory left.
+        if line.try_reserve(take).is_err() {
+            let message = crate::error::out_of_memory("a record", line.len() + take);
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, message));
+        }
+        line.extend_from_slice(&chunk[..take]);
+        if end.is_some() {
             return Ok(line);
         }
-        line.extend_from_slice(&chunk[..n]);
         at += n as u64;
         if line.len() as u64 > MAX_LINE {
             return Err(io::Error::other("line too long to read back"));

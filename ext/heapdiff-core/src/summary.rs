@@ -2,11 +2,11 @@
 //! file, and the string values that more than one STRING object holds. One pass over
 //! the columns, then one front-to-back read of the STRING lines for their values.
 
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::HashMap;
 
+use crate::error::Error;
 use crate::heap::{Heap, ABSENT};
 use crate::intern::NO_STRING;
 use crate::object_type::ObjectType;
@@ -55,10 +55,10 @@ pub struct Summary {
 /// and file, and the string values more than one STRING object holds (read back from
 /// the dump: one front-to-back pass over the STRING lines).
 ///
-/// Errors: the `io::Error` of reading the dump again (moved, deleted, changed since
-/// the load). `cancel`, when set from another thread, stops the count early with an
-/// error whose message is "interrupted".
-pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary> {
+/// Errors: `Error::Io` naming the dump when it cannot be read again (moved, deleted,
+/// changed since the load); `Error::Cancelled` when `cancel` was set from another
+/// thread.
+pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> Result<Summary, Error> {
     let c = &heap.columns;
     let mut total = Tally::default();
     let mut by_type: HashMap<ObjectType, Tally> = HashMap::new();
@@ -70,7 +70,7 @@ pub fn summarize(heap: &Heap, cancel: Option<&AtomicBool>) -> io::Result<Summary
     let mut strings = Vec::new();
     for i in 0..heap.len() {
         if i % 65536 == 0 && cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(io::Error::other("interrupted"));
+            return Err(Error::Cancelled);
         }
         let memsize = c.memsize.get(i);
         let object_type = c.object_type[i];
@@ -132,7 +132,7 @@ fn duplicate_strings(
     heap: &Heap,
     rows: &[usize],
     cancel: Option<&AtomicBool>,
-) -> io::Result<Vec<Duplicate>> {
+) -> Result<Vec<Duplicate>, Error> {
     let offsets: Vec<u64> = rows.iter().map(|&i| heap.columns.offset[i]).collect();
     let mut seen: HashMap<Vec<u8>, (Tally, Option<Vec<u8>>)> = HashMap::new();
     let mut refs = Vec::new();
@@ -163,7 +163,7 @@ fn duplicate_strings(
         }
     })?;
     if interrupted {
-        return Err(io::Error::other("interrupted"));
+        return Err(Error::Cancelled);
     }
     Ok(seen
         .into_iter()

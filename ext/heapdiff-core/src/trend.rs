@@ -98,8 +98,9 @@ pub struct Trend {
     pub sites: Vec<Site>,
     pub snapshots: Vec<SnapshotTotals>,
     pub warnings: Vec<String>,
-    /// The last snapshot, kept for suspects and paths of its objects.
-    pub last: Arc<HeapGraph>,
+    /// The last snapshot, kept for suspects and paths of its objects. A caller that
+    /// frees it on its own terms (before the rest of the trend) takes it out.
+    pub last: Option<Arc<HeapGraph>>,
     /// The site (index into `sites`) of each row of `last`, or `NO_SITE`.
     last_sites: Vec<u32>,
 }
@@ -304,7 +305,9 @@ pub fn trend<E>(
         sites,
         snapshots,
         warnings,
-        last: Arc::new(HeapGraph::new(previous.expect("at least one snapshot"))),
+        last: Some(Arc::new(HeapGraph::new(
+            previous.expect("at least one snapshot"),
+        ))),
         last_sites,
     })
 }

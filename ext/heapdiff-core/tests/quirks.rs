@@ -4,12 +4,12 @@
 use std::io::Write;
 
 use heapdiff_core::parse::{parse_line, unescape_with};
-use heapdiff_core::{diff, load, DiffOptions, Heap, HeapGraph, LoadError, LoadOptions, ObjectType};
+use heapdiff_core::{diff, load, DiffOptions, Error, Heap, HeapGraph, LoadOptions, ObjectType};
 
 const ROOT: &str = r#"{"type":"ROOT", "root":"vm", "references":["0x10"]}"#;
 const STRING_CLASS: &str = r#"{"address":"0x30", "type":"CLASS", "name":"String", "memsize":500}"#;
 
-fn load_text(bytes: &[u8]) -> Result<Heap, LoadError> {
+fn load_text(bytes: &[u8]) -> Result<Heap, Error> {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(bytes).unwrap();
     load(file.path(), LoadOptions::default())
@@ -121,12 +121,12 @@ fn a_truncated_record_start_is_not_a_record() {
 #[test]
 fn not_a_dump_names_the_line() {
     match load_text(b"GIF89a\x00\x01binary") {
-        Err(LoadError::NotAHeapDump { line, .. }) => assert_eq!(line, 1),
-        other => panic!("expected NotAHeapDump, got {other:?}"),
+        Err(Error::Parse { line, .. }) => assert_eq!(line, 1),
+        other => panic!("expected a parse error, got {other:?}"),
     }
     match load_text(b"") {
-        Err(LoadError::NotAHeapDump { reason, .. }) => assert!(reason.contains("empty")),
-        other => panic!("expected NotAHeapDump, got {other:?}"),
+        Err(Error::Parse { reason, .. }) => assert!(reason.contains("empty")),
+        other => panic!("expected a parse error, got {other:?}"),
     }
 }
 
@@ -318,7 +318,7 @@ fn a_class_nested_in_an_anonymous_one_is_not_ruby_26() {
 #[test]
 fn pipes_are_refused_with_a_clear_error() {
     match load("/dev/stdin".as_ref(), LoadOptions::default()) {
-        Err(LoadError::Io { error, .. }) => assert!(
+        Err(Error::Io { error, .. }) => assert!(
             error.to_string().contains("not a regular file")
                 || error.kind() == std::io::ErrorKind::NotFound
         ),

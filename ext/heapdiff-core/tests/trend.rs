@@ -97,9 +97,10 @@ fn survivors_are_counted_by_identity_not_by_address() {
     // Growing sites rank first; rows point into the last snapshot.
     assert_eq!(t.sites[0].line, Some(1));
     let rows = t.rows(0, usize::MAX);
+    let last = t.last.as_ref().expect("the last snapshot");
     let addresses: Vec<u64> = rows
         .iter()
-        .map(|&r| t.last.heap().columns.address[r as usize])
+        .map(|&r| last.heap().columns.address[r as usize])
         .collect();
     assert_eq!(addresses, vec![0x100, 0x200, 0x300, 0x600, 0x700]);
     assert_eq!(t.rows(0, 2).len(), 2);

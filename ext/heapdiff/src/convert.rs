@@ -1,10 +1,11 @@
 //! The conversions every part of the binding needs, in one place: Ruby path Strings to
-//! `PathBuf`s, dump bytes to Strings, and index checks that raise IndexError.
+//! `PathBuf`s, dump bytes to Strings, index checks that raise IndexError, and small
+//! records as Hashes.
 
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use magnus::{prelude::*, Error, RArray, RString, Ruby};
+use magnus::{prelude::*, Error, RArray, RHash, RString, Ruby, Value};
 
 /// A Ruby String's bytes, whatever its encoding: paths are bytes on Unix, and need
 /// not be UTF-8 (a non-UTF-8 file name, a non-ASCII directory under LANG=C).
@@ -46,4 +47,14 @@ pub fn check_index(ruby: &Ruby, what: &str, index: usize, len: usize) -> Result<
             format!("{what} {index} out of range ({len})"),
         ))
     }
+}
+
+/// A small record for Ruby: a Hash of Symbol keys, in the order given. Names travel
+/// with the values, so that the Rust and Ruby sides cannot disagree on an order.
+pub fn record(ruby: &Ruby, fields: &[(&str, Value)]) -> Result<RHash, Error> {
+    let hash = ruby.hash_new();
+    for &(name, value) in fields {
+        hash.aset(ruby.to_symbol(name), value)?;
+    }
+    Ok(hash)
 }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use heapdiff_core::LoadError;
+use heapdiff_core::Error as CoreError;
 use magnus::{prelude::*, value::Opaque, Error, ExceptionClass, RModule, Ruby};
 
 /// The exception classes raised from Rust (all under `Heapdiff::Error`).
@@ -74,12 +74,17 @@ pub fn parse_error(ruby: &Ruby, message: String, path: String, line: Option<u64>
     }
 }
 
-pub fn load_error(ruby: &Ruby, e: LoadError) -> Error {
-    match &e {
-        LoadError::NotAHeapDump { path, line, .. } => {
-            parse_error(ruby, e.to_string(), path.display().to_string(), Some(*line))
+/// The Ruby exception for an error of the core, by kind: a line that is no record, or
+/// one too large for memory, is a `ParseError` with its path and line; an I/O error a
+/// `FileError`; a stop from outside `Interrupted`. The message is the core's.
+pub fn core_error(ruby: &Ruby, e: CoreError) -> Error {
+    let message = e.to_string();
+    match e {
+        CoreError::Parse { path, line, .. } | CoreError::TooLarge { path, line, .. } => {
+            let line = (line > 0).then_some(line);
+            parse_error(ruby, message, path.display().to_string(), line)
         }
-        LoadError::Io { .. } => error(ruby, Raise::FileError, e.to_string()),
-        LoadError::Cancelled => error(ruby, Raise::Interrupted, e.to_string()),
+        CoreError::Io { .. } => error(ruby, Raise::FileError, message),
+        CoreError::Cancelled => error(ruby, Raise::Interrupted, message),
     }
 }

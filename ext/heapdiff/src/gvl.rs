@@ -70,7 +70,8 @@ where
         }));
         call.result = match result {
             Ok(Ok(value)) => Some(Ok(value)),
-            Ok(Err(cancel::Cancelled)) => None,
+            // `scope` fails only when the work was stopped.
+            Ok(Err(_)) => None,
             Err(panic) => Some(Err(panic)),
         };
         std::ptr::null_mut()

@@ -1,11 +1,9 @@
 //! `Heapdiff::Heap`: one loaded dump. Ruby sees rows as plain arrays built on demand;
 //! no Ruby object exists per heap object unless asked for.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::Path;
-use heapdiff_core::load::io_message;
 use heapdiff_core::parse::{self, flag, parse_line, Record};
 use heapdiff_core::{load, HeapGraph, LoadOptions};
 use magnus::{
@@ -13,95 +11,45 @@ use magnus::{
 };
 
 use crate::convert::{check_index, opt_utf8, path_buf, utf8};
-use crate::errors::{error, load_error, parse_error, Raise};
+use crate::errors::{core_error, parse_error};
 use crate::gvl::{without_gvl, without_gvl_serial};
+use crate::memory::{Held, Tracked};
 
 /// A heap (None once closed: `Heap#close`; only touched with the GVL held) and its
-/// path, which stays readable after the heap is closed.
+/// path, which stays readable after the heap is closed. Its memory is reported to
+/// Ruby's GC through `Tracked`.
 #[magnus::wrap(class = "Heapdiff::Heap", free_immediately, size)]
 pub struct HeapHandle {
-    loaded: RefCell<Option<Loaded>>,
+    loaded: Held,
     path: String,
-}
-
-/// The heap, and the bytes reported to Ruby's GC for it: the GC counts them as
-/// allocated, so that dropped heaps lead to a collection (and are freed) like any
-/// large Ruby allocation would. Reported back as freed when this drops.
-struct Loaded {
-    graph: Arc<HeapGraph>,
-    gc_bytes: isize,
-    _give_back: GiveBack,
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        adjust_gc_memory(-self.gc_bytes);
-    }
-}
-
-/// Tells Ruby's GC about memory it did not allocate (`rb_gc_adjust_memory_usage`).
-/// Called with the GVL held: when a heap is loaded, or freed (closed, or swept by the
-/// GC itself, where Ruby allows it: it only lowers a counter).
-fn adjust_gc_memory(bytes: isize) {
-    if bytes != 0 {
-        // SAFETY: a plain counter update in Ruby's GC; the GVL is held.
-        unsafe { rb_sys::rb_gc_adjust_memory_usage(bytes as rb_sys::ssize_t) };
-    }
 }
 
 impl HeapHandle {
     /// A freshly loaded heap, whose memory is reported to Ruby's GC.
     fn loaded(graph: HeapGraph) -> HeapHandle {
-        let gc_bytes = isize::try_from(graph.heap().heap_bytes()).unwrap_or(isize::MAX);
-        adjust_gc_memory(gc_bytes);
-        HeapHandle::holding(Arc::new(graph), gc_bytes)
+        HeapHandle::new(Tracked::new(Arc::new(graph)))
     }
 
-    /// Another handle on a heap that something else holds (and has reported).
-    pub fn new(graph: Arc<HeapGraph>) -> HeapHandle {
-        HeapHandle::holding(graph, 0)
-    }
-
-    fn holding(graph: Arc<HeapGraph>, gc_bytes: isize) -> HeapHandle {
+    /// A handle on a tracked heap (another handle may share it).
+    pub fn new(graph: Arc<Tracked>) -> HeapHandle {
         HeapHandle {
             path: graph.heap().source.display(),
-            loaded: RefCell::new(Some(Loaded {
-                graph,
-                gc_bytes,
-                _give_back: GiveBack,
-            })),
+            loaded: Held::new(Some(graph)),
         }
     }
 
     /// The heap and its graph; raises Heapdiff::Error once it is closed.
-    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
-        match &*self.loaded.borrow() {
-            Some(loaded) => Ok(loaded.graph.clone()),
-            None => Err(error(
-                ruby,
-                Raise::Error,
-                "heapdiff: the heap is closed".into(),
-            )),
-        }
+    pub fn graph(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
+        self.loaded.get(ruby, "heap")
     }
 
     /// Frees the heap now (its memory goes once nothing else, a Report, holds it).
     fn close(&self) {
-        let loaded = self.loaded.borrow_mut().take();
-        drop(loaded);
+        self.loaded.close();
     }
 
     fn is_closed(&self) -> bool {
-        self.loaded.borrow().is_none()
-    }
-}
-
-/// Dropped after the heap (fields drop in order): gives its memory back.
-pub struct GiveBack;
-
-impl Drop for GiveBack {
-    fn drop(&mut self) {
-        crate::memory::give_back();
+        self.loaded.is_closed()
     }
 }
 
@@ -170,13 +118,13 @@ fn load_heap(ruby: &Ruby, path: RString) -> Result<HeapHandle, Error> {
         }
         result
     })?
-    .map_err(|e| load_error(ruby, e))?;
+    .map_err(|e| core_error(ruby, e))?;
     Ok(HeapHandle::loaded(HeapGraph::new(heap)))
 }
 
 impl HeapHandle {
     /// The heap and its graph, once `row` is checked to be one of its rows.
-    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<HeapGraph>, Error> {
+    fn check(&self, ruby: &Ruby, row: usize) -> Result<Arc<Tracked>, Error> {
         let graph = self.graph(ruby)?;
         check_index(ruby, "row", row, graph.heap().len())?;
         Ok(graph)
@@ -236,12 +184,12 @@ impl HeapHandle {
         Ok(rb_self.graph(ruby)?.heap().find(address))
     }
 
-    /// The values of row `i`, in the order of `ROW_FIELDS`.
-    fn row(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    /// The values of `row`, in the order of `ROW_FIELDS`.
+    fn row(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<RArray, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
         let c = &heap.columns;
-        let flags = u32::from(c.flags[i]);
+        let flags = u32::from(c.flags[row]);
         let names = ruby.ary_new();
         for (name, bit) in flag::NAMES {
             if flags & bit != 0 && *name != "complex_shape" {
@@ -249,63 +197,56 @@ impl HeapHandle {
             }
         }
         let values: [Value; ROW_FIELDS.len()] = [
-            c.address[i].into_value_with(ruby),
-            c.object_type[i].name().into_value_with(ruby),
-            heap.class_name(i).into_value_with(ruby),
-            opt_utf8(ruby, heap.file(i)).into_value_with(ruby),
-            heap.line(i).into_value_with(ruby),
+            c.address[row].into_value_with(ruby),
+            c.object_type[row].name().into_value_with(ruby),
+            heap.class_name(row).into_value_with(ruby),
+            opt_utf8(ruby, heap.file(row)).into_value_with(ruby),
+            heap.line(row).into_value_with(ruby),
             opt_utf8(
                 ruby,
-                heap.method(i)
+                heap.method(row)
                     .map(|m| parse::unescape_with(m, heap.stats.decimal_escapes))
                     .as_deref(),
             )
             .into_value_with(ruby),
-            heap.generation(i).into_value_with(ruby),
-            c.memsize.get(i).into_value_with(ruby),
-            heap.bytesize(i).into_value_with(ruby),
-            heap.length(i).into_value_with(ruby),
-            opt_utf8(ruby, heap.subtype(i)).into_value_with(ruby),
+            heap.generation(row).into_value_with(ruby),
+            c.memsize.get(row).into_value_with(ruby),
+            heap.bytesize(row).into_value_with(ruby),
+            heap.length(row).into_value_with(ruby),
+            opt_utf8(ruby, heap.subtype(row)).into_value_with(ruby),
             names.into_value_with(ruby),
-            (c.shape_id[i] != heapdiff_core::heap::ABSENT)
-                .then_some(c.shape_id[i])
+            (c.shape_id[row] != heapdiff_core::heap::ABSENT)
+                .then_some(c.shape_id[row])
                 .into_value_with(ruby),
         ];
         Ok(ruby.ary_from_iter(values))
     }
 
-    fn references(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<u64>, Error> {
-        Ok(rb_self.check(ruby, i)?.heap().reference_addresses(i))
+    fn references(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Vec<u64>, Error> {
+        Ok(rb_self.check(ruby, row)?.heap().reference_addresses(row))
     }
 
-    /// Reads row `i`'s line back, without the GVL (the first read of a gzip dump
+    /// Reads the line of `row` back, without the GVL (the first read of a gzip dump
     /// inflates it to a temp file).
-    fn read_line(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<Vec<u8>, Error> {
+    fn read_line(ruby: &Ruby, graph: &Arc<Tracked>, row: usize) -> Result<Vec<u8>, Error> {
         let shared = graph.clone();
         without_gvl_serial(ruby, move |_| {
             let heap = shared.heap();
-            heap.source.read_line(heap.columns.offset[i])
+            heap.source.read_line(heap.columns.offset[row])
         })?
-        .map_err(|e| {
-            let path = graph.heap().source.display();
-            error(
-                ruby,
-                Raise::FileError,
-                format!("{path}: {}", io_message(&e)),
-            )
-        })
+        .map_err(|e| core_error(ruby, e))
     }
 
-    /// Reads the record of row `i` again from the dump, for what the index does not keep.
-    fn reread(ruby: &Ruby, graph: &Arc<HeapGraph>, i: usize) -> Result<(Vec<u8>, Record), Error> {
-        let line = Self::read_line(ruby, graph, i)?;
+    /// Reads the record of `row` again from the dump, for what the index does not keep.
+    fn reread(ruby: &Ruby, graph: &Arc<Tracked>, row: usize) -> Result<(Vec<u8>, Record), Error> {
+        let line = Self::read_line(ruby, graph, row)?;
         let mut refs = Vec::new();
         let record = parse_line(&line, &mut refs).map_err(|e| {
             let path = graph.heap().source.display();
             // The index keeps no line numbers, only offsets: `#line` is nil.
             parse_error(
                 ruby,
-                format!("{path}: the record changed: {}", e.0),
+                format!("{path}: the record changed: {}", e.reason().unwrap_or("?")),
                 path,
                 None,
             )
@@ -315,10 +256,10 @@ impl HeapHandle {
 
     /// The string value of a STRING/SYMBOL/FLOAT, read back from the dump, in the
     /// encoding the dump names (binary when it names none, as for ASCII-8BIT).
-    fn value(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<RString>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    fn value(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Option<RString>, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
-        let (line, record) = Self::reread(ruby, &graph, i)?;
+        let (line, record) = Self::reread(ruby, &graph, row)?;
         Ok(record.value.map(|span| {
             let bytes = parse::unescape_with(span.of(&line), heap.stats.decimal_escapes);
             let encoding = record
@@ -333,8 +274,8 @@ impl HeapHandle {
     }
 
     /// Every member of the record that the index does not keep, read back from the dump.
-    fn details(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
-        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, i)?, i)?;
+    fn details(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<RHash, Error> {
+        let (line, r) = Self::reread(ruby, &rb_self.check(ruby, row)?, row)?;
         let hash = ruby.hash_new();
         let text = |s: Option<parse::Span>| s.map(|s| utf8(ruby, &parse::unescape(s.of(&line))));
         let pairs: [(&str, Value); 15] = [
@@ -372,17 +313,31 @@ impl HeapHandle {
     /// tree in parallel (a pool of its own); later ones need no pool.
     fn path_query<R: Send>(
         ruby: &Ruby,
-        graph: Arc<HeapGraph>,
+        graph: Arc<Tracked>,
         class_edges: bool,
         query: impl Fn(&HeapGraph) -> R + Send + Sync,
     ) -> Result<R, Error> {
         let built = graph.has_root_tree(class_edges);
-        let run = move |_: &_| query(&graph);
-        if built {
+        let run = |_: &_| query(&graph);
+        let result = if built {
             without_gvl_serial(ruby, run)
         } else {
             without_gvl(ruby, run)
-        }
+        };
+        graph.sync();
+        result
+    }
+
+    /// Runs a query that may build the dominator tree or the reverse graph without the
+    /// GVL, then reports what it built to Ruby's GC.
+    fn graph_query<R: Send>(
+        ruby: &Ruby,
+        graph: Arc<Tracked>,
+        query: impl Fn(&HeapGraph) -> R + Send + Sync,
+    ) -> Result<R, Error> {
+        let result = without_gvl_serial(ruby, |_| query(&graph));
+        graph.sync();
+        result
     }
 
     /// `[root name, [[row, label, [kind, expr, context] or nil], …]]`, or nil when no root reaches the object. The
@@ -390,12 +345,12 @@ impl HeapHandle {
     fn path_to_root(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Option<RArray>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, row)?;
         let path = Self::path_query(ruby, graph, class_edges, move |graph| {
-            graph.path_to_root(i, class_edges)
+            graph.path_to_root(row, class_edges)
         })?;
         path.map(|p| path_array(ruby, &p)).transpose()
     }
@@ -403,13 +358,13 @@ impl HeapHandle {
     fn paths_to_root(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         limit: usize,
         class_edges: bool,
     ) -> Result<RArray, Error> {
-        let graph = rb_self.check(ruby, i)?;
+        let graph = rb_self.check(ruby, row)?;
         let paths = Self::path_query(ruby, graph, class_edges, move |graph| {
-            graph.paths_to_root(i, limit, class_edges)
+            graph.paths_to_root(row, limit, class_edges)
         })?;
         let out = ruby.ary_new_capa(paths.len());
         for p in &paths {
@@ -421,42 +376,42 @@ impl HeapHandle {
     fn retainers(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Vec<usize>, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.retainers(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.retainers(row, class_edges))
     }
 
-    fn referent_rows(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Vec<usize>, Error> {
-        Ok(rb_self.check(ruby, i)?.heap().referents(i).collect())
+    fn referent_rows(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Vec<usize>, Error> {
+        Ok(rb_self.check(ruby, row)?.heap().referents(row).collect())
     }
 
     fn dominator(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<Option<usize>, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.dominator(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.dominator(row, class_edges))
     }
 
     fn retained_size(
         ruby: &Ruby,
         rb_self: &Self,
-        i: usize,
+        row: usize,
         class_edges: bool,
     ) -> Result<u64, Error> {
-        let graph = rb_self.check(ruby, i)?;
-        without_gvl_serial(ruby, move |_| graph.retained_size(i, class_edges))
+        let graph = rb_self.check(ruby, row)?;
+        Self::graph_query(ruby, graph, |graph| graph.retained_size(row, class_edges))
     }
 
     /// The name of a CLASS or MODULE object itself (not of its class).
-    fn own_name(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<Option<String>, Error> {
-        let graph = rb_self.check(ruby, i)?;
+    fn own_name(ruby: &Ruby, rb_self: &Self, row: usize) -> Result<Option<String>, Error> {
+        let graph = rb_self.check(ruby, row)?;
         let heap = graph.heap();
-        Ok(heap.class_name_of_class(heap.columns.address[i]))
+        Ok(heap.class_name_of_class(heap.columns.address[row]))
     }
 }
 

@@ -8,11 +8,11 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use heapdiff_core::redact::{redact, RedactOptions};
-use heapdiff_core::LoadError;
+use heapdiff_core::Error as CoreError;
 use magnus::{function, prelude::*, Error, RHash, RModule, RString, Ruby};
 
 use crate::convert::path_buf;
-use crate::errors::load_error;
+use crate::errors::core_error;
 use crate::gvl::without_gvl_serial;
 
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -22,12 +22,10 @@ pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
 }
 
 /// Our own descriptor for one of Ruby's: Ruby may close its IO while we hold ours.
-fn own(fd: RawFd, name: &Path) -> Result<File, LoadError> {
+fn own(fd: RawFd, name: &Path) -> Result<File, CoreError> {
     if fd < 0 {
-        return Err(LoadError::Io {
-            path: name.to_path_buf(),
-            error: std::io::Error::from_raw_os_error(9), // EBADF
-        });
+        let ebadf = std::io::Error::from_raw_os_error(9);
+        return Err(CoreError::io(name, ebadf));
     }
     // SAFETY: the descriptor is open for the duration of this call (Ruby holds the IO
     // and waits for us); it is only duplicated here.
@@ -35,10 +33,7 @@ fn own(fd: RawFd, name: &Path) -> Result<File, LoadError> {
     borrowed
         .try_clone_to_owned()
         .map(File::from)
-        .map_err(|error| LoadError::Io {
-            path: name.to_path_buf(),
-            error,
-        })
+        .map_err(|error| CoreError::io(name, error))
 }
 
 fn redact_fds(
@@ -57,7 +52,7 @@ fn redact_fds(
         // From the start, each attempt: an interrupt that raises nothing runs it again.
         let io = |path: &PathBuf| {
             let path = path.clone();
-            move |error| LoadError::Io { path, error }
+            move |error| CoreError::io(&path, error)
         };
         input.seek(SeekFrom::Start(0)).map_err(io(&input_name))?;
         output.set_len(0).map_err(io(&output_name))?;
@@ -73,7 +68,7 @@ fn redact_fds(
             },
         )
     })?;
-    let stats = result.map_err(|e| load_error(ruby, e))?;
+    let stats = result.map_err(|e| core_error(ruby, e))?;
     let hash = ruby.hash_new();
     hash.aset(ruby.to_symbol("lines"), stats.lines)?;
     hash.aset(ruby.to_symbol("records"), stats.records)?;

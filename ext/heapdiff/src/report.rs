@@ -1,19 +1,18 @@
-//! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small arrays; the
+//! `Heapdiff::Report`: the result of a diff. Groups come to Ruby as small Hashes; the
 //! rows of a group's objects stay in Rust until asked for.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use heapdiff_core::graph::suspects::{suspects, Suspect};
-use heapdiff_core::{diff, DiffOptions, HeapGraph, Report};
+use heapdiff_core::{diff, DiffOptions, Report};
 use magnus::{
-    function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RModule, Ruby, Value,
+    function, method, prelude::*, typed_data::Obj, Error, IntoValue, RArray, RHash, RModule, Ruby,
 };
 
-use crate::convert::{byte_strings, check_index, utf8};
-use crate::errors::{error, Raise};
+use crate::convert::{byte_strings, check_index, opt_utf8, record};
 use crate::gvl::{without_gvl, without_gvl_serial};
 use crate::heap::HeapHandle;
+use crate::memory::{Held, Tracked};
 
 #[magnus::wrap(class = "Heapdiff::Report", free_immediately, size)]
 pub struct ReportHandle {
@@ -21,7 +20,7 @@ pub struct ReportHandle {
     // The last dump's graph (where the groups' rows are), kept so the rows stay
     // meaningful even if Ruby drops the heap; None once `Report#close` let it go
     // (only touched with the GVL held).
-    last: RefCell<Option<Arc<HeapGraph>>>,
+    last: Held,
 }
 
 pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -58,59 +57,56 @@ fn diff_heaps(
         own_paths: byte_strings(own_paths)?,
     };
     let report = without_gvl(ruby, |_cancel| {
-        diff(before.heap(), after.heap(), later.as_deref(), &options)
+        let later = later.as_deref().map(Tracked::graph);
+        diff(before.heap(), after.heap(), later, &options)
     })?;
     let last = later.unwrap_or(after);
+    // The diff built the last graph's breadth-first tree (what is reachable).
+    last.sync();
     Ok(ReportHandle {
         report,
-        last: RefCell::new(Some(last)),
+        last: Held::new(Some(last)),
     })
 }
 
 impl ReportHandle {
     /// The last dump's graph; raises Heapdiff::Error once the report is closed.
-    fn last(&self, ruby: &Ruby) -> Result<Arc<HeapGraph>, Error> {
-        match &*self.last.borrow() {
-            Some(last) => Ok(last.clone()),
-            None => Err(error(
-                ruby,
-                Raise::Error,
-                "heapdiff: the heap is closed".into(),
-            )),
-        }
+    fn last(&self, ruby: &Ruby) -> Result<Arc<Tracked>, Error> {
+        self.last.get(ruby, "heap")
     }
 
     /// Lets go of the last dump's graph (its memory goes with the heaps' handles).
     fn close(&self) {
-        let last = self.last.borrow_mut().take();
-        drop(last);
+        self.last.close();
     }
 
     fn group_count(&self) -> usize {
         self.report.groups.len()
     }
 
-    /// `[type, class_name, subtype, file, line, count, memsize, uncertain]`
-    fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RArray, Error> {
+    /// `{type:, class_name:, subtype:, file:, line:, count:, memsize:, uncertain:}`
+    fn group(ruby: &Ruby, rb_self: &Self, i: usize) -> Result<RHash, Error> {
         check_index(ruby, "group", i, rb_self.report.groups.len())?;
         let g = &rb_self.report.groups[i];
-        let values: [Value; 8] = [
-            g.object_type.name().into_value_with(ruby),
-            g.class_name.clone().into_value_with(ruby),
-            g.subtype
-                .as_deref()
-                .map(|s| utf8(ruby, s))
-                .into_value_with(ruby),
-            g.file
-                .as_deref()
-                .map(|s| utf8(ruby, s))
-                .into_value_with(ruby),
-            g.line.into_value_with(ruby),
-            g.count.into_value_with(ruby),
-            g.memsize.into_value_with(ruby),
-            g.uncertain.into_value_with(ruby),
-        ];
-        Ok(ruby.ary_from_iter(values))
+        record(
+            ruby,
+            &[
+                ("type", g.object_type.name().into_value_with(ruby)),
+                ("class_name", g.class_name.clone().into_value_with(ruby)),
+                (
+                    "subtype",
+                    opt_utf8(ruby, g.subtype.as_deref()).into_value_with(ruby),
+                ),
+                (
+                    "file",
+                    opt_utf8(ruby, g.file.as_deref()).into_value_with(ruby),
+                ),
+                ("line", g.line.into_value_with(ruby)),
+                ("count", g.count.into_value_with(ruby)),
+                ("memsize", g.memsize.into_value_with(ruby)),
+                ("uncertain", g.uncertain.into_value_with(ruby)),
+            ],
+        )
     }
 
     /// Rows (in the last heap) of the group's objects, at most `limit` (nil: all).
@@ -135,17 +131,20 @@ impl ReportHandle {
         Ok(g.members.iter().map(|&row| address[row as usize]).collect())
     }
 
-    /// `[total_count, total_memsize, filtered, freed_before_later, unreachable,
-    /// total_uncertain]`
-    fn summary(&self) -> (u64, u64, u64, u64, u64, u64) {
-        let r = &self.report;
-        (
-            r.total_count,
-            r.total_memsize,
-            r.filtered,
-            r.freed_before_later,
-            r.unreachable,
-            r.total_uncertain,
+    /// `{total_count:, total_memsize:, filtered_count:, freed_count:,
+    /// unreachable_count:, uncertain_count:}`, named as `Heapdiff::Report`'s readers.
+    fn summary(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let r = &rb_self.report;
+        record(
+            ruby,
+            &[
+                ("total_count", r.total_count.into_value_with(ruby)),
+                ("total_memsize", r.total_memsize.into_value_with(ruby)),
+                ("filtered_count", r.filtered.into_value_with(ruby)),
+                ("freed_count", r.freed_before_later.into_value_with(ruby)),
+                ("unreachable_count", r.unreachable.into_value_with(ruby)),
+                ("uncertain_count", r.total_uncertain.into_value_with(ruby)),
+            ],
         )
     }
 
@@ -168,18 +167,20 @@ impl ReportHandle {
 /// dominator tree run on this thread.
 pub fn suspect_of(
     ruby: &Ruby,
-    graph: Arc<HeapGraph>,
+    graph: Arc<Tracked>,
     members: Vec<u32>,
     class_edges: bool,
 ) -> Result<RArray, Error> {
     let built = graph.has_root_tree(class_edges);
-    let run = move |_: &_| suspects(&graph, &members, class_edges);
+    let run = |_: &_| suspects(&graph, &members, class_edges);
     let suspect = if built {
-        without_gvl_serial(ruby, run)?
+        without_gvl_serial(ruby, run)
     } else {
-        without_gvl(ruby, run)?
+        without_gvl(ruby, run)
     };
-    suspect_array(ruby, &suspect)
+    // The trees it built (breadth-first, dominators) are reported to Ruby's GC.
+    graph.sync();
+    suspect_array(ruby, &suspect?)
 }
 
 /// `[[[holder row or nil, count, root category or nil], …], retained_size, unreachable]`

@@ -1,11 +1,11 @@
 //! `Heapdiff::Heap#_summary`: the tables of `heapdiff_core::summary`, counted without
-//! the GVL, as arrays of `[key, count, memsize]` for `Heapdiff::Summary` to rank.
+//! the GVL, as a Hash of tables of `[key, count, memsize]` for `Heapdiff::Summary` to rank.
 
 use heapdiff_core::summary::{summarize, Tally};
-use magnus::{method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
+use magnus::{method, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
-use crate::convert::utf8;
-use crate::errors::{error, Raise};
+use crate::convert::{record, utf8};
+use crate::errors::core_error;
 use crate::gvl::without_gvl_serial;
 use crate::heap::HeapHandle;
 
@@ -15,12 +15,12 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     Ok(())
 }
 
-/// `[objects, memsize, types, classes, locations, files, duplicate_strings]`.
-fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
+/// `{objects:, memsize:, types:, classes:, locations:, files:, duplicates:}`; each
+/// table an Array of `[key, count, memsize]`.
+fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RHash, Error> {
     let graph = rb_self.graph(ruby)?;
-    let path = graph.heap().source.display();
     let summary = without_gvl_serial(ruby, move |cancel| summarize(graph.heap(), Some(cancel)))?
-        .map_err(|e| error(ruby, Raise::FileError, format!("{path}: {e}")))?;
+        .map_err(|e| core_error(ruby, e))?;
     // Rows go into their Ruby array as they are made: a Ruby value kept in a Rust
     // vector would be invisible to the GC.
     let table = |n: usize, row: &dyn Fn(usize) -> (Value, Tally)| -> Result<RArray, Error> {
@@ -66,11 +66,16 @@ fn summary(ruby: &Ruby, rb_self: &HeapHandle) -> Result<RArray, Error> {
         };
         (value.as_value(), d.tally)
     })?;
-    let result = ruby.ary_new_capa(7);
-    result.push(summary.total.count)?;
-    result.push(summary.total.memsize)?;
-    for part in [types, classes, locations, files, duplicates] {
-        result.push(part)?;
-    }
-    Ok(result)
+    record(
+        ruby,
+        &[
+            ("objects", summary.total.count.into_value_with(ruby)),
+            ("memsize", summary.total.memsize.into_value_with(ruby)),
+            ("types", types.as_value()),
+            ("classes", classes.as_value()),
+            ("locations", locations.as_value()),
+            ("files", files.as_value()),
+            ("duplicates", duplicates.as_value()),
+        ],
+    )
 }

@@ -7,11 +7,15 @@ module Heapdiff
   # subtype, file, line) and how to name it.
   module AllocationSite
     # "app.rb:12", escaped for printing (Printable).
+    #
+    # @return [String]
     def location
       file ? "#{Printable.escape(file)}:#{line}" : "(no allocation site: tracing was off)"
     end
 
     # "STRING", "OBJECT Leak", "DATA VM/thread"…: what a reader needs to know the kind.
+    #
+    # @return [String]
     def label
       Printable.escape(raw_label)
     end

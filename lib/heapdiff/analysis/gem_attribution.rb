@@ -20,6 +20,8 @@ module Heapdiff
 
     attr_reader :app_root, :stdlib_dirs
 
+    # @param app_root [String, nil] files under it are "app"
+    # @param stdlib_dirs [Array<String>, nil] files under them are "ruby stdlib" (default: this Ruby's)
     def initialize(app_root: Dir.pwd, stdlib_dirs: nil)
       @app_root = app_root && "#{File.expand_path(app_root).chomp("/")}/"
       @stdlib_dirs = (stdlib_dirs || RbConfig::CONFIG.values_at("rubylibdir", "rubyarchdir"))
@@ -27,10 +29,17 @@ module Heapdiff
       @cache = {}
     end
 
+    # The attribution for this process's directory and Ruby.
+    #
+    # @return [GemAttribution]
     def self.default
       @default ||= new
     end
 
+    # #name_for with the default attribution.
+    #
+    # @param path [String, nil]
+    # @return [String, nil]
     def self.name_for(path)
       default.name_for(path)
     end
@@ -42,6 +51,9 @@ module Heapdiff
     RELATIVE = %r{\A(?:\.{1,2}/|[^/(<-])}
 
     # The gem name, "ruby stdlib", "app", or nil when the path says nothing.
+    #
+    # @param path [String, nil] a file name from the dump
+    # @return [String, nil]
     def name_for(path)
       return nil if path.nil? || path.empty?
 

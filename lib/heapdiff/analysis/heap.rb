@@ -34,6 +34,12 @@ module Heapdiff
       Object.new(self, row, _row(row))
     end
 
+    # Each object, in dump order, built as it is yielded (no Ruby object is kept per
+    # heap object).
+    #
+    # @yieldparam object [Heapdiff::Object]
+    # @return [self, Enumerator] an Enumerator without a block
+    # @raise [Heapdiff::Error] the heap is closed
     def each
       return enum_for(:each) { size } unless block_given?
 
@@ -42,6 +48,9 @@ module Heapdiff
     end
 
     # { "vm" => ["0x…", …], … }: the root categories and the addresses each marks.
+    #
+    # @return [Hash{String => Array<String>}]
+    # @raise [Heapdiff::Error] the heap is closed
     def roots
       # _roots is [[name, addresses], …], pairs rather than a Hash (hence to_h first).
       @roots ||= _roots.to_h.transform_values { |addresses| addresses.map { |a| format("0x%x", a) } }
@@ -153,6 +162,9 @@ module Heapdiff
       @stats ||= _stats
     end
 
+    # Lines of broken JSON that loading recovered (see #warnings for which).
+    #
+    # @return [Integer]
     def recovered_lines
       stats[:recovered_lines]
     end
@@ -162,6 +174,7 @@ module Heapdiff
     # #closed? and #inspect raises Heapdiff::Error. Returns nil; closing twice is fine.
     # (Defined in Rust, like closed?.)
 
+    # @return [String]
     def inspect
       return "#<Heapdiff::Heap #{Printable.escape(File.basename(path))} closed>" if closed?
 

@@ -31,11 +31,16 @@ module Heapdiff
     # The root category: "vm", "global_tbl", "machine_context"…
     attr_reader :root, :steps
 
+    # @param heap [Heap]
+    # @param root [String] the root category
+    # @param steps [Array<Array(Integer, String)>] rows and edge labels (nil: unnamed)
     def initialize(heap, root, steps)
       @root = root
       @steps = steps.map { |row, label, name| Step.new(heap.object(row), label, Name.from_native(name)) }.freeze
     end
 
+    # @yieldparam object [Heapdiff::Object]
+    # @return [self, Enumerator] an Enumerator without a block
     def each(&block)
       return enum_for(:each) { size } unless block
 
@@ -43,20 +48,29 @@ module Heapdiff
       self
     end
 
+    # Objects on the path, the target included.
+    #
+    # @return [Integer]
     def size
       steps.size
     end
     alias length size
 
     # The object the path leads to.
+    #
+    # @return [Heapdiff::Object]
     def target
       steps.last.object
     end
 
+    # @return [Array<Heapdiff::Object>] from the root's first object to the target
     def to_a
       steps.map(&:object)
     end
 
+    # The path as plain data.
+    #
+    # @return [Hash{Symbol => Object}]
     def to_h
       steps = self.steps.map do |s|
         { label: s.label, name: s.name&.to_h }.merge(s.object.to_h.slice(:address, :type, :class_name, :subtype, :location))
@@ -64,11 +78,14 @@ module Heapdiff
       { root: root, steps: steps }
     end
 
+    # @return [String]
     def to_json(*args)
       to_h.to_json(*args)
     end
 
     # "ROOT vm → DATA ractor 0x… → DATA VM/thread 0x… → HASH 0x… → ARRAY 0x… (4990 refs) → STRING 0x…"
+    #
+    # @return [String]
     def to_s
       (["ROOT #{root}"] + steps.map { |s| [Printable.escape(s.label), s.object.brief].compact.join(" ") }).join(" → ")
     end
@@ -83,11 +100,15 @@ module Heapdiff
     # The same, from the object back to the root, named steps by their names:
     # "Thread.main.thread_variable_get(:audit) ← HASH 0x… ← Thread.main ← DATA ractor 0x… ← ROOT vm".
     # +from+ leaves out the steps after that one.
+    #
+    # @param from [Heapdiff::Path::Step] the last step shown
+    # @return [String]
     def to_s_from_target(from: steps.last)
       upto = steps.index(from) || (steps.size - 1)
       [steps.first(upto + 1).map(&:to_s).reverse, "ROOT #{root}"].flatten.join(" ← ")
     end
 
+    # @return [String]
     def inspect
       "#<Heapdiff::Path #{self}>"
     end

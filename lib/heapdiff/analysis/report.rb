@@ -15,16 +15,30 @@ module Heapdiff
     # IMEMO without a kind (dumps of Ruby 3.1 and older write none) is folded too.
     VM_CACHES = [nil, "callcache", "callinfo", "constcache"].freeze
 
+    # Diffs loaded heaps (Heapdiff.diff loads the paths and calls this).
+    #
+    # @param before [Heap]
+    # @param after [Heap]
+    # @param later [Heap, nil]
+    # @param include_noise [Boolean]
+    # @return [Report]
+    # @raise [Heapdiff::Error] a heap is closed
+    # @raise [Interrupted] stopped from outside
     def self.build(before, after, later, include_noise:)
       report = _diff(before, after, later, include_noise, include_noise ? [] : OWN_PATHS)
       report.send(:attach, before, after, later)
       report
     end
 
+    # The groups, largest count first (counted in Rust: heapdiff-core's diff.rs).
+    #
+    # @return [Array<Group>]
     def groups
       @groups ||= Array.new(_group_count) { |i| Group.new(self, i, _group(i)) }
     end
 
+    # @yieldparam group [Group]
+    # @return [self, Enumerator] an Enumerator without a block
     def each(&block)
       return enum_for(:each) { groups.size } unless block
 
@@ -32,45 +46,67 @@ module Heapdiff
       self
     end
 
+    # Number of groups.
+    #
+    # @return [Integer]
     def size
       _group_count
     end
 
+    # Were no objects retained (or allocated, for two dumps)?
+    #
+    # @return [Boolean]
     def empty?
       size.zero?
     end
 
+    # Objects in all groups, counted exactly (the uncertain ones are in #uncertain_count).
+    #
+    # @return [Integer]
     def total_count
-      _summary[0]
+      _summary.fetch(:total_count)
     end
 
+    # Memsize of all groups' objects, as the dumps give it.
+    #
+    # @return [Integer] bytes
     def total_memsize
-      _summary[1]
+      _summary.fetch(:total_memsize)
     end
 
     # Objects left out as noise (the allocation tracer's own, heapdiff's own).
+    #
+    # @return [Integer]
     def filtered_count
-      _summary[2]
+      _summary.fetch(:filtered_count)
     end
 
     # Three dumps: objects new in the second dump that the third no longer has.
+    #
+    # @return [Integer] 0 for two dumps
     def freed_count
-      _summary[3]
+      _summary.fetch(:freed_count)
     end
 
     # New objects in the last dump that no GC root reaches there: garbage the dump
     # caught before a GC swept it (dumps taken without a full GC). Not retained, so
     # in no group.
+    #
+    # @return [Integer] 0 for two dumps
     def unreachable_count
-      _summary[4]
+      _summary.fetch(:unreachable_count)
     end
 
     # Objects that may also be retained (the groups' Group#uncertain, summed).
+    #
+    # @return [Integer]
     def uncertain_count
-      _summary[5]
+      _summary.fetch(:uncertain_count)
     end
 
     # The heap the groups' objects are retained in: the last dump.
+    #
+    # @return [Heap]
     def last_heap
       later || after
     end
@@ -81,6 +117,8 @@ module Heapdiff
     # Closes the heaps the report was made from (Heap#close), to free their memory
     # now. Groups, counts, warnings and #to_s stay; #suspects and Group#sample need
     # the heaps and raise Heapdiff::Error after this. Returns nil.
+    #
+    # @return [nil]
     def close
       [before, after, later].compact.each(&:close)
       _close
@@ -88,6 +126,8 @@ module Heapdiff
     end
 
     # "Retained" for a three-dump diff (still alive in the last dump), else "Allocated".
+    #
+    # @return [String]
     def verb
       later ? "Retained" : "Allocated"
     end
@@ -96,11 +136,24 @@ module Heapdiff
     # default), in the last dump, where the retention holds. Builds its dominator tree
     # on first use. +class_edges: false+ leaves out the object → class edges that
     # dumps omit (then what only a singleton class holds looks unreachable).
+    #
+    # @param top [Integer, nil] how many groups (nil: all)
+    # @param class_edges [Boolean]
+    # @return [Array<Suspect>]
+    # @raise [ArgumentError] +top+ is not a count
+    # @raise [Heapdiff::Error] the report is closed
     def suspects(top: nil, class_edges: true)
       top = Arguments.count(top, "top:", nil_ok: true)
       (top ? groups.first(top) : groups).map { |group| suspect(group, class_edges: class_edges) }
     end
 
+    # Where +group+ is held (see Suspect), kept once computed.
+    #
+    # @param group [Group] a group of this report
+    # @param class_edges [Boolean]
+    # @return [Suspect]
+    # @raise [ArgumentError] +group+ is not a Group of this report
+    # @raise [Heapdiff::Error] the report is closed
     def suspect(group, class_edges: true)
       unless Group === group && group.report.equal?(self)
         raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
@@ -111,6 +164,9 @@ module Heapdiff
         Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
     end
 
+    # The report as plain data (what `heapdiff diff --format json` prints).
+    #
+    # @return [Hash{Symbol => Object}] sizes in bytes
     def to_h
       {
         dumps: [before, after, later].compact.map { |heap| Printable.utf8(heap.path) },
@@ -124,6 +180,7 @@ module Heapdiff
       }
     end
 
+    # @return [String]
     def to_json(*args)
       to_h.to_json(*args)
     end
@@ -132,6 +189,14 @@ module Heapdiff
     # where they are held, then warnings. +only:+, +ignore:+: which groups to show (see
     # SiteFilter); a line says how many were left out. The VM's caches (VM_CACHES)
     # are one line, unless +only:+ asks for IMEMO (:imemo).
+    #
+    # @param top [Integer, nil] how many groups (nil: all)
+    # @param suspects [Integer] how many groups get their suspect
+    # @param class_edges [Boolean]
+    # @param only [Symbol, Regexp, String, Array, nil] see SiteFilter
+    # @param ignore [Symbol, Regexp, String, Array, nil] see SiteFilter
+    # @return [String]
+    # @raise [ArgumentError] +top+ or +suspects+ is not a count
     # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
     def to_s(top: nil, suspects: 3, class_edges: true, only: nil, ignore: nil)
       top = Arguments.count(top, "top:", nil_ok: true)
@@ -151,6 +216,7 @@ module Heapdiff
       lines.join("\n")
     end
 
+    # @return [String]
     def inspect
       top = groups.first
       head = top ? " top=#{top.label} #{top.count} at #{top.location}" : ""

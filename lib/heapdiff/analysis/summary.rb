@@ -29,6 +29,13 @@ module Heapdiff
 
     attr_reader :heap, :object_count, :memsize
 
+    # Counts +heap+ by every key (in Rust: heapdiff-core's summary.rs) and reads the
+    # STRING values back from the dump to find duplicates.
+    #
+    # @param heap [Heap]
+    # @param attribution [GemAttribution] names the gem of each file
+    # @raise [FileError] the dump cannot be read again (moved, changed)
+    # @raise [Heapdiff::Error] the heap is closed
     def initialize(heap, attribution: GemAttribution.default)
       @heap = heap
       @attribution = attribution
@@ -37,6 +44,12 @@ module Heapdiff
 
     # The rows for +key+ (:type, :class, :location, :file or :gem), sorted by +by+
     # (:count or :memsize), largest first; +limit: nil+ gives them all.
+    #
+    # @param key [Symbol]
+    # @param by [Symbol]
+    # @param limit [Integer, nil]
+    # @return [Array<Row>] memsizes in bytes
+    # @raise [ArgumentError] an unknown +key+ or +by+, or a +limit+ that is no count
     def top(key, by: :count, limit: 10)
       raise ArgumentError, "heapdiff: no summary by #{Arguments.kind(key)} (#{KEYS.join(", ")})" unless KEYS.include?(key)
       unless %i[count memsize].include?(by)
@@ -51,12 +64,20 @@ module Heapdiff
     end
 
     # Strings whose value more than one STRING object holds, most copies first.
+    #
+    # @param limit [Integer, nil] nil: all
+    # @return [Array<Duplicate>] memsizes in bytes
     def duplicate_strings(limit: 10)
       rows = @duplicates.filter_map { |value, (count, memsize)| Duplicate.new(value, count, memsize) if count > 1 }
                         .sort_by { |d| [-d.count, -d.memsize, d.value] }
       limit ? rows.first(limit) : rows
     end
 
+    # The summary as plain data (what `heapdiff summary --format json` prints).
+    #
+    # @param top [Integer] rows per table
+    # @param keys [Array<Symbol>]
+    # @return [Hash{Symbol => Object}] memsizes in bytes
     def to_h(top: 10, keys: KEYS)
       tables = keys.to_h do |key|
         [key, { by_count: top(key, limit: top).map(&:to_h), by_memsize: top(key, by: :memsize, limit: top).map(&:to_h) }]
@@ -65,10 +86,16 @@ module Heapdiff
         duplicate_strings: duplicate_strings(limit: top).map(&:to_h) }
     end
 
+    # @return [String]
     def to_json(*args)
       to_h.to_json(*args)
     end
 
+    # The tables as text, +top+ rows each, by count and by memsize.
+    #
+    # @param top [Integer]
+    # @param keys [Array<Symbol>]
+    # @return [String]
     def to_s(top: 10, keys: KEYS)
       lines = ["#{Printable.escape(heap.path)}: #{object_count} objects, #{Printable.bytes(memsize)}"]
       keys.each do |key|
@@ -95,7 +122,8 @@ module Heapdiff
     # Counted in Rust (Heap#_summary), without a Ruby object per heap object; only the
     # gem table is made here, from the file table.
     def build
-      @object_count, @memsize, types, classes, locations, files, duplicates = heap._summary
+      @object_count, @memsize, types, classes, locations, files, duplicates =
+        heap._summary.fetch_values(:objects, :memsize, :types, :classes, :locations, :files, :duplicates)
       @tables = {
         type: tally(types),
         class: tally(classes),

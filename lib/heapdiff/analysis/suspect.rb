@@ -69,6 +69,12 @@ module Heapdiff
 
     # From a native `_suspect` answer ([[row or nil, count], …], retained, unreachable)
     # for +group+'s objects (a Group or a Trend::Site) in +heap+.
+    #
+    # @param group [Group, Trend::Site]
+    # @param heap [Heap] where the rows are
+    # @param native [Array] Report#_suspect's answer
+    # @param class_edges [Boolean]
+    # @return [Suspect]
     def self.from_native(group, heap, native, class_edges:)
       holders, retained, unreachable = native
       holders = holders.map do |row, count, root|
@@ -79,6 +85,10 @@ module Heapdiff
       new(group, holders, retained, unreachable)
     end
 
+    # @param group [Group, Trend::Site]
+    # @param holders [Array<Holder>]
+    # @param retained_size [Integer] bytes
+    # @param unreachable_count [Integer]
     def initialize(group, holders, retained_size, unreachable_count)
       @group = group
       @holders = holders
@@ -87,20 +97,28 @@ module Heapdiff
     end
 
     # The main holder.
+    #
+    # @return [Holder, nil] nil when no holder was found
     def top
       holders.first
     end
 
+    # The suspect as plain data.
+    #
+    # @return [Hash{Symbol => Object}] sizes in bytes
     def to_h
       { group: group.to_h, holders: holders.map(&:to_h), retained_size: retained_size,
         unreachable_count: unreachable_count }
     end
 
+    # @return [String]
     def to_json(*args)
       to_h.to_json(*args)
     end
 
     # "7000 STRING from app.rb:28 — 100% held by ARRAY 0x… (21006 refs) ← DATA VM/thread 0x… ← ROOT vm"
+    #
+    # @return [String]
     def to_s
       held = holders.empty? ? "no holder found" : holders.first(3).map(&:to_s).join("; ")
       lines = ["#{group.count} #{group.label} from #{group.location} — #{held}"]
@@ -110,6 +128,8 @@ module Heapdiff
     end
 
     # The sentence, then the addresses it names by code names: "… (holders 0x…, named 0x…)".
+    #
+    # @return [String]
     def inspect
       "#<Heapdiff::Suspect #{self} (#{holders.first(3).map(&:addresses).join("; ")})>"
     end

@@ -35,6 +35,12 @@ module Heapdiff
       # +snapshots+: Snapshots or dump paths, oldest first (Heapdiff.trend turns a
       # directory into Snapshot.list). Loads them one after the other without the GVL,
       # at most two at a time.
+      #
+      # @param snapshots [Array<Snapshot, String>]
+      # @param include_noise [Boolean]
+      # @return [Trend]
+      # @raise [TrendError] snapshots that make no trend
+      # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
       def build(snapshots, include_noise: false)
         snapshots = snapshots.map { |s| s.is_a?(Snapshot) ? s.wait : Snapshot.read(s) }
         check(snapshots)
@@ -45,6 +51,12 @@ module Heapdiff
 
       # The snapshots a directory (Snapshot.list, with +process:+) or a list of paths
       # stands for.
+      #
+      # @param paths_or_dir [String, Pathname, Array<String, Pathname, Snapshot>]
+      # @param process [nil, :latest, Integer, ProcessIdentity] for a directory
+      # @return [Array<Snapshot, String>] a directory's Snapshots, or the list as given
+      # @raise [FileError] no such directory
+      # @raise [TypeError] neither a directory nor a list
       def snapshots_from(paths_or_dir, process: nil)
         paths_or_dir = paths_or_dir.to_path if ::Object === paths_or_dir && paths_or_dir.respond_to?(:to_path)
         case paths_or_dir
@@ -152,10 +164,24 @@ module Heapdiff
 
     # The last snapshot, loaded (the trend keeps it for suspects and paths), with the
     # names of its names sidecar if it has one.
+    #
+    # @return [Heapdiff::Heap]
+    # @raise [Heapdiff::Error] the trend is closed
     def last_heap
       @last_heap ||= _last_heap.tap do |heap|
         heap._attach_names(Names.read(Names.path_for(File.expand_path(snapshots.last.path))))
       end
+    end
+
+    # Frees the last snapshot now rather than when the GC collects this Trend. Sites,
+    # counts, memory and warnings stay; #last_heap, suspects and samples need the
+    # snapshot and raise Heapdiff::Error after this.
+    #
+    # @return [nil]
+    def close
+      @last_heap&.close
+      _close
+      nil
     end
 
     # Compaction between snapshots, what loading recovered, missing sidecars.

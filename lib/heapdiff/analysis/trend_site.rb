@@ -31,15 +31,22 @@ module Heapdiff
       attr_reader :trend, :index, :type, :class_name, :subtype, :file, :line, :counts, :memsizes, :survived,
                   :verdict
 
-      def initialize(trend, index, values)
+      # @param trend [Trend]
+      # @param index [Integer] the site's place in the trend (0 for the first)
+      # @param fields [Hash{Symbol => Object}] Trend#_site's record (named in
+      #   ext/heapdiff/src/trend.rs)
+      def initialize(trend, index, fields)
         @trend = trend
         @index = index
-        @type, @class_name, @subtype, @file, @line, @counts, @memsizes, @survived, verdict = values
+        @type, @class_name, @subtype, @file, @line, @counts, @memsizes, @survived, verdict =
+          fields.fetch_values(:type, :class_name, :subtype, :file, :line, :counts, :memsizes, :survived, :verdict)
         @verdict = verdict.to_sym
         [@counts, @memsizes, @survived].each(&:freeze)
       end
 
       # 1 for the first site.
+      #
+      # @return [Integer]
       def rank
         index + 1
       end
@@ -49,17 +56,23 @@ module Heapdiff
       end
 
       # Objects in the last snapshot (what a suspect's shares are of).
+      #
+      # @return [Integer]
       def count
         counts.last
       end
 
+      # Memsize of the site's objects in the last snapshot, as the dump gives it.
+      #
+      # @return [Integer] bytes
       def memsize
         memsizes.last
       end
 
       # Objects of each snapshot that the one before did not have (all, for the first);
       # the low ends of #new_count_ranges.
-      # @return [Array<Integer>]
+      #
+      # @return [Array<Integer>] one per snapshot
       def new_counts
         counts.zip(survived).map { |c, s| c - s }
       end
@@ -89,20 +102,30 @@ module Heapdiff
       end
 
       # Last count minus first.
+      #
+      # @return [Integer] objects (negative when the count fell)
       def growth
         counts.last - counts.first
       end
 
+      # Last memsize minus first.
+      #
+      # @return [Integer] bytes
       def memsize_growth
         memsizes.last - memsizes.first
       end
 
+      # Growth spread over the steps between snapshots.
+      #
+      # @return [Float] objects per snapshot
       def growth_per_snapshot
         growth.fdiv(counts.size - 1)
       end
 
       # nil when the snapshots have no times (no sidecars), or span less than
       # Trend::RATE_SPAN: a rate extrapolated from seconds to an hour says nothing.
+      #
+      # @return [Float, nil] objects per hour, from the sidecars' times
       def growth_per_hour
         hours = trend.hours
         hours && hours * 3600 >= RATE_SPAN ? growth / hours : nil
@@ -119,12 +142,20 @@ module Heapdiff
       end
 
       # Up to +n+ of the site's objects in the last snapshot.
+      #
+      # @param n [Integer]
+      # @return [Array<Heapdiff::Object>] at most +n+
+      # @raise [Heapdiff::Error] the trend is closed
       def sample(n = 1)
         trend._site_rows(index, n).map { |row| trend.last_heap.object(row) }
       end
 
       # Where the site's objects in the last snapshot are held (a Suspect). Builds the
       # last snapshot's dominator tree on first use.
+      #
+      # @param class_edges [Boolean]
+      # @return [Suspect]
+      # @raise [Heapdiff::Error] the trend is closed
       def suspect(class_edges: true)
         @suspect ||= {}
         @suspect[class_edges] ||=
@@ -133,6 +164,10 @@ module Heapdiff
 
       # The shortest path from a GC root to one of the site's objects in the last
       # snapshot, or nil when it has none there or no root reaches it.
+      #
+      # @param class_edges [Boolean]
+      # @return [Path, nil]
+      # @raise [Heapdiff::Error] the trend is closed
       def path(class_edges: true)
         @path ||= {}
         return @path[class_edges] if @path.key?(class_edges)
@@ -142,6 +177,10 @@ module Heapdiff
       end
 
       # +details+: add the suspect and the path (they need the dominator tree).
+      #
+      # @param details [Boolean]
+      # @return [Hash{Symbol => Object}] memsizes in bytes
+      # @raise [Heapdiff::Error] +details: true+ on a closed trend
       def to_h(details: false)
         h = { rank: rank, verdict: verdict, type: type, class_name: Printable.utf8(class_name),
               subtype: Printable.utf8(subtype), label: label, file: Printable.utf8(file), line: line,
@@ -154,12 +193,15 @@ module Heapdiff
         h.merge(suspect: suspect.to_h.except(:group), path: path&.to_h)
       end
 
+      # @return [String]
       def to_json(*args)
         to_h.to_json(*args)
       end
 
       # "  1. growing STRING at app.rb:97: 700 → 1400 → 2100 objects (+700/snapshot, +84000/hour), 100% kept",
       # and when jobs or requests were counted, a second line: what makes it grow.
+      #
+      # @return [String]
       def to_s
         rate = "#{signed(growth_per_snapshot)}/snapshot"
         rate += ", #{signed(growth_per_hour)}/hour" if growth_per_hour
@@ -170,12 +212,15 @@ module Heapdiff
         driver.nil? || driver.status == :no_work ? line : "#{line}\n    what makes it grow: #{driver}"
       end
 
+      # @return [String]
       def inspect
         "#<Heapdiff::Trend::Site ##{rank} #{verdict} #{label} at #{location} counts=#{counts} survived=#{survived}>"
       end
 
       # Share of the objects of snapshots 1..n-1 still there in the next one (counting
       # the uncertain survivors; #kept_share_low leaves them out).
+      #
+      # @return [Float, nil] 0.0..1.0; nil with a single snapshot or no objects
       def kept_share
         before = counts[0...-1].sum
         before.zero? ? nil : survived.drop(1).sum.fdiv(before)

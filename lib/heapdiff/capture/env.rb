@@ -30,12 +30,20 @@ module Heapdiff
       # The Recorder started by #start, if any.
       attr_reader :recorder
 
+      # Does +env+ turn heapdiff on (HEAPDIFF=1)?
+      #
+      # @param env [Hash{String => String}]
+      # @return [Boolean]
       def on?(env = ENV)
         !OFF.match?(env.fetch("HEAPDIFF", ""))
       end
 
       # The settings +env+ asks for. Raises ArgumentError naming a variable that does
       # not parse.
+      #
+      # @param env [Hash{String => String}]
+      # @return [Hash{Symbol => Object}] Recorder options, +every+ in seconds
+      # @raise [ArgumentError] a variable that does not parse
       def settings(env = ENV)
         every_jobs = integer(env, "HEAPDIFF_EVERY_JOBS")
         {
@@ -60,6 +68,9 @@ module Heapdiff
       # it); nil when HEAPDIFF is off, or when a setting is refused (said on $stderr,
       # and whatever was started is undone: a typo in a debugging switch must neither
       # stop the process from booting nor leave half of heapdiff on).
+      #
+      # @param env [Hash{String => String}]
+      # @return [Recorder, nil]
       def start(env = ENV)
         return @recorder if @recorder && (@pid == Process.pid || @recorder.running?)
         return nil unless on?(env)

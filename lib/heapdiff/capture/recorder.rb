@@ -53,12 +53,18 @@ module Heapdiff
 
     class << self
       # A new Recorder, started.
+      #
+      # @param options [Hash] as for #initialize
+      # @return [Recorder]
+      # @raise [ArgumentError] an option that is refused
       def start(**options)
         new(**options).start
       end
 
       # Whether this process was forked (or daemonized) from the one that loaded
       # heapdiff.
+      #
+      # @return [Boolean]
       def forked_child?
         Process.pid != @first_pid
       end
@@ -82,7 +88,7 @@ module Heapdiff
 
     # +every+: seconds between snapshots (nil: none on a timer). +keep+: how many to
     # keep. +signal+: a signal name ("USR2") that asks for a snapshot. +on_snapshot+: called
-    # with each complete Snapshot. +gzip+, +fork+, +redact+: as for Heapdiff.snapshot
+    # with each complete Snapshot (see below). +gzip+, +fork+, +redact+: as for Heapdiff.snapshot
     # (+redact: true+ writes dumps without string, symbol and float values). +logger+:
     # where to log (default: $stderr); every line starts with "heapdiff:". +after_fork+:
     # what a forked child does with this recorder once started: :restart (a fresh one
@@ -94,6 +100,31 @@ module Heapdiff
     # +rss_snapshots+ times. The recorder's thread reads RSS every +rss_check+ seconds
     # (/proc/self/statm: microseconds). A threshold crossed while another snapshot is
     # being written is taken at the next check. +keep+ applies to these too.
+    #
+    # The +on_snapshot+ contract: it gets a Snapshot, a file on disk with its sidecar,
+    # which holds no loaded heap, so there is nothing to close. It runs on a heapdiff
+    # thread (the recorder's, or with +fork: true+ the one that waits for the dump).
+    # Whatever it raises is logged, never raised in the process. It may prune later:
+    # the file can vanish once +keep+ newer snapshots exist. To analyse the snapshot,
+    # use the block forms, which free the heap when the block ends instead of at the
+    # GC's leisure: <tt>Heapdiff.load(snapshot) { |heap| … }</tt>,
+    # <tt>Heapdiff.trend(recorder.dir) { |trend| … }</tt>.
+    #
+    # @param dir [String, Pathname]
+    # @param every [Numeric, nil] seconds
+    # @param keep [Integer]
+    # @param signal [String, nil]
+    # @param on_snapshot [#call, nil] called with a Snapshot
+    # @param gzip [Boolean]
+    # @param fork [Boolean]
+    # @param redact [Boolean]
+    # @param logger [Logger, nil]
+    # @param after_fork [Symbol] :restart or :stop
+    # @param rss_limit [Integer, String, nil] bytes ("1.5G")
+    # @param rss_step [Numeric] a fraction above the last threshold
+    # @param rss_snapshots [Integer]
+    # @param rss_check [Numeric] seconds
+    # @raise [ArgumentError] a value that is refused (KILL, STOP, SEGV… as +signal+)
     def initialize(dir:, every: 300, keep: 10, signal: nil, on_snapshot: nil, gzip: false, fork: false, redact: false,
                    logger: nil, after_fork: :restart, rss_limit: nil, rss_step: 0.2, rss_snapshots: 5, rss_check: 1.0)
       dir = Arguments.path(dir, "dir:")
@@ -134,6 +165,8 @@ module Heapdiff
 
     # Starts the thread (and the signal handler) in this process, which then owns the
     # recorder. Returns self. In a forked child it starts afresh, in DIR/pid-PID.
+    #
+    # @return [self]
     def start
       return self if running?
 
@@ -157,11 +190,15 @@ module Heapdiff
     end
 
     # Whether a forked child writes each dump (fork: true).
+    #
+    # @return [Boolean]
     def fork?
       @fork
     end
 
     # Whether its thread runs in this process.
+    #
+    # @return [Boolean]
     def running?
       @owner == Process.pid && !@thread.nil? && @thread.alive?
     end
@@ -170,6 +207,8 @@ module Heapdiff
     # previous handler. Returns self. In a process that does not own the recorder (a
     # forked child that kept an inherited one) it only forgets it there: the owner's
     # thread, pipe and handler stay untouched.
+    #
+    # @return [self]
     def stop
       return self if @owner.nil?
       return forget_inherited unless @owner == Process.pid
@@ -191,6 +230,9 @@ module Heapdiff
     # Takes a snapshot now, in the calling thread, and prunes. Returns the Snapshot (for
     # fork: true, possibly still pending), or nil if it failed (the error is logged).
     # +reason+ goes in the log line.
+    #
+    # @param reason [String]
+    # @return [Snapshot, nil]
     def snapshot_now(reason: "requested")
       take(reason)
     end
@@ -199,6 +241,9 @@ module Heapdiff
     # once, without waiting for it: a Thread::Queue that the thread closes once the
     # process's heap is captured (the dump written, or with fork: true, the child
     # forked), so that +captured.pop+ waits for that. +reason+ goes in the log line.
+    #
+    # @param reason [String]
+    # @return [Thread::Queue]
     def snapshot_soon(reason: "requested")
       captured = Thread::Queue.new
       # Not @lock, which a snapshot holds while it is written.

@@ -15,6 +15,15 @@ module Heapdiff
     # appears complete or not at all (written beside it, then renamed), mode 0600.
     # The input's names sidecar (heap-0001.names.json), if any, is copied beside the
     # output: names are code, not data. Returns counts: { records:, values_removed:, rebuilt_records:, … }.
+    #
+    # @param input [String, Pathname]
+    # @param output [String, Pathname]
+    # @param gzip [Boolean, nil]
+    # @return [Hash{Symbol => Integer, Boolean, String, nil}] counts, from the redactor (heapdiff-core's redact.rs)
+    # @raise [ParseError] the input is not a heap dump, or a record is too large (names the line)
+    # @raise [FileError] the input cannot be read or the output written
+    # @raise [ArgumentError] the output would replace the input
+    # @raise [Interrupted] stopped from outside
     def redact(input, output, gzip: nil)
       Redactor.redact_file(input, output, gzip: gzip)
     end

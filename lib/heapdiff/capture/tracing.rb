@@ -12,6 +12,8 @@ module Heapdiff
     # Starts allocation tracing unless it is already on (started by heapdiff or by
     # anyone else). Objects allocated before it starts have no allocation site.
     # Returns true.
+    #
+    # @return [true]
     def trace_allocations!
       @tracing_lock.synchronize do
         next if @tracing_started || tracing?
@@ -27,6 +29,8 @@ module Heapdiff
     # ObjectSpace about an object allocated here and now. Its record must be of the
     # current GC epoch: tracing stopped without a clear leaves the records of objects
     # freed since, and a new object in such a slot finds an older record.
+    #
+    # @return [Boolean]
     def tracing?
       return false unless ObjectSpace.respond_to?(:allocation_generation)
 
@@ -41,6 +45,8 @@ module Heapdiff
     # traced object). Tracing that other code started with ObjectSpace directly is
     # theirs to stop: it stays on, and its records are kept. Returns whether tracing
     # is off now.
+    #
+    # @return [Boolean]
     def stop_tracing!
       @tracing_lock.synchronize do
         if @tracing_started

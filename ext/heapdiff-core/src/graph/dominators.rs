@@ -22,15 +22,15 @@ impl HeapGraph {
         self.dominators[slot(class_edges)].get_or_init(|| compute_dominators(self, class_edges))
     }
 
-    /// The immediate dominator of row `v`: Some(row), or None when the roots hold it
+    /// The immediate dominator of `row`: Some(row), or None when the roots hold it
     /// directly (or nothing does).
-    pub fn dominator(&self, v: usize, class_edges: bool) -> Option<usize> {
-        let d = self.dominators(class_edges).idom[v];
+    pub fn dominator(&self, row: usize, class_edges: bool) -> Option<usize> {
+        let d = self.dominators(class_edges).idom[row];
         (d != NO_ROW && d != SUPER_ROOT).then_some(d as usize)
     }
 
-    pub fn retained_size(&self, v: usize, class_edges: bool) -> u64 {
-        self.dominators(class_edges).retained[v]
+    pub fn retained_size(&self, row: usize, class_edges: bool) -> u64 {
+        self.dominators(class_edges).retained[row]
     }
 }
 

@@ -37,8 +37,8 @@ pub struct HeapGraph {
     names: OnceLock<Names>,
 }
 
-/// A compressed sparse row adjacency: the neighbours of `v` are
-/// `targets[start[v]..start[v + 1]]`.
+/// A compressed sparse row adjacency: the neighbours of `row` are
+/// `targets[start[row]..start[row + 1]]`.
 #[derive(Debug)]
 pub struct Csr {
     pub start: Vec<u32>,
@@ -46,8 +46,12 @@ pub struct Csr {
 }
 
 impl Csr {
-    pub fn neighbours(&self, v: usize) -> &[u32] {
-        &self.targets[self.start[v] as usize..self.start[v + 1] as usize]
+    fn heap_bytes(&self) -> usize {
+        (self.start.capacity() + self.targets.capacity()) * std::mem::size_of::<u32>()
+    }
+
+    pub fn neighbours(&self, row: usize) -> &[u32] {
+        &self.targets[self.start[row] as usize..self.start[row + 1] as usize]
     }
 }
 
@@ -71,33 +75,53 @@ impl HeapGraph {
         &self.heap
     }
 
-    /// Calls `f` with each object `v` references (and its class, with `class_edges`).
-    fn for_each_successor(&self, v: usize, class_edges: bool, mut f: impl FnMut(usize)) {
-        for t in self.heap.referents(v) {
+    /// Bytes held by what was built on first use so far: the reverse graphs, the
+    /// breadth-first trees, the dominator trees and the heap's shape index. They come
+    /// on top of `Heap::heap_bytes`, and grow as queries are answered.
+    pub fn cache_bytes(&self) -> usize {
+        fn built<T>(slots: &[OnceLock<T>], bytes: impl Fn(&T) -> usize) -> usize {
+            slots.iter().filter_map(OnceLock::get).map(bytes).sum()
+        }
+        let reverse = built(&self.reverse, Csr::heap_bytes);
+        let trees = built(&self.tree, RootTree::heap_bytes);
+        let dominators = built(&self.dominators, |d| {
+            d.idom.capacity() * 4 + d.retained.capacity() * 8
+        });
+        let shapes = self
+            .heap
+            .shape_ids
+            .get()
+            .map_or(0, |ids| ids.capacity() * (8 + 8 + 1));
+        reverse + trees + dominators + shapes
+    }
+
+    /// Calls `f` with each object the one at `row` references (and its class, with `class_edges`).
+    fn for_each_successor(&self, row: usize, class_edges: bool, mut f: impl FnMut(usize)) {
+        for t in self.heap.referents(row) {
             f(t);
         }
         if class_edges {
-            if let Some(c) = self.heap.class_row(v) {
+            if let Some(c) = self.heap.class_row(row) {
                 f(c);
             }
         }
     }
 
-    /// The `k`-th successor of row `v`: None past the last, Some(None) for a dangling
+    /// The `k`-th successor of `row`: None past the last, Some(None) for a dangling
     /// reference, Some(Some(row)) otherwise. The class edge, if asked for, comes last.
     pub(crate) fn successor_at(
         &self,
-        v: usize,
+        row: usize,
         k: usize,
         class_edges: bool,
     ) -> Option<Option<usize>> {
-        let refs = self.heap.reference_rows_with_dangling(v);
+        let refs = self.heap.reference_rows_with_dangling(row);
         match k.cmp(&refs.len()) {
             std::cmp::Ordering::Less => {
                 let t = refs[k] as usize;
                 Some((t < self.heap.len()).then_some(t))
             }
-            std::cmp::Ordering::Equal if class_edges => Some(self.heap.class_row(v)),
+            std::cmp::Ordering::Equal if class_edges => Some(self.heap.class_row(row)),
             _ => None,
         }
     }
@@ -130,11 +154,11 @@ impl HeapGraph {
         })
     }
 
-    /// Objects that reference row `v` (each once).
-    pub fn retainers(&self, v: usize, class_edges: bool) -> Vec<usize> {
+    /// Objects that reference the object at `row` (each once).
+    pub fn retainers(&self, row: usize, class_edges: bool) -> Vec<usize> {
         let mut rows: Vec<usize> = self
             .reverse(class_edges)
-            .neighbours(v)
+            .neighbours(row)
             .iter()
             .map(|&u| u as usize)
             .collect();

@@ -20,6 +20,12 @@ pub(crate) struct RootTree {
     parent: Vec<u32>,
 }
 
+impl RootTree {
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.parent.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
 /// One step of a path: the object, and what the edge into it is, where the dump says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {

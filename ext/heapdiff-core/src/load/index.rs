@@ -16,7 +16,7 @@ use crate::source::Source;
 
 use super::cancelled;
 use super::piece::ParsedPiece;
-use super::LoadError;
+use crate::error::Error;
 
 /// Accumulates chunks in file order.
 pub(super) struct IndexBuilder {
@@ -48,17 +48,13 @@ impl IndexBuilder {
         }
     }
 
-    pub(super) fn not_a_dump(&self, line: u64, reason: String) -> LoadError {
-        LoadError::NotAHeapDump {
-            path: self.path.clone(),
-            line,
-            reason,
-        }
-    }
-
-    pub(super) fn append(&mut self, chunk: ParsedPiece) -> Result<(), LoadError> {
+    /// Appends a parsed piece. Fails on a line that is no record (but for a last line
+    /// cut short), and with `Error::TooLarge` when the index cannot grow.
+    pub(super) fn append(&mut self, chunk: ParsedPiece) -> Result<(), Error> {
         let line_base = self.stats.lines;
-        if let Some((line, reason, final_unterminated)) = chunk.bad_line {
+        let too_large =
+            |what: &str, bytes: usize| Error::out_of_memory(&self.path, line_base + 1, what, bytes);
+        if let Some((line, error, final_unterminated)) = chunk.bad_line {
             let line = line_base + line;
             let is_first_record = self.columns.is_empty()
                 && self.roots.is_empty()
@@ -68,19 +64,27 @@ impl IndexBuilder {
                 // The writer died mid-record: warn, and keep everything before it.
                 self.stats.truncated_last_line = Some(line);
             } else {
-                return Err(self.not_a_dump(line, reason));
+                return Err(error.at(&self.path, line));
             }
         }
         let map = self.strings.absorb(&chunk.strings);
         let n_before = self.columns.len();
-        self.columns.append(&chunk.columns, &map, chunk.offset);
+        self.columns
+            .append(&chunk.columns, &map, chunk.offset)
+            .map_err(|_| too_large("the index", chunk.columns.heap_bytes()))?;
         let ref_base = self.references.len() as u64;
         if ref_base + chunk.references.len() as u64 >= u64::from(u32::MAX) {
-            return Err(self.not_a_dump(
+            return Err(Error::parse(
+                &self.path,
                 line_base + chunk.lines,
-                "more than 4 billion references".into(),
+                "more than 4 billion references",
             ));
         }
+        let refs_bytes = 12 * chunk.references.len();
+        self.references
+            .try_reserve(chunk.references.len())
+            .and_then(|()| self.ref_start.try_reserve(chunk.reference_ends.len()))
+            .map_err(|_| too_large("the references", refs_bytes))?;
         self.references.extend_from_slice(&chunk.references);
         self.ref_start
             .extend(chunk.reference_ends.iter().map(|&e| e + ref_base as u32));
@@ -120,11 +124,7 @@ impl IndexBuilder {
         Ok(())
     }
 
-    pub(super) fn finish(
-        self,
-        source: Source,
-        cancel: Option<&AtomicBool>,
-    ) -> Result<Heap, LoadError> {
+    pub(super) fn finish(self, source: Source, cancel: Option<&AtomicBool>) -> Result<Heap, Error> {
         let IndexBuilder {
             mut columns,
             references,
@@ -143,7 +143,7 @@ impl IndexBuilder {
         stats.duplicate_addresses = index.duplicates();
         name_metaclasses(&columns, &index, &mut class_names, &mut strings);
         if cancelled(cancel) {
-            return Err(LoadError::Cancelled);
+            return Err(Error::Cancelled);
         }
         stats.references = references.len() as u64;
         let mut dangling: Vec<u64> = Vec::new();

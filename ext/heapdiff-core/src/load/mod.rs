@@ -10,7 +10,7 @@ mod read;
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
@@ -18,12 +18,12 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 use rayon::prelude::*;
 
+use crate::error::{record_too_long, Error};
 use crate::heap::Heap;
 use crate::source::Source;
 use framing::split_pieces;
 use index::IndexBuilder;
 use piece::{parse_piece, ParsedPiece};
-pub(crate) use read::RecordTooLong;
 use read::{read_batches, read_up_to, Batch, CountingReader};
 
 #[derive(Default, Clone, Copy)]
@@ -32,47 +32,6 @@ pub struct LoadOptions<'a> {
     pub cancel: Option<&'a AtomicBool>,
 }
 
-#[derive(Debug)]
-pub enum LoadError {
-    Io {
-        path: PathBuf,
-        error: io::Error,
-    },
-    NotAHeapDump {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
-    Cancelled,
-}
-
-/// An I/O error as a person reads it: "No such file or directory", without Rust's
-/// " (os error 2)" suffix (the number adds nothing to the words, and users of a Ruby
-/// gem never see Rust's error codes elsewhere).
-pub fn io_message(error: &io::Error) -> String {
-    let text = error.to_string();
-    match (error.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
-        _ => text,
-    }
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Io { path, error } => write!(f, "{}: {}", path.display(), io_message(error)),
-            LoadError::NotAHeapDump { path, line, reason } => write!(
-                f,
-                "{}:{line}: not a heap dump record ({reason})",
-                path.display()
-            ),
-            LoadError::Cancelled => write!(f, "loading was interrupted"),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
 /// Loads the heap dump at `path` (plain or gzip, detected by content) into a `Heap`.
 ///
 /// A reader thread streams the file in batches of about 4 MB; rayon parses each batch's
@@ -80,14 +39,13 @@ impl std::error::Error for LoadError {}
 /// valid JSON as the emitter wrote them are recovered where the record is clear (see
 /// `Heap::warnings` and `LoadStats`).
 ///
-/// Errors: `LoadError::Io` when the file cannot be opened or read (or is a directory),
-/// `LoadError::NotAHeapDump` (path, 1-based line, reason) for the first line that is
-/// no record, `LoadError::Cancelled` when `options.cancel` was set.
-pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
-    let io_error = |error| LoadError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
+/// Errors: `Error::Io` when the file cannot be opened or read (or is not a regular
+/// file), `Error::Parse` (path, 1-based line, reason) for the first line that is no
+/// record or one longer than `MAX_RECORD_BYTES`, `Error::TooLarge` (path, line) when
+/// the index or a record needs more memory than can be allocated, `Error::Cancelled`
+/// when `options.cancel` was set.
+pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, Error> {
+    let io_error = |error| Error::io(path, error);
     // The type is checked before opening too: open(2) of a FIFO with no writer blocks
     // until one comes, past any cancel.
     if !std::fs::metadata(path).map_err(io_error)?.is_file() {
@@ -139,21 +97,26 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
                 Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => {
                     if cancelled(options.cancel) {
-                        return Err(LoadError::Cancelled);
+                        return Err(Error::Cancelled);
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            // The batches before a failed one are appended: the record that did not
+            // fit starts on the next line.
+            let next_line = builder.stats.lines + 1;
             let batch = match batch {
-                Err(e) if e.get_ref().is_some_and(|e| e.is::<RecordTooLong>()) => {
-                    // The batches before it are appended: the record starts on the next line.
-                    return Err(builder.not_a_dump(builder.stats.lines + 1, e.to_string()));
+                Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                    return Err(Error::parse(path, next_line, record_too_long()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                    return Err(Error::too_large(path, next_line, e.to_string()));
                 }
                 batch => batch.map_err(io_error)?,
             };
             if cancelled(options.cancel) {
-                return Err(LoadError::Cancelled);
+                return Err(Error::Cancelled);
             }
             let bytes = &batch.data[..batch.len];
             let pieces = split_pieces(bytes);
@@ -169,14 +132,17 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
                 })
                 .collect();
             if cancelled(options.cancel) {
-                return Err(LoadError::Cancelled);
+                return Err(Error::Cancelled);
             }
             let read = consumed.load(Ordering::Relaxed).min(total);
             if builder.stats.bytes == 0 && read > 0 {
                 // Size the columns once from the first batch's objects per file byte.
                 let objects: usize = chunks.iter().map(|c| c.columns.len()).sum();
                 let estimate = (objects as f64 * total as f64 / read as f64 * 1.02) as usize;
-                builder.columns.reserve(estimate.min(1 << 31));
+                // Only a hint: a file that claims more than fits (a sparse file, one
+                // of junk) grows the columns as its records come instead, and fails
+                // with TooLarge only if those do not fit.
+                let _ = builder.columns.try_reserve(estimate.min(1 << 31));
             }
             for chunk in chunks {
                 builder.append(chunk)?;
@@ -201,15 +167,12 @@ pub fn load(path: &Path, options: LoadOptions<'_>) -> Result<Heap, LoadError> {
         }
     }
     if builder.stats.lines == builder.stats.blank_lines {
-        return Err(LoadError::NotAHeapDump {
-            path: path.to_path_buf(),
-            line: 1,
-            reason: if builder.stats.lines == 0 {
-                "the file is empty".into()
-            } else {
-                "the file holds only blank lines".into()
-            },
-        });
+        let reason = if builder.stats.lines == 0 {
+            "the file is empty"
+        } else {
+            "the file holds only blank lines"
+        };
+        return Err(Error::parse(path, 1, reason));
     }
     builder.finish(source, options.cancel)
 }
@@ -228,6 +191,7 @@ pub(super) fn cancelled(flag: Option<&AtomicBool>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::io_message;
 
     #[test]
     fn io_message_leaves_out_the_os_error_number() {

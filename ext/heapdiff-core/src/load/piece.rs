@@ -2,6 +2,7 @@
 
 use std::sync::atomic::AtomicBool;
 
+use crate::error::Error;
 use crate::heap::{Columns, LoadStats, Shape, ABSENT, SAMPLE_LIMIT};
 use crate::intern::{Interner, NO_STRING};
 use crate::object_type::ObjectType;
@@ -29,7 +30,7 @@ pub(super) struct ParsedPiece {
     pub(super) offset: u64,
     /// The first line that is no record at all: local line number, why, and whether it
     /// is the unterminated last line of the file (then it is a truncation, not an error).
-    pub(super) bad_line: Option<(u64, String, bool)>,
+    pub(super) bad_line: Option<(u64, Error, bool)>,
     /// The last file, method and subtype interned: neighbours in a dump were often
     /// allocated by the same code, and a compare is cheaper than a hash lookup.
     pub(super) last_file: u32,
@@ -110,7 +111,7 @@ impl ParsedPiece {
         match parse_line_into(line, refs, record) {
             Ok(()) => {}
             Err(e) => {
-                self.bad_line = Some((line_no, e.0.to_string(), final_unterminated));
+                self.bad_line = Some((line_no, e, final_unterminated));
                 return false;
             }
         };

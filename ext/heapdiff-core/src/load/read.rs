@@ -69,8 +69,8 @@ pub(super) fn read_batches(
         // Never more than the longest record allowed, plus one byte to see it is longer.
         let want = (carry.len() * 2).clamp(BATCH_BYTES, MAX_RECORD_BYTES + 1);
         if data.len() < want {
-            if let Err(e) = data.try_reserve_exact(want - data.len()) {
-                let _ = sender.send(Err(io::Error::new(io::ErrorKind::OutOfMemory, e)));
+            if data.try_reserve_exact(want - data.len()).is_err() {
+                let _ = sender.send(Err(out_of_memory(want - data.len())));
                 return;
             }
             data.resize(want, 0);
@@ -111,13 +111,14 @@ pub(super) fn read_batches(
                     // instead of reading the whole file in search of a record.
                 }
                 None if filled > MAX_RECORD_BYTES => {
-                    let _ = sender.send(Err(io::Error::other(RecordTooLong)));
+                    // The loader names the line, which only it knows.
+                    let _ = sender.send(Err(io::ErrorKind::FileTooLarge.into()));
                     return;
                 }
                 None => {
                     // One record larger than the buffer: keep reading into a bigger one.
-                    if let Err(e) = carry.try_reserve_exact(filled) {
-                        let _ = sender.send(Err(io::Error::new(io::ErrorKind::OutOfMemory, e)));
+                    if carry.try_reserve_exact(filled).is_err() {
+                        let _ = sender.send(Err(out_of_memory(filled)));
                         return;
                     }
                     carry.extend_from_slice(&data[..filled]);
@@ -143,18 +144,10 @@ pub(super) fn read_batches(
     }
 }
 
-/// A record longer than `MAX_RECORD_BYTES`, found by the reader thread.
-#[derive(Debug)]
-pub(crate) struct RecordTooLong;
-
-impl std::fmt::Display for RecordTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "a record longer than {} MB, heapdiff's limit",
-            MAX_RECORD_BYTES >> 20
-        )
-    }
+/// A buffer for one record could not grow by `bytes` (the loader adds the line).
+fn out_of_memory(bytes: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        crate::error::out_of_memory("a record", bytes),
+    )
 }
-
-impl std::error::Error for RecordTooLong {}

@@ -2,13 +2,16 @@
 
 use super::flag;
 use super::keys::{pack_key, Key};
-use super::record::{NotARecord, Record, RecordKind, Span};
+use super::record::{Record, RecordKind, Span};
 use super::scan::{find_quote, first_quote_in, hex_prefix, is_escaped, parse_address};
+use crate::error::Error;
 use crate::object_type::ObjectType;
 
 /// Parses one line (without its newline). References are appended to `references`
 /// as raw addresses; the caller knows where this record's references start.
-pub fn parse_line(line: &[u8], references: &mut Vec<u64>) -> Result<Record, NotARecord> {
+/// A line that is no record is an `Error::Parse` with no file and line 0: only the
+/// caller knows where the line is.
+pub fn parse_line(line: &[u8], references: &mut Vec<u64>) -> Result<Record, Error> {
     let mut record = Record::default();
     parse_line_into(line, references, &mut record)?;
     Ok(record)
@@ -20,7 +23,7 @@ pub fn parse_line_into(
     line: &[u8],
     references: &mut Vec<u64>,
     record: &mut Record,
-) -> Result<(), NotARecord> {
+) -> Result<(), Error> {
     let mut parser = LineParser {
         line,
         pos: 0,
@@ -30,7 +33,7 @@ pub fn parse_line_into(
     let record = &*parser.record;
     if record.kind == RecordKind::Object && (record.address.is_none() || record.type_name.is_none())
     {
-        return Err(NotARecord(if record.type_name.is_none() {
+        return Err(Error::not_a_record(if record.type_name.is_none() {
             "no \"type\" member"
         } else {
             "no \"address\" member"
@@ -69,10 +72,10 @@ impl<'a> LineParser<'a, '_> {
         }
     }
 
-    fn parse(&mut self, references: &mut Vec<u64>) -> Result<(), NotARecord> {
+    fn parse(&mut self, references: &mut Vec<u64>) -> Result<(), Error> {
         self.skip_spaces();
         if self.peek() != Some(b'{') {
-            return Err(NotARecord("does not start with '{'"));
+            return Err(Error::not_a_record("does not start with '{'"));
         }
         self.pos += 1;
         let mut members = 0usize;
@@ -98,7 +101,7 @@ impl<'a> LineParser<'a, '_> {
                 Some(b'"') => {}
                 Some(_) => {
                     if members == 0 {
-                        return Err(NotARecord("not a JSON object"));
+                        return Err(Error::not_a_record("not a JSON object"));
                     }
                     if !self.resync() {
                         self.mark_recovered("unreadable bytes at the end of the line");
@@ -112,7 +115,7 @@ impl<'a> LineParser<'a, '_> {
                 Some(key) => key,
                 None => {
                     if members == 0 {
-                        return Err(NotARecord("not a JSON object"));
+                        return Err(Error::not_a_record("not a JSON object"));
                     }
                     self.record.incomplete = true;
                     break;

@@ -23,6 +23,6 @@ mod scan;
 mod unescape;
 
 pub use line::{parse_line, parse_line_into};
-pub use record::{NotARecord, Record, RecordKind, Span};
+pub use record::{Record, RecordKind, Span};
 pub use scan::parse_address;
 pub use unescape::{unescape, unescape_with};

@@ -81,7 +81,3 @@ pub struct Record {
     /// The record stops before its closing `}` (a truncated line).
     pub incomplete: bool,
 }
-
-/// A line that is not a heap dump record at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotARecord(pub &'static str);
