@@ -97,12 +97,12 @@ module Heapdiff
       def read(path)
         return nil unless File.file?(path)
 
-        names = JSON.parse(File.read(path))
+        names = JSON.parse(File.read(path, encoding: Encoding::UTF_8)) # as Snapshot.read_meta
         entries = names.is_a?(Hash) && names["format"] == FORMAT && names["entries"]
         raise TypeError, "not a heapdiff names file" unless entries.is_a?(Array)
 
         entries
-      rescue JSON::ParserError, TypeError, SystemCallError, IOError => e
+      rescue JSON::ParserError, TypeError, EncodingError, SystemCallError, IOError => e
         warn "heapdiff: ignoring the damaged names file #{Printable.escape(path)}: #{e.class}: #{e.message[0, 200]}"
         nil
       end

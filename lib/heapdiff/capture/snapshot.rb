@@ -220,11 +220,14 @@ module Heapdiff
       def read_meta(meta_path)
         return [nil, nil] unless File.file?(meta_path)
 
-        meta = JSON.parse(File.read(meta_path))
+        # UTF-8 whatever the locale: heapdiff writes sidecars in UTF-8, and json 2.10+
+        # transcodes a String in the default external encoding (US-ASCII without a
+        # locale) and fails on its first non-ASCII byte.
+        meta = JSON.parse(File.read(meta_path, encoding: Encoding::UTF_8))
         raise TypeError, "not a JSON object" unless meta.is_a?(Hash)
 
         [meta, meta["time"] && parse_time(meta["time"])]
-      rescue JSON::ParserError, TypeError, ArgumentError, SystemCallError, IOError => e
+      rescue JSON::ParserError, TypeError, ArgumentError, EncodingError, SystemCallError, IOError => e
         warn "heapdiff: ignoring the damaged sidecar #{Printable.escape(meta_path)}: #{e.class}: #{e.message[0, 200]}"
         [nil, nil]
       end
