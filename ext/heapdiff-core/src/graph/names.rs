@@ -97,9 +97,9 @@ impl Names {
         names
     }
 
-    /// The names of row `v`, best first.
-    pub fn of(&self, v: usize) -> &[Name] {
-        self.by_row.get(&(v as u32)).map_or(&[], Vec::as_slice)
+    /// The names of `row`, best first.
+    pub fn of(&self, row: usize) -> &[Name] {
+        self.by_row.get(&(row as u32)).map_or(&[], Vec::as_slice)
     }
 
     /// How many objects have a name.
@@ -201,9 +201,9 @@ impl HeapGraph {
         None
     }
 
-    /// The best name of row `v` whatever the path: for describing a holder that no
+    /// The best name of `row` whatever the path: for describing a holder that no
     /// path step names.
-    pub fn best_name(&self, v: usize) -> Option<&Name> {
-        self.names().of(v).first()
+    pub fn best_name(&self, row: usize) -> Option<&Name> {
+        self.names().of(row).first()
     }
 }

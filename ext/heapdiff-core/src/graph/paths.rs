@@ -134,17 +134,17 @@ impl HeapGraph {
         })
     }
 
-    /// Does a GC root reach row `v` (through references, and object → class edges with
+    /// Does a GC root reach `row` (through references, and object → class edges with
     /// `class_edges`)? Builds the breadth-first tree from the roots on first use.
-    pub fn is_reachable(&self, v: usize, class_edges: bool) -> bool {
-        self.root_tree(class_edges).parent[v] != NO_ROW
+    pub fn is_reachable(&self, row: usize, class_edges: bool) -> bool {
+        self.root_tree(class_edges).parent[row] != NO_ROW
     }
 
     /// The category (`vm`, `finalizers`, `global_tbl`, …) of the root that the
-    /// shortest path to row `v` starts from, or None when no root reaches it.
-    pub fn root_category(&self, v: usize, class_edges: bool) -> Option<&[u8]> {
+    /// shortest path to `row` starts from, or None when no root reaches it.
+    pub fn root_category(&self, row: usize, class_edges: bool) -> Option<&[u8]> {
         let tree = self.root_tree(class_edges);
-        let mut at = v;
+        let mut at = row;
         // A tree path visits each row once at most.
         for _ in 0..=self.heap.len() {
             let p = tree.parent[at];
@@ -167,11 +167,11 @@ impl HeapGraph {
         self.tree[slot(class_edges)].get().is_some()
     }
 
-    /// The shortest path from a root to row `v`, or None when no root reaches it.
-    pub fn path_to_root(&self, v: usize, class_edges: bool) -> Option<Path> {
+    /// The shortest path from a root to `row`, or None when no root reaches it.
+    pub fn path_to_root(&self, row: usize, class_edges: bool) -> Option<Path> {
         let tree = self.root_tree(class_edges);
-        let mut rows = vec![v];
-        let mut at = v;
+        let mut rows = vec![row];
+        let mut at = row;
         loop {
             let p = tree.parent[at];
             if p == NO_ROW {
@@ -190,25 +190,26 @@ impl HeapGraph {
         }
     }
 
-    /// Up to `limit` shortest paths to row `v` that reach it through different
+    /// Up to `limit` shortest paths to `row` that reach it through different
     /// retainers, shortest first.
-    pub fn paths_to_root(&self, v: usize, limit: usize, class_edges: bool) -> Vec<Path> {
+    pub fn paths_to_root(&self, row: usize, limit: usize, class_edges: bool) -> Vec<Path> {
         let mut paths: Vec<Path> = Vec::new();
-        if let Some(path) = self.path_to_root(v, class_edges) {
+        if let Some(path) = self.path_to_root(row, class_edges) {
             if path.steps.len() == 1 {
                 paths.push(path); // marked by a root directly
             }
         }
-        for r in self.retainers(v, class_edges) {
-            if r == v {
+        for r in self.retainers(row, class_edges) {
+            if r == row {
                 continue;
             }
             if let Some(mut path) = self.path_to_root(r, class_edges) {
-                if path.steps.iter().any(|s| s.row == v) {
-                    continue; // that way runs through `v` itself
+                if path.steps.iter().any(|s| s.row == row) {
+                    continue; // that way runs through `row` itself
                 }
                 let before: Vec<usize> = path.steps.iter().map(|s| s.row).collect();
-                path.steps.push(self.step(path.root.as_bytes(), &before, v));
+                path.steps
+                    .push(self.step(path.root.as_bytes(), &before, row));
                 paths.push(path);
             }
         }
