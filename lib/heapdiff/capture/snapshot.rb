@@ -22,6 +22,15 @@ module Heapdiff
     #
     # Raises SnapshotError when the snapshot cannot be written. It takes a lock, so
     # not from a signal handler: a Recorder's +signal:+ is made for that.
+    #
+    # @param path [String, Pathname, nil] where the dump goes (replaced, like File.write)
+    # @param dir [String, Pathname, nil] or the directory of numbered snapshots
+    # @param gzip [Boolean]
+    # @param fork [Boolean]
+    # @param redact [Boolean]
+    # @return [Snapshot] complete, or pending with +fork: true+
+    # @raise [SnapshotError] the dump, its sidecar or the directory could not be written
+    # @raise [ArgumentError, TypeError] for both +path+ and +dir:+, or a path that is none
     def snapshot(path = nil, dir: nil, gzip: false, fork: false, redact: false)
       Snapshot.take(path, dir: dir, gzip: gzip, fork: fork, redact: redact)
     end
@@ -58,6 +67,9 @@ module Heapdiff
       end
 
       # Heapdiff.snapshot.
+      #
+      # @return [Snapshot]
+      # @raise [SnapshotError, ArgumentError, TypeError] as Heapdiff.snapshot
       def take(path = nil, dir: nil, gzip: false, fork: false, redact: false)
         path = Arguments.path(path, "path", nil_ok: true)
         dir = Arguments.path(dir, "dir:", nil_ok: true)
@@ -164,7 +176,12 @@ module Heapdiff
                                       "#{named.size}: #{describe(named)}", paths)
       end
 
-      # The snapshot whose dump is +path+, with its sidecar's meta when it has one.
+      # The snapshot whose dump is +path+, with its sidecar's meta when it has one (a
+      # damaged sidecar is left out, with a warning).
+      #
+      # @param path [String, Pathname]
+      # @return [Snapshot]
+      # @raise [FileError] no such dump
       def read(path)
         path = File.expand_path(Arguments.path(path, "path"))
         raise FileError, "heapdiff: no such dump: #{path}" unless File.file?(path)
@@ -177,6 +194,9 @@ module Heapdiff
       end
 
       # "dir/heap-0003.json" => "dir/heap-0003.meta.json" (also for .json.gz).
+      #
+      # @param path [String]
+      # @return [String]
       def meta_path_for(path)
         "#{path.sub(/\.json(?:\.gz)?\z/, "")}.meta.json"
       end
@@ -254,31 +274,42 @@ module Heapdiff
     end
 
     # The dump, once it is complete; nil while a forked child writes it or if it failed.
+    #
+    # @return [String, nil]
     def path
       settle(0)
       @path
     end
 
+    # The sidecar's path, once the dump is complete.
+    #
+    # @return [String, nil]
     def meta_path
       settle(0)
       @meta_path
     end
 
     # The sidecar's contents (a Hash with String keys), once the dump is complete.
+    #
+    # @return [Hash{String => Object}, nil] nil without a sidecar, or while pending
     def meta
       settle(0)
       @meta
     end
 
+    # @return [Boolean] true while a forked child writes the dump
     def pending?
       !settle(0)
     end
 
+    # @return [Boolean] true once the dump is in place
     def complete?
       !path.nil?
     end
 
     # The SnapshotError of a forked snapshot whose child failed, else nil.
+    #
+    # @return [SnapshotError, nil]
     def error
       settle(0)
       @error
@@ -302,6 +333,10 @@ module Heapdiff
     # Waits for a forked snapshot's child, at most +timeout+ seconds (nil: no limit).
     # Returns self once the dump is complete, nil on timeout; raises SnapshotError if
     # the child failed (its temporary files are removed).
+    #
+    # @param timeout [Numeric, nil] seconds (nil: no limit)
+    # @return [Snapshot, nil]
+    # @raise [SnapshotError] the child failed
     def wait(timeout = nil)
       return nil unless settle(timeout)
       raise @error if @error
@@ -310,11 +345,18 @@ module Heapdiff
     end
 
     # The dump's path, waiting for it if need be: Heapdiff.load(snapshot) works.
+    #
+    # @return [String]
+    # @raise [SnapshotError] the child failed
     def to_path
       wait.path
     end
 
-    # Loads the dump (Heapdiff.load).
+    # Loads the dump (Heapdiff.load); close the Heap when done (Heap#close), or load
+    # with Heapdiff.load(snapshot) { |heap| … }.
+    #
+    # @return [Heapdiff::Heap]
+    # @raise [ParseError, FileError, Interrupted, SnapshotError] as Heapdiff.load and #wait
     def load
       require_relative "../../heapdiff"
       Heapdiff.load(to_path)
