@@ -40,6 +40,11 @@ module Heapdiff
 
     # +hint+: whether a usage error ends with "Try 'heapdiff COMMAND --help'." (the
     # Rake tasks say no: their user typed a task, not the command).
+    #
+    # @param out [IO] where results go
+    # @param err [IO] where messages, warnings and progress go
+    # @param attribution [GemAttribution] how files map to gems (--by gem)
+    # @param hint [Boolean]
     def initialize(out: $stdout, err: $stderr, attribution: GemAttribution.default, hint: true)
       @out = out
       @err = err
@@ -47,6 +52,12 @@ module Heapdiff
       @hint = hint
     end
 
+    # Runs one command line (exe/heapdiff calls it with ARGV). Every error a user can
+    # cause is a one-line message on +err+, never a backtrace.
+    #
+    # @param argv [Array<String>]
+    # @return [Integer] the exit status: 0, 1 when --fail-over is exceeded, 2 for a
+    #   usage or input error, 130 when interrupted
     def run(argv)
       argv = argv.dup
       command = argv.shift
@@ -75,6 +86,11 @@ module Heapdiff
       2
     end
 
+    # `heapdiff diff` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def diff_command(args, options)
       raise Usage, "diff needs two or three dumps" unless (2..3).cover?(args.size)
 
@@ -86,6 +102,11 @@ module Heapdiff
       end
     end
 
+    # `heapdiff report` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def report_command(args, options)
       raise Usage, "report needs a directory" unless args.size == 1
 
@@ -119,6 +140,11 @@ module Heapdiff
       end
     end
 
+    # `heapdiff trend` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def trend_command(args, options)
       raise Usage, "trend needs a directory of snapshots or at least two dumps" if args.empty?
 
@@ -132,6 +158,11 @@ module Heapdiff
       0
     end
 
+    # `heapdiff path` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def path_command(args, options)
       raise Usage, "path needs a dump and an address" unless args.size == 2
       raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
@@ -150,6 +181,11 @@ module Heapdiff
       0
     end
 
+    # `heapdiff summary` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def summary_command(args, options)
       raise Usage, "summary needs one dump" unless args.size == 1
 
@@ -165,6 +201,11 @@ module Heapdiff
       0
     end
 
+    # `heapdiff redact` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
     def redact_command(args, options)
       raise Usage, "redact needs an input and an output dump" unless args.size == 2
 
