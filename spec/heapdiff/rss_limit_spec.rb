@@ -12,7 +12,8 @@ RSpec.describe "Recorder rss_limit" do
   def grow(dir, recorder:, env: {}, chunks: 12)
     out, status = Processes.ruby(<<~RUBY, dir, env: env)
       require "heapdiff"
-      rss = -> { Integer(File.read("/proc/self/statm").split[1]) * Heapdiff::Recorder::PAGE_SIZE }
+      require "etc"
+      rss = -> { Integer(File.read("/proc/self/statm").split[1]) * Etc.sysconf(Etc::SC_PAGESIZE) }
       base = rss.call
       limit = base + (40 << 20)
       step = 0.2

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "etc"
 require "fiddle"
 require "objspace"
 
@@ -31,6 +32,12 @@ module Heapdiff
   #   program's code and libraries. (Ruby's heap pages come from the allocator on some
   #   Rubies, so they are taken out of rss, not out of malloc_in_use.)
   module Memory
+    PAGE_SIZE = begin
+      Etc.sysconf(Etc::SC_PAGESIZE)
+    rescue StandardError, NotImplementedError
+      4096
+    end
+
     class << self
       # @return [Hash{String => Integer, String, nil}] the breakdown (see the module)
       def breakdown
@@ -41,6 +48,17 @@ module Heapdiff
         known = heap["ruby_heap_pages"] + ruby_malloc + allocator["malloc_free"].to_i + allocator["malloc_cached"].to_i
         { **rss, **heap, "ruby_malloc" => ruby_malloc, **allocator,
                          "native" => rss["rss"] && [rss["rss"] - known, 0].max }
+      end
+
+      # Resident set size now, cheaply: resident pages (/proc/self/statm, Linux) ×
+      # the page size. What sidecars record as "rss_bytes" and what a Recorder's
+      # rss_limit: compares; nil where /proc is missing.
+      # @return [Integer, nil] bytes
+      def rss
+        pages = File.read("/proc/self/statm").split[1]
+        pages && (Integer(pages) * PAGE_SIZE)
+      rescue SystemCallError, IOError, ArgumentError
+        nil
       end
 
       private

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "io/wait"
+require_relative "memory"
 require_relative "snapshot"
 
 module Heapdiff
@@ -36,13 +37,6 @@ module Heapdiff
     }.freeze
 
     attr_reader :dir, :every, :keep, :signal, :logger, :after_fork, :rss_limit
-
-    PAGE_SIZE = begin
-      require "etc"
-      Etc.sysconf(Etc::SC_PAGESIZE)
-    rescue StandardError
-      4096
-    end
 
     # The recorders started in this process, for the fork hook.
     @started = []
@@ -299,7 +293,7 @@ module Heapdiff
       @rss_due = now + @rss_check
       return if @rss_taken >= @rss_snapshots
 
-      rss = current_rss
+      rss = Memory.rss
       return unless rss && rss >= @rss_threshold
 
       reason = format("RSS %.1f MB reached %.1f MB", rss / 1e6, @rss_threshold / 1e6)
@@ -307,14 +301,6 @@ module Heapdiff
 
       @rss_taken += 1
       @rss_threshold = (@rss_threshold * (1 + @rss_step)).ceil while @rss_threshold <= rss
-    end
-
-    # Resident pages × page size from /proc/self/statm (Linux); nil elsewhere.
-    def current_rss
-      pages = File.read("/proc/self/statm").split[1]
-      pages && (Integer(pages) * PAGE_SIZE)
-    rescue SystemCallError, IOError, ArgumentError
-      nil
     end
 
     # The snapshots asked for with #snapshot_soon: one for all that arrived together.

@@ -319,11 +319,7 @@ module Heapdiff
     # time); nil without a sidecar, or while a forked snapshot is pending.
     # @return [ProcessIdentity, nil]
     def process
-      meta = self.meta
-      return @process if defined?(@process) && @process_meta.equal?(meta)
-
-      @process_meta = meta
-      @process = ProcessIdentity.from_meta(meta)
+      @process ||= ProcessIdentity.from_meta(meta)
     end
 
     # The pid of the child that writes a fork: true snapshot (nil for one taken

@@ -143,7 +143,7 @@ module Heapdiff
       # need the parent's.
       @main_thread = Thread.main
       @threads = Thread.list
-      @rss = rss_bytes
+      @rss = Memory.rss
       # The first use of JSON creates call caches in json/common.rb (generating the
       # sidecar here; parsing the child's report in a forked snapshot's parent): let
       # them be in the first dump rather than new in the second.
@@ -296,14 +296,6 @@ module Heapdiff
 
       require "digest"
       meta.merge("hostname" => "sha256:#{Digest::SHA256.hexdigest(meta["hostname"])[0, 16]}", "program" => nil)
-    end
-
-    # Resident set size from /proc (Linux); nil elsewhere.
-    def rss_bytes
-      kb = File.read("/proc/self/status")[/^VmRSS:\s*(\d+) kB/, 1]
-      kb && (Integer(kb) * 1024)
-    rescue SystemCallError, IOError
-      nil
     end
 
     # Streams the plain dump into gzip (fast level: dumps are large and compress well
