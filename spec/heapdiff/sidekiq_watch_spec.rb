@@ -63,9 +63,10 @@ RSpec.describe "Watched jobs of a real Sidekiq server: the instances a leaky job
       alive = per_phase["LeakyJob"] * (i + 1)
       survivors = snapshot.meta["survivors"]
       expect(survivors).to include("LeakyJob" => include("count" => alive, "watched" => alive)), snapshot.path
-      # Besides, at most the payload (args) of one of the last jobs, from the C stack.
+      # Besides, at most the payloads (args) of some of the TAIL LeakyJobs last run, from
+      # the C stack (one, when it happens, on the host's Sidekiq 6.4).
       expect(survivors.keys - ["LeakyJob"]).to all(eq("LeakyJob args")), "#{snapshot.path}: #{survivors}"
-      expect(survivors.fetch("LeakyJob args", {}).fetch("count", 0)).to be <= 1
+      expect(survivors.fetch("LeakyJob args", {}).fetch("count", 0)).to be < SidekiqWatchRun::TAIL
     end
   end
 
@@ -75,9 +76,9 @@ RSpec.describe "Watched jobs of a real Sidekiq server: the instances a leaky job
     expect(status.exitstatus).to eq(0), err
     leaked = counts["registry"]
     section = out[/^Watched objects still alive at heap-0003\.json.*\z/m]
-    expect(section).to match(/^  LeakyJob: #{leaked} of #{leaked} watched — ROOT .* → LeakyJob::REGISTRY ARRAY 0x\h+ \(#{leaked} refs\) → \[\d+\] OBJECT LeakyJob 0x\h+ \(\d+ refs?\)$/)
+    expect(section).to match(/^  LeakyJob: #{leaked} of #{leaked} watched — ROOT .* → LeakyJob::REGISTRY ARRAY 0x\h+ \(#{leaked} refs\) → \[\d+\] OBJECT LeakyJob 0x\h+( \(\d+ refs?\))?$/)
     expect(section).not_to include("CleanJob")
-    # At most one of the last jobs' payloads besides (see the sidecars' example).
-    expect(section.lines.drop(2)).to all(start_with("  LeakyJob args: 1 of ")).and(have_attributes(size: be <= 1))
+    # At most some of the last jobs' payloads besides (see the sidecars' example).
+    expect(section.lines.drop(2)).to all(start_with("  LeakyJob args: ")).and(have_attributes(size: be <= 1))
   end
 end
