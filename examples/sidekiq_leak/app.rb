@@ -46,7 +46,7 @@ module SidekiqLeak
       "ruby_version" => RUBY_VERSION,
       "leak_file" => LEAK_FILE,
       "leak_line" => LEAK_LINE,
-      "leak_counts" => LEAK_COUNTS.transform_keys(&:to_s),
+      "leak_counts" => LEAK_COUNTS.transform_keys(&:to_s), "leak_bytes" => LEAK_BYTES.transform_keys(&:to_s),
       "jobs_done" => JOBS_DONE.transform_keys(&:to_s),
       "jobs_failed" => JOBS_FAILED.transform_keys(&:to_s)
     }
@@ -96,8 +96,27 @@ end
 ActiveSupport::Notifications.subscribe("sql.active_record") do |_name, _start, _finish, _id, payload|
   phase = Thread.current[:heapdiff_phase]
   buffer = (Thread.current[:sql_log] ||= [])
-  buffer << "phase=#{phase || "none"} #{payload[:sql]}" # leak-line
-  SidekiqLeak::LEAK_COUNTS[phase] += 1
+  buffer << "phase=#{phase || "none"} #{payload[:sql]}#{SidekiqLeak.trace}" # leak-line
+  SidekiqLeak.leaked(phase, buffer.last)
+end
+
+module SidekiqLeak
+  # HEAPDIFF_LEAK_TRACE=1: each line also keeps the backtrace of its query, as
+  # query-trace loggers do to tell where a query comes from: kilobytes a line, so
+  # that the leak moves RSS (work_sidekiq_spec.rb). Made here, not on the leak line:
+  # the backtrace's own strings are garbage.
+  TRACE = ENV["HEAPDIFF_LEAK_TRACE"] == "1"
+  LEAK_BYTES = Hash.new(0) # phase => bytes of the leaked strings (ObjectSpace.memsize_of)
+
+  def self.trace
+    TRACE ? "\n#{caller(2).join("\n")}" : ""
+  end
+
+  # Counts a leaked line: one more string, and its bytes as Ruby counts them.
+  def self.leaked(phase, line)
+    LEAK_COUNTS[phase] += 1
+    LEAK_BYTES[phase] += ObjectSpace.memsize_of(line)
+  end
 end
 
 # A job doing ordinary ActiveRecord work: a few reads, an insert, an update.

@@ -355,9 +355,19 @@ module Heapdiff
 
       @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
       survivors.each do |s|
-        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched" \
-                  "#{" — #{s[:path]}" if s[:path]}"
+        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{survivor_holder(s)}"
       end
+    end
+
+    # The path to a survivor, or why there is none: it survived a full GC, so an object
+    # in the dump without a path is held from outside the object graph the dump shows,
+    # such as a thread's C stack, which the GC scans conservatively (a job that has just
+    # finished can stay there until later calls overwrite it).
+    def survivor_holder(survivor)
+      return survivor[:path] if survivor[:path]
+      return "none of its addresses is in the dump" unless survivor[:address]
+
+      "no path from a root in the dump: held from outside the heap, such as a thread's C stack"
     end
 
     # Loads side by side (Heapdiff.diff does), after a progress line for each.

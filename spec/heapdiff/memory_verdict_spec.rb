@@ -98,6 +98,48 @@ RSpec.describe "Memory verdicts" do
     end
   end
 
+  it "calls Ruby objects that grow in every interval, within RSS's noise, ruby_objects (slow)" do
+    Dir.mktmpdir do |dir|
+      # 6,000 strings of 200 bytes a round, 1.5 MB: 7 MB over the five rounds, within
+      # the 16 MB of RSS that counts as stable. The program counts their bytes as Ruby
+      # does (ObjectSpace.memsize_of: what the breakdown's ruby objects sum).
+      kept = File.join(dir, "kept")
+      snapshots = record(dir, { setup: "require 'objspace'; KEPT = []; $bytes = 0",
+                                round: "6_000.times { |i| s = \"k\" * 200; KEPT << s; $bytes += ObjectSpace.memsize_of(s) }; " \
+                                       "File.write(#{kept.dump}, $bytes.to_s)" })
+      verdict = Heapdiff::MemoryVerdict.from_snapshots(snapshots)
+      expect(verdict).to have_attributes(verdict: :ruby_objects, slow?: true), verdict.to_s
+      expect(verdict.growth[:rss]).to be <= Heapdiff::MemoryVerdict::STABLE_BYTES
+      # The strings, and KEPT's own growth (8 bytes a string, its capacity doubling):
+      # within 1 MB.
+      expect(verdict.growth[:ruby_objects]).to be_within(1e6).of(Integer(File.read(kept)))
+      expect(verdict.to_s).to match(/\AMemory: ruby_objects \(slow\), \+\d+\.\d MB; RSS .* — live Ruby objects grow in every interval/)
+      expect(verdict.inspect).to start_with("#<Heapdiff::MemoryVerdict ruby_objects (slow) +")
+      expect(verdict.to_h).to include(verdict: :ruby_objects, slow: true)
+    end
+  end
+
+  it "calls growth within RSS's noise stable unless every interval after the first grows, by 1 MB or more in all" do
+    t = Time.utc(2026)
+    base = { "rss" => 100_000_000, "ruby_heap_live" => 10_000_000, "ruby_malloc" => 0, "ruby_heap_free" => 0,
+             "malloc_free" => 0, "malloc_cached" => 0, "native" => 0 }
+    verdict = lambda do |live|
+      Heapdiff::MemoryVerdict.new(live.each_with_index.map do |l, i|
+        [t + (i * 60), base.merge("ruby_heap_live" => l, "rss" => base["rss"] + l - live[0])]
+      end)
+    end
+    mb = 1 << 20
+    steady = [0, 2, 3, 4, 5, 6].map { |n| (10 * mb) + (n * mb / 3) }
+    expect(verdict.call(steady)).to have_attributes(verdict: :ruby_objects, slow?: true, bytes: 2 * mb)
+    # A pause (an interval without the leaking work), warm-up in the first interval
+    # alone, too few intervals after the first, under SLOW_BYTES in all: stable.
+    paused = steady.values_at(0, 1, 2, 2, 4, 5)
+    warm_up = [10 * mb, 12 * mb, 12 * mb, 12 * mb, 12 * mb, 12 * mb]
+    expect([paused, warm_up, steady.first(4), steady.map { |l| l / 4 }].map { |live| verdict.call(live).verdict })
+      .to eq(%i[stable stable stable stable])
+    expect(verdict.call(warm_up)).to have_attributes(slow?: false)
+  end
+
   it "says when there are too few snapshots to tell" do
     verdict = Heapdiff::MemoryVerdict.new([[Time.now, { "rss" => 1 }]] * 2)
     expect(verdict.verdict).to eq(:unknown)

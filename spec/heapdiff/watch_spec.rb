@@ -40,6 +40,35 @@ RSpec.describe "Heapdiff.watch" do
     expect(out.lines.last).to eq("#{Heapdiff::Watch::LABELS + 1} 50\n")
   end
 
+  it "heapdiff report DIR says why a survivor has no path: no referrer in the dump, or not in it at all" do
+    Dir.mktmpdir do |dir|
+      # 0x2000 is held by an array from a root, 0x4000 by nothing in the dump, 0x9000 is
+      # not in it.
+      dump = <<~JSONL
+        {"type":"ROOT", "root":"vm", "references":["0x1000", "0x3000"]}
+        {"address":"0x3000", "type":"CLASS", "name":"Job", "references":[], "memsize":100}
+        {"address":"0x1000", "type":"ARRAY", "length":1, "references":["0x2000"], "memsize":40}
+        {"address":"0x2000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
+        {"address":"0x4000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
+      JSONL
+      survivors = { "Held" => ["0x2000"], "Unheld" => ["0x4000"], "Gone" => ["0x9000"] }
+                  .transform_values { |addresses| { "count" => 1, "watched" => 2, "addresses" => addresses } }
+      [1, 2].each do |n|
+        File.write(File.join(dir, "heap-000#{n}.json"), dump)
+        File.write(File.join(dir, "heap-000#{n}.meta.json"),
+                   JSON.generate("pid" => 1, "sequence" => n, "time" => "2026-12-01T05:00:0#{n}Z", "survivors" => survivors))
+      end
+      out, err, status = Open3.capture3(RbConfig.ruby, "-I#{Processes::LIB}", File.expand_path("../../exe/heapdiff", __dir__),
+                                        "report", dir)
+      expect(status.exitstatus).to eq(0), err
+      expect(out[/^Watched objects still alive at heap-0002\.json.*\z/m].lines.drop(1)).to eq(
+        ["  Held: 1 of 2 watched — ROOT vm → ARRAY 0x1000 → [0] OBJECT Job 0x2000\n",
+         "  Unheld: 1 of 2 watched — no path from a root in the dump: held from outside the heap, such as a thread's C stack\n",
+         "  Gone: 1 of 2 watched — none of its addresses is in the dump\n"]
+      )
+    end
+  end
+
   it "reports the job instances a leaky Sidekiq job keeps alive, with their path, and not a clean job's" do
     Dir.mktmpdir do |dir|
       out, status = Processes.ruby(<<~RUBY, dir)

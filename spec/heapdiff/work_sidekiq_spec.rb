@@ -6,22 +6,24 @@ require "tmpdir"
 require_relative "../../examples/sidekiq_leak/run"
 
 # A real Sidekiq server (6.4 on the host, 7.3 on trixie) running two job classes in
-# one queue: PlaceOrderJob leaks its SQL log lines (app.rb), MailJob leaks nothing.
+# one queue: PlaceOrderJob leaks its SQL log lines (app.rb), each with the backtrace
+# of its query (HEAPDIFF_LEAK_TRACE=1: about 7 KB a line, 8 lines a run, tens of MB
+# over the run: enough to move RSS), MailJob leaks nothing.
 # heapdiff's middleware snapshots it after every JOBS jobs, seven times; each phase of
 # JOBS jobs mixes the two classes differently (MIX), so that the clean class's counts
 # per interval differ from the leaking one's and the fit has to choose. The app counts
-# its own runs per class and the strings it leaked.
+# its own runs per class and the strings it leaked, with their bytes.
 module SidekiqWorkRun
   APP = File.expand_path("../support/apps/sidekiq_work.rb", __dir__)
-  JOBS = 30
+  JOBS = 180
   # PlaceOrderJob runs per phase (the rest of JOBS are MailJob runs). Phase 0 ends at
   # the first snapshot; phases 1 to 6 are the six intervals.
-  MIX = [15, 6, 24, 0, 15, 30, 9].freeze
+  MIX = [90, 36, 144, 0, 90, 180, 54].freeze
 
   def self.run(tmp)
     dir = File.join(tmp, "snapshots")
     counts = File.join(tmp, "counts.json")
-    env = { "HEAPDIFF_WORK_DIR" => dir, "HEAPDIFF_WORK_EVERY_JOBS" => JOBS.to_s }
+    env = { "HEAPDIFF_WORK_DIR" => dir, "HEAPDIFF_WORK_EVERY_JOBS" => JOBS.to_s, "HEAPDIFF_LEAK_TRACE" => "1" }
     SidekiqLeak::Server.new(tmp, log: $stderr, app: APP, env: env).run do |server|
       MIX.each_with_index do |leaking, phase|
         # Interleaved: the leaking jobs spread over the phase.
@@ -63,7 +65,30 @@ RSpec.describe "What makes a real Sidekiq server grow: the leak fitted to its jo
       { "PlaceOrderJob" => app["jobs_done"].fetch(p, 0), "MailJob" => @run[:mail].fetch(p, 0) }.select { |_, n| n.positive? }
     end
     expect(trend.work).to eq(expected.map { |jobs| { "jobs" => jobs, "requests" => {} } })
-    expect(trend.snapshots.first.meta["work"]["jobs"]).to eq("PlaceOrderJob" => 15, "MailJob" => 15)
+    expect(trend.snapshots.first.meta["work"]["jobs"]).to eq("PlaceOrderJob" => SidekiqWorkRun::MIX[0], "MailJob" => SidekiqWorkRun::JOBS - SidekiqWorkRun::MIX[0])
+  end
+
+  # The app's truth: the bytes of the strings it leaked in the six intervals, as Ruby
+  # counts them (ObjectSpace.memsize_of: slot and malloc'd buffer, what the
+  # breakdown's ruby_heap_live + ruby_malloc sum over all objects). The verdict's
+  # ruby_objects growth holds more, within +tolerance+ of it plus +slack+ bytes: the
+  # buffer Array's own growth (8 bytes a line, its capacity doubling: under 0.1 MB)
+  # and what the rest of the server kept or let go in between (+0.6 MB in a run
+  # without the backtraces, where the leak is 0.1 MB).
+  tolerance = 0.05
+  slack = 2_000_000
+
+  it "calls the growth ruby_objects, by the bytes the app leaked within #{(tolerance * 100).round}% + #{slack / 1_000_000} MB" do
+    leaked = phases.sum { |p| app["leak_bytes"].fetch(p, 0) }
+    verdict = trend.memory_verdict
+    expect(verdict.verdict).to eq(:ruby_objects), verdict.to_s
+    expect(verdict.growth[:ruby_objects]).to be_within((tolerance * leaked) + slack).of(leaked)
+    # Not within the stable band: RSS moved by more than 16 MB (or 10% of the first).
+    first_rss = verdict.breakdowns.first["rss"]
+    expect(verdict.growth[:rss]).to be > [first_rss * Heapdiff::MemoryVerdict::STABLE_FRACTION, Heapdiff::MemoryVerdict::STABLE_BYTES].max
+    # The figures shown are those.
+    expect(verdict).to have_attributes(bytes: verdict.growth[:ruby_objects], work: SidekiqWorkRun::JOBS * phases.size, slow: false)
+    expect(verdict.to_s).to start_with(format("Memory: ruby_objects, +%.1f MB", verdict.bytes / 1e6))
   end
 
   it "fits the leaking site's growth to PlaceOrderJob, at the rate the app leaked per run" do

@@ -22,11 +22,20 @@ module Heapdiff
   #   extension's malloc or mmap, thread stacks. valgrind --tool=massif or heaptrack
   #   find its allocation site.
   # - :stable: RSS grew by at most STABLE_FRACTION of its first value or STABLE_BYTES,
-  #   whichever is more.
+  #   whichever is more, and live Ruby objects did not grow steadily (below).
   # - :unknown: fewer than MIN_SNAPSHOTS snapshots carry a breakdown (#reason says).
   #
   # The verdict is the component whose growth is the largest, in bytes; #growth has
   # every component's, so that each verdict shows the figures behind it.
+  #
+  # A slow leak hides in RSS's noise: within the stable band, the verdict is still
+  # :ruby_objects, with #slow? true ("ruby_objects (slow)"), when live Ruby objects grew
+  # in every one of at least SLOW_INTERVALS intervals after the first (the first holds
+  # the warm-up: caches that fill, code that loads late), by SLOW_BYTES or more in all.
+  # Growth in every interval is what tells a leak from the heap's noise (tens of KB
+  # either way between two snapshots of an idle process); the floor keeps a handful of
+  # objects from making a verdict of their own. Growth that pauses (an interval
+  # without the leaking work) is not called out here: Trend#growing finds its site.
   class MemoryVerdict
     VERDICTS = %i[ruby_objects ruby_heap_fragmentation malloc_fragmentation allocator_cache native stable
                   unknown].freeze
@@ -35,6 +44,8 @@ module Heapdiff
     MIN_RATE_SECONDS = 60
     STABLE_FRACTION = 0.1
     STABLE_BYTES = 16 * 1024 * 1024
+    SLOW_INTERVALS = 3
+    SLOW_BYTES = 1024 * 1024
     # Component => the breakdown's figures it sums (see Heapdiff::Memory).
     COMPONENTS = {
       ruby_objects: %w[ruby_heap_live ruby_malloc],
@@ -55,6 +66,8 @@ module Heapdiff
               "find it with valgrind --tool=massif or heaptrack",
       stable: "memory does not grow"
     }.freeze
+    SLOW_ADVICE = "live Ruby objects grow in every interval, though RSS has not moved beyond its noise yet: " \
+                  "see the growing allocation sites and what holds them"
 
     class << self
       # @param snapshots [Array<Snapshot>] one process's, oldest first
@@ -85,11 +98,19 @@ module Heapdiff
     # @return [Array<Hash{String => Object}>] the breakdowns, oldest first
     attr_reader :breakdowns
 
+    # @return [Boolean] :ruby_objects although RSS stayed within the stable band: live
+    #   Ruby objects grew in every interval after the first (see the class comment)
+    def slow?
+      @slow
+    end
+    alias slow slow?
+
     # @param points [Array<(Time, Hash)>] time and breakdown of each snapshot
     def initialize(points, work: nil)
       @breakdowns = points.map(&:last)
       @work = work
       @growth = {}
+      @slow = false
       if points.size < MIN_SNAPSHOTS
         @verdict = :unknown
         @reason = "#{points.size} snapshot#{"s" unless points.size == 1} with a memory breakdown; " \
@@ -102,7 +123,12 @@ module Heapdiff
       @hours = seconds >= MIN_RATE_SECONDS ? seconds / 3600.0 : nil
       @growth[:rss] = last["rss"] - first["rss"]
       COMPONENTS.each { |name, keys| @growth[name] = keys.sum { |k| last[k].to_i - first[k].to_i } }
-      @verdict = stable? ? :stable : COMPONENTS.keys.max_by { |name| @growth[name] }
+      @slow = stable? && steady_ruby_growth?
+      @verdict = if @slow then :ruby_objects
+                 elsif stable? then :stable
+                 else
+                   COMPONENTS.keys.max_by { |name| @growth[name] }
+                 end
     end
 
     # Bytes the verdict's component grew (RSS for :stable).
@@ -122,11 +148,11 @@ module Heapdiff
 
     # @return [String] what the verdict tells to do
     def advice
-      ADVICE.fetch(verdict, reason)
+      slow? ? SLOW_ADVICE : ADVICE.fetch(verdict, reason)
     end
 
     def to_h
-      { verdict: verdict, bytes: bytes, per_hour: per_hour, per_unit: per_unit, work: work, hours: hours,
+      { verdict: verdict, slow: slow?, bytes: bytes, per_hour: per_hour, per_unit: per_unit, work: work, hours: hours,
         growth: growth, advice: advice, reason: reason, breakdowns: breakdowns }
     end
 
@@ -141,19 +167,32 @@ module Heapdiff
 
       rates = [per_hour && "#{signed(per_hour)}/hour", per_unit && "#{signed(per_unit)} per unit of work"].compact
       parts = COMPONENTS.keys.map { |name| "#{name.to_s.tr("_", " ")} #{signed(growth[name])}" }
-      "Memory: #{verdict}, #{signed(bytes)}#{" (#{rates.join(", ")})" unless rates.empty?}; " \
+      "Memory: #{name}, #{signed(bytes)}#{" (#{rates.join(", ")})" unless rates.empty?}; " \
         "RSS #{signed(growth[:rss])} = #{parts.join(", ")} — #{advice}"
     end
 
     def inspect
-      "#<Heapdiff::MemoryVerdict #{verdict} #{bytes && signed(bytes)}>"
+      "#<Heapdiff::MemoryVerdict #{name} #{bytes && signed(bytes)}>"
     end
 
     private
 
+    # "ruby_objects (slow)", or the verdict.
+    def name
+      slow? ? "#{verdict} (slow)" : verdict.to_s
+    end
+
     def stable?
       first_rss = @breakdowns.first["rss"]
       @growth[:rss] <= [first_rss * STABLE_FRACTION, STABLE_BYTES].max
+    end
+
+    # Live Ruby objects' bytes grew in each interval after the first, at least
+    # SLOW_INTERVALS of them, by SLOW_BYTES or more in all.
+    def steady_ruby_growth?
+      sizes = @breakdowns.drop(1).map { |b| COMPONENTS[:ruby_objects].sum { |k| b[k].to_i } }
+      steps = sizes.each_cons(2).map { |a, b| b - a }
+      steps.size >= SLOW_INTERVALS && steps.all?(&:positive?) && steps.sum >= SLOW_BYTES
     end
 
     # "+1.2 GB", "-300.0 KB": decimal units, as the rest of heapdiff's text.
