@@ -29,7 +29,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
 
   let(:trend) { @trend }
   let(:expected) { @expected }
-  let(:leak) { expected["leak_per_snapshot"] }
+  let(:leaked) { expected["leak_per_snapshot"] }
 
   def site(location, type)
     trend.find { |s| s.location == location && s.type == type } or raise "no #{type} site at #{location}"
@@ -46,8 +46,8 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
   it "ranks the leaking line first, growing by exactly what the process leaked, all of it retained" do
     top = trend.first
     expect(top).to have_attributes(rank: 1, verdict: :growing, type: "STRING", location: expected["leak_location"],
-                                   counts: leak, survived: [0] + leak[0...-1])
-    expect(leak.each_cons(2).map { |a, b| b - a }).to all(be > 500)
+                                   counts: leaked, survived: [0] + leaked[0...-1])
+    expect(leaked.each_cons(2).map { |a, b| b - a }).to all(be > 500)
     expect(trend.growing.map(&:location)).to eq([expected["leak_location"]])
     # Per hour only from a span of a minute or more (the run takes seconds).
     if trend.hours * 3600 >= Heapdiff::Trend::RATE_SPAN
@@ -74,14 +74,14 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
   it "names the thread-local buffer as the suspect, by its key and thread, with a path from a root" do
     suspect = trend.first.suspect
     expect(suspect.top.object.type).to eq("ARRAY")
-    expect(suspect.top.count).to eq(leak.last)
+    expect(suspect.top.count).to eq(leaked.last)
     expect(suspect.top.share).to eq(1.0)
     # Sidekiq 6 names its processor threads "processor", 7 and later "sidekiq.default/processor".
     thread = '"[\w./]*processor"'
-    expect(suspect.to_s).to match(/100% held by Thread.current\[:sql_log\] \(fiber-local, thread #{thread}, Array of #{leak.last}\)/)
+    expect(suspect.to_s).to match(/100% held by Thread.current\[:sql_log\] \(fiber-local, thread #{thread}, Array of #{leaked.last}\)/)
     # Ruby 3.3 dumps the thread's root fiber (which holds Thread.current[]) as an
     # object of its own; 3.1 folds it into the thread.
-    buffer = "Thread.current\\[:sql_log\\] ARRAY 0x\\h+ \\(#{leak.last} refs\\)"
+    buffer = "Thread.current\\[:sql_log\\] ARRAY 0x\\h+ \\(#{leaked.last} refs\\)"
     expect(trend.first.path.to_s).to match(
       %r{\AROOT \w+ → .*Thread #{thread} DATA VM/thread 0x\h+ → (?:DATA fiber 0x\h+ → )?#{buffer} → \[\d+\] STRING 0x\h+\z}
     )
@@ -123,9 +123,9 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
     expect(data["snapshots"].map { |s| s["time"] }).to all(match(/\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/))
     top = data["sites"].first
     expect(top).to include("rank" => 1, "verdict" => "growing", "location" => expected["leak_location"],
-                           "counts" => leak, "new" => [leak[0]] + leak.each_cons(2).map { |a, b| b - a },
-                           "growth" => leak.last - leak.first)
-    expect(top["suspect"]["holders"].first).to include("count" => leak.last, "share" => 1.0)
+                           "counts" => leaked, "new" => [leaked[0]] + leaked.each_cons(2).map { |a, b| b - a },
+                           "growth" => leaked.last - leaked.first)
+    expect(top["suspect"]["holders"].first).to include("count" => leaked.last, "share" => 1.0)
     expect(top["path"]["steps"].last).to include("type" => "STRING", "address" => trend.first.sample.first.address)
   end
 
@@ -137,7 +137,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       expect(status.exitstatus).to eq(0)
       diff = JSON.parse(out)
       expect(diff["dumps"].map { |p| File.basename(p) }).to eq(%w[heap-0004.json heap-0005.json heap-0006.json])
-      expect(diff["groups"].first).to include("location" => expected["leak_location"], "count" => leak[4] - leak[3])
+      expect(diff["groups"].first).to include("location" => expected["leak_location"], "count" => leaked[4] - leaked[3])
       expect(err).to include("heapdiff: wrote #{@html}: trend over 6 snapshots, 1 growing site\n")
     end
 
@@ -186,7 +186,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
                                "RSS #{(first.rss_bytes / 1e6).round(2)} MB (#{grouped[first.rss_bytes]} bytes)\n" \
                                "#{grouped[first.objects]} live objects in the dump</title>")
       # Sparklines and scaled sizes carry the exact figures.
-      expect(dom).to include("<title>#{leak.join(" → ")}</title>")
+      expect(dom).to include("<title>#{leaked.join(" → ")}</title>")
       top = trend.first
       expect(dom).to include("<span title=\"#{top.memsize} bytes\">#{Heapdiff::Printable.bytes(top.memsize)}</span>")
       # The sites without an allocation site are one row per verdict.
