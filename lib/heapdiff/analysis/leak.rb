@@ -152,10 +152,12 @@ module Heapdiff
       # @return [String, nil]
       # @raise [TypeError] +path+ or +app_root+ is not a String (or nil)
       def normalize_path(path, app_root: Dir.pwd)
-        return nil if path.nil?
+        return nil if NilClass === path
 
         [[path, "a path"], [app_root, "app_root:"]].each do |value, name|
-          raise TypeError, "heapdiff: #{name} is a String, got #{Arguments.kind(value)}" unless value.nil? || String === value
+          next if NilClass === value || String === value
+
+          raise TypeError, "heapdiff: #{name} is a String, got #{Arguments.kind(value)}"
         end
 
         text = Printable.utf8(path)
