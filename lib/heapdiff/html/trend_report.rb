@@ -8,7 +8,8 @@ module Heapdiff
     # The trend as one self-contained HTML file: no network, everything inline (CSS,
     # JavaScript, SVG). Made by Trend#to_html and `heapdiff report DIR --html FILE`.
     #
-    # The page holds: a chart of RSS and live objects across the snapshots (drawn by
+    # The page holds: the leaks (Trend#leaks, each with its signature, counts and
+    # sites), a chart of RSS and live objects across the snapshots (drawn by
     # report.js from the JSON embedded in the page), the growing sites each with a
     # sparkline, its suspect and its path, and tables whose headers sort on click.
     # The tables and sparklines are plain HTML/SVG; only the chart and sorting need
@@ -47,6 +48,10 @@ module Heapdiff
           <h1>#{h(@title)}</h1>
           <p class="summary">#{h(summary)}</p>
           </header>
+          <section id="leaks">
+          <h2>Leaks (#{@trend.leaks.size})</h2>
+          #{leaks_section}
+          </section>
           <section id="memory">
           <h2>Memory over time</h2>
           <div id="chart" class="chart"><noscript>The chart needs JavaScript; the snapshot table below has the figures.</noscript></div>
@@ -90,6 +95,33 @@ module Heapdiff
         shown = "the first #{@top} of #{shown}, ranked" if sited > @top
         unsited = @trend.size - sited
         unsited.positive? ? "#{shown}; #{unsited} without one, summed by verdict" : shown
+      end
+
+      # One card per leak (Trend#leaks): the growing sites held through one named
+      # holder, with the signature a baseline knows it by.
+      def leaks_section
+        leaks = @trend.leaks
+        return "<p>No leak: no site grows.</p>" if leaks.empty?
+
+        leaks.first(@details).map { |leak| leak_card(leak) }.join("\n") +
+          (leaks.size > @details ? "\n<p>#{leaks.size - @details} more leaks are in the JSON output.</p>" : "")
+      end
+
+      def leak_card(leak)
+        rows = leak.sites.map do |s|
+          cells = [%(<code>#{h(s.key)}</code>), s.count, h(Leak.percent(s.share))]
+          "<tr>#{cells.each_with_index.map { |c, i| i.zero? ? "<td>#{c}</td>" : %(<td class="num">#{c}</td>) }.join}</tr>"
+        end.join
+        estimate = leak.estimated? ? " (an estimate: a site is shared with another leak)" : ""
+        <<~HTML
+          <article class="leak" id="leak-#{h(leak.signature)}">
+          <h3><code>#{h(leak.signature)}</code> #{h(leak.title)}</h3>
+          #{sparkline(leak.counts, width: 240, height: 48)}
+          <p>#{h(leak.counts.join(" → "))} objects#{estimate}; #{bytes(leak.memsize)} in the last snapshot.</p>
+          <p class="chain"><b>Holder chain</b>: <code>#{h(leak.holder_chain.join(" ← "))}</code></p>
+          <table class="leak-sites"><thead><tr><th>Site</th><th>Objects</th><th>Share</th></tr></thead><tbody>#{rows}</tbody></table>
+          </article>
+        HTML
       end
 
       def growing_section
