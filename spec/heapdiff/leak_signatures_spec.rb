@@ -46,13 +46,17 @@ RSpec.describe "Leak signatures and baselines across runs" do
       EVEN = []
       ODD = []
       def self.split(id) = (id.even? ? EVEN : ODD) << "split-#{id}"
+
+      # A second call site that appends to ENTRIES: the same buffer, one site more.
+      def self.remember_again(id) = ENTRIES << "again-#{id}"
     end
   RUBY
 
   program = <<~'RUBY'
     # ruby leaky.rb HOLDER [extra]: keeps an entry string in Store::ENTRIES (or
     # Store::BACKUP with HOLDER "backup") and a Session (with its name, its tags
-    # array and its tag) per step, and with "extra" an audit string too. Snapshots
+    # array and its tag) per step, with "extra" an audit string too, and with "wider"
+    # a second entry string from another call site. Snapshots
     # after steps 0...100, 100...300 and 300...350; prints what it kept of 100...300.
     require "heapdiff"
     require "json"
@@ -67,6 +71,7 @@ RSpec.describe "Leak signatures and baselines across runs" do
         Store.log(id)
         Store.split(id)
         Store.audit(id) if extra == "extra"
+        Store.remember_again(id) if extra == "wider"
       end
     end
     sizes = [0...100, 100...300, 300...350].map do |range|
@@ -185,6 +190,16 @@ RSpec.describe "Leak signatures and baselines across runs" do
     expect(fresh.first["holder_chain"].first).to start_with("Store::AUDIT")
     expect(fresh.first["count"]).to eq(truth3["audit"])
     expect(err).to include("1 new leak (#{truth3["audit"]} objects)").and include(fresh.first["signature"])
+
+    # A known holder reached from one more call site: another signature, but the
+    # baseline's entry has its holder chain and shares a site with it, so it is known.
+    _, snapshots4 = run_program("wider", "entries", "wider")
+    wider = leaks_of(snapshots4).find { |l| l.holder_chain.first.start_with?("Store::ENTRIES") }
+    expect(wider.sites.size).to eq(2)
+    expect(written["leaks"].map { |l| l["signature"] }).not_to include(wider.signature)
+    expect(Heapdiff::Baseline.load(baseline).known?(wider)).to be(true)
+    out, err, status = heapdiff("report", snapshots4, "--baseline", baseline)
+    expect(status.exitstatus).to eq(0), err + out
 
     # --fail-over counts the new leaks' objects only.
     _out, _err, status = heapdiff("report", snapshots3, "--baseline", baseline, "--fail-over", truth3["audit"].to_s)

@@ -15,7 +15,12 @@ module Heapdiff
   #               "holder_chain": ["Registry::ENTRIES (Array)", "CLASS Registry", "ROOT vm"],
   #               "sites": ["STRING app/registry.rb:12"]}]}
   #
-  # Only the signatures decide; the rest is there for the reviewer.
+  # The signature decides, with one allowance: a leak whose signature the baseline
+  # lacks is still known when an entry has its holder chain and shares a site with it.
+  # That is the same holder reached by one call site more or fewer in this run (a
+  # buffer that one more SQL call site appends to), which changes the signature but
+  # not the bug. A new holder, or the same holder with none of the sites, is new.
+  # Entries without a holder chain (edited by hand) match by signature only.
   class Baseline
     FORMAT = 1
     SIGNATURE = /\A\h{#{Leak::SIGNATURE_DIGITS}}\z/
@@ -77,6 +82,7 @@ module Heapdiff
       @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
       @path = path
       @signatures = @entries.to_h { |e| [e["signature"], e] }
+      @by_chain = @entries.select { |e| e["holder_chain"].is_a?(Array) }.group_by { |e| e["holder_chain"] }
     end
 
     # Is +leak+ (a Leak, or its signature) in the baseline?
@@ -86,9 +92,21 @@ module Heapdiff
     # @raise [TypeError] neither a Leak nor a String
     def known?(leak)
       case leak
-      when Leak then @signatures.key?(leak.signature)
+      when Leak then !entry_for(leak).nil?
       when String then @signatures.key?(leak)
       else raise TypeError, "heapdiff: expected a Leak or a signature, got #{Arguments.kind(leak)}"
+      end
+    end
+
+    # The baseline's entry that knows +leak+: the one with its signature, or else one
+    # with its holder chain that shares a site with it (see the class comment).
+    #
+    # @param leak [Leak]
+    # @return [Hash{String => Object}, nil]
+    def entry_for(leak)
+      @signatures.fetch(leak.signature) do
+        keys = leak.sites.map(&:key)
+        @by_chain.fetch(leak.holder_chain, []).find { |e| Array(e["sites"]).intersect?(keys) }
       end
     end
 
@@ -105,8 +123,8 @@ module Heapdiff
     # @param leaks [Array<Leak>]
     # @return [Array<Hash{String => Object}>] the baseline's entries
     def missing(leaks)
-      seen = leaks.to_set(&:signature)
-      entries.reject { |e| seen.include?(e["signature"]) }
+      seen = leaks.filter_map { |leak| entry_for(leak) }.to_set
+      entries.reject { |e| seen.include?(e) }
     end
 
     # Writes this baseline, or with +leaks+ one of those leaks instead, to +path+.
