@@ -1,0 +1,138 @@
+# frozen_string_literal: true
+
+require "digest"
+require "json"
+require_relative "../printable"
+
+module Heapdiff
+  # How fast one leak grew in one recording (a Trend over one process's snapshots):
+  # its count at each snapshot, set against the hours the snapshots span (their
+  # sidecars' times) and the units of work done between the first and the last (jobs
+  # and requests the sidecars count, Trend#work_total). Plain data: the trend it came
+  # from can be closed. Verification and Siblings compare these across recordings and
+  # processes, matched by +signature+.
+  #
+  # +signature+ (12 hex characters), +title+ and +sites+ are the leak's
+  # (Leak#signature, Leak#title, the keys of Leak#sites: "TYPE path.rb:LINE");
+  # +counts+ its objects at each snapshot, +memsize+ its bytes at the last; +hours+
+  # the span of the snapshots (nil without sidecar times); +work+ the units of work
+  # from the first snapshot to the last (nil when none were counted); +intervals+ the
+  # steps between snapshots.
+  LeakGrowth = Struct.new(:signature, :title, :sites, :counts, :memsize, :hours, :work, :intervals, keyword_init: true) do
+    # Objects at the last snapshot.
+    # @return [Integer]
+    def count
+      counts.last
+    end
+
+    # Last count minus first.
+    # @return [Integer] objects (negative when it fell)
+    def growth
+      counts.last - counts.first
+    end
+
+    # @return [Float, nil] objects per hour; nil without sidecar times, or for
+    #   snapshots spanning less than Trend::RATE_SPAN seconds
+    def per_hour
+      LeakGrowth.units(hours: hours, work: work).include?(:hour) ? growth / hours : nil
+    end
+
+    # @return [Float, nil] objects per unit of work (job or request); nil when no work
+    #   was counted
+    def per_unit
+      LeakGrowth.units(hours: hours, work: work).include?(:unit) ? growth.fdiv(work) : nil
+    end
+
+    # @return [Float] objects per step between two snapshots
+    def per_snapshot
+      growth.fdiv(intervals)
+    end
+
+    # The growth per +unit+ (:unit, :hour or :snapshot, see #per_unit, #per_hour,
+    # #per_snapshot).
+    # @param unit [Symbol]
+    # @return [Float, nil]
+    def rate(unit)
+      public_send(:"per_#{unit}")
+    end
+
+    def to_h
+      super.merge(title: Printable.utf8(title), sites: sites.map { |s| Printable.utf8(s) }, count: count,
+                  growth: growth, per_hour: per_hour, per_unit: per_unit, per_snapshot: per_snapshot)
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    def inspect
+      "#<Heapdiff::LeakGrowth #{signature} #{counts.join("→")} #{title}>"
+    end
+  end
+
+  class << LeakGrowth
+    # The units a recording gives rates in: :unit when it counted work, :hour when its
+    # snapshots span at least Trend::RATE_SPAN seconds (shorter spans extrapolated to
+    # an hour say nothing), and always :snapshot.
+    # @param hours [Float, nil] Trend#hours
+    # @param work [Integer, nil] Trend#work_total
+    # @return [Array<Symbol>] best first
+    def units(hours:, work:)
+      [(:unit if work&.positive?), (:hour if hours && hours * 3600 >= Trend::RATE_SPAN), :snapshot].compact
+    end
+
+    # The leaks of +trend+ (Trend#leaks), each as a LeakGrowth.
+    # @param trend [Trend]
+    # @return [Array<LeakGrowth>] largest growth first
+    def of(trend)
+      hours = trend.hours
+      work = trend.work_total
+      intervals = trend.snapshots.size - 1
+      leaks_of(trend).map do |leak|
+        LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites.map(&:key), counts: leak.counts,
+                       memsize: leak.memsize, hours: hours, work: work, intervals: intervals)
+      end
+    end
+
+    private
+
+    # FALLBACK, to be swapped for Trend#leaks (branch `leaks`, Heapdiff::Leak) once
+    # it is merged: until then a leak is one growing allocation site, keyed on its
+    # type, class and file:line. Only this method knows where leaks come from.
+    def leaks_of(trend)
+      return trend.leaks if trend.respond_to?(:leaks)
+
+      trend.growing.map do |site|
+        key = Struct.new(:key).new("#{site.type} #{site.location}")
+        Struct.new(:signature, :title, :sites, :counts, :memsize)
+              .new(Digest::SHA256.hexdigest("#{site.class_name} #{key.key}")[0, 12], "#{site.label} at #{site.location}",
+                   [key], site.counts, site.memsize)
+      end
+    end
+  end
+
+  # Rows of leaks, one per signature (Verification's, Siblings'): Enumerable over
+  # them, #rows, and #[] by signature. The includer sets @rows.
+  module LeakRows
+    include Enumerable
+
+    # @return [Array<Struct>] the rows, in their order
+    def rows
+      @rows.dup
+    end
+
+    def each(&block)
+      return enum_for(:each) { @rows.size } unless block
+
+      @rows.each(&block)
+      self
+    end
+
+    # The row of the leak with +signature+, or nil.
+    # @param signature [String] 12 hex characters
+    # @return [Struct, nil]
+    def [](signature)
+      @rows.find { |row| row.signature == signature }
+    end
+  end
+end

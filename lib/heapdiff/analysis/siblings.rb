@@ -1,0 +1,197 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "../errors"
+require_relative "../printable"
+require_relative "../capture/snapshot"
+require_relative "leak_growth"
+
+module Heapdiff
+  # The leaks of several processes that run the same code (Puma workers, Sidekiq
+  # swarm children, one app on several hosts), matched by signature (Leak#signature):
+  # those every process has (the code leaks) apart from those only some have (a leak
+  # that depends on what a process was given to do: a route one worker served, a
+  # tenant one host had). Made by Siblings.build or Heapdiff.compare; Enumerable over
+  # Row, the leaks every process shares first, each group largest total growth first.
+  #
+  # Each process's leaks come from the trend over its own latest snapshots: a leak is
+  # one of that trend's leaks that grew (Trend#leaks). A process "has" a leak when it
+  # grew there; Row#growths holds nil for the others.
+  class Siblings
+    include LeakRows
+
+    # One leak across the processes: +signature+, +title+, and +growths+ (one per
+    # process, in #processes order: the LeakGrowth in that process, nil where it did
+    # not grow).
+    Row = Struct.new(:signature, :title, :growths, keyword_init: true) do
+      # True when every process has it.
+      def shared?
+        growths.all?
+      end
+
+      # @return [Array<Integer, nil>] objects at each process's last snapshot, nil where
+      #   it is no leak
+      def counts
+        growths.map { |g| g&.count }
+      end
+
+      # @return [Integer] objects it grew by, over every process that has it
+      def total_growth
+        growths.compact.sum(&:growth)
+      end
+
+      def to_h
+        { signature: signature, title: Printable.utf8(title), shared: shared?, counts: counts,
+          growths: growths.map { |g| g&.growth }, total_growth: total_growth }
+      end
+
+      def to_json(*args)
+        to_h.to_json(*args)
+      end
+
+      def inspect
+        "#<Heapdiff::Siblings::Row #{signature} #{shared? ? "shared" : "some"} counts=#{counts} #{title}>"
+      end
+    end
+
+    # One process (a sibling): its +identity+ (ProcessIdentity), the +snapshots+ its trend is over
+    # (their paths), and +leaks+ (Array<LeakGrowth>).
+    Sibling = Struct.new(:identity, :snapshots, :leaks, keyword_init: true) do
+      def to_h
+        { pid: identity.pid, hostname: Printable.utf8(identity.hostname),
+          started_at: identity.started_at&.getutc&.iso8601(2), process: identity.to_s,
+          snapshots: snapshots.map { |s| Printable.utf8(s) } }
+      end
+    end
+
+    class << self
+      # The processes whose snapshots are in +dirs+ or in their subdirectories one level
+      # down (a Recorder in a forked child writes to DIR/pid-PID), each process's leaks
+      # from the trend over its latest +last+ snapshots (all when nil). Snapshots that
+      # no sidecar names a process for, and processes with a single snapshot, are left
+      # out with a warning. Each trend is closed before the next is made.
+      #
+      # @param dirs [String, Pathname, Array<String, Pathname>]
+      # @param last [Integer, nil] snapshots per process (at least 2)
+      # @return [Siblings]
+      # @raise [FileError] no such directory, or one that cannot be listed
+      # @raise [TrendError] fewer than two processes with two snapshots each
+      # @raise [ParseError, Interrupted] as Heapdiff.trend
+      # @raise [ArgumentError] +last+ below 2
+      def build(dirs, last: nil)
+        unless last.nil? || (Integer === last && last >= 2)
+          raise ArgumentError, "heapdiff: last: must be 2 or more, got #{Arguments.kind(last)}"
+        end
+
+        dirs = Array(dirs).map { |d| Arguments.path(d, "dir") }
+        groups = Snapshot.processes(dirs.flat_map { |dir| in_dir(dir) })
+        warnings = []
+        if (unnamed = groups.delete(nil))
+          warnings << "#{unnamed.size} snapshot#{"s" unless unnamed.size == 1} without a sidecar naming " \
+                      "their process left out"
+        end
+        single, several = groups.partition { |_, snapshots| snapshots.size < 2 }
+        single.each { |identity, _| warnings << "#{identity}: a single snapshot, no trend; left out" }
+        if several.size < 2
+          raise TrendError, "heapdiff: comparing needs at least two processes with two snapshots or more each, " \
+                            "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}"
+        end
+
+        new(several.map { |identity, snapshots| process(identity, last ? snapshots.last(last) : snapshots) },
+            warnings: warnings)
+      end
+
+      private
+
+      def in_dir(dir)
+        raise FileError, "heapdiff: no such directory: #{Printable.escape(dir)}" unless File.directory?(dir)
+
+        subdirs = Dir.children(dir).sort.map { |name| File.join(dir, name) }.select { |path| File.directory?(path) }
+        ([dir] + subdirs).flat_map { |d| Snapshot.list(d) }
+      rescue SystemCallError => e
+        raise FileError, "heapdiff: cannot list #{Printable.escape(dir)}: #{e.message}"
+      end
+
+      def process(identity, snapshots)
+        trend = Trend.build(snapshots)
+        begin
+          Sibling.new(identity: identity, snapshots: snapshots.map(&:path),
+                      leaks: LeakGrowth.of(trend).select { |leak| leak.growth.positive? })
+        ensure
+          trend.close
+        end
+      end
+    end
+
+    # @return [Array<Sibling>] the processes compared, in the order of Row#growths
+    attr_reader :processes
+    # @return [Array<String>] what was left out, and why
+    attr_reader :warnings
+
+    # @param processes [Array<Sibling>]
+    # @param warnings [Array<String>]
+    def initialize(processes, warnings: [])
+      @processes = processes.freeze
+      @warnings = warnings.freeze
+      titles = {}
+      by_signature = Hash.new { |h, k| h[k] = Array.new(processes.size) }
+      processes.each_with_index do |process, i|
+        process.leaks.each do |leak|
+          titles[leak.signature] ||= leak.title
+          by_signature[leak.signature][i] = leak
+        end
+      end
+      @rows = by_signature.map { |signature, growths| Row.new(signature: signature, title: titles[signature], growths: growths) }
+                          .sort_by { |row| [row.shared? ? 0 : 1, -row.total_growth, row.signature] }.freeze
+    end
+
+    # @return [Array<Row>] the leaks every process has
+    def shared
+      @rows.select(&:shared?)
+    end
+
+    # @return [Array<Row>] the leaks only some processes have
+    def some
+      @rows.reject(&:shared?)
+    end
+
+    def to_h
+      { processes: processes.map(&:to_h), shared: shared.map(&:to_h), some: some.map(&:to_h), warnings: warnings }
+    end
+
+    def to_json(*args)
+      to_h.to_json(*args)
+    end
+
+    # The processes, then the shared leaks and those of only some, each with the
+    # objects it holds in each process (its growth in brackets; "-" where it is no
+    # leak).
+    def to_s
+      lines = ["Leaks across #{processes.size} processes:"]
+      processes.each { |p| lines << "  #{name(p)}: #{p.identity} (#{p.snapshots.size} snapshots)" }
+      [["In every process", shared], ["Only in some", some]].each do |heading, rows|
+        lines << "#{heading} (#{rows.size}):"
+        rows.each do |row|
+          lines << "  #{row.signature}  #{Printable.escape(row.title)}"
+          cells = row.growths.zip(processes).map { |g, p| "#{name(p)}: #{g ? "#{g.count} (+#{g.growth})" : "-"}" }
+          lines << "    #{cells.join("  ")}"
+        end
+      end
+      warnings.each { |w| lines << "warning: #{w}" }
+      lines.join("\n")
+    end
+
+    def inspect
+      "#<Heapdiff::Siblings processes=#{processes.map { |p| p.identity.pid }} shared=#{shared.size} some=#{some.size}>"
+    end
+
+    private
+
+    # "pid 4242", or "pid 4242@web-1" when the processes run on more than one host.
+    def name(process)
+      identity = process.identity
+      hosts = processes.map { |p| p.identity.hostname }.uniq
+      hosts.size > 1 ? "pid #{identity.pid}@#{Printable.escape(identity.hostname.to_s)}" : "pid #{identity.pid}"
+    end
+  end
+end
