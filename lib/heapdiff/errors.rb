@@ -33,6 +33,10 @@ module Heapdiff
   # died. The message names the directory; #cause holds the system error, if any.
   class SnapshotError < Error; end
 
+  # A baseline of known leaks (Heapdiff::Baseline) that cannot be read or written, or
+  # is not one. The message names the file.
+  class BaselineError < Error; end
+
   # Snapshots that cannot make a trend: fewer than two, or not in time order.
   class TrendError < Error; end
 

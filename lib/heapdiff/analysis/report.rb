@@ -164,6 +164,33 @@ module Heapdiff
         Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
     end
 
+    # The findings: groups whose objects are held through the same holder chain (the
+    # closest named holder, see Leak.holder_chain) are one Leak, largest count first.
+    # The VM's caches (VM_CACHES) are in none. A group held by several holders is
+    # under each, with its share. Builds every group's Suspect (the dominator tree of
+    # the last dump, once; the per-object work is in Rust). Paths in signatures lose
+    # the app root the last dump's sidecar recorded (the working directory of the
+    # dumped process); a dump without a sidecar, this process's working directory.
+    #
+    # @param class_edges [Boolean]
+    # @return [Array<Leak>]
+    # @raise [Heapdiff::Error] the report is closed
+    def leaks(class_edges: true)
+      @leaks ||= {}
+      @leaks[class_edges] ||= begin
+        sites = groups.reject { |g| vm_cache?(g) }.map { |g| [g, suspect(g, class_edges: class_edges)] }
+        Leak.cluster(sites, app_root: app_root).sort_by { |l| [-l.count, -l.memsize, l.signature] }.freeze
+      end
+    end
+
+    # Where the app's files are, for Leak.normalize_path: the last dump's sidecar's
+    # "app_root", else this process's working directory.
+    #
+    # @return [String, nil]
+    def app_root
+      @app_root ||= Leak.recorded_app_root(last_heap.path) || Dir.pwd
+    end
+
     # The report as plain data (what `heapdiff diff --format json` prints).
     #
     # @return [Hash{Symbol => Object}] sizes in bytes
@@ -175,6 +202,7 @@ module Heapdiff
         uncertain_count: uncertain_count,
         unreachable_count: unreachable_count,
         filtered_count: filtered_count,
+        leaks: leaks.map(&:to_h),
         groups: groups.map(&:to_h),
         warnings: warnings
       }

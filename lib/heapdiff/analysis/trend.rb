@@ -184,6 +184,26 @@ module Heapdiff
       nil
     end
 
+    # The findings over the growing sites: sites whose objects in the last snapshot are
+    # held through the same holder chain are one Leak (see Report#leaks), largest
+    # growth first. Each has #counts, its count at each snapshot (a site shared
+    # between leaks is scaled by its share at the last snapshot: Leak#estimated?).
+    # Paths in signatures lose the last snapshot's recorded app root (see
+    # Report#app_root).
+    #
+    # @param class_edges [Boolean]
+    # @return [Array<Leak>]
+    # @raise [Heapdiff::Error] the trend is closed
+    def leaks(class_edges: true)
+      @leaks ||= {}
+      @leaks[class_edges] ||= begin
+        root = Leak.recorded_app_root(snapshots.last.path) || Dir.pwd
+        sites = growing.map { |site| [site, site.suspect(class_edges: class_edges)] }
+        Leak.cluster(sites, app_root: root, trend: true)
+            .sort_by { |l| [-l.growth, -l.count, l.signature] }.freeze
+      end
+    end
+
     # Compaction between snapshots, what loading recovered, missing sidecars.
     def warnings
       @warnings ||= begin

@@ -264,6 +264,9 @@ module Heapdiff
         # Where heapdiff's own objects were allocated (Heapdiff::OWN_PATH there): a diff
         # made on another machine needs it to leave them out.
         "heapdiff_path" => Printable.utf8(File.expand_path("..", __dir__)),
+        # Where the app's files are: paths under it lose this prefix in leak signatures
+        # (Leak.normalize_path), so that two checkouts give the same ones.
+        "app_root" => app_root,
         "sequence" => @sequence,
         **process_identity,
         "time" => time.getutc.strftime("%Y-%m-%dT%H:%M:%S.%6NZ"),
@@ -284,6 +287,13 @@ module Heapdiff
         "gzip" => @gzip,
         "redacted" => @redact
       }
+    end
+
+    # The working directory, or nil when it was deleted under the process.
+    def app_root
+      Printable.utf8(Dir.pwd)
+    rescue SystemCallError
+      nil
     end
 
     # The process (ProcessIdentity: host, pid, start time) and the program's name

@@ -1,0 +1,133 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "../errors"
+require_relative "../safe_file"
+
+module Heapdiff
+  # The leaks a project knows of and accepts for now, by Leak#signature: CI then fails
+  # only for new ones. The file is JSON made for review in a pull request, one leak
+  # per entry, sorted by signature, each with its title, holder chain and sites:
+  #
+  #   {"heapdiff_baseline": 1,
+  #    "leaks": [{"signature": "3f9a0c1b2d4e", "title": "Registry::ENTRIES (Array) ← 1 site, STRING",
+  #               "holder_chain": ["Registry::ENTRIES (Array)", "CLASS Registry", "ROOT vm"],
+  #               "sites": ["STRING app/registry.rb:12"]}]}
+  #
+  # Only the signatures decide; the rest is there for the reviewer.
+  class Baseline
+    FORMAT = 1
+    SIGNATURE = /\A\h{#{Leak::SIGNATURE_DIGITS}}\z/
+
+    # The signatures it knows, and the entries as read (titles for messages).
+    attr_reader :path, :entries
+
+    class << self
+      # Reads a baseline file.
+      #
+      # @param path [String, Pathname]
+      # @return [Baseline]
+      # @raise [BaselineError] the file is missing, not JSON, or not a baseline (the
+      #   message names the file)
+      def load(path)
+        path = Arguments.path(path, "path")
+        data = JSON.parse(File.read(path, encoding: Encoding::UTF_8))
+        leaks = data.is_a?(Hash) && data["heapdiff_baseline"] == FORMAT && data["leaks"]
+        unless leaks.is_a?(Array)
+          raise BaselineError, "heapdiff: #{path} is not a heapdiff baseline ({\"heapdiff_baseline\": 1, \"leaks\": […]})"
+        end
+
+        leaks.each_with_index do |leak, i|
+          next if leak.is_a?(Hash) && SIGNATURE.match?(leak["signature"].to_s)
+
+          raise BaselineError, "heapdiff: #{path}: leak #{i + 1} has no signature of #{Leak::SIGNATURE_DIGITS} hex digits"
+        end
+        new(leaks, path: path)
+      rescue SystemCallError => e
+        raise BaselineError, "heapdiff: cannot read the baseline #{path}: #{e.message}"
+      rescue JSON::ParserError, EncodingError => e
+        raise BaselineError, "heapdiff: the baseline #{path} is not JSON: #{e.message[0, 200]}"
+      end
+
+      # Writes +leaks+ as a baseline file (complete or not at all; mode 0644, for the
+      # repository).
+      #
+      # @param path [String, Pathname]
+      # @param leaks [Array<Leak>]
+      # @return [Baseline] the baseline written
+      # @raise [BaselineError] it cannot be written
+      def write(path, leaks)
+        baseline = new(leaks.map { |l| entry(l) }, path: path)
+        baseline.write(path)
+        baseline
+      end
+
+      private
+
+      def entry(leak)
+        { "signature" => leak.signature, "title" => leak.title, "holder_chain" => leak.holder_chain,
+          "sites" => leak.sites.map(&:key).uniq.sort }
+      end
+    end
+
+    # @param entries [Array<Hash{String => Object}>] each with a "signature"
+    # @param path [String, nil] where it was read from
+    def initialize(entries = [], path: nil)
+      @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
+      @path = path
+      @signatures = @entries.to_h { |e| [e["signature"], e] }
+    end
+
+    # Is +leak+ (a Leak, or its signature) in the baseline?
+    #
+    # @param leak [Leak, String]
+    # @return [Boolean]
+    def known?(leak)
+      @signatures.key?(Leak === leak ? leak.signature : leak.to_s)
+    end
+
+    # The leaks the baseline does not know, in their order.
+    #
+    # @param leaks [Array<Leak>]
+    # @return [Array<Leak>]
+    def new_leaks(leaks)
+      leaks.reject { |leak| known?(leak) }
+    end
+
+    # Signatures in the baseline that none of +leaks+ has: fixed, or no longer seen.
+    #
+    # @param leaks [Array<Leak>]
+    # @return [Array<Hash{String => Object}>] the baseline's entries
+    def missing(leaks)
+      seen = leaks.to_set(&:signature)
+      entries.reject { |e| seen.include?(e["signature"]) }
+    end
+
+    # Writes this baseline, or with +leaks+ one of those leaks instead, to +path+.
+    #
+    # @param path [String, Pathname]
+    # @param leaks [Array<Leak>, nil]
+    # @return [Baseline] self, or the baseline of +leaks+
+    # @raise [BaselineError] it cannot be written
+    def write(path, leaks = nil)
+      return self.class.write(path, leaks) if leaks
+
+      path = Arguments.path(path, "path")
+      text = "#{JSON.pretty_generate({ "heapdiff_baseline" => FORMAT, "leaks" => entries })}\n"
+      SafeFile.write(path, mode: 0o644) { |io| io.write(text) }
+      self
+    rescue SystemCallError => e
+      raise BaselineError, "heapdiff: cannot write the baseline #{path}: #{e.message}"
+    end
+
+    # @return [Integer] leaks in the baseline
+    def size
+      entries.size
+    end
+
+    # @return [String]
+    def inspect
+      "#<Heapdiff::Baseline #{path && Printable.escape(File.basename(path.to_s))} leaks=#{size}>"
+    end
+  end
+end
