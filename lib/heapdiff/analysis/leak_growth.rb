@@ -1,6 +1,5 @@
 # frozen_string_literal: true
 
-require "digest"
 require "json"
 require_relative "../printable"
 
@@ -81,32 +80,17 @@ module Heapdiff
       [(:unit if work&.positive?), (:hour if hours && hours * 3600 >= Trend::RATE_SPAN), :snapshot].compact
     end
 
-    # The leaks of +trend+ (Trend#leaks), each as a LeakGrowth.
+    # The leaks of +trend+ (Trend#leaks: its growing sites, clustered by holder),
+    # each as a LeakGrowth.
     # @param trend [Trend]
     # @return [Array<LeakGrowth>] largest growth first
     def of(trend)
       hours = trend.hours
       work = trend.work_total
       intervals = trend.snapshots.size - 1
-      leaks_of(trend).map do |leak|
+      trend.leaks.map do |leak|
         LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites.map(&:key), counts: leak.counts,
                        memsize: leak.memsize, hours: hours, work: work, intervals: intervals)
-      end
-    end
-
-    private
-
-    # FALLBACK, to be swapped for Trend#leaks (branch `leaks`, Heapdiff::Leak) once
-    # it is merged: until then a leak is one growing allocation site, keyed on its
-    # type, class and file:line. Only this method knows where leaks come from.
-    def leaks_of(trend)
-      return trend.leaks if trend.respond_to?(:leaks)
-
-      trend.growing.map do |site|
-        key = Struct.new(:key).new("#{site.type} #{site.location}")
-        Struct.new(:signature, :title, :sites, :counts, :memsize)
-              .new(Digest::SHA256.hexdigest("#{site.class_name} #{key.key}")[0, 12], "#{site.label} at #{site.location}",
-                   [key], site.counts, site.memsize)
       end
     end
   end

@@ -2,7 +2,7 @@
 
 # A program with two unrelated leaks, for verify_spec.rb: jobs that each leak
 # SESSIONS_PER_JOB session strings (SESSIONS, at the line marked session-leak) and
-# EVENTS_PER_JOB event hashes (EVENTS, at event-leak). With FIXED=1 the session leak
+# EVENTS_PER_JOB event hashes with their keys (EVENTS, at event-leak). With FIXED=1 the session leak
 # is fixed; the lines stay where they are, so that the event leak keeps its site.
 #
 # ruby two_leaks.rb DIR COUNTS JOBS… : a Heapdiff::Recorder in DIR takes a snapshot,
@@ -28,8 +28,10 @@ def run_job(id, leaked)
     leaked["sessions"] += 1
   end
   EVENTS_PER_JOB.times do |i|
-    EVENTS["#{id}.#{i}"] = { job: id } # event-leak
-    leaked["events"] += 1
+    EVENTS["event #{id}.#{i}"] = { job: id } # event-leak
+    # Two objects: the Hash, and the interned copy of its key that Hash#[]= keeps (a
+    # key no other String has: "1.0" could be interned already, and cost nothing).
+    leaked["events"] += 2
   end
   Heapdiff::Work.count(:jobs, "ImportJob")
 end
