@@ -163,16 +163,18 @@ module Heapdiff
       to_h.to_json(*args)
     end
 
-    # The processes, then the shared leaks and those of only some, each with the
-    # objects it holds in each process (its growth in brackets; "-" where it is no
-    # leak).
+    # The processes, then the shared leaks and those of only some (naming the
+    # processes that have it), each with the objects it holds in each process (its
+    # growth in brackets; "-" where it is no leak).
     def to_s
       lines = ["Leaks across #{processes.size} processes:"]
-      processes.each { |p| lines << "  #{name(p)}: #{p.identity} (#{p.snapshots.size} snapshots)" }
+      processes.each { |p| lines << "  #{p.identity} (#{p.snapshots.size} snapshots)" }
       [["In every process", shared], ["Only in some", some]].each do |heading, rows|
         lines << "#{heading} (#{rows.size}):"
         rows.each do |row|
-          lines << "  #{row.signature}  #{Printable.escape(row.title)}"
+          having = row.growths.zip(processes).filter_map { |g, p| g && name(p) }
+          lines << "  #{row.signature}  #{Printable.escape(row.title)}" \
+                   "#{" (only in #{having.join(", ")})" unless row.shared?}"
           cells = row.growths.zip(processes).map { |g, p| "#{name(p)}: #{g ? "#{g.count} (+#{g.growth})" : "-"}" }
           lines << "    #{cells.join("  ")}"
         end
