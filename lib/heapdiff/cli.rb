@@ -207,8 +207,19 @@ module Heapdiff
       raise Usage, "verify needs BEFORE and AFTER: two directories, or 'BEFORE-DUMP… -- AFTER-DUMP…'" \
         unless args.size == 2
 
-      sources = args.map { |arg| arg.is_a?(Array) ? arg : directory(arg) }
-      sources.each { |source| Array(source).each { |path| progress(path) } if source.is_a?(Array) }
+      args.each { |arg| arg.each { |path| progress(path) } if arg.is_a?(Array) }
+      # A directory stands for its latest process's snapshots, said on stderr when it
+      # holds several processes' (as for `report`).
+      sources = args.zip(%w[BEFORE AFTER]).map do |arg, name|
+        next arg if arg.is_a?(Array)
+
+        snapshots = process_snapshots(directory(arg), nil)
+        next snapshots if snapshots.size >= 2
+
+        forked = Dir.glob("pid-*", base: arg).min&.then { |child| File.join(arg, child) }
+        raise Usage, "#{name}: #{arg} holds #{snapshots.size} snapshot(s) of its latest process; verify needs two or more" \
+                     "#{" (a forked process's are in #{forked})" if forked}"
+      end
       verification = Heapdiff.verify(*sources)
       @out.puts options[:format] == "json" ? pretty(verification.to_h) : verification.to_s
       failures = verify_failures(verification, options[:fixed])

@@ -121,13 +121,15 @@ module Heapdiff
       def leaks(source, name)
         snapshots = Trend.snapshots_from(source, process: :latest)
         if snapshots.size < 2
-          raise TrendError, "heapdiff: #{name} (#{Printable.escape(source.to_s)}) needs at least two snapshots " \
-                            "of one process, found #{snapshots.size}"
+          where = Array === source ? "#{source.size} given" : "#{snapshots.size} in #{Printable.escape(source.to_s)}"
+          raise TrendError, "heapdiff: #{name} needs at least two snapshots of one process, #{where}"
         end
 
         trend = Trend.build(snapshots)
         begin
-          { leaks: LeakGrowth.of(trend), warnings: trend.warnings,
+          # Not Trend#warnings: its notes on growth per hour would contradict a rate per
+          # unit of work; the unit chosen is said once, for both recordings.
+          { leaks: LeakGrowth.of(trend), warnings: trend.load_warnings,
             units: LeakGrowth.units(hours: trend.hours, work: trend.work_total) }
         ensure
           trend.close
@@ -141,7 +143,7 @@ module Heapdiff
     attr_reader :warnings
 
     # Each recording as a Hash: +leaks:+ (Array<LeakGrowth>), +units:+ (the units it
-    # gives rates in, LeakGrowth.units), +warnings:+ (Array<String>, Trend#warnings).
+    # gives rates in, LeakGrowth.units), +warnings:+ (Array<String>, Trend#load_warnings).
     # @param before [Hash{Symbol => Object}]
     # @param after [Hash{Symbol => Object}]
     def initialize(before, after)
