@@ -8,8 +8,9 @@ require_relative "analysis/summary"
 
 module Heapdiff
   # The heapdiff command (exe/heapdiff). CLI.new.run(argv) returns the exit status:
-  # 0, 1 when --fail-over is exceeded, 2 on a usage error or an unreadable dump, 130
-  # when interrupted (Ctrl-C). Errors are one line on stderr, never a backtrace.
+  # 0, 1 when --fail-over is exceeded (with --baseline: for a new leak, or new leaks
+  # over --fail-over), 2 on a usage error, an unreadable dump or baseline, 130 when
+  # interrupted (Ctrl-C). Errors are one line on stderr, never a backtrace.
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "What was allocated between A and B (and, given C, is still there in C)."],
@@ -333,8 +334,15 @@ module Heapdiff
           end
         end
         if %w[diff report].include?(command)
-          o.on("--fail-over N", Integer, "Exit 1 when more than N objects are retained (for CI)") do |v|
+          o.on("--fail-over N", Integer, "Exit 1 when more than N objects are retained (for CI); " \
+                                         "with --baseline, N objects in new leaks") do |v|
             options[:fail_over] = v
+          end
+          o.on("--baseline FILE", "Known leaks (a --write-baseline file): marked known; exit 1 only for new ones") do |v|
+            options[:baseline] = v
+          end
+          o.on("--write-baseline FILE", "Write the leaks found to FILE, with their titles, for review") do |v|
+            options[:write_baseline] = v
           end
         end
         o.on("-h", "--help", "Show this help") { options[:help] = true }
@@ -391,10 +399,12 @@ module Heapdiff
       io.puts "Usage: heapdiff COMMAND [options]", "", "Commands:"
       COMMANDS.each { |name, (usage, text)| io.puts format("  %-28s %s", "#{name} #{usage}", text) }
       io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N,",
+              "         --baseline FILE and --write-baseline FILE (diff, report),",
               "         --html FILE and --pid PID (report, trend), --help, --version.",
               "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over,",
-              "or for a leak that verify finds new or worse (or not fixed, with --fixed);",
-              "2 for a usage error or a file that is not a dump; 130 when interrupted."
+              "for a leak not in --baseline, or for one that verify finds new or worse (or not",
+              "fixed, with --fixed); 2 for a usage error or a file that is not a dump; 130 when",
+              "interrupted."
       status
     end
 
@@ -518,13 +528,15 @@ module Heapdiff
     end
 
     def report_output(report, options, trend = nil)
+      baseline = options[:baseline] && Baseline.load(options[:baseline])
+      leaks = shown_leaks(report, options)
       if options[:format] == "json"
         h = report_h(report, options)
         if trend
           h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
                         growing: filter(options).select(trend.growing).first(VERDICT_SITES).map(&:to_h) }
         end
-        @out.puts pretty(h)
+        @out.puts pretty({ leaks: leaks_h(leaks, baseline) }.merge(h.except(:leaks)))
       elsif options[:by]
         @out.puts "#{report.verb} #{report.total_count} objects, #{Printable.bytes(report.total_memsize)}, by #{options[:by]}:"
         rows = regroup(filter(options).select(report), options[:by])
@@ -533,10 +545,58 @@ module Heapdiff
         end
         @out.puts "(#{rows.size - options[:top]} more)" if rows.size > options[:top]
       else
+        leaks_output(leaks, baseline, options)
         @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges], only: options[:only],
                               ignore: options[:ignore])
       end
-      fail_over(report, options)
+      write_baseline(report, options[:write_baseline]) if options[:write_baseline]
+      baseline ? fail_over_new(leaks, baseline, options) : fail_over(report, options)
+    end
+
+    # The report's leaks that have a site --only/--ignore keep.
+    def shown_leaks(report, options)
+      keep = filter(options)
+      report.leaks(class_edges: options[:class_edges]).select { |leak| leak.sites.any? { |s| keep.keep?(s.site) } }
+    end
+
+    def leaks_h(leaks, baseline)
+      leaks.map { |leak| baseline ? leak.to_h.merge(known: baseline.known?(leak)) : leak.to_h }
+    end
+
+    # "Leaks: 2 (1 new, 1 known in heapdiff_baseline.json)", then each leak, new ones
+    # first, with its sites; at most --top.
+    def leaks_output(leaks, baseline, options)
+      return @out.puts("No leaks.", "", "Sites:") if leaks.empty?
+
+      fresh = baseline ? baseline.new_leaks(leaks) : leaks
+      known = baseline ? " (#{fresh.size} new, #{leaks.size - fresh.size} known in #{baseline.path})" : ""
+      @out.puts "Leaks: #{leaks.size}#{known}"
+      ordered = fresh + (leaks - fresh)
+      ordered.first(options[:top]).each do |leak|
+        mark = baseline && (fresh.include?(leak) ? "new " : "known ")
+        @out.puts "  #{mark}#{leak.to_s(sites: 3).gsub("\n", "\n  ")}"
+      end
+      @out.puts "  (#{leaks.size - options[:top]} more leaks)" if leaks.size > options[:top]
+      @out.puts "", "Sites:"
+    end
+
+    def write_baseline(report, path)
+      baseline = Baseline.write(path, report.leaks)
+      @err.puts "heapdiff: wrote #{path}: #{baseline.size} leak#{"s" unless baseline.size == 1}"
+    end
+
+    # With a baseline: exit 1 for any new leak, or with --fail-over N when the new
+    # leaks hold more than N objects.
+    def fail_over_new(leaks, baseline, options)
+      fresh = baseline.new_leaks(leaks)
+      count = fresh.sum(&:count)
+      limit = options[:fail_over] || -1
+      return 0 if fresh.empty? || count <= limit
+
+      @err.puts "heapdiff: #{fresh.size} new leak#{"s" unless fresh.size == 1} (#{count} objects) not in #{baseline.path}" \
+                "#{", more than --fail-over #{limit}" if options[:fail_over]}: " \
+                "#{fresh.first(3).map { |l| "#{l.signature} #{l.title}" }.join("; ")}"
+      1
     end
 
     def pattern(text)

@@ -25,6 +25,11 @@ module Heapdiff
   # a Symbol is an object type (:string, :STRING), a Regexp matches the file path, a
   # String is a gem name (see GemAttribution: "app", "ruby stdlib", "rspec-core"…) or a
   # part of the path.
+  #
+  # +baseline:+ (a Baseline file, see Heapdiff::Baseline) accepts the leaks it knows:
+  # a site fails only when it is part of a leak (Report#leaks, in the last window)
+  # whose signature the baseline does not have. The failure message gives each new
+  # leak's signature and title.
   class LeakCheck
     # The test frameworks' own allocations (RSpec's, minitest's) are never the code
     # under test's.
@@ -33,7 +38,9 @@ module Heapdiff
     # The outcome: #leaks are the groups of the last window that fail the rule, largest
     # first; #first_counts, for the default rule, the same sites' counts in the window
     # before ({[type, class_name, file, line] => count}).
-    Result = Struct.new(:report, :leaks, :check, :dir, :first_counts, keyword_init: true) do
+    # #new_leaks, with a baseline, are the Leaks (Report#leaks) the failing sites are in
+    # that the baseline does not know.
+    Result = Struct.new(:report, :leaks, :check, :dir, :first_counts, :new_leaks, keyword_init: true) do
       def leaked?
         !leaks.empty?
       end
@@ -56,12 +63,13 @@ module Heapdiff
           lines << "    #{report.suspect(group)}"
         end
         lines << "  (#{leaks.size - top} more sites)" if leaks.size > top
+        new_leaks&.each { |leak| lines << "  not in the baseline #{check.baseline.path}: leak #{leak.signature} #{leak.title}" }
         lines << "  snapshots kept in #{dir}" if dir
         lines.join("\n")
       end
     end
 
-    attr_reader :warmup, :iterations, :per_iteration, :max
+    attr_reader :warmup, :iterations, :per_iteration, :max, :baseline
 
     # The filters' patterns (+ignore+ includes DEFAULT_IGNORE).
     def only = @filter.only
@@ -73,11 +81,13 @@ module Heapdiff
     # @param max [Integer, nil] one window; fail above this many objects
     # @param only [Symbol, Regexp, String, Array, nil] keep only groups matching one of these
     # @param ignore [Symbol, Regexp, String, Array, nil] leave out groups matching one of these
+    # @param baseline [String, Pathname, Baseline, nil] known leaks, which do not fail
     # @param attribution [GemAttribution]
     # @raise [ArgumentError] for a count out of range, or both per_iteration: and max:
     # @raise [TypeError] for a filter that is not a Symbol, Regexp or String
+    # @raise [BaselineError] +baseline+ cannot be read
     def initialize(warmup: 2, iterations: 20, per_iteration: nil, max: nil, only: nil, ignore: nil,
-                   attribution: GemAttribution.default)
+                   baseline: nil, attribution: GemAttribution.default)
       @warmup = integer(warmup, "warmup:", 0)
       @iterations = integer(iterations, "iterations:", 1)
       unless per_iteration.nil? || (per_iteration.is_a?(Numeric) && per_iteration.positive?)
@@ -88,6 +98,7 @@ module Heapdiff
       @per_iteration = per_iteration
       @max = max && integer(max, "max:", 0)
       @filter = SiteFilter.new(only: only, ignore: DEFAULT_IGNORE + Array(ignore), attribution: attribution)
+      @baseline = baseline.nil? || baseline.is_a?(Baseline) ? baseline : Baseline.load(baseline)
     end
 
     # The key of an allocation site across the windows' reports.
@@ -145,7 +156,10 @@ module Heapdiff
       first_counts = earlier.first && kept(earlier.first).to_h { |group| [LeakCheck.site(group), group.count] }
       earlier.each(&:close)
       leaks.select! { |group| first_counts.fetch(LeakCheck.site(group), 0) >= limit } if first_counts
-      Result.new(report: report, leaks: leaks, check: self, dir: keep ? dir : nil, first_counts: first_counts)
+      fresh = baseline && new_leaks(report, leaks)
+      leaks.select! { |group| fresh.any? { |leak| leak.sites.any? { |s| s.site.equal?(group) } } } if fresh
+      Result.new(report: report, leaks: leaks, check: self, dir: keep ? dir : nil, first_counts: first_counts,
+                 new_leaks: fresh)
     ensure
       FileUtils.rm_rf(dir) if dir && !keep
     end
@@ -159,6 +173,12 @@ module Heapdiff
     end
 
     private
+
+    # The leaks of +report+ that hold one of the failing +groups+ and that the
+    # baseline does not know.
+    def new_leaks(report, groups)
+      baseline.new_leaks(report.leaks).select { |leak| leak.sites.any? { |s| groups.include?(s.site) } }
+    end
 
     # One Report per window, oldest first. The block is called without arguments:
     # RSpec's compound matchers refuse two matchers that both pass some. Only the

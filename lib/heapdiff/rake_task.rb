@@ -13,6 +13,12 @@ module Heapdiff
   #                                      # heapdiff:summary[dump]
   #   Heapdiff::RakeTask.new(:leaks) { |t| t.top = 20; t.fail_over = 500; t.html = "tmp/trend.html" }
   #
+  # Known leaks: heapdiff:diff and heapdiff:report read +baseline+ (by default
+  # heapdiff_baseline.json in the project root, where Rake runs, when that file
+  # exists) and then fail only for leaks it does not have; heapdiff:baseline[dir]
+  # writes it from the latest snapshots, for review in a pull request. +baseline =
+  # nil+ reads none.
+  #
   # heapdiff:report and heapdiff:trend without a directory read +dir+: by default
   # HEAPDIFF_DIR, else tmp/heapdiff (where heapdiff/auto writes). A task fails (raises)
   # when its command exits non-zero: a usage error, an unreadable dump, or more
@@ -20,8 +26,12 @@ module Heapdiff
   class RakeTask < ::Rake::TaskLib
     # Options passed to every command (see `heapdiff --help`). +html+: a file that
     # heapdiff:report and heapdiff:trend also write the trend to, as HTML.
-    attr_accessor :name, :format, :top, :by, :fail_over, :html, :out, :err
+    attr_accessor :name, :format, :top, :by, :fail_over, :html, :baseline, :out, :err
     attr_writer :dir
+
+    # The baseline file read when it exists (relative to the project root: Rake runs
+    # tasks in the Rakefile's directory).
+    DEFAULT_BASELINE = "heapdiff_baseline.json"
 
     # The snapshot directory of report and trend when the task is given none (read
     # when the task runs).
@@ -37,6 +47,7 @@ module Heapdiff
       @by = nil
       @fail_over = nil
       @html = nil
+      @baseline = DEFAULT_BASELINE
       @dir = nil
       @out = $stdout
       @err = $stderr
@@ -53,6 +64,8 @@ module Heapdiff
         desc "The trend's verdict over the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff), " \
              "then the diff of the latest three"
         task(:report, %i[dir html]) { |_, args| run("report", snapshots(args), fail_over: true) }
+        desc "Write the leaks of the latest snapshots in a directory to the baseline (#{DEFAULT_BASELINE})"
+        task(:baseline, %i[dir]) { |_, args| write_baseline(args) }
         desc "Every allocation site across the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff)"
         task(:trend, %i[dir html]) { |_, args| run("trend", snapshots(args), grouped: false) }
         desc "The path from a GC root to an object of a dump"
@@ -75,9 +88,18 @@ module Heapdiff
       argv += ["--top", top.to_s] if CLI::TOP.include?(command)
       argv += ["--by", by.to_s] if grouped && by
       argv += ["--fail-over", self.fail_over.to_s] if fail_over && self.fail_over
+      argv += ["--baseline", baseline.to_s] if fail_over && baseline && File.exist?(baseline)
       # No "Try 'heapdiff … --help'": the user typed a Rake task, not the command.
       status = CLI.new(out: out, err: err, hint: false).run(argv)
       raise "heapdiff #{command} failed (exit status #{status})" unless status.zero?
+    end
+
+    def write_baseline(args)
+      raise "heapdiff:baseline needs a baseline file (t.baseline is nil)" unless baseline
+
+      argv = ["report", args[:dir] || dir, "--format", format.to_s, "--top", top.to_s, "--write-baseline", baseline.to_s]
+      status = CLI.new(out: out, err: err, hint: false).run(argv)
+      raise "heapdiff report failed (exit status #{status})" unless status.zero?
     end
   end
 end

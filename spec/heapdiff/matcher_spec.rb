@@ -108,6 +108,43 @@ RSpec.describe "The leak matcher" do
     end
   end
 
+  describe "baseline:" do
+    # Leaks under constants, so that the names sidecar names their holders; each kept
+    # on one line, so that every run has the same sites.
+    holders = Module.new do
+      const_set(:KNOWN, [])
+      const_set(:FRESH, [])
+      def self.keep_known = self::KNOWN << ("known" * 2)
+      def self.keep_fresh = self::FRESH << ("fresh" * 2)
+    end
+    stub = "MatcherBaselineHolders"
+    Object.const_set(stub, holders) unless Object.const_defined?(stub)
+
+    it "passes the leaks the baseline knows, and fails a new one, naming its signature" do
+      holders = MatcherBaselineHolders
+      first = Heapdiff::LeakCheck.new(iterations: 10).run { holders.keep_known }
+      expect(first).to be_leaked
+      Dir.mktmpdir("heapdiff-baseline") do |dir|
+        path = File.join(dir, "heapdiff_baseline.json")
+        Heapdiff::Baseline.write(path, first.report.leaks)
+        expect { holders.keep_known }.not_to leak(iterations: 10, baseline: path)
+
+        result = Heapdiff::LeakCheck.new(iterations: 10, baseline: path).run do
+          holders.keep_known
+          holders.keep_fresh
+        end
+        # Both sites retain 10 in each window (the block's own count); only the new one fails.
+        expect(result.leaks.map(&:count)).to eq([10])
+        expect(result.new_leaks.map(&:holder_chain).map(&:first)).to eq(["MatcherBaselineHolders::FRESH (Array)"])
+        expect(result.new_leaks.first.sites.map(&:site)).to eq(result.leaks)
+        expect(result.message).to include("not in the baseline #{path}: leak #{result.new_leaks.first.signature} " \
+                                          "MatcherBaselineHolders::FRESH")
+        expect { Heapdiff::LeakCheck.new(baseline: File.join(dir, "none.json")) }
+          .to raise_error(Heapdiff::BaselineError, /none\.json/)
+      end
+    end
+  end
+
   describe "the filters" do
     let(:kept) { [] }
 

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "tmpdir"
 require "heapdiff/minitest"
 
 RSpec.describe "The minitest assertion" do
@@ -31,5 +32,20 @@ RSpec.describe "The minitest assertion" do
     failures = run_test { assert_no_leak("the cache", iterations: 4, max: 3) { kept << ("x" * 2) } }
     expect(failures.first.message).to start_with("the cache.\n").and include("more than max: 3 objects")
     expect(run_test { assert_no_leak(iterations: 4, max: 4) { kept << ("x" * 2) } }).to be_empty
+  end
+
+  it "takes baseline:: a leak the baseline knows passes" do
+    holder = Module.new
+    Object.const_set(:MinitestBaselineHolder, holder) unless Object.const_defined?(:MinitestBaselineHolder)
+    MinitestBaselineHolder.const_set(:KEPT, []) unless MinitestBaselineHolder.const_defined?(:KEPT)
+    keep = -> { MinitestBaselineHolder::KEPT << ("kept" * 2) }
+    Dir.mktmpdir("heapdiff-baseline") do |dir|
+      path = File.join(dir, "heapdiff_baseline.json")
+      expect(run_test { assert_no_leak(iterations: 6, &keep) }.size).to eq(1)
+      result = Heapdiff::LeakCheck.new(iterations: 6).run(&keep)
+      expect(result.leaks.map(&:count)).to eq([6])
+      Heapdiff::Baseline.write(path, result.report.leaks)
+      expect(run_test { assert_no_leak(iterations: 6, baseline: path, &keep) }).to be_empty
+    end
   end
 end

@@ -33,17 +33,18 @@ RSpec.describe Heapdiff::RakeTask do
     out.string
   end
 
-  it "defines the five tasks" do
+  it "defines the six tasks" do
     define
-    expect(Rake::Task.tasks.map(&:name)).to eq(%w[heapdiff:diff heapdiff:path heapdiff:report heapdiff:summary
-                                                  heapdiff:trend])
+    expect(Rake::Task.tasks.map(&:name)).to eq(%w[heapdiff:baseline heapdiff:diff heapdiff:path heapdiff:report
+                                                  heapdiff:summary heapdiff:trend])
     expect(Rake::Task["heapdiff:diff"].arg_names).to eq(%i[before after later])
   end
 
   it "heapdiff:diff[a,b,c] prints the report" do
     define(top: 2)
     text = invoke("heapdiff:diff", *leak3)
-    expect(text.lines.first).to start_with("Retained STRING 1000 objects")
+    expect(text.lines.first).to start_with("Leaks: 2")
+    expect(text.split("\nSites:\n").last.lines.first).to start_with("Retained STRING 1000 objects")
     expect(text).to include("(2 more groups)")
   end
 
@@ -122,5 +123,24 @@ RSpec.describe Heapdiff::RakeTask do
   it "takes another namespace" do
     described_class.new(:leaks)
     expect(Rake::Task.task_defined?("leaks:summary")).to be(true)
+  end
+
+  it "reads heapdiff_baseline.json from the project root by default; heapdiff:baseline[dir] writes it" do
+    Dir.mktmpdir do |root|
+      snapshots = File.join(root, "tmp/heapdiff")
+      FileUtils.mkdir_p(snapshots)
+      leak3.each_with_index { |path, i| FileUtils.cp(path, File.join(snapshots, format("heap-%04d.json.gz", i + 1))) }
+      Dir.chdir(root) do
+        define(fail_over: 0)
+        # Without a baseline, 3002 retained objects are over 0.
+        expect { invoke("heapdiff:report", snapshots) }.to raise_error(RuntimeError, /exit status 1/)
+        invoke("heapdiff:baseline", snapshots)
+        expect(err.string).to include("wrote heapdiff_baseline.json: 2 leaks")
+        # With it, nothing is new: --fail-over 0 counts new leaks only.
+        Rake::Task["heapdiff:report"].reenable
+        expect { invoke("heapdiff:report", snapshots) }.not_to raise_error
+        expect(out.string).to include("(0 new, 2 known in heapdiff_baseline.json)")
+      end
+    end
   end
 end

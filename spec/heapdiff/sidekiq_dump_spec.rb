@@ -99,4 +99,18 @@ RSpec.describe "A real Sidekiq process's dumps" do
     expect(suspect.to_s).to match(/100% held by #{key} ← #{fiber}Thread #{thread} ← .*ROOT vm/)
     expect(suspect.top.named.object).to eq(suspect.top.object)
   end
+
+  it "makes the buffer one leak: every group at the SQL-log line under Thread.current[:sql_log], the app's count" do
+    report = Heapdiff.diff(*@paths)
+    at_line = report.select { |g| g.location == @expected["leak_location"] }
+    leak = report.leaks.find { |l| l.sites.any? { |s| s.site.location == @expected["leak_location"] } }
+    expect(leak.holder_chain.first).to match(%r{\AThread.current\[:sql_log\] \(fiber-local, thread "[\w./]*processor", Array\)\z})
+    expect(leak.holder_chain).to include(a_string_matching(%r{\AThread "[\w./]*processor"}))
+    expect(leak.sites.map(&:site)).to match_array(at_line)
+    expect(leak.sites.sum(&:count)).to eq(@expected["per_phase"]["1"])
+    expect(leak.title).to start_with("Thread.current[:sql_log]")
+    # No other leak has any of the buffer's strings.
+    others = report.leaks - [leak]
+    expect(others.flat_map(&:sites).map { |s| s.site.location }).not_to include(@expected["leak_location"])
+  end
 end

@@ -277,7 +277,7 @@ module Heapdiff
     # @return [String]
     def to_s(sites: 5)
       trend = counts ? " (#{counts.join(" → ")}#{", estimate" if estimated?})" : ""
-      lines = ["leak #{signature}: #{title}: #{count} objects#{trend}, #{Printable.bytes(memsize)}"]
+      lines = ["leak #{signature}: #{title}: #{count} object#{"s" unless count == 1}#{trend}, #{Printable.bytes(memsize)}"]
       self.sites.first(sites).each { |s| lines << "    #{s}" }
       lines << "    (#{self.sites.size - sites} more sites)" if self.sites.size > sites
       lines.join("\n")

@@ -1,0 +1,161 @@
+# frozen_string_literal: true
+
+require "json"
+require "open3"
+require "tmpdir"
+require_relative "../support/processes"
+
+# A leak's signature survives a restart, another process and another checkout
+# directory; a baseline written from one run keeps the next one green, and only a new
+# leak fails. Each run is a real program in a directory of its own (so its absolute
+# paths differ), taking heapdiff snapshots of itself and counting what it keeps.
+RSpec.describe "Leak signatures and baselines across runs" do
+  store = <<~'RUBY'
+    # The app's code, loaded by require_relative: the dump records its absolute path.
+    module Store
+      ENTRIES = []
+      BACKUP = []
+      AUDIT = []
+      SESSIONS = {}
+
+      class Session
+        def initialize(id)
+          @name = "session-#{id}"
+          @tags = ["tag-#{id}"]
+        end
+      end
+
+      def self.remember(id, holder)
+        (holder == "backup" ? BACKUP : ENTRIES) << "entry-#{id}"
+      end
+
+      def self.open_session(id)
+        SESSIONS[id] = Session.new(id)
+      end
+
+      def self.audit(id)
+        AUDIT << "audit-#{id}"
+      end
+    end
+  RUBY
+
+  program = <<~'RUBY'
+    # ruby leaky.rb HOLDER [extra]: keeps an entry string in Store::ENTRIES (or
+    # Store::BACKUP with HOLDER "backup") and a Session (with its name, its tags
+    # array and its tag) per step, and with "extra" an audit string too. Snapshots
+    # after steps 0...100, 100...300 and 300...350; prints what it kept of 100...300.
+    require "heapdiff"
+    require "json"
+    Heapdiff.trace_allocations!
+    require_relative "lib/store"
+
+    holder, extra = ARGV
+    step = lambda do |range|
+      range.each do |id|
+        Store.remember(id, holder)
+        Store.open_session(id)
+        Store.audit(id) if extra == "extra"
+      end
+    end
+    step.call(0...100)
+    Heapdiff.snapshot(dir: "snapshots")
+    step.call(100...300)
+    Heapdiff.snapshot(dir: "snapshots")
+    step.call(300...350)
+    Heapdiff.snapshot(dir: "snapshots")
+
+    middle = ->(list) { list.count { |s| (100...300).cover?(s[/\d+/].to_i) } }
+    puts JSON.generate(
+      entries: middle.call(Store::ENTRIES + Store::BACKUP),
+      sessions: Store::SESSIONS.count { |id, _| (100...300).cover?(id) },
+      audit: middle.call(Store::AUDIT)
+    )
+  RUBY
+
+  before(:all) { @root = Dir.mktmpdir("heapdiff-signatures") }
+  after(:all) { FileUtils.rm_rf(@root) }
+
+  # Runs the program in a new directory NAME: [its counts, its snapshots' directory].
+  def run_program(name, *args)
+    dir = File.join(@root, name)
+    FileUtils.mkdir_p(File.join(dir, "lib"))
+    File.write(File.join(dir, "lib", "store.rb"), store_source)
+    File.write(File.join(dir, "leaky.rb"), program_source)
+    out, err, status = Open3.capture3(RbConfig.ruby, "-I", Processes::LIB, "leaky.rb", *args, chdir: dir)
+    raise "leaky.rb #{args.join(" ")} failed: #{err}" unless status.success?
+
+    [JSON.parse(out.lines.last), File.join(dir, "snapshots")]
+  end
+
+  def leaks_of(snapshots)
+    Heapdiff.diff(*Heapdiff::Snapshot.list(snapshots)).leaks
+  end
+
+  def heapdiff(*args)
+    Open3.capture3(RbConfig.ruby, "-I", Processes::LIB, File.expand_path("../../exe/heapdiff", __dir__), *args)
+  end
+
+  define_method(:store_source) { store }
+  define_method(:program_source) { program }
+
+  it "gives the same leaks the same signatures in two directories and processes, another holder another" do
+    truth1, snapshots1 = run_program("checkout-one", "entries")
+    truth2, snapshots2 = run_program("another/checkout-two", "entries")
+    truth3, snapshots3 = run_program("checkout-three", "backup")
+    leaks1 = leaks_of(snapshots1)
+    leaks2 = leaks_of(snapshots2)
+    leaks3 = leaks_of(snapshots3)
+
+    entries1 = leaks1.find { |l| l.holder_chain.first.start_with?("Store::ENTRIES") }
+    expect(entries1.count).to eq(truth1["entries"])
+    expect(entries1.sites.map(&:key)).to eq(["STRING lib/store.rb:16"])
+    # The Session, its name, its tags array and its tag: one leak under Store::SESSIONS.
+    sessions1 = leaks1.find { |l| l.holder_chain.first.start_with?("Store::SESSIONS") }
+    expect(sessions1.sites.map(&:count)).to eq([truth1["sessions"]] * 4)
+    expect(sessions1.sites.map(&:key)).to include("OBJECT Store::Session lib/store.rb:20", "ARRAY lib/store.rb:11")
+
+    # Every leak of run 2 is one of run 1, by signature, and none says where it ran.
+    expect(leaks2.map(&:signature).sort).to eq(leaks1.map(&:signature).sort)
+    expect(truth2).to eq(truth1)
+    expect(JSON.generate(leaks2.map { |l| [l.signature, l.title, l.holder_chain, l.sites.map(&:key)] }))
+      .not_to include(@root)
+
+    # Another holder: another signature for that leak, the same for the sessions.
+    backup3 = leaks3.find { |l| l.holder_chain.first.start_with?("Store::BACKUP") }
+    expect(backup3.count).to eq(truth3["entries"])
+    expect(backup3.sites.map(&:key)).to eq(entries1.sites.map(&:key))
+    expect(backup3.signature).not_to eq(entries1.signature)
+    expect(leaks3.map(&:signature)).not_to include(entries1.signature)
+    expect(leaks3.map(&:signature)).to include(sessions1.signature)
+  end
+
+  it "passes a run against the baseline of another, and flags only the leak a third run adds" do
+    _, snapshots1 = run_program("base", "entries")
+    _, snapshots2 = run_program("again", "entries")
+    truth3, snapshots3 = run_program("added", "entries", "extra")
+    baseline = File.join(@root, "heapdiff_baseline.json")
+
+    _out, err, status = heapdiff("report", snapshots1, "--write-baseline", baseline)
+    expect(status.exitstatus).to eq(0), err
+    written = JSON.parse(File.read(baseline))
+    expect(written["leaks"].map { |l| l["title"] }).to include(a_string_starting_with("Store::ENTRIES"))
+
+    out, err, status = heapdiff("report", snapshots2, "--baseline", baseline)
+    expect(status.exitstatus).to eq(0), err + out
+    expect(out).to match(/^Leaks: \d+ \(0 new, \d+ known in /)
+
+    out, err, status = heapdiff("report", snapshots3, "--baseline", baseline, "--format", "json")
+    expect(status.exitstatus).to eq(1)
+    fresh = JSON.parse(out)["leaks"].reject { |l| l["known"] }
+    expect(fresh.size).to eq(1)
+    expect(fresh.first["holder_chain"].first).to start_with("Store::AUDIT")
+    expect(fresh.first["count"]).to eq(truth3["audit"])
+    expect(err).to include("1 new leak (#{truth3["audit"]} objects)").and include(fresh.first["signature"])
+
+    # --fail-over counts the new leaks' objects only.
+    _out, _err, status = heapdiff("report", snapshots3, "--baseline", baseline, "--fail-over", truth3["audit"].to_s)
+    expect(status.exitstatus).to eq(0)
+    _out, _err, status = heapdiff("report", snapshots3, "--baseline", baseline, "--fail-over", (truth3["audit"] - 1).to_s)
+    expect(status.exitstatus).to eq(1)
+  end
+end
