@@ -75,11 +75,18 @@ module Heapdiff
         to_h.to_json(*args)
       end
 
-      # "fixed      3f2a9c0d1b7e  +40.0 → +0.0 per unit of work  STRING at app.rb:12"
-      def to_s
+      # The row's cells as the table shows them: the change ("fixed", "reduced by
+      # 40%"), the signature, the rates before and after, the title.
+      # @return [Array<String>]
+      def cells
         change = status == :reduced ? format("reduced by %.0f%%", reduction * 100) : status.to_s
-        format("  %-17s %s  %s → %s per %s  %s", change, signature, rate(before_rate), rate(after_rate), UNITS[unit],
-               Printable.escape(title))
+        [change, signature, rate(before_rate), rate(after_rate), Printable.escape(title)]
+      end
+
+      # "fixed  c1285096a128  +3.0 → 0 per unit of work  SESSIONS (Array) ← …"
+      def to_s
+        change, signature, before, after, title = cells
+        "#{change}  #{signature}  #{before} → #{after} per #{UNITS[unit]}  #{title}"
       end
 
       def inspect
@@ -177,12 +184,17 @@ module Heapdiff
       to_h.to_json(*args)
     end
 
-    # The table: one line per leak, rates per unit (objects), then warnings.
+    # The table: a headline, one line per leak (its change, signature, rates before →
+    # after in objects per #unit, title), then warnings.
     def to_s
       tally = STATUSES.filter_map { |s| (n = count { |row| row.status == s }).positive? && "#{n} #{s}" }
       lines = ["Leaks before → after, objects per #{UNITS[unit]}: " \
                "#{tally.empty? ? "no leak in either recording" : tally.join(", ")}"]
-      lines.concat(@rows.map(&:to_s))
+      cells = @rows.map(&:cells)
+      widths = (0..3).map { |i| cells.map { |c| c[i].size }.max }
+      cells.each do |change, signature, before, after, title|
+        lines << "  #{change.ljust(widths[0])}  #{signature}  #{before.rjust(widths[2])} → #{after.ljust(widths[3])}  #{title}"
+      end
       warnings.each { |w| lines << "warning: #{w}" }
       lines.join("\n")
     end
