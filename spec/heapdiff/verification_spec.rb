@@ -52,6 +52,14 @@ RSpec.describe Heapdiff::Verification do
     expect(snapshot.warnings.last).to start_with("the recordings do not both count work or span time")
   end
 
+  it "warns of rates made of estimated counts, naming the leak" do
+    estimated = leak("e" * 12, 100).tap { |l| l.estimated = true }
+    verification = described_class.new(recording(estimated, leak("a" * 12, 10)), recording)
+    expected = "the rates of #{"e" * 12} are estimates: a site they share with another leak " \
+               "is counted in each snapshot by its share at the last one"
+    expect(verification.warnings).to eq([expected])
+  end
+
   it "gives a table, JSON and inspect" do
     verification = described_class.new(recording(leak("a" * 12, 100)), recording(leak("a" * 12, 8)))
     expect(verification.to_s.lines.first).to eq("Leaks before → after, objects per unit of work: 1 fixed\n")

@@ -17,7 +17,10 @@ module Heapdiff
   # the span of the snapshots (nil without sidecar times); +work+ the units of work
   # from the first snapshot to the last (nil when none were counted); +intervals+ the
   # steps between snapshots.
-  LeakGrowth = Struct.new(:signature, :title, :sites, :counts, :memsize, :hours, :work, :intervals, keyword_init: true) do
+  # +estimated+: whether the earlier counts are estimates (Leak#estimated?: a site
+  # shared with another leak is scaled by its share at the last snapshot).
+  LeakGrowth = Struct.new(:signature, :title, :sites, :counts, :memsize, :hours, :work, :intervals, :estimated,
+                          keyword_init: true) do
     # Objects at the last snapshot.
     # @return [Integer]
     def count
@@ -90,7 +93,8 @@ module Heapdiff
       intervals = trend.snapshots.size - 1
       trend.leaks.map do |leak|
         LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites.map(&:key), counts: leak.counts,
-                       memsize: leak.memsize, hours: hours, work: work, intervals: intervals)
+                       memsize: leak.memsize, hours: hours, work: work, intervals: intervals,
+                       estimated: leak.estimated?)
       end
     end
   end

@@ -132,6 +132,11 @@ module Heapdiff
     # @param warnings [Array<String>]
     def initialize(processes, warnings: [])
       @processes = processes.freeze
+      estimated = processes.flat_map(&:leaks).select(&:estimated).map(&:signature).uniq
+      unless estimated.empty?
+        warnings += ["the counts of #{estimated.join(", ")} are estimates before the last snapshot: a site they " \
+                     "share with another leak is counted by its share at the last one"]
+      end
       @warnings = warnings.freeze
       titles = {}
       by_signature = Hash.new { |h, k| h[k] = Array.new(processes.size) }

@@ -164,6 +164,11 @@ module Heapdiff
                      "like with like only when each step between snapshots holds as much work"
       end
       @rows = build_rows
+      estimated = @rows.select { |row| [row.before, row.after].compact.any?(&:estimated) }
+      return if estimated.empty?
+
+      @warnings << "the rates of #{estimated.map(&:signature).join(", ")} are estimates: a site they share with " \
+                   "another leak is counted in each snapshot by its share at the last one"
     end
 
     STATUSES.each do |status|
