@@ -119,4 +119,13 @@ RSpec.describe "heapdiff compare on a real two-worker Puma cluster" do
     pids = json["processes"].map { |p| p["pid"] }
     expect(pids.zip(row["counts"]).to_h).to eq(leaker => kept(leaker, "only"), other => nil)
   end
+
+  it "refuses fewer than two processes to compare, naming the directory, with exit 2" do
+    one = File.join(@run[:dir], "pid-#{leaker}")
+    _, err, status = PumaSiblingsRun.heapdiff("compare", one)
+    expect(status.exitstatus).to eq(2)
+    expect(err).to eq("heapdiff: comparing needs at least two processes with two snapshots or more each, found 1 in #{one}\n")
+    _, err, status = PumaSiblingsRun.heapdiff("compare")
+    expect([status.exitstatus, err.lines.first]).to eq([2, "heapdiff: compare needs a directory\n"])
+  end
 end
