@@ -576,7 +576,8 @@ module Heapdiff
         mark = baseline && (fresh.include?(leak) ? "new " : "known ")
         @out.puts "  #{mark}#{leak.to_s(sites: 3).gsub("\n", "\n  ")}"
       end
-      @out.puts "  (#{leaks.size - options[:top]} more leaks)" if leaks.size > options[:top]
+      more = leaks.size - options[:top]
+      @out.puts "  (#{more} more leak#{"s" unless more == 1})" if more.positive?
       @out.puts "", "Sites:"
     end
 

@@ -57,18 +57,18 @@ RSpec.describe "Leak signatures and baselines across runs" do
         Store.audit(id) if extra == "extra"
       end
     end
-    step.call(0...100)
-    Heapdiff.snapshot(dir: "snapshots")
-    step.call(100...300)
-    Heapdiff.snapshot(dir: "snapshots")
-    step.call(300...350)
-    Heapdiff.snapshot(dir: "snapshots")
+    sizes = [0...100, 100...300, 300...350].map do |range|
+      step.call(range)
+      Heapdiff.snapshot(dir: "snapshots")
+      Store::ENTRIES.size + Store::BACKUP.size
+    end
 
     middle = ->(list) { list.count { |s| (100...300).cover?(s[/\d+/].to_i) } }
     puts JSON.generate(
       entries: middle.call(Store::ENTRIES + Store::BACKUP),
       sessions: Store::SESSIONS.count { |id, _| (100...300).cover?(id) },
-      audit: middle.call(Store::AUDIT)
+      audit: middle.call(Store::AUDIT),
+      entries_at_snapshots: sizes
     )
   RUBY
 
@@ -113,6 +113,13 @@ RSpec.describe "Leak signatures and baselines across runs" do
     sessions1 = leaks1.find { |l| l.holder_chain.first.start_with?("Store::SESSIONS") }
     expect(sessions1.sites.map(&:count)).to eq([truth1["sessions"]] * 4)
     expect(sessions1.sites.map(&:key)).to include("OBJECT Store::Session lib/store.rb:20", "ARRAY lib/store.rb:11")
+
+    # In a trend over the three snapshots: the same leak, counted at each snapshot.
+    Heapdiff.trend(snapshots1) do |trend|
+      entries = trend.leaks.find { |l| l.holder_chain.first.start_with?("Store::ENTRIES") }
+      expect(entries.counts).to eq(truth1["entries_at_snapshots"])
+      expect(entries.signature).to eq(entries1.signature)
+    end
 
     # Every leak of run 2 is one of run 1, by signature, and none says where it ran.
     expect(leaks2.map(&:signature).sort).to eq(leaks1.map(&:signature).sort)

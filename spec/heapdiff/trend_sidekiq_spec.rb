@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "cgi"
 require "json"
 require "open3"
 require "timeout"
@@ -56,6 +57,14 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       expect(top.growth_per_hour).to be_nil
       expect(trend.warnings.grep(/growth is given per snapshot only \(per hour needs 60 s\)/).size).to eq(1)
     end
+  end
+
+  it "gathers the growing buffer into one leak under Thread.current[:sql_log], counted at each snapshot" do
+    expect(trend.leaks.size).to eq(1)
+    found = trend.leaks.first
+    expect(found.holder_chain.first).to start_with("Thread.current[:sql_log] (fiber-local, thread ")
+    expect(found.counts).to eq(leak)
+    expect(found.sites.map { |s| s.site.location }).to eq([expected["leak_location"]])
   end
 
   it "marks the cache that filled once as stable" do
@@ -149,6 +158,10 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       expect(chart.scan(/<polyline class="(rss|objects)"/).flatten).to eq(%w[rss objects])
       expect(chart.scan(/<circle class="(?:rss|objects)-dot"/).size).to eq(12)
       expect(dom).to include("<h2>Growing sites (1)</h2>")
+      # The page leads with the leak: the buffer under its thread-local, counted at each snapshot.
+      expect(dom.index("<h2>Leaks (1)</h2>")).to be < dom.index("<h2>Growing sites (1)</h2>")
+      card = dom[%r{<article class="leak" id="leak-\h{12}">.*?</article>}m]
+      expect(card).to include("Thread.current[:sql_log]", "#{leak.join(" → ")} objects", CGI.escapeHTML(expected["leak_location"]))
       # Ruby 3.1's six dumps all have recovered records: one warning says so, not six.
       recovered = dom.scan(/<li>[^<]*were not valid JSON and were recovered/)
       expect(recovered.size).to eq(RUBY_VERSION < "3.2" ? 1 : 0)

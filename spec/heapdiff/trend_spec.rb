@@ -143,7 +143,7 @@ RSpec.describe "Heapdiff.trend" do
 
     it "writes JSON with the snapshots, the verdict counts and every site" do
       data = JSON.parse(trend.to_json)
-      expect(data.keys).to eq(%w[snapshots timed hours site_count verdicts memory_verdict sites work warnings])
+      expect(data.keys).to eq(%w[leaks snapshots timed hours site_count verdicts memory_verdict sites work warnings])
       expect(data).to include("work" => [nil, nil], "timed" => true, "hours" => 1.0, "site_count" => trend.size, "warnings" => [])
       expect(data["verdicts"]).to eq("growing" => 4, "stable" => trend.stable.size, "transient" => trend.transient.size)
       expect(data["snapshots"].map { |s| s["rss_bytes"] }).to eq([100_000_000, 110_000_000, 120_000_000])
@@ -234,7 +234,7 @@ RSpec.describe "Heapdiff.trend" do
       # the trend's.
       expect(@out.lines.first).to start_with("Memory: ")
       expect(@out.lines[1]).to start_with("Trend over 3 snapshots")
-      expect(@out).to include("\nDiff of the latest three:\nRetained STRING 100 objects")
+      expect(@out).to include("\nDiff of the latest three:\nLeaks: 2\n").and include("\nSites:\nRetained STRING 100 objects")
       expect(@err).to include("heapdiff: wrote #{File.join(@dir, "report.html")}: trend over 3 snapshots, 1 growing site\n")
       expect(Dir.children(@dir).grep(/\.tmp-/)).to be_empty
     end

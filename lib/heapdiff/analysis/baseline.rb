@@ -82,8 +82,13 @@ module Heapdiff
     #
     # @param leak [Leak, String]
     # @return [Boolean]
+    # @raise [TypeError] neither a Leak nor a String
     def known?(leak)
-      @signatures.key?(Leak === leak ? leak.signature : leak.to_s)
+      case leak
+      when Leak then @signatures.key?(leak.signature)
+      when String then @signatures.key?(leak)
+      else raise TypeError, "heapdiff: expected a Leak or a signature, got #{Arguments.kind(leak)}"
+      end
     end
 
     # The leaks the baseline does not know, in their order.

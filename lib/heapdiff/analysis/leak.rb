@@ -143,8 +143,13 @@ module Heapdiff
       #   working directory of the dumped process), or for a dump without one, this
       #   process's working directory
       # @return [String, nil]
+      # @raise [TypeError] +path+ or +app_root+ is not a String (or nil)
       def normalize_path(path, app_root: Dir.pwd)
         return nil if path.nil?
+
+        [[path, "a path"], [app_root, "app_root:"]].each do |value, name|
+          raise TypeError, "heapdiff: #{name} is a String, got #{Arguments.kind(value)}" unless value.nil? || String === value
+        end
 
         text = Printable.utf8(path)
         if (m = %r{/gems/([^/]+-\d[^/]*/.*)\z}.match(text)) then m[1]
@@ -279,7 +284,8 @@ module Heapdiff
       trend = counts ? " (#{counts.join(" → ")}#{", estimate" if estimated?})" : ""
       lines = ["leak #{signature}: #{title}: #{count} object#{"s" unless count == 1}#{trend}, #{Printable.bytes(memsize)}"]
       self.sites.first(sites).each { |s| lines << "    #{s}" }
-      lines << "    (#{self.sites.size - sites} more sites)" if self.sites.size > sites
+      more = self.sites.size - sites
+      lines << "    (#{more} more site#{"s" unless more == 1})" if more.positive?
       lines.join("\n")
     end
 

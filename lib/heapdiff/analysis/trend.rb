@@ -227,8 +227,10 @@ module Heapdiff
     # suspect and path (each builds on the last snapshot's dominator tree). +only:+,
     # +ignore:+: which sites (see SiteFilter); the counts stay those of every site.
     def to_h(top: nil, suspects: 3, only: nil, ignore: nil)
-      shown = SiteFilter.new(only: only, ignore: ignore).select(sites)
+      filter = SiteFilter.new(only: only, ignore: ignore)
+      shown = filter.select(sites)
       {
+        leaks: leaks.select { |l| l.sites.any? { |s| filter.keep?(s.site) } }.map(&:to_h),
         snapshots: memory.map(&:to_h),
         timed: timed?,
         hours: hours,
@@ -261,7 +263,8 @@ module Heapdiff
         "#{span}: #{size} sites, #{verdicts}"
     end
 
-    # The headline, memory, and the first +top+ growing sites (the first +suspects+ of
+    # The headline, memory, the leaks (the growing sites gathered under their named
+    # holders, #leaks), and the first +top+ growing sites (the first +suspects+ of
     # them with where they are held), then warnings. +only:+, +ignore:+: which sites
     # (see SiteFilter).
     def to_s(top: 10, suspects: 3, only: nil, ignore: nil)
@@ -270,7 +273,11 @@ module Heapdiff
       lines << "  #{memory_verdict}" unless memory_verdict.verdict == :unknown
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
-      shown = SiteFilter.new(only: only, ignore: ignore).select(growing)
+      filter = SiteFilter.new(only: only, ignore: ignore)
+      found = leaks.select { |l| l.sites.any? { |s| filter.keep?(s.site) } }
+      found.first(top).each { |leak| lines << "  #{leak.to_s(sites: 3).gsub("\n", "\n  ")}" }
+      lines << "  (#{found.size - top} more leak#{"s" unless found.size - top == 1})" if found.size > top
+      shown = filter.select(growing)
       shown.first(top).each_with_index do |site, i|
         lines << site.to_s
         next unless i < suspects

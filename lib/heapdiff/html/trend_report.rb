@@ -52,6 +52,10 @@ module Heapdiff
           <div id="chart" class="chart"><noscript>The chart needs JavaScript; the snapshot table below has the figures.</noscript></div>
           #{breakdown_section}
           </section>
+          <section id="leaks">
+          <h2>Leaks (#{@trend.leaks.size})</h2>
+          #{leaks_section}
+          </section>
           <section id="growing">
           <h2>Growing sites (#{@trend.growing.size})</h2>
           #{growing_section}
@@ -90,6 +94,33 @@ module Heapdiff
         shown = "the first #{@top} of #{shown}, ranked" if sited > @top
         unsited = @trend.size - sited
         unsited.positive? ? "#{shown}; #{unsited} without one, summed by verdict" : shown
+      end
+
+      # One card per leak (Trend#leaks): the growing sites held through one named
+      # holder, with the signature a baseline knows it by.
+      def leaks_section
+        leaks = @trend.leaks
+        return "<p>No leak: no site grows.</p>" if leaks.empty?
+
+        leaks.first(@details).map { |leak| leak_card(leak) }.join("\n") +
+          (leaks.size > @details ? "\n<p>#{leaks.size - @details} more leaks are in the JSON output.</p>" : "")
+      end
+
+      def leak_card(leak)
+        rows = leak.sites.map do |s|
+          cells = [%(<code>#{h(s.key)}</code>), s.count, h(Leak.percent(s.share))]
+          "<tr>#{cells.each_with_index.map { |c, i| i.zero? ? "<td>#{c}</td>" : %(<td class="num">#{c}</td>) }.join}</tr>"
+        end.join
+        estimate = leak.estimated? ? " (an estimate: a site is shared with another leak)" : ""
+        <<~HTML
+          <article class="leak" id="leak-#{h(leak.signature)}">
+          <h3><code>#{h(leak.signature)}</code> #{h(leak.title)}</h3>
+          #{sparkline(leak.counts, width: 240, height: 48)}
+          <p>#{h(leak.counts.join(" → "))} objects#{estimate}; #{bytes(leak.memsize)} in the last snapshot.</p>
+          <p class="chain"><b>Holder chain</b>: <code>#{h(leak.holder_chain.join(" ← "))}</code></p>
+          <table class="leak-sites"><thead><tr><th>Site</th><th>Objects</th><th>Share</th></tr></thead><tbody>#{rows}</tbody></table>
+          </article>
+        HTML
       end
 
       def growing_section
