@@ -79,11 +79,11 @@ module Heapdiff
       # @raise [ParseError, Interrupted] as Heapdiff.trend
       # @raise [ArgumentError] +last+ below 2
       def build(dirs, last: nil)
-        unless last.nil? || (Integer === last && last >= 2)
+        unless NilClass === last || (Integer === last && last >= 2)
           raise ArgumentError, "heapdiff: last: must be 2 or more, got #{Arguments.kind(last)}"
         end
 
-        dirs = Array(dirs).map { |d| Arguments.path(d, "dir") }
+        dirs = (Array === dirs ? dirs : [dirs]).map { |d| Arguments.path(d, "dir") }
         groups = Snapshot.processes(dirs.flat_map { |dir| in_dir(dir) })
         warnings = []
         if (unnamed = groups.delete(nil))
