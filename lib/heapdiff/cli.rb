@@ -88,6 +88,8 @@ module Heapdiff
         @out.puts parser
         return 0
       end
+      # Before any dump is loaded: a baseline that cannot be read is said at once.
+      options[:baseline] &&= Baseline.load(options[:baseline])
 
       public_send("#{command}_command", args, options)
     rescue Usage, OptionParser::ParseError => e
@@ -528,7 +530,7 @@ module Heapdiff
     end
 
     def report_output(report, options, trend = nil)
-      baseline = options[:baseline] && Baseline.load(options[:baseline])
+      baseline = options[:baseline]
       leaks = shown_leaks(report, options)
       if options[:format] == "json"
         h = report_h(report, options)

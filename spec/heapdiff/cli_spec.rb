@@ -88,6 +88,18 @@ RSpec.describe "exe/heapdiff" do
       expect(heapdiff("diff", *leak3, "--only", "/(/")[1..]).to match([%r{invalid argument: --only /\(/}, 2])
     end
 
+    it "says which baseline file it cannot use, before loading any dump" do
+      Dir.mktmpdir do |dir|
+        bad = File.join(dir, "heapdiff_baseline.json")
+        File.write(bad, "[1, 2]")
+        _, err, status = heapdiff("diff", *leak3, "--baseline", bad)
+        expect([err, status]).to eq(["heapdiff: #{bad} is not a heapdiff baseline ({\"heapdiff_baseline\": 1, \"leaks\": […]})\n", 2])
+        _, err, status = heapdiff("diff", "/nonexistent/0.json", "/nonexistent/1.json", "--baseline", File.join(dir, "none.json"))
+        expect(status).to eq(2)
+        expect(err).to start_with("heapdiff: cannot read the baseline #{File.join(dir, "none.json")}: No such file or directory")
+      end
+    end
+
     it "diffs two dumps: what was allocated in between" do
       out, = heapdiff("diff", *leak3.first(2), "--top", "1")
       expect(sites(out)).to start_with("Allocated STRING 1001 objects")

@@ -36,6 +36,11 @@ RSpec.describe "Leak signatures and baselines across runs" do
       def self.audit(id)
         AUDIT << "audit-#{id}"
       end
+
+      # A thread without a name: the names file calls it by the file and line that started it.
+      WORKER = Thread.new { sleep }; WORKER_LINE = __LINE__
+      WORKER[:log] = []
+      def self.log(id) = WORKER[:log] << "log-#{id}"
     end
   RUBY
 
@@ -54,6 +59,7 @@ RSpec.describe "Leak signatures and baselines across runs" do
       range.each do |id|
         Store.remember(id, holder)
         Store.open_session(id)
+        Store.log(id)
         Store.audit(id) if extra == "extra"
       end
     end
@@ -68,7 +74,8 @@ RSpec.describe "Leak signatures and baselines across runs" do
       entries: middle.call(Store::ENTRIES + Store::BACKUP),
       sessions: Store::SESSIONS.count { |id, _| (100...300).cover?(id) },
       audit: middle.call(Store::AUDIT),
-      entries_at_snapshots: sizes
+      entries_at_snapshots: sizes,
+      worker_line: Store::WORKER_LINE
     )
   RUBY
 
@@ -120,6 +127,11 @@ RSpec.describe "Leak signatures and baselines across runs" do
       expect(entries.counts).to eq(truth1["entries_at_snapshots"])
       expect(entries.signature).to eq(entries1.signature)
     end
+
+    # The unnamed thread's buffer: its name's path is relative to the app root too.
+    log1 = leaks1.find { |l| l.holder_chain.first.start_with?("Thread.current[:log]") }
+    expect(log1.holder_chain.first).to eq("Thread.current[:log] (fiber-local, thread (lib/store.rb:#{truth1["worker_line"]}), Array)")
+    expect(log1.count).to eq(truth1["entries"])
 
     # Every leak of run 2 is one of run 1, by signature, and none says where it ran.
     expect(leaks2.map(&:signature).sort).to eq(leaks1.map(&:signature).sort)

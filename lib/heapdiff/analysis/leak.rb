@@ -50,6 +50,8 @@ module Heapdiff
     SIGNATURE_DIGITS = 12
     # An address as a dump, a Name or Object#brief writes it: never part of a signature.
     ADDRESS = /0x\h+/
+    # A source file in a name, before its ":LINE" ("Thread (/app/lib/worker.rb:12)").
+    NAMED_FILE = %r{/[^\s():,"]+(?=:\d+)}
 
     attr_reader :holder_chain, :sites, :count, :memsize, :counts
 
@@ -82,7 +84,7 @@ module Heapdiff
           suspect.holders.each do |holder|
             next if holder.count.zero?
 
-            entries = by_chain[holder_chain(holder)]
+            entries = by_chain[holder_chain(holder, app_root: app_root)]
             entry = entries[site] ||= [0, 0.0]
             entry[0] += holder.count
             entry[1] += holder.share
@@ -117,9 +119,13 @@ module Heapdiff
       # first. A holder the roots hold directly is its root category alone ("the
       # finalizer table (ObjectSpace.define_finalizer): ROOT finalizers").
       #
+      # Paths in names (an unnamed thread is named by the file and line that started
+      # it) are normalized as the sites' are (.normalize_path with +app_root+).
+      #
       # @param holder [Suspect::Holder]
+      # @param app_root [String, nil] see .normalize_path
       # @return [Array<String>]
-      def holder_chain(holder)
+      def holder_chain(holder, app_root: nil)
         return ["#{Suspect::ROOT_CATEGORIES[holder.root]}ROOT #{holder.root || "?"}"] unless holder.object
 
         path = holder.path
@@ -128,7 +134,8 @@ module Heapdiff
         steps = path.steps
         named = steps.select { |s| named_step?(s) }
         chain = named.empty? ? steps : named
-        chain.reverse.map { |s| step_words(s) } + ["ROOT #{path.root}"]
+        chain.reverse.map { |s| step_words(s).gsub(NAMED_FILE) { |file| normalize_path(file, app_root: app_root) } } +
+          ["ROOT #{path.root}"]
       end
 
       # A source path without what differs between checkouts and machines: a gem's
@@ -145,10 +152,12 @@ module Heapdiff
       # @return [String, nil]
       # @raise [TypeError] +path+ or +app_root+ is not a String (or nil)
       def normalize_path(path, app_root: Dir.pwd)
-        return nil if path.nil?
+        return nil if NilClass === path
 
         [[path, "a path"], [app_root, "app_root:"]].each do |value, name|
-          raise TypeError, "heapdiff: #{name} is a String, got #{Arguments.kind(value)}" unless value.nil? || String === value
+          next if NilClass === value || String === value
+
+          raise TypeError, "heapdiff: #{name} is a String, got #{Arguments.kind(value)}"
         end
 
         text = Printable.utf8(path)
