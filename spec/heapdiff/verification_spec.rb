@@ -11,7 +11,8 @@ RSpec.describe Heapdiff::Verification do
   end
 
   def recording(*leaks, work: 100, hours: 1.0)
-    { leaks: leaks, units: Heapdiff::LeakGrowth.units(hours: hours, work: work), warnings: [] }
+    { leaks: leaks, units: Heapdiff::LeakGrowth.units(hours: hours, work: work), warnings: [], hours: hours, work: work,
+      intervals: 2 }
   end
 
   # BEFORE leaks 1.0 object per job (100 over 100); AFTER runs 200 jobs.
@@ -38,6 +39,18 @@ RSpec.describe Heapdiff::Verification do
     expect(verification).not_to be_passed
     expect(verification["b" * 12].ratio).to be_nil
     expect(described_class.new(recording(leak("a" * 12, 100)), recording)).to be_passed
+  end
+
+  it "counts a leak of one recording at its sites in the other, where they need not be a leak" do
+    # 60 objects over 100 jobs at the leak's site, without a leak there.
+    sites_only = recording.merge(sites: { "STRING app.rb:1" => [5, 35, 65] })
+    row = described_class.new(recording(leak("a" * 12, 100)), sites_only).first
+    expect(row).to have_attributes(status: :reduced, before_rate: 1.0, after_rate: 0.6)
+    expect(row.after).to have_attributes(at_sites: true, counts: [5, 35, 65])
+    row = described_class.new(sites_only, recording(leak("a" * 12, 120))).first
+    expect(row).to have_attributes(status: :worse, before_rate: 0.6, after_rate: 1.2)
+    row = described_class.new(recording(leak("a" * 12, 100)), recording.merge(sites: {})).first
+    expect(row).to have_attributes(status: :fixed, after: nil)
   end
 
   it "rates per unit of work when both recordings count it, else per hour, else per snapshot with a warning" do

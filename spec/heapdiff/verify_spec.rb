@@ -88,6 +88,20 @@ RSpec.describe "heapdiff verify on a leaky recording against a fixed one" do
     expect(verification).to be_passed
   end
 
+  # Unfixed, with a phase of no jobs: no site rises in every step, so the trend finds no
+  # leak; the leaks still grew, at their rates per job.
+  it "does not call a leak fixed that grew in AFTER without being a leak by the trend's rule" do
+    idle = TwoLeaksRun.record(@tmp, "idle", [50, 0], fixed: false)
+    verification = Heapdiff.verify(@before[:dir], idle[:dir])
+    expect(verification.map(&:status)).to all(eq(:unchanged))
+    expect(verification.map { |row| row.after.at_sites }).to all(be(true))
+    rates = verification.rows.to_h { |row| [row.signature, row.after_rate] }
+    expect(rates).to eq(row_at("session-leak", "STRING").signature => per_job(idle, "sessions"),
+                        row_at("event-leak", "HASH").signature => per_job(idle, "events"))
+    expect(verification.warnings.last).to end_with("are leaks of one recording only: in the other, the rate is of " \
+                                                   "all the objects of its sites, held through it or not")
+  end
+
   context "with the command" do
     let(:fixed) { row_at("session-leak", "STRING").signature }
     let(:unchanged) { row_at("event-leak", "HASH").signature }

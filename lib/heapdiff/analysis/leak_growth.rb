@@ -19,8 +19,11 @@ module Heapdiff
   # steps between snapshots.
   # +estimated+: whether the earlier counts are estimates (Leak#estimated?: a site
   # shared with another leak is scaled by its share at the last snapshot).
+  # +at_sites+: true when this is no leak of the recording (its sites do not grow by
+  # the trend's rule there) and +counts+ are all the objects of its sites there
+  # (LeakGrowth.at_sites), held through that holder or not.
   LeakGrowth = Struct.new(:signature, :title, :sites, :counts, :memsize, :hours, :work, :intervals, :estimated,
-                          keyword_init: true) do
+                          :at_sites, keyword_init: true) do
     # Objects at the last snapshot.
     # @return [Integer]
     def count
@@ -83,6 +86,36 @@ module Heapdiff
       [(:unit if work&.positive?), (:hour if hours && hours * 3600 >= Trend::RATE_SPAN), :snapshot].compact
     end
 
+    # Every site of +trend+ by its key (Leak.site_key, paths as the leaks' own),
+    # with its count at each snapshot: where to look for a leak of another recording.
+    # @param trend [Trend]
+    # @return [Hash{String => Array<Integer>}]
+    def site_counts(trend)
+      root = Leak.recorded_app_root(trend.snapshots.last.path) || Dir.pwd
+      trend.each_with_object({}) do |site, counts|
+        key = Leak.site_key(site, root)
+        counts[key] = counts.key?(key) ? counts[key].zip(site.counts).map(&:sum) : site.counts
+      end
+    end
+
+    # +leak+ (a LeakGrowth of another recording) counted at its sites in a recording
+    # where it is no leak: the objects of those sites at each of its snapshots
+    # (+site_counts+, see #site_counts), in its +hours+ and +work+; nil when the
+    # recording has none of the sites.
+    # @param leak [LeakGrowth]
+    # @param site_counts [Hash{String => Array<Integer>}]
+    # @param hours [Float, nil]
+    # @param work [Integer, nil]
+    # @param intervals [Integer]
+    # @return [LeakGrowth, nil]
+    def at_sites(leak, site_counts, hours:, work:, intervals:)
+      found = leak.sites.filter_map { |key| site_counts[key] }
+      return nil if found.empty?
+
+      LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites, counts: found.transpose.map(&:sum),
+                     memsize: nil, hours: hours, work: work, intervals: intervals, estimated: false, at_sites: true)
+    end
+
     # The leaks of +trend+ (Trend#leaks: its growing sites, clustered by holder),
     # each as a LeakGrowth.
     # @param trend [Trend]
@@ -94,7 +127,7 @@ module Heapdiff
       trend.leaks.map do |leak|
         LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites.map(&:key), counts: leak.counts,
                        memsize: leak.memsize, hours: hours, work: work, intervals: intervals,
-                       estimated: leak.estimated?)
+                       estimated: leak.estimated?, at_sites: false)
       end
     end
   end

@@ -137,7 +137,9 @@ module Heapdiff
           # Not Trend#warnings: its notes on growth per hour would contradict a rate per
           # unit of work; the unit chosen is said once, for both recordings.
           { leaks: LeakGrowth.of(trend), warnings: trend.load_warnings,
-            units: LeakGrowth.units(hours: trend.hours, work: trend.work_total) }
+            units: LeakGrowth.units(hours: trend.hours, work: trend.work_total),
+            sites: LeakGrowth.site_counts(trend), hours: trend.hours, work: trend.work_total,
+            intervals: trend.snapshots.size - 1 }
         ensure
           trend.close
         end
@@ -150,10 +152,13 @@ module Heapdiff
     attr_reader :warnings
 
     # Each recording as a Hash: +leaks:+ (Array<LeakGrowth>), +units:+ (the units it
-    # gives rates in, LeakGrowth.units), +warnings:+ (Array<String>, Trend#load_warnings).
+    # gives rates in, LeakGrowth.units), +warnings:+ (Array<String>, Trend#load_warnings);
+    # optional, to count a leak of one recording at its sites in the other:
+    # +sites:+ (LeakGrowth.site_counts), +hours:+, +work:+, +intervals:+ (the trend's).
     # @param before [Hash{Symbol => Object}]
     # @param after [Hash{Symbol => Object}]
     def initialize(before, after)
+      @recordings = [before, after]
       @before = before.fetch(:leaks)
       @after = after.fetch(:leaks)
       @unit = (before.fetch(:units) & after.fetch(:units)).first || :snapshot
@@ -164,11 +169,7 @@ module Heapdiff
                      "like with like only when each step between snapshots holds as much work"
       end
       @rows = build_rows
-      estimated = @rows.select { |row| [row.before, row.after].compact.any?(&:estimated) }
-      return if estimated.empty?
-
-      @warnings << "the rates of #{estimated.map(&:signature).join(", ")} are estimates: a site they share with " \
-                   "another leak is counted in each snapshot by its share at the last one"
+      notes.each { |note| @warnings << note }
     end
 
     STATUSES.each do |status|
@@ -210,12 +211,37 @@ module Heapdiff
 
     private
 
+    # A leak of one recording only is counted at its sites in the other, where they
+    # may still grow without being a leak by the trend's rule (a step that fell):
+    # "fixed" and "new" then say what the objects did, not what the rule called them.
     def build_rows
       after = @after.to_h { |leak| [leak.signature, leak] }
       rows = @before.map do |leak|
-        row(leak.signature, leak.title, leak, after.delete(leak.signature))
+        row(leak.signature, leak.title, leak, after.delete(leak.signature) || at_sites(leak, @recordings[1]))
       end
-      rows + after.values.map { |leak| row(leak.signature, leak.title, nil, leak) }
+      rows + after.values.map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
+    end
+
+    def at_sites(leak, recording)
+      return nil unless recording[:sites]
+
+      LeakGrowth.at_sites(leak, recording[:sites], **recording.slice(:hours, :work, :intervals))
+    end
+
+    # Warnings on the rows: estimated counts, rates counted at a leak's sites.
+    def notes
+      estimated = @rows.select { |row| [row.before, row.after].compact.any?(&:estimated) }.map(&:signature)
+      at_sites = @rows.select { |row| [row.before, row.after].compact.any?(&:at_sites) }.map(&:signature)
+      notes = []
+      unless estimated.empty?
+        notes << "the rates of #{estimated.join(", ")} are estimates: a site they share with another leak is " \
+                 "counted in each snapshot by its share at the last one"
+      end
+      unless at_sites.empty?
+        notes << "#{at_sites.join(", ")} #{at_sites.size == 1 ? "is a leak" : "are leaks"} of one recording only: " \
+                 "in the other, the rate is of all the objects of its sites, held through it or not"
+      end
+      notes
     end
 
     def row(signature, title, before, after)
