@@ -83,20 +83,31 @@ RSpec.describe Heapdiff::Verification do
 end
 
 RSpec.describe Heapdiff::Siblings do
-  def sibling(pid, leaks)
+  def sibling(pid, leaks, sites: nil)
     identity = Heapdiff::ProcessIdentity.new(hostname: "web-1", pid: pid, started_at: nil)
     leaks = leaks.map do |signature, growth|
-      Heapdiff::LeakGrowth.new(signature: signature, title: "leak #{signature}", sites: [], counts: [1, 1 + growth],
-                               memsize: 0, hours: nil, work: nil, intervals: 1)
+      Heapdiff::LeakGrowth.new(signature: signature, title: "leak #{signature}", sites: ["STRING #{signature}.rb:1"],
+                               counts: [1, 1 + growth], memsize: 0, hours: nil, work: nil, intervals: 1)
     end
-    Heapdiff::Siblings::Sibling.new(identity: identity, snapshots: %w[a b], leaks: leaks)
+    Heapdiff::Siblings::Sibling.new(identity: identity, snapshots: %w[a b], leaks: leaks, sites: sites, intervals: 1)
   end
 
   it "tells the leaks every process has from those only some have, with each process's count" do
-    siblings = described_class.new([sibling(1, "s" * 12 => 10, "o" * 12 => 30), sibling(2, "s" * 12 => 20)])
+    siblings = described_class.new([sibling(1, { "s" * 12 => 10, "o" * 12 => 30 }), sibling(2, { "s" * 12 => 20 })])
     expect(siblings.shared.map(&:signature)).to eq(["s" * 12])
     expect(siblings.some.map { |row| [row.signature, row.counts] }).to eq([["o" * 12, [31, nil]]])
     expect(siblings["s" * 12].counts).to eq([11, 21])
     expect(siblings.to_s).to include("  #{"o" * 12}  leak #{"o" * 12} (only in pid 1)\n    pid 1: 31 (+30)  pid 2: -")
+  end
+
+  it "counts a leak in a process where it is no leak by the trend's rule when its sites grew there" do
+    grew = { "STRING #{"o" * 12}.rb:1" => [4, 9] }
+    siblings = described_class.new([sibling(1, { "o" * 12 => 30 }), sibling(2, {}, sites: grew)])
+    expect(siblings["o" * 12]).to be_shared
+    expect(siblings["o" * 12].counts).to eq([31, 9])
+    expect(siblings.to_s).to include("    pid 1: 31 (+30)  pid 2: 9 (+5, sites)")
+    expect(siblings.warnings.last).to start_with("counts marked \"sites\" are of a process where")
+    flat = described_class.new([sibling(1, { "o" * 12 => 30 }), sibling(2, {}, sites: { "STRING #{"o" * 12}.rb:1" => [4, 4] })])
+    expect(flat["o" * 12].counts).to eq([31, nil])
   end
 end

@@ -15,14 +15,18 @@ module Heapdiff
   # Row, the leaks every process shares first, each group largest total growth first.
   #
   # Each process's leaks come from the trend over its own latest snapshots: a leak is
-  # one of that trend's leaks that grew (Trend#leaks). A process "has" a leak when it
-  # grew there; Row#growths holds nil for the others.
+  # one of that trend's leaks that grew (Trend#leaks). A process where it is no leak is
+  # looked at through the leak's sites (LeakGrowth.at_sites): when they grew there too
+  # (a worker whose growth stalled for one interval, which the trend's rule does not
+  # call growing), the process has the leak as well; Row#growths holds that
+  # LeakGrowth (#at_sites true), or nil where the sites did not grow or do not exist.
   class Siblings
     include LeakRows
 
     # One leak across the processes: +signature+, +title+, and +growths+ (one per
-    # process, in #processes order: the LeakGrowth in that process, nil where it did
-    # not grow).
+    # process, in #processes order: the LeakGrowth in that process, counted at its
+    # sites where it is no leak by the trend's rule but they grew; nil where it did not
+    # grow).
     Row = Struct.new(:signature, :title, :growths, keyword_init: true) do
       # True when every process has it.
       def shared?
@@ -30,7 +34,7 @@ module Heapdiff
       end
 
       # @return [Array<Integer, nil>] objects at each process's last snapshot, nil where
-      #   it is no leak
+      #   it did not grow
       def counts
         growths.map { |g| g&.count }
       end
@@ -42,7 +46,7 @@ module Heapdiff
 
       def to_h
         { signature: signature, title: Printable.utf8(title), shared: shared?, counts: counts,
-          growths: growths.map { |g| g&.growth }, total_growth: total_growth }
+          growths: growths.map { |g| g&.growth }, at_sites: growths.map { |g| g&.at_sites }, total_growth: total_growth }
       end
 
       def to_json(*args)
@@ -54,9 +58,11 @@ module Heapdiff
       end
     end
 
-    # One process (a sibling): its +identity+ (ProcessIdentity), the +snapshots+ its trend is over
-    # (their paths), and +leaks+ (Array<LeakGrowth>).
-    Sibling = Struct.new(:identity, :snapshots, :leaks, keyword_init: true) do
+    # One process (a sibling): its +identity+ (ProcessIdentity), the +snapshots+ its
+    # trend is over (their paths), +leaks+ (Array<LeakGrowth>), and +sites+: its trend's
+    # sites and their counts (LeakGrowth.site_counts; nil: not known), +hours+, +work+,
+    # +intervals+ (its trend's), to count another process's leak at its sites.
+    Sibling = Struct.new(:identity, :snapshots, :leaks, :sites, :hours, :work, :intervals, keyword_init: true) do
       def to_h
         { pid: identity.pid, hostname: Printable.utf8(identity.hostname),
           started_at: identity.started_at&.getutc&.iso8601(2), process: identity.to_s,
@@ -116,7 +122,9 @@ module Heapdiff
         trend = Trend.build(snapshots)
         begin
           Sibling.new(identity: identity, snapshots: snapshots.map(&:path),
-                      leaks: LeakGrowth.of(trend).select { |leak| leak.growth.positive? })
+                      leaks: LeakGrowth.of(trend).select { |leak| leak.growth.positive? },
+                      sites: LeakGrowth.site_counts(trend), hours: trend.hours, work: trend.work_total,
+                      intervals: trend.snapshots.size - 1)
         ensure
           trend.close
         end
@@ -138,16 +146,16 @@ module Heapdiff
                      "share with another leak is counted by its share at the last one"]
       end
       @warnings = warnings.freeze
-      titles = {}
       by_signature = Hash.new { |h, k| h[k] = Array.new(processes.size) }
       processes.each_with_index do |process, i|
-        process.leaks.each do |leak|
-          titles[leak.signature] ||= leak.title
-          by_signature[leak.signature][i] = leak
-        end
+        process.leaks.each { |leak| by_signature[leak.signature][i] = leak }
       end
-      @rows = by_signature.map { |signature, growths| Row.new(signature: signature, title: titles[signature], growths: growths) }
+      @rows = by_signature.map { |signature, growths| row(signature, growths) }
                           .sort_by { |row| [row.shared? ? 0 : 1, -row.total_growth, row.signature] }.freeze
+      return unless @rows.any? { |row| row.growths.compact.any?(&:at_sites) }
+
+      @warnings += ["counts marked \"sites\" are of a process where the trend's rule does not call the leak growing " \
+                    "but its sites grew: all the objects of those sites, held through it or not"]
     end
 
     # @return [Array<Row>] the leaks every process has
@@ -180,7 +188,9 @@ module Heapdiff
           having = row.growths.zip(processes).filter_map { |g, p| g && name(p) }
           lines << "  #{row.signature}  #{Printable.escape(row.title)}" \
                    "#{" (only in #{having.join(", ")})" unless row.shared?}"
-          cells = row.growths.zip(processes).map { |g, p| "#{name(p)}: #{g ? "#{g.count} (+#{g.growth})" : "-"}" }
+          cells = row.growths.zip(processes).map do |g, p|
+            "#{name(p)}: #{g ? "#{g.count} (+#{g.growth}#{", sites" if g.at_sites})" : "-"}"
+          end
           lines << "    #{cells.join("  ")}"
         end
       end
@@ -193,6 +203,20 @@ module Heapdiff
     end
 
     private
+
+    # The leak of +signature+ in each process: its LeakGrowth there, or where it is no
+    # leak, its sites' growth when they grew.
+    def row(signature, growths)
+      known = growths.compact.first
+      growths = growths.zip(processes).map do |growth, process|
+        next growth if growth || process.sites.nil?
+
+        at_sites = LeakGrowth.at_sites(known, process.sites, hours: process.hours, work: process.work,
+                                                             intervals: process.intervals)
+        at_sites if at_sites&.growth&.positive?
+      end
+      Row.new(signature: signature, title: known.title, growths: growths)
+    end
 
     # "pid 4242", or "pid 4242@web-1" when the processes run on more than one host.
     def name(process)
