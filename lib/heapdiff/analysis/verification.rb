@@ -21,12 +21,15 @@ module Heapdiff
   # - :snapshot, objects per step between two snapshots, otherwise (with a warning:
   #   this compares like with like only when the steps hold as much work).
   #
+  # A leak of one recording only is counted at its sites in the other
+  # (LeakGrowth.at_sites), where they may grow without being a leak by the trend's rule
+  # (an idle step between two snapshots); where they do not exist, its rate is 0.
+  #
   # Each leak's status, with +ratio+ = AFTER's rate / BEFORE's rate:
-  # - :new: it grows in AFTER and did not in BEFORE (not among its leaks, or its
-  #   rate there was 0 or less);
-  # - :fixed: it grew in BEFORE, and in AFTER it is gone from the leaks or its rate
-  #   is at most FIXED of BEFORE's (a fix that leaves a tenth is a fix of the leak
-  #   and a second, smaller one to find);
+  # - :new: it grows in AFTER and did not in BEFORE (its rate there was 0 or less);
+  # - :fixed: it grew in BEFORE, and its rate in AFTER is at most FIXED of BEFORE's
+  #   (a fix that leaves a tenth is a fix of the leak and a second, smaller one to
+  #   find);
   # - :reduced: ratio at most REDUCED (by 1 - ratio, Row#reduction);
   # - :worse: ratio above WORSE;
   # - :unchanged: in between (growth rates from a handful of snapshots vary by this
@@ -40,17 +43,18 @@ module Heapdiff
     STATUSES = %i[fixed reduced unchanged worse new].freeze
     UNITS = { unit: "unit of work", hour: "hour", snapshot: "snapshot" }.freeze
 
-    # One leak: its +signature+ and +title+, +before+ and +after+ (LeakGrowth, nil in
-    # the recording it is not a leak of), +status+ (see Verification), +ratio+ (AFTER's
-    # rate / BEFORE's, nil for :new) and the rates in the verification's +unit+.
+    # One leak: its +signature+ and +title+, +before+ and +after+ (LeakGrowth; in the
+    # recording it is no leak of, counted at its sites (LeakGrowth#at_sites), or nil
+    # where none of them exists), +status+ (see Verification), +ratio+ (AFTER's rate /
+    # BEFORE's, nil for :new) and the rates in the verification's +unit+.
     Row = Struct.new(:signature, :title, :status, :before, :after, :unit, keyword_init: true) do
-      # @return [Float, nil] objects per unit (see Verification) in BEFORE; 0.0 when
-      #   it is no leak there
+      # @return [Float] objects per unit (see Verification) in BEFORE; 0.0 when none
+      #   of its sites is there
       def before_rate
         before ? before.rate(unit) : 0.0
       end
 
-      # @return [Float, nil] objects per unit in AFTER; 0.0 when it is no leak there
+      # @return [Float] objects per unit in AFTER; 0.0 when none of its sites is there
       def after_rate
         after ? after.rate(unit) : 0.0
       end
@@ -120,12 +124,13 @@ module Heapdiff
       # @raise [MixedProcessesError] a list of several processes' snapshots
       # @raise [FileError, ParseError, Interrupted] as Heapdiff.trend
       def build(before, after)
-        new(leaks(before, "BEFORE"), leaks(after, "AFTER"))
+        new(recording(before, "BEFORE"), recording(after, "AFTER"))
       end
 
       private
 
-      def leaks(source, name)
+      # One recording as #initialize takes it: its leaks, units, warnings and sites.
+      def recording(source, name)
         snapshots = Trend.snapshots_from(source, process: :latest)
         if snapshots.size < 2
           where = Array === source ? "#{source.size} given" : "#{snapshots.size} in #{Printable.escape(source.to_s)}"
