@@ -159,7 +159,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       expect(chart.scan(/<circle class="(?:rss|objects)-dot"/).size).to eq(12)
       expect(dom).to include("<h2>Growing sites (1)</h2>")
       # The page leads with the leak: the buffer under its thread-local, counted at each snapshot.
-      expect(dom.index("<h2>Leaks (1)</h2>")).to be < dom.index("<h2>Growing sites (1)</h2>")
+      expect(dom.index("<h2>Leaks (1)</h2>")).to be < dom.index("<h2>Memory over time</h2>")
       card = dom[%r{<article class="leak" id="leak-\h{12}">.*?</article>}m]
       expect(card).to include("Thread.current[:sql_log]", "#{leak.join(" → ")} objects", CGI.escapeHTML(expected["leak_location"]))
       # Ruby 3.1's six dumps all have recovered records: one warning says so, not six.

@@ -80,11 +80,16 @@ module Heapdiff
       # @return [Array<Leak>] not sorted
       def cluster(sites, app_root:, trend: false)
         by_chain = Hash.new { |h, k| h[k] = {} }
+        # Many groups share their holders: one chain per holder object (or root).
+        chains = {}
         sites.each do |site, suspect|
           suspect.holders.each do |holder|
             next if holder.count.zero?
 
-            entries = by_chain[holder_chain(holder, app_root: app_root)]
+            chain = chains.fetch([holder.object&.row, holder.root]) do |key|
+              chains[key] = holder_chain(holder, app_root: app_root)
+            end
+            entries = by_chain[chain]
             entry = entries[site] ||= [0, 0.0]
             entry[0] += holder.count
             entry[1] += holder.share

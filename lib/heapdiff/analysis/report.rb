@@ -160,8 +160,10 @@ module Heapdiff
       end
 
       @suspects ||= {}
+      @holder_paths ||= { true => {}, false => {} }
       @suspects[[group.index, class_edges]] ||=
-        Suspect.from_native(group, last_heap, _suspect(group.index, class_edges), class_edges: class_edges)
+        Suspect.from_native(group, last_heap, _suspect(group.index, class_edges),
+                            class_edges: class_edges, paths: @holder_paths[class_edges])
     end
 
     # The findings: groups whose objects are held through the same holder chain (the

@@ -74,12 +74,15 @@ module Heapdiff
     # @param heap [Heap] where the rows are
     # @param native [Array] Report#_suspect's answer
     # @param class_edges [Boolean]
+    # @param paths [Hash{Integer => Path, nil}, nil] holder paths by row, shared between
+    #   the suspects of one heap (many groups have the same holders), filled as it goes
     # @return [Suspect]
-    def self.from_native(group, heap, native, class_edges:)
+    def self.from_native(group, heap, native, class_edges:, paths: nil)
       holders, retained, unreachable = native
       holders = holders.map do |row, count, root|
         object = row && heap.object(row)
-        path = object && heap.path_to_root(object, class_edges: class_edges)
+        find = -> { object && heap.path_to_root(object, class_edges: class_edges) }
+        path = paths && object ? paths.fetch(row) { paths[row] = find.call } : find.call
         Holder.new(object, count, count.fdiv(group.count), path, root)
       end
       new(group, holders, retained, unreachable)

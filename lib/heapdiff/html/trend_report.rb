@@ -8,7 +8,8 @@ module Heapdiff
     # The trend as one self-contained HTML file: no network, everything inline (CSS,
     # JavaScript, SVG). Made by Trend#to_html and `heapdiff report DIR --html FILE`.
     #
-    # The page holds: a chart of RSS and live objects across the snapshots (drawn by
+    # The page holds: the leaks (Trend#leaks, each with its signature, counts and
+    # sites), a chart of RSS and live objects across the snapshots (drawn by
     # report.js from the JSON embedded in the page), the growing sites each with a
     # sparkline, its suspect and its path, and tables whose headers sort on click.
     # The tables and sparklines are plain HTML/SVG; only the chart and sorting need
@@ -47,14 +48,14 @@ module Heapdiff
           <h1>#{h(@title)}</h1>
           <p class="summary">#{h(summary)}</p>
           </header>
+          <section id="leaks">
+          <h2>Leaks (#{@trend.leaks.size})</h2>
+          #{leaks_section}
+          </section>
           <section id="memory">
           <h2>Memory over time</h2>
           <div id="chart" class="chart"><noscript>The chart needs JavaScript; the snapshot table below has the figures.</noscript></div>
           #{breakdown_section}
-          </section>
-          <section id="leaks">
-          <h2>Leaks (#{@trend.leaks.size})</h2>
-          #{leaks_section}
           </section>
           <section id="growing">
           <h2>Growing sites (#{@trend.growing.size})</h2>
