@@ -90,7 +90,8 @@ module Heapdiff
         end
 
         dirs = (Array === dirs ? dirs : [dirs]).map { |d| Arguments.path(d, "dir") }
-        groups = Snapshot.processes(dirs.flat_map { |dir| in_dir(dir) })
+        # uniq: a directory given with its own pid-PID subdirectory lists those twice.
+        groups = Snapshot.processes(dirs.flat_map { |dir| in_dir(dir) }.uniq(&:path))
         warnings = []
         if (unnamed = groups.delete(nil))
           warnings << "#{unnamed.size} snapshot#{"s" unless unnamed.size == 1} without a sidecar naming " \
@@ -103,8 +104,11 @@ module Heapdiff
                             "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}"
         end
 
-        new(several.map { |identity, snapshots| process(identity, last ? snapshots.last(last) : snapshots) },
-            warnings: warnings)
+        several = several.map { |identity, snapshots| [identity, last ? snapshots.last(last) : snapshots] }
+        several.select { |_, snapshots| snapshots.size == 2 }.each do |identity, _|
+          warnings << "#{identity}: 2 snapshots, and a trend calls a site growing over 3 or more: no leak can show"
+        end
+        new(several.map { |identity, snapshots| process(identity, snapshots) }, warnings: warnings)
       end
 
       private
