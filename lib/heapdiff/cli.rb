@@ -368,13 +368,16 @@ module Heapdiff
       JSON.pretty_generate(data).gsub(/\[\n\s*\n?\s*\]/, "[]").gsub(/\{\n\s*\n?\s*\}/, "{}")
     end
 
-    # `verify`'s operands: "BEFORE AFTER", or BEFORE's dumps, "--", AFTER's (each side
-    # parsed for options too, so that they may come anywhere).
+    # `verify`'s operands: "BEFORE AFTER", or BEFORE's dumps (or directory), "--",
+    # AFTER's (each side parsed for options too, so that they may come anywhere).
     def verify_operands(parser, argv)
       cut = argv.index("--")
       return parser.parse(argv) unless cut
 
-      [parser.parse(argv[0...cut]), parser.parse(argv[(cut + 1)..])]
+      # A side that is one directory is that directory ("DIR -- A1 A2 A3").
+      [parser.parse(argv[0...cut]), parser.parse(argv[(cut + 1)..])].map do |side|
+        side.size == 1 && File.directory?(side[0]) ? side[0] : side
+      end
     end
 
     # Why `verify` fails CI: a leak that is new or worse, one that --fixed names and is

@@ -121,6 +121,9 @@ RSpec.describe "heapdiff verify on a leaky recording against a fixed one" do
       json = JSON.parse(out)
       expect(json["leaks"].to_h { |l| [l["signature"], l["status"]] }).to eq(fixed => "fixed", unchanged => "unchanged")
       expect(json).to include("unit" => "unit", "passed" => true)
+      out, err, status = TwoLeaksRun.heapdiff("verify", @before[:dir], "--", *dumps[1], "--format", "json")
+      expect(status.exitstatus).to eq(0), err
+      expect(JSON.parse(out)["leaks"].to_h { |l| [l["signature"], l["status"]] }).to eq(fixed => "fixed", unchanged => "unchanged")
     end
 
     it "exits 1 for a leak that is new (the recordings swapped), naming it" do

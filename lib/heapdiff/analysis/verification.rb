@@ -141,7 +141,12 @@ module Heapdiff
         begin
           # Not Trend#warnings: its notes on growth per hour would contradict a rate per
           # unit of work; the unit chosen is said once, for both recordings.
-          { leaks: LeakGrowth.of(trend), warnings: trend.load_warnings,
+          warnings = trend.load_warnings
+          if snapshots.size == 2
+            warnings += ["2 snapshots, and a trend calls a site growing over 3 or more: its own leaks cannot show " \
+                         "(its sites still count for the other's)"]
+          end
+          { leaks: LeakGrowth.of(trend), warnings: warnings,
             units: LeakGrowth.units(hours: trend.hours, work: trend.work_total),
             sites: LeakGrowth.site_counts(trend), hours: trend.hours, work: trend.work_total,
             intervals: trend.snapshots.size - 1 }
