@@ -61,15 +61,18 @@ module Heapdiff
       public_send(:"per_#{unit}")
     end
 
+    # @return [Hash{Symbol => Object}] rates in objects per hour, unit of work and snapshot; memsize in bytes
     def to_h
       super.merge(title: Printable.utf8(title), sites: sites.map { |s| Printable.utf8(s) }, count: count,
                   growth: growth, per_hour: per_hour, per_unit: per_unit, per_snapshot: per_snapshot)
     end
 
+    # @return [String] #to_h as JSON
     def to_json(*args)
       to_h.to_json(*args)
     end
 
+    # @return [String]
     def inspect
       "#<Heapdiff::LeakGrowth #{signature} #{counts.join("→")} #{title}>"
     end
@@ -142,6 +145,8 @@ module Heapdiff
       @rows.dup
     end
 
+    # @yieldparam row [Struct] each row, in order
+    # @return [self, Enumerator]
     def each(&block)
       return enum_for(:each) { @rows.size } unless block
 

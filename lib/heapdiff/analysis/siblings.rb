@@ -44,15 +44,18 @@ module Heapdiff
         growths.compact.sum(&:growth)
       end
 
+      # @return [Hash{Symbol => Object}] counts and growths in objects, one per process (nil: no leak there)
       def to_h
         { signature: signature, title: Printable.utf8(title), shared: shared?, counts: counts,
           growths: growths.map { |g| g&.growth }, at_sites: growths.map { |g| g&.at_sites }, total_growth: total_growth }
       end
 
+      # @return [String] #to_h as JSON
       def to_json(*args)
         to_h.to_json(*args)
       end
 
+      # @return [String]
       def inspect
         "#<Heapdiff::Siblings::Row #{signature} #{shared? ? "shared" : "some"} counts=#{counts} #{title}>"
       end
@@ -63,6 +66,7 @@ module Heapdiff
     # sites and their counts (LeakGrowth.site_counts; nil: not known), +hours+, +work+,
     # +intervals+ (its trend's), to count another process's leak at its sites.
     Sibling = Struct.new(:identity, :snapshots, :leaks, :sites, :hours, :work, :intervals, keyword_init: true) do
+      # @return [Hash{Symbol => Object}] the process and its snapshots' paths
       def to_h
         { pid: identity.pid, hostname: Printable.utf8(identity.hostname),
           started_at: identity.started_at&.getutc&.iso8601(2), process: identity.to_s,
@@ -172,10 +176,12 @@ module Heapdiff
       @rows.reject(&:shared?)
     end
 
+    # @return [Hash{Symbol => Object}] the processes, the shared and the other rows, warnings
     def to_h
       { processes: processes.map(&:to_h), shared: shared.map(&:to_h), some: some.map(&:to_h), warnings: warnings }
     end
 
+    # @return [String] #to_h as JSON
     def to_json(*args)
       to_h.to_json(*args)
     end
@@ -202,6 +208,7 @@ module Heapdiff
       lines.join("\n")
     end
 
+    # @return [String]
     def inspect
       "#<Heapdiff::Siblings processes=#{processes.map { |p| p.identity.pid }} shared=#{shared.size} some=#{some.size}>"
     end

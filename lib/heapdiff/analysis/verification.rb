@@ -70,11 +70,13 @@ module Heapdiff
         ratio && [1.0 - ratio, 0.0].max
       end
 
+      # @return [Hash{Symbol => Object}] rates in objects per #unit
       def to_h
         { signature: signature, title: Printable.utf8(title), status: status, unit: unit, before_rate: before_rate,
           after_rate: after_rate, ratio: ratio, reduction: reduction, before: before&.to_h, after: after&.to_h }
       end
 
+      # @return [String] #to_h as JSON
       def to_json(*args)
         to_h.to_json(*args)
       end
@@ -93,6 +95,7 @@ module Heapdiff
         "#{change}  #{signature}  #{before} → #{after} per #{UNITS[unit]}  #{title}"
       end
 
+      # @return [String]
       def inspect
         "#<Heapdiff::Verification::Row #{status} #{signature} #{title}>"
       end
@@ -191,11 +194,13 @@ module Heapdiff
       @rows.none? { |row| %i[new worse].include?(row.status) }
     end
 
+    # @return [Hash{Symbol => Object}] rates in objects per #unit
     def to_h
       { unit: unit, passed: passed?, counts: STATUSES.to_h { |s| [s, count { |row| row.status == s }] },
         leaks: @rows.map(&:to_h), warnings: warnings }
     end
 
+    # @return [String] #to_h as JSON
     def to_json(*args)
       to_h.to_json(*args)
     end
@@ -215,6 +220,7 @@ module Heapdiff
       lines.join("\n")
     end
 
+    # @return [String]
     def inspect
       "#<Heapdiff::Verification unit=#{unit} #{STATUSES.map { |s| "#{s}=#{public_send(s).size}" }.join(" ")}>"
     end
