@@ -21,11 +21,11 @@ module TwoLeaksRun
   module_function
 
   # Runs the program; returns its recording's directory and its counts.
-  def record(tmp, name, jobs, fixed:)
+  def record(tmp, name, jobs, fixed:, sessions_per_job: 3)
     dir = File.join(tmp, name)
     counts = File.join(tmp, "#{name}.counts")
     out, status = Processes.ruby("load ARGV.shift", APP, dir, counts, *jobs.map(&:to_s),
-                                 env: { "FIXED" => fixed ? "1" : "0" })
+                                 env: { "FIXED" => fixed ? "1" : "0", "SESSIONS_PER_JOB" => sessions_per_job.to_s })
     raise "two_leaks.rb failed: #{out}" unless status.success?
 
     header, *phases = File.readlines(counts).map { |line| JSON.parse(line) }
@@ -100,6 +100,17 @@ RSpec.describe "heapdiff verify on a leaky recording against a fixed one" do
                         row_at("event-leak", "HASH").signature => per_job(idle, "events"))
     expect(verification.warnings.last).to end_with("are leaks of one recording only: in the other, the rate is of " \
                                                    "all the objects of its sites, held through it or not")
+  end
+
+  it "says reduced, by how much, for a partial fix, and worse for a leak that grew faster" do
+    partial = TwoLeaksRun.record(@tmp, "partial", [40, 20, 60], fixed: false, sessions_per_job: 1)
+    faster = TwoLeaksRun.record(@tmp, "faster", [40, 20, 60], fixed: false, sessions_per_job: 6)
+    session = row_at("session-leak", "STRING").signature
+    row = Heapdiff.verify(@before[:dir], partial[:dir])[session]
+    expect(row).to have_attributes(status: :reduced, after_rate: per_job(partial, "sessions"))
+    expect(row.reduction).to be_within(1e-9).of(1 - (per_job(partial, "sessions") / per_job(@before, "sessions")))
+    expect(Heapdiff.verify(@before[:dir], faster[:dir])[session])
+      .to have_attributes(status: :worse, after_rate: per_job(faster, "sessions"))
   end
 
   context "with the command" do
