@@ -41,6 +41,11 @@ RSpec.describe "Leak signatures and baselines across runs" do
       WORKER = Thread.new { sleep }; WORKER_LINE = __LINE__
       WORKER[:log] = []
       def self.log(id) = WORKER[:log] << "log-#{id}"
+
+      # One site, two holders: even ids in one constant, odd ones in another.
+      EVEN = []
+      ODD = []
+      def self.split(id) = (id.even? ? EVEN : ODD) << "split-#{id}"
     end
   RUBY
 
@@ -60,6 +65,7 @@ RSpec.describe "Leak signatures and baselines across runs" do
         Store.remember(id, holder)
         Store.open_session(id)
         Store.log(id)
+        Store.split(id)
         Store.audit(id) if extra == "extra"
       end
     end
@@ -75,7 +81,9 @@ RSpec.describe "Leak signatures and baselines across runs" do
       sessions: Store::SESSIONS.count { |id, _| (100...300).cover?(id) },
       audit: middle.call(Store::AUDIT),
       entries_at_snapshots: sizes,
-      worker_line: Store::WORKER_LINE
+      worker_line: Store::WORKER_LINE,
+      even: middle.call(Store::EVEN),
+      odd: middle.call(Store::ODD)
     )
   RUBY
 
@@ -132,6 +140,13 @@ RSpec.describe "Leak signatures and baselines across runs" do
     log1 = leaks1.find { |l| l.holder_chain.first.start_with?("Thread.current[:log]") }
     expect(log1.holder_chain.first).to eq("Thread.current[:log] (fiber-local, thread (lib/store.rb:#{truth1["worker_line"]}), Array)")
     expect(log1.count).to eq(truth1["entries"])
+
+    # A site whose objects two holders share is under both leaks, each with its part.
+    even, odd = %w[EVEN ODD].map { |c| leaks1.find { |l| l.holder_chain.first.start_with?("Store::#{c}") } }
+    split = [even, odd].map { |l| l.sites.find { |s| s.key.start_with?("STRING lib/store.rb:") } }
+    expect(split.map(&:count)).to eq([truth1["even"], truth1["odd"]])
+    expect(split.map(&:share)).to eq([truth1["even"], truth1["odd"]].map { |n| n.fdiv(truth1["even"] + truth1["odd"]) })
+    expect(split.map { |s| s.site.equal?(split.first.site) }).to eq([true, true])
 
     # Every leak of run 2 is one of run 1, by signature, and none says where it ran.
     expect(leaks2.map(&:signature).sort).to eq(leaks1.map(&:signature).sort)

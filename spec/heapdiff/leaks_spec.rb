@@ -36,6 +36,13 @@ RSpec.describe "Leaks and baselines" do
       expect(leak.signature).to match(/\A\h{12}\z/)
       expect(leak.to_h).to include(signature: leak.signature, count: leak.count, holder_chain: leak.holder_chain)
       expect(JSON.parse(report.to_json)["leaks"].first["signature"]).to eq(report.leaks.first.signature)
+
+      path = File.join(@dir, "heapdiff_baseline.json")
+      baseline = Heapdiff::Baseline.write(path, report.leaks)
+      expect(Heapdiff::Baseline.load(path).new_leaks(report.leaks)).to be_empty
+      expect(baseline.missing(report.leaks - [leak]).map { |e| e["signature"] }).to eq([leak.signature])
+      expect(JSON.parse(File.read(path))["leaks"].find { |e| e["signature"] == leak.signature })
+        .to include("title" => leak.title, "holder_chain" => leak.holder_chain, "sites" => leak.sites.map(&:key).sort)
     end
   end
 

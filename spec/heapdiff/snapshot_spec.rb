@@ -64,7 +64,8 @@ RSpec.describe "Heapdiff.snapshot" do
     expect(meta).to include(
       "pid" => Process.pid, "hostname" => Etc.uname[:nodename], "ruby_version" => RUBY_VERSION,
       "ruby_platform" => RUBY_PLATFORM, "heapdiff_version" => Heapdiff::VERSION, "heapdiff_path" => Heapdiff::OWN_PATH,
-      "tracing" => Heapdiff.tracing?, "forked" => false, "gzip" => false, "dump" => "heap-0002.json"
+      "tracing" => Heapdiff.tracing?, "forked" => false, "gzip" => false, "dump" => "heap-0002.json",
+      "app_root" => Dir.pwd
     )
     expect(meta["sequence"]).to eq(first.meta["sequence"] + 1)
     expect(meta["gc_count"]).to be > first.meta["gc_count"]
