@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require_relative "../arguments"
 require_relative "../printable"
 
 module Heapdiff
@@ -13,10 +14,10 @@ module Heapdiff
   #
   # +signature+ (12 hex characters), +title+ and +sites+ are the leak's
   # (Leak#signature, Leak#title, the keys of Leak#sites: "TYPE path.rb:LINE");
-  # +counts+ its objects at each snapshot, +memsize+ its bytes at the last; +hours+
-  # the span of the snapshots (nil without sidecar times); +work+ the units of work
-  # from the first snapshot to the last (nil when none were counted); +intervals+ the
-  # steps between snapshots.
+  # +counts+ its objects at each snapshot, +memsize+ its bytes at the last (nil when
+  # counted at its sites); +hours+ the span of the snapshots (nil without sidecar
+  # times); +work+ the units of work from the first snapshot to the last (nil when
+  # none were counted); +intervals+ the steps between snapshots.
   # +estimated+: whether the earlier counts are estimates (Leak#estimated?: a site
   # shared with another leak is scaled by its share at the last snapshot).
   # +at_sites+: true when this is no leak of the recording (its sites do not grow by
@@ -57,7 +58,11 @@ module Heapdiff
     # #per_snapshot).
     # @param unit [Symbol]
     # @return [Float, nil]
+    # @raise [ArgumentError] for another unit
     def rate(unit)
+      raise ArgumentError, "heapdiff: unit must be :unit, :hour or :snapshot, got #{Arguments.kind(unit)}" \
+        unless %i[unit hour snapshot].include?(unit)
+
       public_send(:"per_#{unit}")
     end
 
