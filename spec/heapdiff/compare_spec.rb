@@ -8,11 +8,12 @@ require_relative "../support/processes"
 # `heapdiff compare` on a real Puma cluster (Debian's puma), 2 workers, the app behind
 # Heapdiff::Rack (spec/support/apps/puma_siblings). Each worker records its own
 # snapshots (HEAPDIFF_SIGNAL sent to it, Heapdiff::Env.start in on_worker_boot: each in
-# DIR/pid-PID), three of them. Between two, each worker serves requests to a route
-# that leaks in any worker, and one worker (the leaker) requests to a route that leaks
-# only in it: Puma spreads requests as it likes, so each phase goes on until each
-# worker has served REQUESTS of the first and the leaker REQUESTS of the second (the
-# body names the worker that served). Each worker counts what each leak kept.
+# DIR/pid-PID), three of them. Between two, each worker serves requests to /shared,
+# and one worker (the leaker) to /only; both routes leak in the worker that serves them.
+# Puma spreads requests as it likes: /shared goes on until each worker has served
+# REQUESTS (the body names the worker that served), and /only is requested while the
+# other worker is stopped (SIGSTOP, then SIGCONT), so that only the leaker can accept.
+# Each worker counts what each leak kept.
 module PumaSiblingsRun
   APP = File.expand_path("../support/apps/puma_siblings/config.ru", __dir__)
   EXE = File.expand_path("../../exe/heapdiff", __dir__)
@@ -30,10 +31,18 @@ module PumaSiblingsRun
         break if n == 2
 
         serve(port, "/shared?phase=#{n + 1}", pids)
-        serve(port, "/only?phase=#{n + 1}&in=#{leaker}", [leaker])
+        alone(pids - [leaker]) { serve(port, "/only?phase=#{n + 1}", [leaker]) }
       end
       { dir: File.join(tmp, "snapshots"), leaker: leaker, pids: pids, counts: counts.call }
     end
+  end
+
+  # Runs the block with +pids+ stopped: the other workers serve what it requests.
+  def alone(pids)
+    pids.each { |pid| Process.kill("STOP", pid) }
+    yield
+  ensure
+    pids.each { |pid| Process.kill("CONT", pid) }
   end
 
   # Requests +path+ until each of +pids+ has served REQUESTS of them.

@@ -2,9 +2,8 @@
 
 # A Rack app for compare_spec.rb, run by a Puma cluster behind Heapdiff::Rack, with
 # two leaks. GET /shared?phase=N leaks PER_REQUEST strings (at shared-leak) in
-# whichever worker serves it. GET /only?phase=N&in=PID leaks PER_REQUEST strings (at
-# only-leak) when the worker that serves it is PID, and nothing in another: a leak of
-# one worker's own state. The body says which worker served the request. After every
+# whichever worker serves it; so does GET /only?phase=N (at only-leak), which the spec
+# has one worker serve. The body says which worker served the request. After every
 # request the worker writes its own counts to COUNTS_DIR/PID.json: what each leak
 # kept, per phase. The app's truth, per worker.
 require "json"
@@ -35,11 +34,9 @@ run(lambda do |env|
       LEAK_COUNTS["shared"][phase] += 1
     end
   when "/only"
-    if Integer(params.fetch("in")) == Process.pid
-      PER_REQUEST.times do |i|
-        ONLY << "only phase=#{phase} item #{i}" # only-leak
-        LEAK_COUNTS["only"][phase] += 1
-      end
+    PER_REQUEST.times do |i|
+      ONLY << "only phase=#{phase} item #{i}" # only-leak
+      LEAK_COUNTS["only"][phase] += 1
     end
   end
   write_counts
