@@ -37,6 +37,9 @@ require_relative "heapdiff/analysis/baseline"
 require_relative "heapdiff/analysis/summary"
 require_relative "heapdiff/analysis/trend"
 require_relative "heapdiff/analysis/memory_verdict"
+require_relative "heapdiff/analysis/leak_growth"
+require_relative "heapdiff/analysis/verification"
+require_relative "heapdiff/analysis/siblings"
 # (heapdiff/html/trend_report is loaded by Trend#to_html, on first use.)
 
 # heapdiff finds memory leaks in Ruby processes: it loads heap dumps written by
@@ -127,6 +130,36 @@ module Heapdiff
       ensure
         trend.close
       end
+    end
+
+    # Whether a fix worked: each leak's growth rate in the recording +before+ the fix
+    # against its rate in the one +after+ it (fixed, reduced, unchanged, worse, new;
+    # see Verification). Each is a Recorder's directory (its latest process's
+    # snapshots) or a list of one process's snapshots, oldest first.
+    #
+    # @param before [String, Pathname, Array<String, Pathname, Snapshot>]
+    # @param after [String, Pathname, Array<String, Pathname, Snapshot>]
+    # @return [Heapdiff::Verification]
+    # @raise [TrendError] a recording with fewer than two snapshots
+    # @raise [MixedProcessesError] a list of several processes' snapshots
+    # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
+    def verify(before, after)
+      Verification.build(before, after)
+    end
+
+    # The leaks every process in +dirs+ shares, apart from those only some have, each
+    # with its count per process (see Siblings): Puma workers, Sidekiq swarm children,
+    # one app's copies on several hosts. Each process's leaks come from the trend over
+    # its latest +last+ snapshots (nil: all).
+    #
+    # @param dirs [String, Pathname, Array<String, Pathname>] directories of snapshots
+    #   (their subdirectories one level down too: a forked Recorder's pid-PID)
+    # @param last [Integer, nil]
+    # @return [Heapdiff::Siblings]
+    # @raise [TrendError] fewer than two processes with two snapshots each
+    # @raise [ParseError, FileError, Interrupted] as Heapdiff.load
+    def compare(dirs, last: nil)
+      Siblings.build(dirs, last: last)
     end
 
     private

@@ -41,6 +41,10 @@ RSpec.describe "Hostile arguments to the public API" do
       "Heapdiff.diff(a, b)" => ->(a) { Heapdiff.diff(a, dumps[1]) },
       "Heapdiff.diff(include_noise:)" => ->(a) { Heapdiff.diff(dumps[0], dumps[1], include_noise: a) },
       "Heapdiff.trend" => ->(a) { Heapdiff.trend(a) },
+      "Heapdiff.verify(before)" => ->(a) { Heapdiff.verify(a, dumps) },
+      "Heapdiff.verify(after)" => ->(a) { Heapdiff.verify(dumps, a) },
+      "Heapdiff.compare" => ->(a) { Heapdiff.compare(a) },
+      "Heapdiff.compare(last:)" => ->(a) { Heapdiff.compare(dir, last: a) },
       "Heapdiff.redact(input)" => ->(a) { Heapdiff.redact(a, out) },
       "Heapdiff.redact(output)" => ->(a) { Heapdiff.redact(dumps[0], a) },
       "Heapdiff.redact(gzip:)" => ->(a) { Heapdiff.redact(dumps[0], out, gzip: a) },
@@ -84,7 +88,9 @@ RSpec.describe "Hostile arguments to the public API" do
       "WorkFit.fit(work)" => ->(a) { Heapdiff::Trend::WorkFit.fit([1], a) },
       "WorkFit.fit(site_label:)" => ->(a) { Heapdiff::Trend::WorkFit.fit([1], [nil], site_label: a) },
       "WorkFit.normalize" => ->(a) { Heapdiff::Trend::WorkFit.normalize(a) },
-      "CLI#run" => ->(a) { Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["diff", a, dumps[1]]) }
+      "CLI#run" => ->(a) { Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["diff", a, dumps[1]]) },
+      "CLI#run verify" => ->(a) { Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["verify", *dumps, "--", a]) },
+      "CLI#run compare" => ->(a) { Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["compare", a]) }
     }
     allowed = [Heapdiff::Error, ArgumentError, TypeError]
     calls.each do |name, call|

@@ -17,8 +17,23 @@ module Heapdiff
       "report" => ["DIR", "The trend's verdict over one process's snapshots in DIR, then the diff of its latest three."],
       "trend" => ["DIR | DUMP…", "Every allocation site across all the snapshots: growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
+      "verify" => ["BEFORE AFTER", "Whether a fix worked: each leak's growth before and after (fixed, reduced, new…)."],
+      "compare" => ["DIR…", "Leaks every process in DIR shares, and those only some have (Puma workers…)."],
       "summary" => ["DUMP", "Top types, classes, locations, files and gems; strings held more than once."],
       "redact" => ["IN OUT", "Copy a dump without its string, symbol and float values (OUT.gz: gzip)."]
+    }.freeze
+    # More of a command's --help, between its line and its options.
+    BANNERS = {
+      "verify" => "BEFORE and AFTER are Recorder directories (each: its latest process's snapshots), or\n" \
+                  "lists of one process's dumps: heapdiff verify B1 B2 B3 -- A1 A2 A3. Leaks are matched by\n" \
+                  "signature; rates are per unit of work (jobs, requests) when both recordings count it,\n" \
+                  "else per hour, else per snapshot. AFTER's rate as a share of BEFORE's: at most " \
+                  "#{(Verification::FIXED * 100).round}% fixed,\n" \
+                  "at most #{(Verification::REDUCED * 100).round}% reduced, above " \
+                  "#{(Verification::WORSE * 100).round}% worse, else unchanged; new: grows only in AFTER.\n" \
+                  "Exit status 1 when a leak is new or worse.\n",
+      "compare" => "Each process's leaks come from the trend over its own snapshots, found in DIR and\n" \
+                   "in its subdirectories (a forked Recorder's pid-PID), matched across processes by signature.\n"
     }.freeze
     BY = %w[location file gem class type].freeze
     FORMATS = %w[text json].freeze
@@ -66,9 +81,9 @@ module Heapdiff
       return version if %w[-v --version version].include?(command)
       return help(@err, 2, "heapdiff: unknown command #{command.inspect}") unless COMMANDS.key?(command)
 
-      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true, only: [], ignore: [] }
+      options = { format: "text", top: 10, by: nil, fail_over: nil, class_edges: true, only: [], ignore: [], fixed: [] }
       parser = option_parser(command, options)
-      args = parser.parse(argv)
+      args = command == "verify" ? verify_operands(parser, argv) : parser.parse(argv)
       if options[:help]
         @out.puts parser
         return 0
@@ -184,6 +199,50 @@ module Heapdiff
       0
     end
 
+    # `heapdiff verify` (see COMMANDS), called by #run. +args+: two directories, or
+    # two Arrays of dumps (BEFORE's and AFTER's, split at "--").
+    #
+    # @param args [Array<String, Array<String>>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status: 1 when a leak is new or worse, or one that
+    #   --fixed names is not fixed
+    def verify_command(args, options)
+      raise Usage, "verify needs BEFORE and AFTER: two directories, or 'BEFORE-DUMP… -- AFTER-DUMP…'" \
+        unless args.size == 2
+
+      args.each { |arg| arg.each { |path| progress(path) } if arg.is_a?(Array) }
+      # A directory stands for its latest process's snapshots, said on stderr when it
+      # holds several processes' (as for `report`).
+      sources = args.zip(%w[BEFORE AFTER]).map do |arg, name|
+        next arg if arg.is_a?(Array)
+
+        snapshots = process_snapshots(directory(arg), nil)
+        next snapshots if snapshots.size >= 2
+
+        forked = Dir.glob("pid-*", base: arg).min&.then { |child| File.join(arg, child) }
+        raise Usage, "#{name}: #{arg} holds #{snapshots.size} snapshot(s) of its latest process; verify needs two or more" \
+                     "#{" (a forked process's are in #{forked})" if forked}"
+      end
+      verification = Heapdiff.verify(*sources)
+      @out.puts options[:format] == "json" ? pretty(verification.to_h) : verification.to_s
+      failures = verify_failures(verification, options[:fixed])
+      failures.each { |failure| @err.puts "heapdiff: #{failure}" }
+      failures.empty? ? 0 : 1
+    end
+
+    # `heapdiff compare` (see COMMANDS), called by #run.
+    #
+    # @param args [Array<String>] the operands
+    # @param options [Hash{Symbol => Object}] the parsed options
+    # @return [Integer] the exit status
+    def compare_command(args, options)
+      raise Usage, "compare needs a directory" if args.empty?
+
+      siblings = Heapdiff.compare(args.map { |arg| directory(arg) }, last: options[:last])
+      @out.puts options[:format] == "json" ? pretty(siblings.to_h) : siblings.to_s
+      0
+    end
+
     # `heapdiff summary` (see COMMANDS), called by #run.
     #
     # @param args [Array<String>] the operands
@@ -232,7 +291,7 @@ module Heapdiff
 
       OptionParser.new do |o|
         usage, text = COMMANDS.fetch(command)
-        o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n\nOptions:"
+        o.banner = "Usage: heapdiff #{command} #{usage} [options]\n#{text}\n#{BANNERS[command]}\nOptions:"
         o.on("--format FORMAT", FORMATS, "text (default) or json") { |v| options[:format] = v }
         if TOP.include?(command)
           o.on("--top N", Integer, "How many rows to show (default 10)") do |v|
@@ -242,7 +301,7 @@ module Heapdiff
           end
         end
         o.on("--by KEY", BY, "Group by #{BY.join("|")}") { |v| options[:by] = v } if %w[diff report summary].include?(command)
-        unless command == "summary"
+        unless %w[summary verify compare].include?(command)
           o.on("--no-class-edges", "Paths and holders without the object → class edges dumps leave out") do
             options[:class_edges] = false
           end
@@ -262,6 +321,18 @@ module Heapdiff
           end
           o.on("--html FILE", "Also write the trend over every snapshot to FILE (one self-contained page)") do |v|
             options[:html] = v
+          end
+        end
+        if command == "verify"
+          o.on("--fixed SIGNATURE", /\A\h{12}\z/, "Exit 1 unless this leak (its signature) is fixed; repeatable") do |v|
+            options[:fixed] << v.downcase
+          end
+        end
+        if command == "compare"
+          o.on("--last N", Integer, "Each process's latest N snapshots (default: all; at least 2)") do |v|
+            raise OptionParser::InvalidArgument, v.to_s unless v >= 2
+
+            options[:last] = v
           end
         end
         if %w[diff report].include?(command)
@@ -297,6 +368,32 @@ module Heapdiff
       JSON.pretty_generate(data).gsub(/\[\n\s*\n?\s*\]/, "[]").gsub(/\{\n\s*\n?\s*\}/, "{}")
     end
 
+    # `verify`'s operands: "BEFORE AFTER", or BEFORE's dumps (or directory), "--",
+    # AFTER's (each side parsed for options too, so that they may come anywhere).
+    def verify_operands(parser, argv)
+      cut = argv.index("--")
+      return parser.parse(argv) unless cut
+
+      # A side that is one directory is that directory ("DIR -- A1 A2 A3").
+      [parser.parse(argv[0...cut]), parser.parse(argv[(cut + 1)..])].map do |side|
+        side.size == 1 && File.directory?(side[0]) ? side[0] : side
+      end
+    end
+
+    # Why `verify` fails CI: a leak that is new or worse, one that --fixed names and is
+    # not fixed.
+    def verify_failures(verification, fixed)
+      failures = (verification.new + verification.worse).map do |row|
+        "#{row.status} leak #{row.signature}: #{Printable.escape(row.title)}"
+      end
+      failures + fixed.filter_map do |signature|
+        row = verification[signature]
+        if row.nil? then "no leak #{signature} in BEFORE or AFTER (--fixed)"
+        elsif row.status != :fixed then "leak #{signature} is #{row.status}, not fixed (--fixed)"
+        end
+      end
+    end
+
     def version
       @out.puts "heapdiff #{VERSION}"
       0
@@ -309,9 +406,10 @@ module Heapdiff
       io.puts "", "Options: --format text|json, --top N, --by #{BY.join("|")}, --fail-over N,",
               "         --baseline FILE and --write-baseline FILE (diff, report),",
               "         --html FILE and --pid PID (report, trend), --help, --version.",
-              "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over",
-              "or for a leak not in --baseline; 2 for a usage error or a file that is not a dump;",
-              "130 when interrupted."
+              "'heapdiff COMMAND --help' for a command's own. Exit status: 0; 1 over --fail-over,",
+              "for a leak not in --baseline, or for one that verify finds new or worse (or not",
+              "fixed, with --fixed); 2 for a usage error or a file that is not a dump; 130 when",
+              "interrupted."
       status
     end
 

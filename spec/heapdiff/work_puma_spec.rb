@@ -14,32 +14,14 @@ module PumaWorkRun
   APP = File.expand_path("../support/apps/puma_work/config.ru", __dir__)
   # [leaking, clean] requests in each of the five phases between the six snapshots.
   MIX = [[4, 20], [20, 4], [10, 10], [16, 2], [2, 16]].freeze
-  BOOTED = /Worker \d+ \(PID: (\d+)\) booted/
 
   module_function
 
-  def snapshots(dir)
-    Dir.exist?(dir) ? Dir.children(dir).grep(/\Aheap-\d+\.json\z/).size : 0
-  end
-
   def run(tmp)
-    dir = File.join(tmp, "snapshots")
-    counts = File.join(tmp, "counts")
-    Dir.mkdir(counts)
-    env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
-            "COUNTS_DIR" => counts }
-    heapdiff = "require \"heapdiff\"\non_worker_boot { Heapdiff::Env.start }"
-    Processes.with_puma(tmp, APP, heapdiff, env: env) do |_master, port, log|
-      # Booted (as Puma logs it) is after on_worker_boot, where the signal is trapped.
-      pids = Processes.wait_for("2 workers", timeout: 60) do
-        booted = File.read(log).scan(BOOTED).flatten.map(&:to_i)
-        booted.sort if booted.size == 2 && Processes.http_get(port, "/")
-      end
-      dirs = pids.to_h { |pid| [pid, File.join(dir, "pid-#{pid}")] }
+    Processes.with_recording_workers(tmp, APP) do |_pids, dirs, port, counts|
       id = 0
       (MIX.size + 1).times do |n|
-        pids.each { |pid| Process.kill("WINCH", pid) }
-        Processes.wait_for("snapshot #{n + 1} of both workers", timeout: 60) { dirs.values.all? { |d| snapshots(d) == n + 1 } }
+        Processes.snapshot_each(dirs, n + 1)
         break if n == MIX.size
 
         leaking, clean = MIX[n]
@@ -47,7 +29,7 @@ module PumaWorkRun
         paths.shuffle(random: Random.new(n)).each { |path| Processes.http_get(port, "#{path}?phase=#{n + 1}") }
       end
       # Each worker's trend, over its own snapshots.
-      { counts: pids.to_h { |pid| [pid, JSON.parse(File.read(File.join(counts, "#{pid}.json")))] },
+      { counts: counts.call,
         trends: dirs.to_h { |pid, d| [pid, Heapdiff.trend(Heapdiff::Snapshot.list(d, process: pid))] } }
     end
   end

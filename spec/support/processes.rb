@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "json"
 require "net/http"
 require "open3"
 require "rbconfig"
@@ -93,6 +94,45 @@ module Processes
       raise
     ensure
       stop_group(master)
+    end
+  end
+
+  # Runs #with_puma with the rackup file +app+, each worker recording its own
+  # snapshots (Heapdiff::Env.start in on_worker_boot, on SIGWINCH, in
+  # TMP/snapshots/pid-PID) and its app writing counts to COUNTS_DIR (TMP/counts). Yields
+  # the workers' pids (sorted, both booted), pid => its recorder's directory, the port
+  # and a reader of the counts (pid => that worker's COUNTS_DIR/PID.json); returns what
+  # the block returns.
+  def with_recording_workers(tmp, app)
+    dir = File.join(tmp, "snapshots")
+    counts = File.join(tmp, "counts")
+    Dir.mkdir(counts)
+    env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
+            "COUNTS_DIR" => counts }
+    heapdiff = "require \"heapdiff\"\non_worker_boot { Heapdiff::Env.start }"
+    with_puma(tmp, app, heapdiff, env: env) do |_master, port, log|
+      pids = puma_workers(log, port)
+      read = -> { pids.to_h { |pid| [pid, JSON.parse(File.read(File.join(counts, "#{pid}.json")))] } }
+      yield pids, pids.to_h { |pid| [pid, File.join(dir, "pid-#{pid}")] }, port, read
+    end
+  end
+
+  # The pids of the 2 workers of the cluster #with_puma started, once both booted (as
+  # Puma logs it: after on_worker_boot, where a recorder traps its signal) and the app
+  # answers on +port+; sorted.
+  def puma_workers(log, port)
+    wait_for("2 workers", timeout: 60) do
+      booted = File.read(log).scan(/Worker \d+ \(PID: (\d+)\) booted/).flatten.map(&:to_i)
+      booted.sort if booted.size == 2 && http_get(port, "/")
+    end
+  end
+
+  # Sends +signal+ to each pid of +dirs+ (pid => its recorder's directory) and waits
+  # until each directory holds +count+ snapshots.
+  def snapshot_each(dirs, count, signal: "WINCH")
+    dirs.each_key { |pid| Process.kill(signal, pid) }
+    wait_for("snapshot #{count} of pids #{dirs.keys.join(", ")}", timeout: 60) do
+      dirs.values.all? { |dir| Dir.exist?(dir) && Dir.children(dir).grep(/\Aheap-\d+\.json\z/).size == count }
     end
   end
 

@@ -198,6 +198,18 @@ module Heapdiff
         format("%.0f%%", share * 100)
       end
 
+      # A site's stable words, as Site#key holds them: "STRING app/models/user.rb:12"
+      # (the label, then the path as .normalize_path gives it). Public for matching a
+      # leak's sites in another recording (Verification).
+      #
+      # @param site [Group, Trend::Site]
+      # @param app_root [String, nil] see .normalize_path
+      # @return [String]
+      def site_key(site, app_root)
+        where = site.file ? "#{normalize_path(site.file, app_root: app_root)}:#{site.line}" : "(no allocation site)"
+        "#{site.label} #{where}"
+      end
+
       private
 
       def named_step?(step)
@@ -231,11 +243,6 @@ module Heapdiff
                 else [object.type]
                 end
         Printable.escape(words.compact.join(" ").gsub(ADDRESS, "0x…"))
-      end
-
-      def site_key(site, app_root)
-        where = site.file ? "#{normalize_path(site.file, app_root: app_root)}:#{site.line}" : "(no allocation site)"
-        "#{site.label} #{where}"
       end
     end
 

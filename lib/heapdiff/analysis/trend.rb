@@ -204,6 +204,13 @@ module Heapdiff
       end
     end
 
+    # What loading the snapshots found (compaction between them, what was recovered),
+    # without #warnings' notes on growth per hour.
+    # @return [Array<String>]
+    def load_warnings
+      @load_warnings ||= Warnings.fold(_warnings)
+    end
+
     # Compaction between snapshots, what loading recovered, missing sidecars.
     def warnings
       @warnings ||= begin
@@ -212,7 +219,7 @@ module Heapdiff
         short = hours && hours * 3600 < RATE_SPAN &&
                 format("the snapshots span %.1f s: growth is given per snapshot only (per hour needs %d s)",
                        hours * 3600, RATE_SPAN)
-        Warnings.fold(_warnings) + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
+        load_warnings + (untimed.empty? ? [] : [untimed_warning]) + (short ? [short] : [])
       end
     end
 
