@@ -76,6 +76,26 @@ RSpec.describe "Leaks and baselines" do
       expect { Heapdiff::Baseline.load(bad) }.to raise_error(Heapdiff::BaselineError, /bad\.json: leak 1 has no signature/)
     end
 
+    it "knows a leak by its signature, or by its holder chain and a site of the same type in the same file" do
+      chain = ["Store::ENTRIES (Array)", "MODULE Store", "ROOT vm"]
+      entries = [{ "signature" => "0123456789ab", "holder_chain" => chain, "sites" => ["STRING lib/store.rb:16"] }]
+      baseline = Heapdiff::Baseline.new(entries)
+      identity = Heapdiff::Leak::Identity
+      known = identity.new("0123456789ab", entries[0]["holder_chain"], entries[0]["sites"])
+      moved = identity.new("ffffffffffff", chain, ["STRING lib/store.rb:19", "STRING lib/store.rb:40"])
+      expect(known.same?(moved)).to be(true)
+      expect(known.same?(identity.new("ffffffffffff", chain, ["HASH lib/store.rb:16"]))).to be(false)
+      expect(known.same?(identity.new("ffffffffffff", chain, ["STRING lib/other.rb:16"]))).to be(false)
+      expect(known.same?(identity.new("ffffffffffff", ["Store::AUDIT (Array)"] + chain.drop(1), ["STRING lib/store.rb:16"])))
+        .to be(false)
+      expect(known.same?(identity.new("0123456789ab", nil, []))).to be(true)
+      site = Heapdiff::Leak::Site.new(nil, "STRING lib/store.rb:19", 1, 40, 1.0, nil)
+      leak = Heapdiff::Leak.new(chain, [site])
+      expect(leak.signature).not_to eq("0123456789ab")
+      expect(baseline.known?(leak)).to be(true)
+      expect(baseline.missing([leak])).to be_empty
+    end
+
     it "reads back what it wrote: signatures decide what is known" do
       path = File.join(@dir, "heapdiff_baseline.json")
       entries = [{ "signature" => "0123456789ab", "title" => "A" }, { "signature" => "ba9876543210", "title" => "B" }]

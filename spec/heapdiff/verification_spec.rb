@@ -73,6 +73,27 @@ RSpec.describe Heapdiff::Verification do
     expect(verification.warnings).to eq([expected])
   end
 
+  # A leak held by +chain+ at +sites+ (its signature made up: another line is another
+  # signature, as Leak#signature hashes the sites' file:line).
+  def held(signature, chain, sites, growth)
+    Heapdiff::LeakGrowth.new(signature: signature, title: "leak #{signature}", holder_chain: chain, sites: sites,
+                             counts: [0, growth / 2, growth], memsize: 0, hours: 1.0, work: 100, intervals: 2)
+  end
+
+  it "matches a leak whose lines moved by its holder chain and a site in the same file, not another holder's" do
+    chain = ["Store::ENTRIES (Array)", "MODULE Store", "ROOT vm"]
+    before = recording(held("a" * 12, chain, ["STRING app/store.rb:16"], 100),
+                       held("c" * 12, ["Store::AUDIT (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:30"], 50))
+    after = recording(held("b" * 12, chain, ["STRING app/store.rb:19"], 100),
+                      held("d" * 12, ["Store::OTHER (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:33"], 50))
+    rows = described_class.new(before, after).map { |row| [row.signature, row.status] }
+    expect(rows).to eq([["a" * 12, :unchanged], ["c" * 12, :fixed], ["d" * 12, :new]])
+    # The same holder with a site in another file only is another leak.
+    elsewhere = recording(held("e" * 12, chain, ["STRING app/other.rb:16"], 100))
+    expect(described_class.new(recording(held("a" * 12, chain, ["STRING app/store.rb:16"], 100)), elsewhere)
+      .map(&:status)).to eq(%i[fixed new])
+  end
+
   it "gives a table, JSON and inspect" do
     verification = described_class.new(recording(leak("a" * 12, 100)), recording(leak("a" * 12, 8)))
     expect(verification.to_s.lines.first).to eq("Leaks before → after, objects per unit of work: 1 fixed\n")
@@ -98,6 +119,23 @@ RSpec.describe Heapdiff::Siblings do
     expect(siblings.some.map { |row| [row.signature, row.counts] }).to eq([["o" * 12, [31, nil]]])
     expect(siblings["s" * 12].counts).to eq([11, 21])
     expect(siblings.to_s).to include("  #{"o" * 12}  leak #{"o" * 12} (only in pid 1)\n    pid 1: 31 (+30)  pid 2: -")
+  end
+
+  it "takes one leak under the same holder with a site in the same file, at another line, as the same leak" do
+    chain = ["Store::ENTRIES (Array)", "ROOT vm"]
+    growth = lambda do |signature, line|
+      Heapdiff::LeakGrowth.new(signature: signature, title: "leak #{signature}", holder_chain: chain,
+                               sites: ["STRING app.rb:#{line}"], counts: [1, 11], memsize: 0, hours: nil, work: nil,
+                               intervals: 1)
+    end
+    identity = ->(pid) { Heapdiff::ProcessIdentity.new(hostname: "web-#{pid}", pid: pid, started_at: nil) }
+    processes = [[1, "a" * 12, 10], [2, "b" * 12, 12]].map do |pid, signature, line|
+      Heapdiff::Siblings::Sibling.new(identity: identity.call(pid), snapshots: %w[a b], leaks: [growth.call(signature, line)],
+                                      sites: nil, intervals: 1)
+    end
+    siblings = described_class.new(processes)
+    expect(siblings.shared.map(&:counts)).to eq([[11, 11]])
+    expect(siblings.some).to be_empty
   end
 
   it "counts a leak in a process where it is no leak by the trend's rule when its sites grew there" do

@@ -15,12 +15,13 @@ module Heapdiff
   #               "holder_chain": ["Registry::ENTRIES (Array)", "CLASS Registry", "ROOT vm"],
   #               "sites": ["STRING app/registry.rb:12"]}]}
   #
-  # The signature decides, with one allowance: a leak whose signature the baseline
-  # lacks is still known when an entry has its holder chain and shares a site with it.
-  # That is the same holder reached by one call site more or fewer in this run (a
-  # buffer that one more SQL call site appends to), which changes the signature but
-  # not the bug. A new holder, or the same holder with none of the sites, is new.
-  # Entries without a holder chain (edited by hand) match by signature only.
+  # A leak is known when an entry is the same leak by Leak::Identity#same?: its
+  # signature, or its holder chain with a site of the same type in the same file.
+  # The second keeps a known leak known when a run reaches its holder from one call
+  # site more or fewer, or a change elsewhere in the file moves its lines: that
+  # changes the signature but not the bug. A new holder, or the same holder with none
+  # of the entry's sites' files, is new. Entries without a holder chain (edited by
+  # hand) match by signature only.
   class Baseline
     FORMAT = 1
     SIGNATURE = /\A\h{#{Leak::SIGNATURE_DIGITS}}\z/
@@ -83,6 +84,7 @@ module Heapdiff
       @path = path
       @signatures = @entries.to_h { |e| [e["signature"], e] }
       @by_chain = @entries.select { |e| e["holder_chain"].is_a?(Array) }.group_by { |e| e["holder_chain"] }
+                          .transform_values { |es| es.map { |e| [e, identity(e)] } }
     end
 
     # Is +leak+ (a Leak, or its signature) in the baseline?
@@ -98,15 +100,15 @@ module Heapdiff
       end
     end
 
-    # The baseline's entry that knows +leak+: the one with its signature, or else one
-    # with its holder chain that shares a site with it (see the class comment).
+    # The baseline's entry that knows +leak+: the one with its signature, or else the
+    # same leak by its holder chain and sites (Leak::Identity#same?).
     #
     # @param leak [Leak]
     # @return [Hash{String => Object}, nil]
     def entry_for(leak)
       @signatures.fetch(leak.signature) do
-        keys = leak.sites.map(&:key)
-        @by_chain.fetch(leak.holder_chain, []).find { |e| Array(e["sites"]).intersect?(keys) }
+        identity = leak.identity
+        @by_chain.fetch(leak.holder_chain, []).find { |_, known| known.same?(identity) }&.first
       end
     end
 
@@ -152,6 +154,13 @@ module Heapdiff
     # @return [String]
     def inspect
       "#<Heapdiff::Baseline #{path && Printable.escape(File.basename(path.to_s))} leaks=#{size}>"
+    end
+
+    private
+
+    def identity(entry)
+      sites = entry["sites"]
+      Leak::Identity.new(entry["signature"], entry["holder_chain"], sites.is_a?(Array) ? sites.map(&:to_s) : [])
     end
   end
 end

@@ -46,6 +46,37 @@ module Heapdiff
       end
     end
 
+    # What tells one leak from another across runs, processes and versions of the code:
+    # +signature+ (Leak#signature), +holder_chain+ (Leak#holder_chain) and +site_keys+
+    # (the keys of Leak#sites, "TYPE path.rb:LINE"). Leak#identity and
+    # LeakGrowth#identity make one; Baseline makes one of each entry of its file.
+    Identity = Struct.new(:signature, :holder_chain, :site_keys) do
+      # The same leak? The same signature; or, because a signature changes with any
+      # site's file:line, the same holder chain with a site of the same type in the
+      # same file, whatever its line. That keeps a leak itself when a fix elsewhere in
+      # the file moves its lines, or when a run reaches its holder from one call site
+      # more or fewer. The holder decides (a leak is its holder chain: Leak.cluster);
+      # the shared site keeps a chain as plain as "ROOT vm" from joining two leaks of
+      # unrelated code. Another holder is another leak.
+      #
+      # @param other [Identity]
+      # @return [Boolean]
+      def same?(other)
+        return true if signature == other.signature
+        return false if holder_chain.nil? || holder_chain != other.holder_chain
+
+        Identity.without_lines(site_keys).intersect?(Identity.without_lines(other.site_keys))
+      end
+
+      # "STRING app/x.rb:12" => "STRING app/x.rb".
+      #
+      # @param keys [Array<String>, nil]
+      # @return [Array<String>]
+      def self.without_lines(keys)
+        Array(keys).map { |key| key.to_s.sub(/:\d+\z/, "") }
+      end
+    end
+
     # Hex digits of #signature.
     SIGNATURE_DIGITS = 12
     # An address as a dump, a Name or Object#brief writes it: never part of a signature.
@@ -254,6 +285,11 @@ module Heapdiff
     # @return [String]
     def signature
       @signature ||= Digest::SHA256.hexdigest(JSON.generate([holder_chain, sites.map(&:key).uniq.sort]))[0, SIGNATURE_DIGITS]
+    end
+
+    # @return [Identity] what matches this leak to the same leak elsewhere (Identity#same?)
+    def identity
+      Identity.new(signature, holder_chain, sites.map(&:key).uniq)
     end
 
     # One readable line: the closest named holder, then the sites' number and types:

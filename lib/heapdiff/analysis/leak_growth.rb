@@ -12,8 +12,9 @@ module Heapdiff
   # from can be closed. Verification and Siblings compare these across recordings and
   # processes, matched by +signature+.
   #
-  # +signature+ (12 hex characters), +title+ and +sites+ are the leak's
-  # (Leak#signature, Leak#title, the keys of Leak#sites: "TYPE path.rb:LINE");
+  # +signature+ (12 hex characters), +title+, +holder_chain+ and +sites+ are the
+  # leak's (Leak#signature, Leak#title, Leak#holder_chain, the keys of Leak#sites:
+  # "TYPE path.rb:LINE");
   # +counts+ its objects at each snapshot, +memsize+ its bytes at the last (nil when
   # counted at its sites); +hours+ the span of the snapshots (nil without sidecar
   # times); +work+ the units of work from the first snapshot to the last (nil when
@@ -23,8 +24,14 @@ module Heapdiff
   # +at_sites+: true when this is no leak of the recording (its sites do not grow by
   # the trend's rule there) and +counts+ are all the objects of its sites there
   # (LeakGrowth.at_sites), held through that holder or not.
-  LeakGrowth = Struct.new(:signature, :title, :sites, :counts, :memsize, :hours, :work, :intervals, :estimated,
+  LeakGrowth = Struct.new(:signature, :title, :holder_chain, :sites, :counts, :memsize, :hours, :work, :intervals, :estimated,
                           :at_sites, keyword_init: true) do
+    # @return [Leak::Identity] what matches it to the same leak in another recording
+    #   or process (Leak::Identity#same?)
+    def identity
+      Leak::Identity.new(signature, holder_chain, sites)
+    end
+
     # Objects at the last snapshot.
     # @return [Integer]
     def count
@@ -120,7 +127,8 @@ module Heapdiff
       found = leak.sites.filter_map { |key| site_counts[key] }
       return nil if found.empty?
 
-      LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites, counts: found.transpose.map(&:sum),
+      LeakGrowth.new(signature: leak.signature, title: leak.title, holder_chain: leak.holder_chain, sites: leak.sites,
+                     counts: found.transpose.map(&:sum),
                      memsize: nil, hours: hours, work: work, intervals: intervals, estimated: false, at_sites: true)
     end
 
@@ -133,7 +141,8 @@ module Heapdiff
       work = trend.work_total
       intervals = trend.snapshots.size - 1
       trend.leaks.map do |leak|
-        LeakGrowth.new(signature: leak.signature, title: leak.title, sites: leak.sites.map(&:key), counts: leak.counts,
+        LeakGrowth.new(signature: leak.signature, title: leak.title, holder_chain: leak.holder_chain,
+                       sites: leak.sites.map(&:key), counts: leak.counts,
                        memsize: leak.memsize, hours: hours, work: work, intervals: intervals,
                        estimated: leak.estimated?, at_sites: false)
       end

@@ -154,12 +154,8 @@ module Heapdiff
                      "share with another leak is counted by its share at the last one"]
       end
       @warnings = warnings.freeze
-      by_signature = Hash.new { |h, k| h[k] = Array.new(processes.size) }
-      processes.each_with_index do |process, i|
-        process.leaks.each { |leak| by_signature[leak.signature][i] = leak }
-      end
-      @rows = by_signature.map { |signature, growths| row(signature, growths) }
-                          .sort_by { |row| [row.shared? ? 0 : 1, -row.total_growth, row.signature] }.freeze
+      @rows = same_leaks(processes).map { |growths| row(growths.compact.first.signature, growths) }
+                                   .sort_by { |row| [row.shared? ? 0 : 1, -row.total_growth, row.signature] }.freeze
       return unless @rows.any? { |row| row.growths.compact.any?(&:at_sites) }
 
       @warnings += ["counts marked \"sites\" are of a process where the trend's rule does not call the leak growing " \
@@ -214,6 +210,24 @@ module Heapdiff
     end
 
     private
+
+    # The processes' leaks gathered by leak: for each, its LeakGrowth in each process
+    # (nil where it is none), matched by Leak::Identity#same? to the first process's
+    # that has it (its signature, or its holder chain with a site in the same file:
+    # hosts that run another release of a file still share its leaks).
+    def same_leaks(processes)
+      found = [] # [identity, growths]
+      processes.each_with_index do |process, i|
+        process.leaks.each do |leak|
+          identity = leak.identity
+          entry = found.find { |known, growths| growths[i].nil? && known.signature == identity.signature } ||
+                  found.find { |known, growths| growths[i].nil? && known.same?(identity) }
+          found << (entry = [identity, Array.new(processes.size)]) unless entry
+          entry[1][i] = leak
+        end
+      end
+      found.map(&:last)
+    end
 
     # The leak of +signature+ in each process: its LeakGrowth there, or where it is no
     # leak, its sites' growth when they grew.

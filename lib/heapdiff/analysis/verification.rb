@@ -230,12 +230,19 @@ module Heapdiff
     # A leak of one recording only is counted at its sites in the other, where they
     # may still grow without being a leak by the trend's rule (a step that fell):
     # "fixed" and "new" then say what the objects did, not what the rule called them.
+    #
+    # A leak before is the same leak after by Leak::Identity#same? (its signature, or
+    # its holder chain with a site in the same file): the fix moves lines, and with
+    # them the signatures of other leaks in the files it touches.
     def build_rows
-      after = @after.to_h { |leak| [leak.signature, leak] }
+      after = @after.dup
       rows = @before.map do |leak|
-        row(leak.signature, leak.title, leak, after.delete(leak.signature) || at_sites(leak, @recordings[1]))
+        identity = leak.identity
+        same = after.index { |other| other.signature == leak.signature } ||
+               after.index { |other| other.identity.same?(identity) }
+        row(leak.signature, leak.title, leak, same ? after.delete_at(same) : at_sites(leak, @recordings[1]))
       end
-      rows + after.values.map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
+      rows + after.map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
     end
 
     def at_sites(leak, recording)
