@@ -63,7 +63,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
     expect(trend.leaks.size).to eq(1)
     found = trend.leaks.first
     expect(found.holder_chain.first).to start_with("Thread.current[:sql_log] (fiber-local, thread ")
-    expect(found.counts).to eq(leak)
+    expect(found.counts).to eq(leaked)
     expect(found.sites.map { |s| s.site.location }).to eq([expected["leak_location"]])
   end
 
@@ -161,7 +161,7 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       # The page leads with the leak: the buffer under its thread-local, counted at each snapshot.
       expect(dom.index("<h2>Leaks (1)</h2>")).to be < dom.index("<h2>Memory over time</h2>")
       card = dom[%r{<article class="leak" id="leak-\h{12}">.*?</article>}m]
-      expect(card).to include("Thread.current[:sql_log]", "#{leak.join(" → ")} objects", CGI.escapeHTML(expected["leak_location"]))
+      expect(card).to include("Thread.current[:sql_log]", "#{leaked.join(" → ")} objects", CGI.escapeHTML(expected["leak_location"]))
       # Ruby 3.1's six dumps all have recovered records: one warning says so, not six.
       recovered = dom.scan(/<li>[^<]*were not valid JSON and were recovered/)
       expect(recovered.size).to eq(RUBY_VERSION < "3.2" ? 1 : 0)
