@@ -2,6 +2,7 @@
 
 require "json"
 require "optparse"
+require "shellwords"
 require_relative "../heapdiff"
 require_relative "analysis/gem_attribution"
 require_relative "analysis/summary"
@@ -140,7 +141,7 @@ module Heapdiff
       memory = MemoryVerdict.from_snapshots(all)
       options[:memory] = memory
       @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
-      trend = verdict(all, options)
+      trend = verdict(all, args[0], options)
       begin
         report = diff_paths(snapshots)
         status = begin
@@ -508,21 +509,42 @@ module Heapdiff
     # printed (text) above the diff of the latest three. A trend needs three
     # snapshots to call a site growing; one that cannot be made (snapshots of two
     # processes) is said on stderr and the diff goes on. Returns the Trend or nil.
-    def verdict(snapshots, options)
+    def verdict(snapshots, dir, options)
       return nil if snapshots.size < 3
 
       trend = Heapdiff.trend(snapshots)
-      if options[:format] == "text"
-        growing = filter(options).select(trend.growing)
-        @out.puts trend.headline
-        growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
-        @out.puts "(#{growing.size - VERDICT_SITES} more growing)" if growing.size > VERDICT_SITES
-        @out.puts "", "Diff of the latest three:"
-      end
+      trend_output(trend, dir, options) if options[:format] == "text"
       trend
     rescue TrendError, MixedProcessesError => e
       @err.puts "#{e.message}; no trend"
       nil
+    end
+
+    # The trend's growing leaks (one per holder, what to fix) first, then its first
+    # growing sites (what makes them grow), then what to do next: a newcomer's first
+    # screen. The diff below lists every group the last dump still holds, growing or not.
+    def trend_output(trend, dir, options)
+      keep = filter(options)
+      leaks = trend.leaks(class_edges: options[:class_edges]).select { |l| l.sites.any? { |s| keep.keep?(s.site) } }
+      growing = keep.select(trend.growing)
+      @out.puts trend.headline
+      @out.puts "Growing leaks: #{leaks.size}" unless leaks.empty?
+      leaks.first(options[:top]).each { |leak| @out.puts "  #{leak.to_s(sites: 3).gsub("\n", "\n  ")}" }
+      more = leaks.size - options[:top]
+      @out.puts "  (#{more} more leak#{"s" unless more == 1})" if more.positive?
+      growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
+      @out.puts "(#{growing.size - VERDICT_SITES} more growing)" if growing.size > VERDICT_SITES
+      next_steps(dir) unless leaks.empty?
+      @out.puts "", "Diff of the latest three (growing or not):"
+    end
+
+    # What to do with the growing leaks `report` just printed, with the user's directory.
+    def next_steps(dir)
+      dir = Shellwords.escape(dir)
+      @out.puts "Next: a leak's first words say what holds it; its sites, where its objects were allocated.",
+                "  a path from a root to each site:  heapdiff trend #{dir}",
+                "  after a fix, recorded in AFTER:   heapdiff verify #{dir} AFTER",
+                "  accept these leaks in CI:         heapdiff report #{dir} --write-baseline heapdiff_baseline.json"
     end
 
     # The trend over +snapshots+ (or a Trend, which its maker closes) as HTML, written

@@ -137,10 +137,19 @@ RSpec.describe "exe/heapdiff" do
         lines = out.lines.map(&:chomp)
         expect(lines.first).to start_with("Trend over 3 snapshots (heap-0001.json.gz … heap-0003.json.gz): ")
           .and end_with("4 growing, 81 stable, 2 transient")
-        expect(lines[1]).to start_with("  1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
-        expect(lines[4]).to eq("(1 more growing)")
-        expect(lines[6]).to eq("Diff of the latest three:")
-        expect(lines[7]).to start_with("Leaks: 2")
+        # The script keeps 1000 objects a phase at each of three lines, in one array:
+        # one leak of three sites leads, with what to do next.
+        expect(lines[1]).to start_with("Growing leaks: ")
+        expect(lines[2]).to start_with("  leak ").and include("CLASS Object ← 3 sites, OBJECT Leak, STRING")
+        expect(lines[3..4]).to eq(["      3000 OBJECT Leak at leak3.rb:28 (100%)", "      3000 STRING at leak3.rb:17 (100%)"])
+        expect(lines[5]).to include("STRING at leak3.rb:27")
+        growing = lines.index { |l| l.start_with?("  1. growing") }
+        expect(lines[growing]).to start_with("  1. growing STRING at leak3.rb:17: 1000 → 2000 → 3000 objects")
+        expect(lines[growing + 3]).to eq("(1 more growing)")
+        expect(lines[growing + 4]).to start_with("Next: ")
+        expect(lines[growing + 6]).to eq("  after a fix, recorded in AFTER:   heapdiff verify #{dir} AFTER")
+        diff = lines.index("Diff of the latest three (growing or not):")
+        expect(lines[diff + 1]).to start_with("Leaks: 2")
         expect(lines[lines.index("Sites:") + 1]).to start_with("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17")
         data = JSON.parse(heapdiff("report", dir, "--format", "json").first)
         expect(data["trend"]["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)

@@ -83,7 +83,7 @@ RSpec.describe Heapdiff::RakeTask do
       ENV.delete("HEAPDIFF_DIR")
       snapshots_in("tmp/heapdiff")
       define(top: 1, html: "trend.html")
-      expect(invoke("heapdiff:report")).to include("Diff of the latest three:")
+      expect(invoke("heapdiff:report")).to include("Diff of the latest three (growing or not):")
       expect(File.read("trend.html")).to start_with("<!DOCTYPE html>")
       expect(err.string).to include("heapdiff: wrote trend.html: trend over 3 snapshots")
     end

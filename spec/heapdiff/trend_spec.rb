@@ -234,7 +234,7 @@ RSpec.describe "Heapdiff.trend" do
       # the trend's.
       expect(@out.lines.first).to start_with("Memory: ")
       expect(@out.lines[1]).to start_with("Trend over 3 snapshots")
-      expect(@out).to include("\nDiff of the latest three:\nLeaks: 2\n").and include("\nSites:\nRetained STRING 100 objects")
+      expect(@out).to include("\nDiff of the latest three (growing or not):\nLeaks: 2\n").and include("\nSites:\nRetained STRING 100 objects")
       expect(@err).to include("heapdiff: wrote #{File.join(@dir, "report.html")}: trend over 3 snapshots, 1 growing site\n")
       expect(Dir.children(@dir).grep(/\.tmp-/)).to be_empty
     end

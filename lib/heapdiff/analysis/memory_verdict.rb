@@ -64,7 +64,7 @@ module Heapdiff
                        "not a leak; compare RSS after an idle spell",
       native: "memory that no Ruby object or allocator statistic explains: a C extension or mmap; " \
               "find it with valgrind --tool=massif or heaptrack",
-      stable: "memory does not grow"
+      stable: "RSS stays within its noise; a leak smaller than that shows in the growing sites, not here"
     }.freeze
     SLOW_ADVICE = "live Ruby objects grow in every interval, though RSS has not moved beyond its noise yet: " \
                   "see the growing allocation sites and what holds them"
