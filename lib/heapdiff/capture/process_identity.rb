@@ -70,7 +70,7 @@ module Heapdiff
     # The sidecar's fields for this identity.
     # @return [Hash{String => Object}]
     def to_meta
-      { "hostname" => hostname, "pid" => pid, "process_started_at" => started_at&.getutc&.iso8601(2) }
+      { "hostname" => hostname, "pid" => pid, "process_started_at" => started_at&.getutc&.strftime("%FT%T.%2NZ") }
     end
 
     # "pid 4242 on web-1, started 2026-12-01 00:12:03 UTC"
