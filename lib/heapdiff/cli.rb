@@ -524,14 +524,10 @@ module Heapdiff
     # growing sites (what makes them grow), then what to do next: a newcomer's first
     # screen. The diff below lists every group the last dump still holds, growing or not.
     def trend_output(trend, dir, options)
-      keep = filter(options)
-      leaks = trend.leaks(class_edges: options[:class_edges]).select { |l| l.sites.any? { |s| keep.keep?(s.site) } }
-      growing = keep.select(trend.growing)
+      leaks = shown_leaks(trend, options)
+      growing = filter(options).select(trend.growing)
       @out.puts trend.headline
-      @out.puts "Growing leaks: #{leaks.size}" unless leaks.empty?
-      leaks.first(options[:top]).each { |leak| @out.puts "  #{leak.to_s(sites: 3).gsub("\n", "\n  ")}" }
-      more = leaks.size - options[:top]
-      @out.puts "  (#{more} more leak#{"s" unless more == 1})" if more.positive?
+      leak_lines(leaks, options[:baseline], options, "Growing leaks") unless leaks.empty?
       growing.first(VERDICT_SITES).each { |site| @out.puts site.to_s }
       @out.puts "(#{growing.size - VERDICT_SITES} more growing)" if growing.size > VERDICT_SITES
       next_steps(dir) unless leaks.empty?
@@ -590,7 +586,7 @@ module Heapdiff
       baseline ? fail_over_new(leaks, baseline, options) : fail_over(report, options)
     end
 
-    # The report's leaks that have a site --only/--ignore keep.
+    # The leaks of a Report or Trend that have a site --only/--ignore keep.
     def shown_leaks(report, options)
       keep = filter(options)
       report.leaks(class_edges: options[:class_edges]).select { |leak| leak.sites.any? { |s| keep.keep?(s.site) } }
@@ -601,13 +597,20 @@ module Heapdiff
     end
 
     # "Leaks: 2 (1 new, 1 known in heapdiff_baseline.json)", then each leak, new ones
-    # first, with its sites; at most --top.
+    # first, with its sites; at most --top. Then "Sites:", which the groups follow.
     def leaks_output(leaks, baseline, options)
       return @out.puts("No leaks.", "", "Sites:") if leaks.empty?
 
+      leak_lines(leaks, baseline, options, "Leaks")
+      @out.puts "", "Sites:"
+    end
+
+    # +heading+: "Leaks" (a diff's) or "Growing leaks" (a trend's, above the diff in
+    # `report`), then each leak, new ones first, marked when there is a baseline.
+    def leak_lines(leaks, baseline, options, heading)
       fresh = baseline ? baseline.new_leaks(leaks) : leaks
       known = baseline ? " (#{fresh.size} new, #{leaks.size - fresh.size} known in #{baseline.path})" : ""
-      @out.puts "Leaks: #{leaks.size}#{known}"
+      @out.puts "#{heading}: #{leaks.size}#{known}"
       ordered = fresh + (leaks - fresh)
       ordered.first(options[:top]).each do |leak|
         mark = baseline && (fresh.include?(leak) ? "new " : "known ")
@@ -615,7 +618,6 @@ module Heapdiff
       end
       more = leaks.size - options[:top]
       @out.puts "  (#{more} more leak#{"s" unless more == 1})" if more.positive?
-      @out.puts "", "Sites:"
     end
 
     def write_baseline(report, path)
@@ -631,7 +633,8 @@ module Heapdiff
       limit = options[:fail_over] || -1
       return 0 if fresh.empty? || count <= limit
 
-      @err.puts "heapdiff: #{fresh.size} new leak#{"s" unless fresh.size == 1} (#{count} objects) not in #{baseline.path}" \
+      objects = "#{count} object#{"s" unless count == 1}"
+      @err.puts "heapdiff: #{fresh.size} new leak#{"s" unless fresh.size == 1} (#{objects}) not in #{baseline.path}" \
                 "#{", more than --fail-over #{limit}" if options[:fail_over]}: " \
                 "#{fresh.first(3).map { |l| "#{l.signature} #{l.title}" }.join("; ")}"
       1

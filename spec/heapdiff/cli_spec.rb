@@ -156,6 +156,28 @@ RSpec.describe "exe/heapdiff" do
         expect(data["trend"]["growing"].first).to include("location" => "leak3.rb:17", "counts" => [1000, 2000, 3000])
       end
     end
+
+    it "marks the trend's growing leaks known or new by --baseline, and names a 1-object new leak in the singular" do
+      Dir.mktmpdir do |dir|
+        snapshot_dir(dir)
+        # The script keeps one string a phase at leak3.rb:34: a baseline of every
+        # other leak leaves that one new, with 1 object in the diff.
+        baseline = File.join(dir, "heapdiff_baseline.json")
+        report = Heapdiff.diff(*leak3)
+        Heapdiff::Baseline.write(baseline, report.leaks.reject { |l| l.sites.map { |s| s.site.location } == ["leak3.rb:34"] })
+        report.close
+        out, err, status = heapdiff("report", dir, "--baseline", baseline)
+        expect(status).to eq(1)
+        lines = out.lines.map(&:chomp)
+        expect(lines[1]).to match(/\AGrowing leaks: \d+ \(\d+ new, 1 known in #{Regexp.escape(baseline)}\)\z/)
+        first_site = lines.index { |l| l.start_with?("  1. growing") }
+        trend_leaks = lines[2...first_site].grep(/\A  (known|new) leak /)
+        # New ones first: the one the baseline lacks leads, the known one is last.
+        expect(trend_leaks.first).to start_with("  new leak ").and include("DATA Thread ← 1 site, STRING")
+        expect(trend_leaks.last).to start_with("  known leak ").and include("3 sites, OBJECT Leak, STRING")
+        expect(err).to start_with("heapdiff: 1 new leak (1 object) not in #{baseline}: ")
+      end
+    end
   end
 
   # leak3's dumps (1000 Leak objects kept per phase, counted by the script) as a
