@@ -217,6 +217,11 @@ module Heapdiff
       sources = args.zip(%w[BEFORE AFTER]).map do |arg, name|
         next arg if arg.is_a?(Array)
 
+        if File.file?(arg)
+          raise Usage, "#{arg} is a file: verify takes two directories, or lists of dumps split by --: " \
+                       "'heapdiff verify BEFORE-DUMP… -- AFTER-DUMP…'"
+        end
+
         snapshots = process_snapshots(directory(arg), nil)
         next snapshots if snapshots.size >= 2
 

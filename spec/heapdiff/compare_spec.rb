@@ -114,6 +114,8 @@ RSpec.describe "heapdiff compare on a real two-worker Puma cluster" do
     only = row_at("only-leak").signature
     out, err, status = PumaSiblingsRun.heapdiff("compare", @run[:dir])
     expect(status.exitstatus).to eq(0), err
+    # The counts' legend comes before the first of them.
+    expect(out.lines[3]).to eq("Per process: the leak's objects at its last snapshot (+ growth since its first); - none.\n")
     some = out.lines.drop_while { |l| !l.start_with?("Only in some") }
     at = some.index { |l| l.include?(only) }
     expect(some[at]).to end_with(" (only in pid #{leaker})\n")

@@ -159,6 +159,12 @@ RSpec.describe "heapdiff verify on a leaky recording against a fixed one" do
       _, err, status = TwoLeaksRun.heapdiff("verify", @before[:dir], File.join(@tmp, "nowhere"))
       expect(status.exitstatus).to eq(2)
       expect(err).to start_with("heapdiff: no such directory: ")
+      # Two dumps without --: the error says how verify takes dumps, not diff's usage.
+      dumps = Heapdiff::Snapshot.list(@before[:dir]).first(2).map(&:path)
+      _, err, status = TwoLeaksRun.heapdiff("verify", *dumps)
+      expect(status.exitstatus).to eq(2)
+      expect(err).to start_with("heapdiff: #{dumps[0]} is a file: verify takes two directories, or lists of dumps " \
+                                "split by --: 'heapdiff verify BEFORE-DUMP… -- AFTER-DUMP…'\n")
     end
   end
 end

@@ -188,6 +188,7 @@ module Heapdiff
     def to_s
       lines = ["Leaks across #{processes.size} processes:"]
       processes.each { |p| lines << "  #{p.identity} (#{p.snapshots.size} snapshots)" }
+      lines << "Per process: the leak's objects at its last snapshot (+ growth since its first); - none."
       [["In every process", shared], ["Only in some", some]].each do |heading, rows|
         lines << "#{heading} (#{rows.size}):"
         rows.each do |row|
