@@ -33,7 +33,8 @@ Dir.mktmpdir("heapdiff-demo") do |dir|
   heaps.each { |h| puts "   #{h.inspect}  (#{h.recovered_lines} broken lines recovered)" }
   puts format("   loaded and diffed in %.2f s", elapsed)
 
-  puts "\n== 3. The report, top group first"
+  puts "\n== 3. The leaks (one per holder: what keeps the objects, then where they were made), then the sites"
+  report.leaks.first(3).each { |leak| puts leak.to_s(sites: 3).lines.map { |l| "   #{l}" }.join }
   puts report.to_s(top: 8).lines.map { |l| "   #{l}" }.join
 
   top = report.first
