@@ -57,7 +57,7 @@ RSpec.describe "Memory verdicts" do
       expect(verdict.verdict).to eq(:malloc_fragmentation), verdict.to_s
       expect(verdict.growth[:malloc_fragmentation]).to be > 1e8
       expect(verdict.growth[:ruby_objects]).to be < verdict.growth[:malloc_fragmentation] / 4
-      expect(verdict.to_s).to match(/\AMemory: malloc_fragmentation, \+\d+\.\d MB; RSS .*jemalloc/)
+      expect(verdict.to_s).to match(/\AMemory: malloc_fragmentation, \+\d+\.\d MB — .*jemalloc.*\n  RSS \+/)
       expect(verdict.breakdowns.map { |b| b["allocator"] }.uniq).to eq(["glibc"])
     end
   end
@@ -113,7 +113,7 @@ RSpec.describe "Memory verdicts" do
       # The strings, and KEPT's own growth (8 bytes a string, its capacity doubling):
       # within 1 MB.
       expect(verdict.growth[:ruby_objects]).to be_within(1e6).of(Integer(File.read(kept)))
-      expect(verdict.to_s).to match(/\AMemory: ruby_objects \(slow\), \+\d+\.\d MB; RSS .* — live Ruby objects grow in every interval/)
+      expect(verdict.to_s).to match(/\AMemory: ruby_objects \(slow\), \+\d+\.\d MB — live Ruby objects grow in every interval.*\n  RSS \+/)
       expect(verdict.inspect).to start_with("#<Heapdiff::MemoryVerdict ruby_objects (slow) +")
       expect(verdict.to_h).to include(verdict: :ruby_objects, slow: true)
     end
@@ -153,7 +153,7 @@ RSpec.describe "Memory verdicts" do
     points = [0, 1, 2].map { |h| [t + (h * 3600), base.merge("rss" => (100 + (50 * h)) * 1_000_000, "native" => 5e7.to_i * h)] }
     verdict = Heapdiff::MemoryVerdict.new(points, work: 1000)
     expect(verdict).to have_attributes(verdict: :native, bytes: 100_000_000, hours: 2.0, per_hour: 5e7, per_unit: 1e5)
-    expect(verdict.to_s).to include("(+50.0 MB/hour, +100.0 KB per unit of work)")
+    expect(verdict.to_s).to include("(+50.0 MB/hour, +100.0 KB per job or request)")
     expect(Heapdiff::MemoryVerdict.new(points.map { |tm, b| [t + ((tm - t) / 3600), b] }).per_hour).to be_nil # 2 s
     expect(JSON.parse(verdict.to_json)).to include("verdict" => "native", "per_hour" => 5e7)
   end

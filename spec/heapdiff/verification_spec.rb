@@ -30,7 +30,7 @@ RSpec.describe Heapdiff::Verification do
     verification = described_class.new(recording(leak("a" * 12, 100)), recording(leak("a" * 12, 100, work: 200), work: 200))
     row = verification.first
     expect(row).to have_attributes(status: :reduced, ratio: 0.5, reduction: 0.5, before_rate: 1.0, after_rate: 0.5)
-    expect(row.to_s).to eq("reduced by 50%  aaaaaaaaaaaa  +1.0 → +0.500 per unit of work  leak aaaaaaaaaaaa")
+    expect(row.to_s).to eq("reduced by 50%  aaaaaaaaaaaa  +1.0 → +0.500 per job or request  leak aaaaaaaaaaaa")
   end
 
   it "calls a leak gone from AFTER fixed, one only in AFTER new, and fails only for new or worse ones" do
@@ -96,7 +96,7 @@ RSpec.describe Heapdiff::Verification do
 
   it "gives a table, JSON and inspect" do
     verification = described_class.new(recording(leak("a" * 12, 100)), recording(leak("a" * 12, 8)))
-    expect(verification.to_s.lines.first).to eq("Leaks before → after, objects per unit of work: 1 fixed\n")
+    expect(verification.to_s.lines.first).to eq("Leaks before → after, objects per job or request: 1 fixed\n")
     expect(JSON.parse(verification.to_json)).to include("unit" => "unit", "passed" => true,
                                                         "counts" => include("fixed" => 1, "new" => 0))
     expect(verification.inspect).to eq("#<Heapdiff::Verification unit=unit fixed=1 reduced=0 unchanged=0 worse=0 new=0>")

@@ -120,7 +120,7 @@ RSpec.describe "heapdiff verify on a leaky recording against a fixed one" do
     it "prints the table, one line per leak, and exits 0" do
       out, err, status = TwoLeaksRun.heapdiff("verify", @before[:dir], @after[:dir])
       expect(status.exitstatus).to eq(0), err
-      expect(out.lines.first).to start_with("Leaks before → after, objects per unit of work: 1 fixed, 1 unchanged")
+      expect(out.lines.first).to start_with("Leaks before → after, objects per job or request: 1 fixed, 1 unchanged")
       expect(out.lines.grep(/#{fixed}/)).to contain_exactly(a_string_starting_with("  fixed "))
       expect(out.lines.grep(/#{unchanged}/)).to contain_exactly(a_string_starting_with("  unchanged "))
     end

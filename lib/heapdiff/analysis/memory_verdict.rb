@@ -160,15 +160,16 @@ module Heapdiff
       to_h.to_json(*args)
     end
 
-    # "Memory: malloc_fragmentation, +742.6 MB (+1.2 GB/hour); RSS +777.2 MB = Ruby objects +31.0 MB, … —
-    # the allocator keeps …"
+    # Two lines, what to do first, then where the memory went:
+    # "Memory: malloc_fragmentation, +742.6 MB (+1.2 GB/hour) — the allocator keeps …\n
+    #   RSS +777.2 MB = ruby objects +31.0 MB, …"
     def to_s
       return "Memory: unknown (#{reason})" if verdict == :unknown
 
-      rates = [per_hour && "#{signed(per_hour)}/hour", per_unit && "#{signed(per_unit)} per unit of work"].compact
+      rates = [per_hour && "#{signed(per_hour)}/hour", per_unit && "#{signed(per_unit)} per job or request"].compact
       parts = COMPONENTS.keys.map { |name| "#{name.to_s.tr("_", " ")} #{signed(growth[name])}" }
-      "Memory: #{name}, #{signed(bytes)}#{" (#{rates.join(", ")})" unless rates.empty?}; " \
-        "RSS #{signed(growth[:rss])} = #{parts.join(", ")} — #{advice}"
+      "Memory: #{name}, #{signed(bytes)}#{" (#{rates.join(", ")})" unless rates.empty?} — #{advice}\n  " \
+        "RSS #{signed(growth[:rss])} = #{parts.join(", ")}"
     end
 
     def inspect

@@ -270,7 +270,7 @@ module Heapdiff
     def to_s(top: 10, suspects: 3, only: nil, ignore: nil)
       first, last = memory.values_at(0, -1)
       lines = [headline]
-      lines << "  #{memory_verdict}" unless memory_verdict.verdict == :unknown
+      lines << "  #{memory_verdict.to_s.gsub("\n", "\n  ")}" unless memory_verdict.verdict == :unknown
       lines << "  RSS #{mb(first.rss_bytes)} → #{mb(last.rss_bytes)}" if first.rss_bytes && last.rss_bytes
       lines << "  live objects #{memory.map(&:objects).join(" → ")}"
       filter = SiteFilter.new(only: only, ignore: ignore)

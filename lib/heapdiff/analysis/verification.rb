@@ -41,7 +41,7 @@ module Heapdiff
     REDUCED = 0.8
     WORSE = 1.25
     STATUSES = %i[fixed reduced unchanged worse new].freeze
-    UNITS = { unit: "unit of work", hour: "hour", snapshot: "snapshot" }.freeze
+    UNITS = { unit: "job or request", hour: "hour", snapshot: "snapshot" }.freeze
 
     # One leak: its +signature+ and +title+, +before+ and +after+ (LeakGrowth; in the
     # recording it is no leak of, counted at its sites (LeakGrowth#at_sites), or nil
@@ -89,7 +89,7 @@ module Heapdiff
         [change, signature, rate(before_rate), rate(after_rate), Printable.escape(title)]
       end
 
-      # "fixed  c1285096a128  +3.0 → 0 per unit of work  SESSIONS (Array) ← …"
+      # "fixed  c1285096a128  +3.0 → 0 per job or request  SESSIONS (Array) ← …"
       def to_s
         change, signature, before, after, title = cells
         "#{change}  #{signature}  #{before} → #{after} per #{UNITS[unit]}  #{title}"
