@@ -132,10 +132,7 @@ module Heapdiff
       directory(args[0])
       all = process_snapshots(args[0], options[:pid])
       snapshots = all.last(3)
-      if snapshots.size < 2
-        raise Usage, "report needs at least two snapshots in #{args[0]}, found #{snapshots.size} " \
-                     "(snapshots are named heap-NNNN.json or heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)"
-      end
+      too_few_snapshots("report", args[0], snapshots.size) if snapshots.size < 2
 
       # Where the memory grew, from the sidecars alone: before any dump is loaded.
       memory = MemoryVerdict.from_snapshots(all)
@@ -168,6 +165,7 @@ module Heapdiff
       raise Usage, "trend needs a directory of snapshots or at least two dumps" if args.empty?
 
       source = args.size == 1 ? process_snapshots(directory(args[0]), options[:pid]) : args
+      too_few_snapshots("trend", args[0], source.size) if args.size == 1 && source.size < 2
       args.each { |path| progress(path) } if args.size > 1
       Heapdiff.trend(source) do |trend|
         shown = { top: options[:top], only: options[:only], ignore: options[:ignore] }
@@ -225,7 +223,7 @@ module Heapdiff
         snapshots = process_snapshots(directory(arg), nil)
         next snapshots if snapshots.size >= 2
 
-        forked = Dir.glob("pid-*", base: arg).min&.then { |child| File.join(arg, child) }
+        forked = forked_dirs(arg).first&.then { |child| File.join(arg, child) }
         raise Usage, "#{name}: #{arg} holds #{snapshots.size} snapshot(s) of its latest process; verify needs two or more" \
                      "#{" (a forked process's are in #{forked})" if forked}"
       end
@@ -508,6 +506,28 @@ module Heapdiff
       raise Usage, "no such directory: #{path}" unless File.exist?(path)
 
       raise Usage, "#{path} is a file, not a directory of snapshots ('heapdiff diff A B C' diffs dumps by name)"
+    end
+
+    # Raises the usage error of `report` or `trend` (+command+) for a directory with
+    # fewer than two snapshots: where a forked process's are, when its pid-PID
+    # subdirectories hold them (a Puma cluster's DIR), else how snapshots are named.
+    def too_few_snapshots(command, dir, found)
+      forked = forked_dirs(dir)
+      if forked.empty?
+        raise Usage, "#{command} needs at least two snapshots in #{dir}, found #{found} " \
+                     "(snapshots are named heap-NNNN.json or heap-NNNN.json.gz; 'heapdiff diff A B C' takes any names)"
+      end
+
+      raise Usage, "#{command} needs at least two snapshots in #{dir}, found #{found}; its " \
+                   "#{forked.join(", ")} hold each forked process's (Puma workers…): " \
+                   "'heapdiff #{command} #{File.join(dir, forked.first)}' for one, " \
+                   "'heapdiff compare #{dir}' to set them side by side"
+    end
+
+    # The pid-PID subdirectories of +dir+ where forked processes' recorders write
+    # (Recorder: a process forked after heapdiff loaded), sorted.
+    def forked_dirs(dir)
+      Dir.glob("pid-*", base: dir).select { |child| File.directory?(File.join(dir, child)) }.sort
     end
 
     # The trend over every snapshot of a directory, for `report`: its verdict is

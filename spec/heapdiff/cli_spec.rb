@@ -129,6 +129,21 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
+    it "points at the pid-PID subdirectories of a directory whose forked processes recorded there (Puma workers)" do
+      Dir.mktmpdir do |dir|
+        %w[pid-101 pid-102].each { |child| snapshot_dir(FileUtils.mkdir_p(File.join(dir, child)).first) }
+        %w[report trend].each do |command|
+          out, err, status = heapdiff(command, dir)
+          expect([out, status]).to eq(["", 2])
+          expect(err).to start_with("heapdiff: #{command} needs at least two snapshots in #{dir}, found 0; its pid-101, pid-102 " \
+                                    "hold each forked process's (Puma workers…): 'heapdiff #{command} #{dir}/pid-101' for one, " \
+                                    "'heapdiff compare #{dir}' to set them side by side\n")
+          _, _, status = heapdiff(command, File.join(dir, "pid-101"))
+          expect(status).to eq(0)
+        end
+      end
+    end
+
     it "shows the trend's verdict over every snapshot first, then the diff of the latest three" do
       Dir.mktmpdir do |dir|
         snapshot_dir(dir)
