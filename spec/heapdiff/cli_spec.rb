@@ -97,6 +97,8 @@ RSpec.describe "exe/heapdiff" do
         _, err, status = heapdiff("diff", "/nonexistent/0.json", "/nonexistent/1.json", "--baseline", File.join(dir, "none.json"))
         expect(status).to eq(2)
         expect(err).to start_with("heapdiff: cannot read the baseline #{File.join(dir, "none.json")}: No such file or directory")
+          .and end_with(" (one is made by 'heapdiff report DIR --write-baseline #{File.join(dir, "none.json")}' " \
+                        "or Heapdiff::Baseline.write)\n")
       end
     end
 

@@ -50,6 +50,9 @@ module Heapdiff
           raise BaselineError, "heapdiff: #{path}: leak #{i + 1} has no signature of #{Leak::SIGNATURE_DIGITS} hex digits"
         end
         new(leaks, path: path)
+      rescue Errno::ENOENT => e
+        raise BaselineError, "heapdiff: cannot read the baseline #{path}: #{e.message} (one is made by " \
+                             "'heapdiff report DIR --write-baseline #{path}' or Heapdiff::Baseline.write)"
       rescue SystemCallError => e
         raise BaselineError, "heapdiff: cannot read the baseline #{path}: #{e.message}"
       rescue JSON::ParserError, EncodingError => e
