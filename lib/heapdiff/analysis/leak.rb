@@ -292,18 +292,18 @@ module Heapdiff
       Identity.new(signature, holder_chain, sites.map(&:key).uniq)
     end
 
-    # One readable line: the closest named holder, then the sites' number and types:
+    # One readable line: the closest named holder, then the sites' number and types,
+    # and where the largest is (its path as in Site#key), so that two leaks of one
+    # holder name read apart in verify's and compare's rows:
     # 'Thread.current[:sql_log] (fiber-local, thread "processor", Array) ← Thread
-    # "processor" (Thread) ← 2 sites, STRING'.
+    # "processor" (Thread) ← 2 sites, STRING, at app/subscribers/sql_log.rb:12 and 1 more'.
     #
     # @return [String]
     def title
-      holder = holder_chain.reject { |w| w.start_with?("ROOT ") || w.include?(": ROOT ") }
-      holder = holder_chain if holder.empty?
-      labels = sites.map { |s| s.site.label }.uniq
       n = sites.map(&:key).uniq.size
-      "#{holder.first(2).join(" ← ")} ← #{n} site#{"s" unless n == 1}, #{labels.first(3).join(", ")}" \
-        "#{", …" if labels.size > 3}"
+      top = sites.first
+      where = top.key.delete_prefix("#{top.site.label} ")
+      "#{holder_and_sites}#{n == 1 ? " at #{where}" : ", at #{where} and #{n - 1} more"}"
     end
 
     # Did the count of the leak's sites need an estimate? True in a trend when a site
@@ -339,7 +339,8 @@ module Heapdiff
     # @return [String]
     def to_s(sites: 5)
       trend = counts ? " (#{counts.join(" → ")}#{", estimate" if estimated?})" : ""
-      lines = ["leak #{signature}: #{title}: #{count} object#{"s" unless count == 1}#{trend}, #{Printable.bytes(memsize)}"]
+      objects = "#{count} object#{"s" unless count == 1}"
+      lines = ["leak #{signature}: #{holder_and_sites}: #{objects}#{trend}, #{Printable.bytes(memsize)}"]
       self.sites.first(sites).each { |s| lines << "    #{s}" }
       more = self.sites.size - sites
       lines << "    (#{more} more site#{"s" unless more == 1})" if more.positive?
@@ -349,6 +350,20 @@ module Heapdiff
     # @return [String]
     def inspect
       "#<Heapdiff::Leak #{signature} count=#{count} memsize=#{memsize} sites=#{sites.size} #{title}>"
+    end
+
+    private
+
+    # The title without where: the holder's first two steps, the sites' number and
+    # types ("Store::AUDIT (Array) ← MODULE Store ← 1 site, STRING"); #to_s lists the
+    # sites below it.
+    def holder_and_sites
+      holder = holder_chain.reject { |w| w.start_with?("ROOT ") || w.include?(": ROOT ") }
+      holder = holder_chain if holder.empty?
+      labels = sites.map { |s| s.site.label }.uniq
+      n = sites.map(&:key).uniq.size
+      "#{holder.first(2).join(" ← ")} ← #{n} site#{"s" unless n == 1}, #{labels.first(3).join(", ")}" \
+        "#{", …" if labels.size > 3}"
     end
   end
 end
