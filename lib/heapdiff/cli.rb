@@ -592,6 +592,7 @@ module Heapdiff
         h = report_h(report, options)
         if trend
           h[:trend] = { verdicts: Trend::VERDICTS.to_h { |v| [v, trend.public_send(v).size] },
+                        leaks: leaks_h(shown_leaks(trend, options), baseline),
                         growing: filter(options).select(trend.growing).first(VERDICT_SITES).map(&:to_h) }
         end
         @out.puts pretty({ leaks: leaks_h(leaks, baseline) }.merge(h.except(:leaks)))

@@ -170,6 +170,9 @@ RSpec.describe "exe/heapdiff" do
         expect(lines[lines.index("Sites:") + 1]).to start_with("Retained STRING 1000 objects of size 40.0 kB/556.2 kB at: leak3.rb:17")
         data = JSON.parse(heapdiff("report", dir, "--format", "json").first)
         expect(data["trend"]["verdicts"]).to eq("growing" => 4, "stable" => 81, "transient" => 2)
+        # The text's growing leaks: the script's three lines under one holder lead.
+        expect(data["trend"]["leaks"].first["sites"].map { |site| site["location"] })
+          .to contain_exactly("leak3.rb:17", "leak3.rb:27", "leak3.rb:28")
         expect(data["trend"]["growing"].first).to include("location" => "leak3.rb:17", "counts" => [1000, 2000, 3000])
       end
     end
