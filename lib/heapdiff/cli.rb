@@ -27,14 +27,15 @@ module Heapdiff
     BANNERS = {
       "verify" => "BEFORE and AFTER are Recorder directories (each: its latest process's snapshots), or\n" \
                   "lists of one process's dumps: heapdiff verify B1 B2 B3 -- A1 A2 A3. Leaks are matched by\n" \
-                  "signature; rates are per unit of work (jobs, requests) when both recordings count it,\n" \
+                  "signature; rates are per job or request when both recordings count them,\n" \
                   "else per hour, else per snapshot. AFTER's rate as a share of BEFORE's: at most " \
                   "#{(Verification::FIXED * 100).round}% fixed,\n" \
                   "at most #{(Verification::REDUCED * 100).round}% reduced, above " \
                   "#{(Verification::WORSE * 100).round}% worse, else unchanged; new: grows only in AFTER.\n" \
-                  "Exit status 1 when a leak is new or worse.\n",
+                  "Exit status: 1 when a leak is new or worse (or, with --fixed, not fixed); 2 for a usage error.\n",
       "compare" => "Each process's leaks come from the trend over its own snapshots, found in DIR and\n" \
-                   "in its subdirectories (a forked Recorder's pid-PID), matched across processes by signature.\n"
+                   "in its subdirectories (a forked Recorder's pid-PID), matched across processes by signature.\n" \
+                   "Exit status: 0; 2 for a usage error (fewer than two processes with two snapshots or more).\n"
     }.freeze
     BY = %w[location file gem class type].freeze
     FORMATS = %w[text json].freeze
