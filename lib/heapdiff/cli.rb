@@ -15,7 +15,7 @@ module Heapdiff
   class CLI
     COMMANDS = {
       "diff" => ["A B [C]", "What was allocated between A and B (and, given C, is still there in C)."],
-      "report" => ["DIR", "The trend's verdict over one process's snapshots in DIR, then the diff of its latest three."],
+      "report" => ["DIR", "The leaks that grow over one process's snapshots in DIR, what next, then the latest three's diff."],
       "trend" => ["DIR | DUMP…", "Every allocation site across all the snapshots: growing, stable or transient."],
       "path" => ["DUMP ADDRESS", "The shortest path from a GC root to the object at ADDRESS."],
       "verify" => ["BEFORE AFTER", "Whether a fix worked: each leak's growth before and after (fixed, reduced, new…)."],

@@ -61,7 +61,7 @@ module Heapdiff
       namespace(name) do
         desc "Diff two or three heap dumps"
         task(:diff, %i[before after later]) { |_, args| run("diff", args.to_a, fail_over: true) }
-        desc "The trend's verdict over the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff), " \
+        desc "The leaks that grow over the snapshots in a directory (HEAPDIFF_DIR or tmp/heapdiff), " \
              "then the diff of the latest three"
         task(:report, %i[dir html]) { |_, args| run("report", snapshots(args), fail_over: true) }
         desc "Write the leaks of the latest snapshots in a directory to the baseline (#{DEFAULT_BASELINE})"

@@ -146,7 +146,7 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
-    it "shows the trend's verdict over every snapshot first, then the diff of the latest three" do
+    it "leads with the trend's growing leaks over every snapshot and what to do next, then the diff of the latest three" do
       Dir.mktmpdir do |dir|
         snapshot_dir(dir)
         out, _, status = heapdiff("report", dir, "--top", "1")
