@@ -34,7 +34,7 @@ pub struct LoadOptions<'a> {
 
 /// Loads the heap dump at `path` (plain or gzip, detected by content) into a `Heap`.
 ///
-/// A reader thread streams the file in batches of about 4 MB; rayon parses each batch's
+/// A reader thread streams the file in batches of about 1 MB; rayon parses each batch's
 /// pieces in parallel; memory holds the index plus a few batches. Lines that are not
 /// valid JSON as the emitter wrote them are recovered where the record is clear (see
 /// `Heap::warnings` and `LoadStats`).
