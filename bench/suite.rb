@@ -1,30 +1,33 @@
 # frozen_string_literal: true
 
-# The benchmark suite (`rake bench`): heapdiff against heapy, with `cat` and `wc -l`
-# as the floor, on seeded dumps of about 1M and 5M objects. `bin/setup --bench`
-# installs what it needs (Rails' libraries from Debian, GNU time); the dumps take
-# about 7 GB in bench/out/, and heapy several minutes on the larger ones.
+# The benchmark suite (`rake bench`): heapdiff against heapy, with `cat` as the floor,
+# on seeded three-dump sets of about 150 MB, 440 MB, 1.1 GB and 5.5 GB (100k, 400k, 1M
+# and 5M objects a dump; bench/generate.rb's Rails libraries alone make 48 MB a dump,
+# so no set is smaller than ~146 MB). `bin/setup --bench` installs what it needs (Rails'
+# libraries from Debian, GNU time); heapy takes minutes on the largest set.
 #
-#   ruby bench/suite.rb [--sizes 1000000,5000000] [--seed 42] [--runs 1]
-#                       [--no-heapy] [--results bench/RESULTS.md]
+#   ruby bench/suite.rb [--sizes 100000,400000,1000000,5000000] [--seed 42] [--runs 3]
+#                       [--heapy-runs 1] [--no-heapy] [--dumps DIR]
+#                       [--results bench/RESULTS.md]
 #
 # For each size, bench/generate.rb writes three dumps of a real traced process (Rails'
 # libraries from Debian's gems, then strings, arrays, hashes, objects, structs…) into
-# bench/out/SIZE/, once. Then each command runs in a child process, timed with
-# /usr/bin/time (peak RSS) and our clock (wall time), the page cache warmed before each
-# run:
+# DIR/SIZE/ (default bench/out/SIZE/), once. Then each command runs in a child process,
+# timed with /usr/bin/time (peak RSS) and our clock (wall time), the page cache warmed
+# before each run. Runs alternate (A B C… A B C…), so that what else the machine does
+# falls on every command alike; each row shows the median and the min–max.
 #
-#   cat         cat 0.json 1.json 2.json
-#   wc -l       wc -l 0.json 1.json 2.json
-#   heapy       heapy diff 0.json 1.json 2.json
-#   diff        Heapdiff.diff(0, 1, 2) and print the top group: the whole user story
-#   load        Heapdiff.load(2.json), all cores; and again with HEAPDIFF_THREADS=1
-#   retention   on 2.json: the first path query from the roots, and the dominator tree
-#   phases      the three-dump diff in process, and the share of it that deciding
-#               reachability in the last dump takes
+#   cat             cat 0.json 1.json 2.json
+#   heapy diff      heapy diff 0.json 1.json 2.json (--heapy-runs times: minutes)
+#   heapdiff diff   exe/heapdiff diff 0.json 1.json 2.json: the CLI as a user runs it,
+#                   the whole process (start-up, requires, loads, diff, output)
+#   in process      Heapdiff.diff(0, 1, 2) and its text, timed inside the process
+#   idle            ruby -rheapdiff: the RSS a process has before it loads anything
+#   retention       on 2.json: its load, the first path query from the roots, and the
+#                   dominator tree
 #
-# Prints a table per size and the targets of issue 6, and writes both, with a
-# description of the machine, to --results. A benchmark, not a test: exits 0.
+# Prints a table per size and issue 20's targets, and writes both, with a description
+# of the machine, to --results. A benchmark, not a test: exits 0.
 
 require "etc"
 require "json"
@@ -39,75 +42,85 @@ module HeapdiffBench
     # What bench/generate.rb loads to make its dumps a Rails app's: without these the
     # dumps (and so the figures) would not be the ones RESULTS.md describes.
     LIBRARIES = %w[rails action_controller/railtie action_view active_job action_mailer active_record sidekiq].freeze
+    SIZES = [100_000, 400_000, 1_000_000, 5_000_000].freeze
 
-    # Issue 6's targets for this machine.
+    # Issue 20's targets.
     HEAPY_SPEEDUP = 30.0
     CAT_RATIO = 4.0
-    LOAD_MB_S_PER_CORE = 400.0
     RSS_FRACTION = 0.3
-    LINEAR_RATIO = 5.5
+    FIRST_PATH_MS = 20.0
+    DOMINATORS_SHARE = 0.5
+    # Time of the 5M-object set ÷ the 1M-object one.
+    LINEAR_RATIO = 5.2
+    # "Retained means reachable" may cost at most this share of the three-dump diff.
+    REACH_SHARE = 0.15
 
-    # Runs in the child for "load" and "retention": prints one JSON line of timings
-    # measured inside the process (no Ruby start-up, no require).
-    LOAD_SCRIPT = <<~RUBY
+    # The CLI as installed: exe/heapdiff, with this checkout's lib.
+    CLI = [RbConfig.ruby, "-I", File.join(ROOT, "lib"), File.join(ROOT, "exe", "heapdiff"), "diff"].freeze
+    # Heapdiff.diff and the report's text, timed inside the process (no start-up, no
+    # require): one JSON line.
+    IN_PROCESS_SCRIPT = <<~RUBY
       require "heapdiff"
-      t = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      heap = Heapdiff.load(ARGV[0])
-      puts JSON.generate(load: Process.clock_gettime(Process::CLOCK_MONOTONIC) - t, objects: heap.size)
+      clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      t = clock.call
+      report = Heapdiff.diff(*ARGV)
+      diff = clock.call - t
+      t = clock.call
+      text = report.to_s
+      puts JSON.generate(diff: diff, text: clock.call - t, bytes: text.bytesize)
     RUBY
+    # On the last dump: its load, the first path query (which builds the breadth-first
+    # tree from the roots, object → class edges included: what decides reachability in
+    # a diff), and the dominator tree with retained sizes.
     RETENTION_SCRIPT = <<~RUBY
       require "heapdiff"
       clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      t = clock.call
       heap = Heapdiff.load(ARGV[0])
-      # The first query builds the breadth-first tree from the roots, whatever the target.
+      load = clock.call - t
       target = heap.object(Random.new(42).rand(heap.size))
       t = clock.call
       path = heap.path_to_root(target)
       path_s = clock.call - t
       t = clock.call
       retained = heap.retained_size(target)
-      puts JSON.generate(path: path_s, path_length: path&.size, dominators: clock.call - t, retained: retained)
+      puts JSON.generate(load: load, objects: heap.size, path: path_s, path_length: path&.size,
+                         dominators: clock.call - t, retained: retained)
     RUBY
-    DIFF_SCRIPT = 'require "heapdiff"; puts Heapdiff.diff(*ARGV).groups.first'
-    # The cost of "retained means reachable": the three-dump diff in this process
-    # (loads, then the diff, which walks the last dump from its roots), and that walk
-    # alone on a fresh load of the last dump (the breadth-first tree from the roots,
-    # object → class edges included, is what decides reachability; the first path
-    # query builds the same tree).
-    REACH_SCRIPT = <<~RUBY
-      require "heapdiff"
-      clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
-      t = clock.call
-      heaps = ARGV.map { |path| Heapdiff.load(path) }
-      loads = clock.call - t
-      t = clock.call
-      report = Heapdiff.diff(*heaps)
-      diff = clock.call - t
-      count = report.total_count
-      report.close
-      heaps.each(&:close)
-      last = Heapdiff.load(ARGV.last)
-      t = clock.call
-      last.path_to_root(last.object(0))
-      reach = clock.call - t
-      puts JSON.generate(loads: loads, diff: diff, reach: reach, retained: count)
-    RUBY
-    # "Retained means reachable" may cost at most this share of the three-dump diff.
-    REACH_SHARE = 0.15
+    IDLE_SCRIPT = 'require "heapdiff"'
 
-    Result = Struct.new(:name, :wall, :rss_kb, :disk_mb, :inner, :note, keyword_init: true)
+    # One command's runs: wall times (s), peak RSS (kB), blocks read (MB) and, for the
+    # scripts, the JSON line each printed.
+    Result = Struct.new(:name, :walls, :rss_kbs, :disk_mbs, :inners, :note, keyword_init: true) do
+      def wall = median(walls)
+      def rss_kb = median(rss_kbs)
+      def disk_mb = disk_mbs.max
+      def inner(key) = median(inners.map { |i| i[key] })
+      def range = walls.size > 1 ? format("%.2f–%.2f", walls.min, walls.max) : ""
+
+      # The median of the runs' figures (the lower middle one of an even count).
+      def median(values)
+        values.sort[(values.size - 1) / 2]
+      end
+    end
 
     def initialize(argv)
-      @opts = { sizes: [1_000_000, 5_000_000], seed: 42, runs: 1, heapy: true,
-                results: File.join(ROOT, "bench", "RESULTS.md") }
+      @opts = { sizes: SIZES, seed: 42, runs: 3, heapy_runs: 1, heapy: true,
+                dumps: File.join(ROOT, "bench", "out"), results: File.join(ROOT, "bench", "RESULTS.md") }
       OptionParser.new do |o|
         o.banner = "usage: ruby bench/suite.rb [options]"
-        o.on("--sizes N,N", Array, "objects per dump (default 1000000,5000000)") do |v|
+        o.on("--sizes N,N", Array, "objects per dump (default #{SIZES.join(",")})") do |v|
           @opts[:sizes] = v.map { |s| Integer(s.delete("_")) }
         end
         o.on("--seed S", Integer, "generator seed (default 42)") { |v| @opts[:seed] = v }
-        o.on("--runs N", Integer, "runs per command, the median is shown (default 1)") { |v| @opts[:runs] = [v, 1].max }
-        o.on("--no-heapy", "skip heapy (minutes on 5M objects)") { @opts[:heapy] = false }
+        o.on("--runs N", Integer, "runs per command, alternating; median and range shown (default 3)") do |v|
+          @opts[:runs] = [v, 1].max
+        end
+        o.on("--heapy-runs N", Integer, "runs of heapy (default 1: minutes on 5M objects)") do |v|
+          @opts[:heapy_runs] = [v, 1].max
+        end
+        o.on("--no-heapy", "skip heapy") { @opts[:heapy] = false }
+        o.on("--dumps DIR", "where the dumps are made and kept (default bench/out)") { |v| @opts[:dumps] = v }
         o.on("--results PATH", "where to write the report (default bench/RESULTS.md)") { |v| @opts[:results] = v }
       end.parse!(argv)
     end
@@ -123,7 +136,7 @@ module HeapdiffBench
       abort "heapdiff is not built: run rake compile" unless heapdiff_built?
 
       started = Time.now
-      load_before = File.read("/proc/loadavg").split.first(3).join(" ")
+      load_before = loadavg
       sections = @opts[:sizes].map { |objects| bench_size(objects) }
       report = [machine(started, load_before), *sections.map { |s| s[:text] }, targets(sections)].join("\n")
       puts report
@@ -135,116 +148,163 @@ module HeapdiffBench
     private
 
     def bench_size(objects)
-      dir = File.join(ROOT, "bench", "out", objects.to_s)
+      dir = File.join(@opts[:dumps], objects.to_s)
       system(RbConfig.ruby, File.join(ROOT, "bench", "generate.rb"), dir, "--objects", objects.to_s,
              "--seed", @opts[:seed].to_s, exception: true)
       params = JSON.parse(File.read(File.join(dir, "params.json")))
       files = Array.new(3) { |i| File.join(dir, "#{i}.json") }
       total = files.sum { |f| File.size(f) }
       @warm = files
+      puts "#{objects} objects (#{format("%.0f", total / 1e6)} MB), load average #{loadavg}"
 
-      results = {}
-      results[:cat] = measure("cat", ["cat", *files])
-      results[:wc] = measure("wc -l", ["wc", "-l", *files])
-      # heapy runs once: minutes on the larger dumps, and the ratio it gives is not close.
-      results[:heapy] = measure("heapy diff", [heapy, "diff", *files], runs: 1) if @opts[:heapy] && heapy
-      results[:diff] = measure("heapdiff diff", ruby_cmd(DIFF_SCRIPT, *files))
-      results[:load] = measure("heapdiff load", ruby_cmd(LOAD_SCRIPT, files[2]), json: true)
-      results[:load1] = measure("heapdiff load, 1 thread", ruby_cmd(LOAD_SCRIPT, files[2]), json: true,
-                                                                                            env: { "HEAPDIFF_THREADS" => "1" })
-      results[:retention] = measure("heapdiff path + dominators", ruby_cmd(RETENTION_SCRIPT, files[2]), json: true)
-      results[:reach] = measure("heapdiff diff phases", ruby_cmd(REACH_SCRIPT, *files), json: true)
+      commands = {
+        cat: ["cat", ["cat", *files], {}],
+        heapy: (["heapy diff", [heapy, "diff", *files], { runs: @opts[:heapy_runs] }] if @opts[:heapy] && heapy),
+        cli: ["heapdiff diff (CLI)", [*CLI, *files], {}],
+        in_process: ["Heapdiff.diff in process", ruby_cmd(IN_PROCESS_SCRIPT, *files), { json: true }],
+        idle: ["idle ruby -rheapdiff", ruby_cmd(IDLE_SCRIPT), {}],
+        retention: ["load + path + dominators of 2.json", ruby_cmd(RETENTION_SCRIPT, files[2]), { json: true }]
+      }.compact
+      results = measure_alternating(commands)
+      load_after = loadavg
       { objects: objects, params: params, files: files, total: total, results: results,
-        text: section_text(objects, params, files, total, results) }
+        text: section_text(objects, params, files, total, results, load_after) }
     end
 
-    def section_text(objects, params, files, total, r)
+    # Runs every command once, in turn, --runs times (a command with fewer runs, heapy,
+    # drops out once it has them).
+    def measure_alternating(commands)
+      runs = Hash.new { |h, k| h[k] = [] }
+      @opts[:runs].times do |round|
+        commands.each do |key, (name, cmd, opts)|
+          next if round >= opts.fetch(:runs, @opts[:runs]) || runs[key].any? { |r| r[:error] }
+
+          print "  #{name}… "
+          run = run_once(cmd, {}, capture: opts[:json])
+          puts run[:error] ? "failed" : format("%.2f s", run[:wall])
+          runs[key] << run
+        end
+      end
+      commands.to_h do |key, (name, _cmd, opts)|
+        done = runs[key]
+        if (failed = done.find { |r| r[:error] })
+          next [key, Result.new(name: name, note: "failed: #{failed[:error]}")]
+        end
+
+        [key, Result.new(name: name, walls: done.map { |r| r[:wall] }, rss_kbs: done.map { |r| r[:rss_kb] },
+                         disk_mbs: done.map { |r| r[:disk_mb] },
+                         inners: opts[:json] ? done.map { |r| JSON.parse(r[:out].lines.last) } : nil)]
+      end
+    end
+
+    def section_text(objects, params, files, total, r, load_after)
       mb = ->(bytes) { bytes / 1e6 }
-      dump2 = File.size(files[2])
-      lines = ["## #{objects.to_s.reverse.scan(/\d{1,3}/).join(",").reverse} objects per dump", "",
-               format("Dumps: %s MB (%.1f MB in all), %s lines.",
+      lines = ["## #{objects.to_s.reverse.scan(/\d{1,3}/).join(",").reverse} objects per dump " \
+               "(#{format("%.0f", mb.call(total))} MB of dumps)", "",
+               format("Dumps: %s MB (%.1f MB in all), %s lines. Load average after: %s.",
                       files.map { |f| format("%.1f", mb.call(File.size(f))) }.join(" + "), mb.call(total),
-                      params["lines"].join(" + ")),
+                      params["lines"].join(" + "), load_after),
                "",
-               "| command | wall s | peak RSS MB | ÷ cat | heapy ÷ it | RSS ÷ dumps | read from disk MB |",
-               "|---|---:|---:|---:|---:|---:|---:|"]
+               "| command | wall s (median) | min–max s | peak RSS MB | ÷ cat | heapy ÷ it | RSS ÷ dumps | " \
+               "read from disk MB |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|"]
       cat = r[:cat]&.wall
       heapy = r[:heapy]&.wall
       r.each_value do |res|
         if res.note
-          lines << "| #{res.name} | #{res.note} | | | | | |"
+          lines << "| #{res.name} | #{res.note} | | | | | | |"
           next
         end
-        lines << format("| %s | %.2f | %.0f | %s | %s | %.2f | %.0f |", res.name, res.wall, res.rss_kb / 1e3,
-                        cat ? format("%.1f×", res.wall / cat) : "n/a",
+        lines << format("| %s | %.2f | %s | %.0f | %s | %s | %.2f | %.0f |", res.name, res.wall, res.range,
+                        res.rss_kb / 1e3, cat ? format("%.1f×", res.wall / cat) : "n/a",
                         heapy ? format("%.1f×", heapy / res.wall) : "n/a", res.rss_kb * 1e3 / total, res.disk_mb)
       end
       lines << ""
-      if (load = r[:load]&.inner) && (load1 = r[:load1]&.inner)
-        lines << format("In-process load of 2.json (%.1f MB, %d objects): %.2f s on %d cores = %.0f MB/s, " \
-                        "%.0f MB/s per core; %.2f s on 1 thread = %.0f MB/s.",
-                        mb.call(dump2), load["objects"], load["load"], cores, mb.call(dump2) / load["load"],
-                        mb.call(dump2) / load["load"] / cores, load1["load"], mb.call(dump2) / load1["load"])
+      if (inp = r[:in_process]) && !inp.note
+        lines << format("In process: Heapdiff.diff %.3f s (%s), its text %.0f ms; %.1f× `cat`.",
+                        inp.inner("diff"), range_of(inp, "diff"), inp.inner("text") * 1e3, inp.inner("diff") / cat)
       end
-      if (ret = r[:retention]&.inner)
-        lines << format("Retention on 2.json: first path query %.1f ms (%s steps), dominator tree and retained " \
-                        "sizes %.0f ms.", ret["path"] * 1e3, ret["path_length"] || "no path", ret["dominators"] * 1e3)
-      end
-      if (reach = r[:reach]&.inner)
-        lines << format("Three-dump diff in process: loads %.2f s, diff %.0f ms; of which reachability in the last " \
-                        "dump %.0f ms = %.1f%% of loads + diff.", reach["loads"], reach["diff"] * 1e3,
-                        reach["reach"] * 1e3, reach_share(reach) * 100)
+      if (ret = r[:retention]) && !ret.note
+        lines << format("On 2.json (%d objects): load %.2f s, first path query %.1f ms (%s steps), dominator " \
+                        "tree and retained sizes %.0f ms = %.2f× the load.", ret.inner("objects"), ret.inner("load"),
+                        ret.inner("path") * 1e3, ret.inners.first["path_length"] || "no path",
+                        ret.inner("dominators") * 1e3, ret.inner("dominators") / ret.inner("load"))
       end
       lines << ""
       lines.join("\n")
     end
 
-    def reach_share(reach)
-      reach["reach"] / (reach["loads"] + reach["diff"])
+    def range_of(result, key)
+      values = result.inners.map { |i| i[key] }
+      values.size > 1 ? format("%.3f–%.3f", values.min, values.max) : "one run"
+    end
+
+    # The CLI's peak RSS less an idle `ruby -rheapdiff`'s, over the dumps' bytes.
+    def rss_fraction(section)
+      r = section[:results]
+      (r[:cli].rss_kb - r[:idle].rss_kb) * 1e3 / section[:total]
+    end
+
+    def reach_share(section)
+      r = section[:results]
+      r[:retention].inner("path") / r[:in_process].inner("diff")
     end
 
     def targets(sections)
-      lines = ["## Targets", ""]
+      lines = ["## Targets (issue 20)", ""]
       sections.each do |s|
         r = s[:results]
-        diff = r[:diff]
-        next unless diff&.wall
+        cli = r[:cli]
+        next if cli.nil? || cli.note
 
-        label = "#{s[:objects]} objects"
+        label = "#{s[:objects]} objects (#{format("%.0f", s[:total] / 1e6)} MB)"
         if (heapy = r[:heapy]&.wall)
-          lines << check(heapy / diff.wall >= HEAPY_SPEEDUP,
-                         format("%s: diff %.1f× faster than heapy (target ≥ %.0f×)", label, heapy / diff.wall, HEAPY_SPEEDUP))
+          lines << check(heapy / cli.wall >= HEAPY_SPEEDUP,
+                         format("%s: CLI %.1f× faster than heapy (target ≥ %.0f×)", label, heapy / cli.wall,
+                                HEAPY_SPEEDUP))
         end
-        lines << check(diff.wall / r[:cat].wall <= CAT_RATIO,
-                       format("%s: diff takes %.1f× `cat` of the three files (target ≤ %.0f×)", label,
-                              diff.wall / r[:cat].wall, CAT_RATIO))
-        if (load = r[:load]&.inner)
-          per_core = File.size(s[:files][2]) / 1e6 / load["load"] / cores
-          lines << check(per_core >= LOAD_MB_S_PER_CORE,
-                         format("%s: load %.0f MB/s per core (target ≥ %.0f)", label, per_core, LOAD_MB_S_PER_CORE))
+        if (inp = r[:in_process]) && !inp.note
+          lines << check(inp.inner("diff") / r[:cat].wall <= CAT_RATIO,
+                         format("%s: in-process diff %.1f× `cat` of the three files (target ≤ %.0f×)", label,
+                                inp.inner("diff") / r[:cat].wall, CAT_RATIO))
         end
-        if (reach = r[:reach]&.inner)
-          lines << check(reach_share(reach) <= REACH_SHARE,
-                         format("%s: reachability %.1f%% of the three-dump diff (target ≤ %.0f%%)", label,
-                                reach_share(reach) * 100, REACH_SHARE * 100))
+        if (idle = r[:idle]) && !idle.note
+          lines << check(rss_fraction(s) <= RSS_FRACTION,
+                         format("%s: CLI peak RSS above an idle ruby -rheapdiff %.2f× the dumps (target ≤ %.1f×)",
+                                label, rss_fraction(s), RSS_FRACTION))
         end
-        fraction = diff.rss_kb * 1e3 / s[:total]
-        lines << check(fraction <= RSS_FRACTION,
-                       format("%s: diff peak RSS %.2f× the dumps' size (target ≤ %.1f×)", label, fraction, RSS_FRACTION))
+        next unless (ret = r[:retention]) && !ret.note
+
+        if s[:objects] >= 1_000_000
+          lines << check(ret.inner("path") * 1e3 < FIRST_PATH_MS,
+                         format("%s: first path_to_root %.1f ms after the load (target < %.0f ms)", label,
+                                ret.inner("path") * 1e3, FIRST_PATH_MS))
+          lines << check(ret.inner("dominators") / ret.inner("load") < DOMINATORS_SHARE,
+                         format("%s: dominator tree %.2f× the load (target < %.1f×)", label,
+                                ret.inner("dominators") / ret.inner("load"), DOMINATORS_SHARE))
+        end
+        next unless (inp = r[:in_process]) && !inp.note
+
+        lines << check(reach_share(s) <= REACH_SHARE,
+                       format("%s: reachability %.1f%% of the in-process diff (target ≤ %.0f%%)", label,
+                              reach_share(s) * 100, REACH_SHARE * 100))
       end
-      small, large = sections.minmax_by { |s| s[:objects] }
-      if sections.size > 1 && small[:results][:diff]&.wall && large[:results][:diff]&.wall
-        ratio = large[:results][:diff].wall / small[:results][:diff].wall
-        scale = large[:objects].to_f / small[:objects]
-        lines << check(ratio <= LINEAR_RATIO * scale / 5,
-                       format("diff of %d vs %d objects: %.2f× the time (target ≤ %.1f×: linear)", large[:objects],
-                              small[:objects], ratio, LINEAR_RATIO * scale / 5))
+      small = sections.find { |s| s[:objects] == 1_000_000 }
+      large = sections.find { |s| s[:objects] == 5_000_000 }
+      if small && large && !small[:results][:cli].note && !large[:results][:cli].note
+        ratio = large[:results][:cli].wall / small[:results][:cli].wall
+        lines << check(ratio <= LINEAR_RATIO,
+                       format("CLI diff of 5M vs 1M objects: %.2f× the time (target ≤ %.1f×)", ratio, LINEAR_RATIO))
       end
       lines.join("\n") + "\n"
     end
 
     def check(pass, text)
       "- #{pass ? "PASS" : "MISS"} #{text}"
+    end
+
+    def loadavg
+      File.read("/proc/loadavg").split.first(3).join(" ")
     end
 
     def machine(started, load_before)
@@ -256,10 +316,10 @@ module HeapdiffBench
        "- #{started.utc.strftime("%Y-%m-%d %H:%M UTC")}, heapdiff #{commit.empty? ? "(no git)" : commit}, " \
        "#{RUBY_DESCRIPTION}",
        "- #{cpu}, #{cores} cores, #{format("%.1f", mem)} GB memory, #{`uname -sr`.strip}",
-       "- load average before the run: #{load_before}",
+       "- load average before the run: #{load_before} (after each size: in its section)",
        "- heapy: #{heapy || "not found"}#{" (Debian ruby-heapy #{heapy_version})" unless heapy_version.to_s.empty?}",
-       "- #{@opts[:runs]} run(s) per command (heapy: one), median shown; peak RSS by #{TIME}; " \
-       "page cache warm", ""].join("\n")
+       "- #{@opts[:runs]} run(s) per command, alternating (heapy: #{@opts[:heapy_runs]}), median and min–max " \
+       "shown; peak RSS by #{TIME}; page cache warm", ""].join("\n")
     end
 
     def cores
@@ -285,23 +345,6 @@ module HeapdiffBench
 
     def ruby_cmd(script, *args)
       [RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-rjson", "-e", script, *args]
-    end
-
-    # The median of --runs runs of +cmd+: wall time and peak RSS from /usr/bin/time,
-    # and with json: true, the JSON line the command printed.
-    def measure(name, cmd, json: false, env: {}, runs: @opts[:runs])
-      print "  #{name}… "
-      runs = Array.new(runs) { run_once(cmd, env, capture: json) }
-      if (failed = runs.find { |r| r[:error] })
-        puts "failed"
-        return Result.new(name: name, note: "failed: #{failed[:error]}")
-      end
-
-      runs.sort_by! { |r| r[:wall] }
-      mid = runs[runs.size / 2]
-      puts format("%.2f s", mid[:wall])
-      Result.new(name: name, wall: mid[:wall], rss_kb: runs.map { |r| r[:rss_kb] }.sort[runs.size / 2],
-                 disk_mb: mid[:disk_mb], inner: json ? JSON.parse(mid[:out].lines.last) : nil)
     end
 
     # Output goes to /dev/null unless +capture+: `cat` into a pipe would time the pipe.

@@ -116,6 +116,10 @@ module Heapdiff
 
       report = diff_paths(args)
       begin
+        # The first dump serves the diff alone (the groups' objects are the second's,
+        # their suspects come from the last): freed now, it is no part of the peak
+        # that the suspects' graph caches on the last dump make.
+        report.before.close
         report_output(report, options)
       ensure
         report.close

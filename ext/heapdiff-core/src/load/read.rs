@@ -10,8 +10,10 @@ use crate::MAX_RECORD_BYTES;
 
 /// Bytes read per batch. Three batches are in memory at once per load (one filling,
 /// one waiting, one parsing): kept small, because a diff runs three loads at once and
-/// their batches add to its peak RSS.
-const BATCH_BYTES: usize = 4 << 20;
+/// their batches add to its peak RSS. 1 MB rather than 4: `heapdiff diff` of three
+/// 50 MB dumps peaked at 67–82 MB with 4 MB batches, 59–63 MB with 1 MB, and loads of
+/// 366 MB are no slower with 1 MB (bench/PROFILE.md).
+const BATCH_BYTES: usize = 1 << 20;
 
 pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
