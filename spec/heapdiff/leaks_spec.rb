@@ -96,6 +96,21 @@ RSpec.describe "Leaks and baselines" do
       expect(baseline.missing([leak])).to be_empty
     end
 
+    it "finds in an IdentityIndex the first identity with the signature, else the first same leak the block accepts" do
+      chain = ["Store::ENTRIES (Array)", "MODULE Store", "ROOT vm"]
+      identity = Heapdiff::Leak::Identity
+      index = Heapdiff::Leak::IdentityIndex.new
+      index.add(identity.new("aaaaaaaaaaaa", chain, ["STRING lib/store.rb:16"]), :moved)
+      index.add(identity.new("0123456789ab", nil, []), :by_hand)
+      index.add(identity.new("0123456789ab", chain, ["HASH lib/store.rb:3"]), :second)
+      expect(index.find(identity.new("0123456789ab", chain, []))).to eq(:by_hand)
+      expect(index.find(identity.new("0123456789ab", chain, [])) { |v| v != :by_hand }).to eq(:second)
+      expect(index.find(identity.new("ffffffffffff", chain, ["STRING lib/store.rb:99"]))).to eq(:moved)
+      expect(index.find(identity.new("ffffffffffff", chain, ["STRING lib/store.rb:99"])) { |v| v != :moved }).to be_nil
+      expect(index.find(identity.new("ffffffffffff", chain, ["ARRAY lib/store.rb:16"]))).to be_nil
+      expect(index.find(identity.new("ffffffffffff", nil, ["STRING lib/store.rb:16"]))).to be_nil
+    end
+
     it "reads back what it wrote: signatures decide what is known" do
       path = File.join(@dir, "heapdiff_baseline.json")
       entries = [{ "signature" => "0123456789ab", "title" => "A" }, { "signature" => "ba9876543210", "title" => "B" }]

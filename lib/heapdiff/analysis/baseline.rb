@@ -82,9 +82,8 @@ module Heapdiff
     def initialize(entries = [], path: nil)
       @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
       @path = path
-      @signatures = @entries.to_h { |e| [e["signature"], e] }
-      @by_chain = @entries.select { |e| e["holder_chain"].is_a?(Array) }.group_by { |e| e["holder_chain"] }
-                          .transform_values { |es| es.map { |e| [e, identity(e)] } }
+      @index = Leak::IdentityIndex.new
+      @entries.each { |e| @index.add(identity(e), e) }
     end
 
     # Is +leak+ (a Leak, or its signature) in the baseline?
@@ -95,7 +94,7 @@ module Heapdiff
     def known?(leak)
       case leak
       when Leak then !entry_for(leak).nil?
-      when String then @signatures.key?(leak)
+      when String then !@index.find(Leak::Identity.new(leak, nil, [])).nil?
       else raise TypeError, "heapdiff: expected a Leak or a signature, got #{Arguments.kind(leak)}"
       end
     end
@@ -106,10 +105,7 @@ module Heapdiff
     # @param leak [Leak]
     # @return [Hash{String => Object}, nil]
     def entry_for(leak)
-      @signatures.fetch(leak.signature) do
-        identity = leak.identity
-        @by_chain.fetch(leak.holder_chain, []).find { |_, known| known.same?(identity) }&.first
-      end
+      @index.find(leak.identity)
     end
 
     # The leaks the baseline does not know, in their order.
@@ -160,7 +156,8 @@ module Heapdiff
 
     def identity(entry)
       sites = entry["sites"]
-      Leak::Identity.new(entry["signature"], entry["holder_chain"], sites.is_a?(Array) ? sites.map(&:to_s) : [])
+      chain = entry["holder_chain"]
+      Leak::Identity.new(entry["signature"], chain.is_a?(Array) ? chain : nil, sites.is_a?(Array) ? sites.map(&:to_s) : [])
     end
   end
 end

@@ -216,17 +216,20 @@ module Heapdiff
     # that has it (its signature, or its holder chain with a site in the same file:
     # hosts that run another release of a file still share its leaks).
     def same_leaks(processes)
-      found = [] # [identity, growths]
+      found = [] # growths, one per leak
+      index = Leak::IdentityIndex.new
       processes.each_with_index do |process, i|
         process.leaks.each do |leak|
           identity = leak.identity
-          entry = found.find { |known, growths| growths[i].nil? && known.signature == identity.signature } ||
-                  found.find { |known, growths| growths[i].nil? && known.same?(identity) }
-          found << (entry = [identity, Array.new(processes.size)]) unless entry
-          entry[1][i] = leak
+          growths = index.find(identity) { |known| known[i].nil? }
+          unless growths
+            found << (growths = Array.new(processes.size))
+            index.add(identity, growths)
+          end
+          growths[i] = leak
         end
       end
-      found.map(&:last)
+      found
     end
 
     # The leak of +signature+ in each process: its LeakGrowth there, or where it is no

@@ -235,14 +235,16 @@ module Heapdiff
     # its holder chain with a site in the same file): the fix moves lines, and with
     # them the signatures of other leaks in the files it touches.
     def build_rows
-      after = @after.dup
+      index = Leak::IdentityIndex.new
+      @after.each { |leak| index.add(leak.identity, leak) }
+      matched = {}.compare_by_identity
       rows = @before.map do |leak|
-        identity = leak.identity
-        same = after.index { |other| other.signature == leak.signature } ||
-               after.index { |other| other.identity.same?(identity) }
-        row(leak.signature, leak.title, leak, same ? after.delete_at(same) : at_sites(leak, @recordings[1]))
+        same = index.find(leak.identity) { |other| !matched.key?(other) }
+        matched[same] = true if same
+        row(leak.signature, leak.title, leak, same || at_sites(leak, @recordings[1]))
       end
-      rows + after.map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
+      rows + @after.reject { |leak| matched.key?(leak) }
+                   .map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
     end
 
     def at_sites(leak, recording)
