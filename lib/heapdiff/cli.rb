@@ -75,7 +75,10 @@ module Heapdiff
     # @return [Integer] the exit status: 0, 1 when --fail-over is exceeded, 2 for a
     #   usage or input error, 130 when interrupted
     def run(argv)
-      argv = argv.dup
+      # A file name need not be UTF-8; OptionParser matches each option's value with a
+      # pattern, which raises ArgumentError for a String with invalid bytes. As bytes,
+      # such a name still opens the file it names.
+      argv = argv.map { |arg| String === arg && !arg.valid_encoding? ? arg.b : arg }
       command = argv.shift
       return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
       return version if %w[-v --version version].include?(command)

@@ -100,6 +100,24 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
+    it "takes file names that are not UTF-8, as options' values and as operands" do
+      Dir.mktmpdir do |dir|
+        latin1 = File.join(dir, "caf\xe9.json") # a UTF-8 locale's ARGV: tagged UTF-8, invalid
+        _, err, status = heapdiff("diff", *leak3, "--write-baseline", latin1)
+        expect([err.b, status]).to eq(["heapdiff: wrote #{latin1}: 2 leaks\n".b, 0])
+        expect(File.exist?(latin1)).to be(true)
+        out, _, status = heapdiff("diff", *leak3, "--baseline", latin1)
+        expect(status).to eq(0)
+        expect(out.lines.first).to start_with("Leaks: 2 (0 new, 2 known in ")
+        _, err, status = heapdiff("diff", File.join(dir, "caf\xe9-0.json"), leak3[1])
+        expect([err.b, status]).to match([/\Aheapdiff: .*caf.*-0\.json: No such file/n, 2])
+        _, err, status = heapdiff("compare", File.join(dir, "caf\xe9"))
+        expect([err.b, status]).to match([/\Aheapdiff: no such directory: .*caf/n, 2])
+        _, err, status = heapdiff("verify", *leak3, "--", *leak3, "--fixed", "caf\xe9")
+        expect([err.b, status]).to match([/\Aheapdiff: invalid argument: --fixed caf/n, 2])
+      end
+    end
+
     it "diffs two dumps: what was allocated in between" do
       out, = heapdiff("diff", *leak3.first(2), "--top", "1")
       expect(sites(out)).to start_with("Allocated STRING 1001 objects")
