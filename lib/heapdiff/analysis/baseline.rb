@@ -45,7 +45,7 @@ module Heapdiff
         end
 
         leaks.each_with_index do |leak, i|
-          next if leak.is_a?(Hash) && SIGNATURE.match?(leak["signature"].to_s)
+          next if leak.is_a?(Hash) && String === leak["signature"] && SIGNATURE.match?(leak["signature"])
 
           raise BaselineError, "heapdiff: #{path}: leak #{i + 1} has no signature of #{Leak::SIGNATURE_DIGITS} hex digits"
         end
@@ -63,8 +63,9 @@ module Heapdiff
       # @param leaks [Array<Leak>]
       # @return [Baseline] the baseline written
       # @raise [BaselineError] it cannot be written
+      # @raise [TypeError] +path+ is not a path, +leaks+ not an Array of Leak
       def write(path, leaks)
-        baseline = new(leaks.map { |l| entry(l) }, path: path)
+        baseline = new(Arguments.list(leaks, Leak, "leaks").map { |l| entry(l) }, path: Arguments.path(path, "path"))
         baseline.write(path)
         baseline
       end
@@ -77,9 +78,18 @@ module Heapdiff
       end
     end
 
-    # @param entries [Array<Hash{String => Object}>] each with a "signature"
-    # @param path [String, nil] where it was read from
+    # @param entries [Array<Hash{String => Object}>] each with a "signature" of
+    #   Leak::SIGNATURE_DIGITS hex digits
+    # @param path [String, Pathname, nil] where it was read from
+    # @raise [TypeError] +entries+ is not an Array of Hash, +path+ not a path
+    # @raise [ArgumentError] an entry without a signature
     def initialize(entries = [], path: nil)
+      Arguments.list(entries, Hash, "entries").each_with_index do |entry, i|
+        next if String === entry["signature"] && SIGNATURE.match?(entry["signature"])
+
+        raise ArgumentError, "heapdiff: entry #{i + 1} has no \"signature\" of #{Leak::SIGNATURE_DIGITS} hex digits"
+      end
+      path = Arguments.path(path, "path:", nil_ok: true)
       @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
       @path = path
       @index = Leak::IdentityIndex.new
@@ -104,7 +114,10 @@ module Heapdiff
     #
     # @param leak [Leak]
     # @return [Hash{String => Object}, nil]
+    # @raise [TypeError] +leak+ is not a Leak
     def entry_for(leak)
+      raise TypeError, "heapdiff: expected a Leak, got #{Arguments.kind(leak)}" unless Leak === leak
+
       @index.find(leak.identity)
     end
 
@@ -112,16 +125,18 @@ module Heapdiff
     #
     # @param leaks [Array<Leak>]
     # @return [Array<Leak>]
+    # @raise [TypeError] +leaks+ is not an Array of Leak
     def new_leaks(leaks)
-      leaks.reject { |leak| known?(leak) }
+      Arguments.list(leaks, Leak, "leaks").reject { |leak| known?(leak) }
     end
 
     # Signatures in the baseline that none of +leaks+ has: fixed, or no longer seen.
     #
     # @param leaks [Array<Leak>]
     # @return [Array<Hash{String => Object}>] the baseline's entries
+    # @raise [TypeError] +leaks+ is not an Array of Leak
     def missing(leaks)
-      seen = leaks.filter_map { |leak| entry_for(leak) }.to_set
+      seen = Arguments.list(leaks, Leak, "leaks").filter_map { |leak| entry_for(leak) }.to_set
       entries.reject { |e| seen.include?(e) }
     end
 
@@ -131,6 +146,7 @@ module Heapdiff
     # @param leaks [Array<Leak>, nil]
     # @return [Baseline] self, or the baseline of +leaks+
     # @raise [BaselineError] it cannot be written
+    # @raise [TypeError] +path+ is not a path, +leaks+ not an Array of Leak
     def write(path, leaks = nil)
       return self.class.write(path, leaks) if leaks
 

@@ -61,7 +61,9 @@ module Heapdiff
       #
       # @param other [Identity]
       # @return [Boolean]
+      # @raise [TypeError] +other+ is not an Identity
       def same?(other)
+        raise TypeError, "heapdiff: expected a Leak::Identity, got #{Arguments.kind(other)}" unless Identity === other
         return true if signature == other.signature
         return false if holder_chain.nil? || holder_chain != other.holder_chain
 
@@ -72,8 +74,11 @@ module Heapdiff
       #
       # @param keys [Array<String>, nil]
       # @return [Array<String>]
+      # @raise [TypeError] +keys+ is neither nil nor an Array of String
       def self.without_lines(keys)
-        Array(keys).map { |key| key.to_s.sub(/:\d+\z/, "") }
+        return [] if NilClass === keys
+
+        Arguments.list(keys, String, "keys").map { |key| key.sub(/:\d+\z/, "") }
       end
     end
 
@@ -259,9 +264,11 @@ module Heapdiff
 
       # "100%", "<1%", ">99%", "43%".
       #
-      # @param share [Float]
+      # @param share [Float] 0.0..1.0
       # @return [String]
+      # @raise [TypeError] +share+ is not a Numeric
       def percent(share)
+        raise TypeError, "heapdiff: share must be a Numeric, got #{Arguments.kind(share)}" unless Numeric === share
         return "<1%" if share.positive? && share < 0.01
         return ">99%" if share < 1 && share > 0.99
 

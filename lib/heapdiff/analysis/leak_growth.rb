@@ -105,7 +105,10 @@ module Heapdiff
     # with its count at each snapshot: where to look for a leak of another recording.
     # @param trend [Trend]
     # @return [Hash{String => Array<Integer>}]
+    # @raise [TypeError] +trend+ is not a Trend
     def site_counts(trend)
+      raise TypeError, "heapdiff: expected a Trend, got #{Arguments.kind(trend)}" unless Trend === trend
+
       root = Leak.recorded_app_root(trend.snapshots.last.path) || Dir.pwd
       trend.each_with_object({}) do |site, counts|
         key = Leak.site_key(site, root)
@@ -136,7 +139,10 @@ module Heapdiff
     # each as a LeakGrowth.
     # @param trend [Trend]
     # @return [Array<LeakGrowth>] largest growth first
+    # @raise [TypeError] +trend+ is not a Trend
     def of(trend)
+      raise TypeError, "heapdiff: expected a Trend, got #{Arguments.kind(trend)}" unless Trend === trend
+
       hours = trend.hours
       work = trend.work_total
       intervals = trend.snapshots.size - 1

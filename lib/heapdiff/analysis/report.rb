@@ -159,6 +159,9 @@ module Heapdiff
         raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
       end
 
+      # Any true value means true (as in Heap#path_to_root): one cache entry, and a
+      # key that any object, BasicObject included, can be.
+      class_edges = class_edges ? true : false
       @suspects ||= {}
       @holder_paths ||= { true => {}, false => {} }
       @suspects[[group.index, class_edges]] ||=
@@ -178,6 +181,7 @@ module Heapdiff
     # @return [Array<Leak>]
     # @raise [Heapdiff::Error] the report is closed
     def leaks(class_edges: true)
+      class_edges = class_edges ? true : false # see #suspect
       @leaks ||= {}
       @leaks[class_edges] ||= begin
         sites = groups.reject { |g| vm_cache?(g) }.map { |g| [g, suspect(g, class_edges: class_edges)] }

@@ -195,6 +195,7 @@ module Heapdiff
     # @return [Array<Leak>]
     # @raise [Heapdiff::Error] the trend is closed
     def leaks(class_edges: true)
+      class_edges = class_edges ? true : false # any true value, as in Heap#path_to_root
       @leaks ||= {}
       @leaks[class_edges] ||= begin
         root = Leak.recorded_app_root(snapshots.last.path) || Dir.pwd
