@@ -262,6 +262,18 @@ module Heapdiff
         nil
       end
 
+      # Where the app's files are for the leaks of a dump: its sidecar's app root
+      # (.recorded_app_root), else this process's working directory (a dump heapdiff
+      # did not take, analysed from the app's checkout). Report#app_root and
+      # Trend#app_root; one rule, so that a trend's leaks and its site keys
+      # (LeakGrowth.site_counts) agree.
+      #
+      # @param dump_path [String]
+      # @return [String]
+      def app_root(dump_path)
+        recorded_app_root(dump_path) || Dir.pwd
+      end
+
       # "100%", "<1%", ">99%", "43%".
       #
       # @param share [Float] 0.0..1.0

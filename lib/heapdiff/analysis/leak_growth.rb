@@ -109,9 +109,8 @@ module Heapdiff
     def site_counts(trend)
       raise TypeError, "heapdiff: expected a Trend, got #{Arguments.kind(trend)}" unless Trend === trend
 
-      root = Leak.recorded_app_root(trend.snapshots.last.path) || Dir.pwd
       trend.each_with_object({}) do |site, counts|
-        key = Leak.site_key(site, root)
+        key = Leak.site_key(site, trend.app_root)
         counts[key] = counts.key?(key) ? counts[key].zip(site.counts).map(&:sum) : site.counts
       end
     end

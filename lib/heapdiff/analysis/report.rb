@@ -189,12 +189,11 @@ module Heapdiff
       end
     end
 
-    # Where the app's files are, for Leak.normalize_path: the last dump's sidecar's
-    # "app_root", else this process's working directory.
+    # Where the app's files are, for Leak.normalize_path: the last dump's (Leak.app_root).
     #
-    # @return [String, nil]
+    # @return [String]
     def app_root
-      @app_root ||= Leak.recorded_app_root(last_heap.path) || Dir.pwd
+      @app_root ||= Leak.app_root(last_heap.path)
     end
 
     # The report as plain data (what `heapdiff diff --format json` prints).

@@ -198,11 +198,18 @@ module Heapdiff
       class_edges = class_edges ? true : false # any true value, as in Heap#path_to_root
       @leaks ||= {}
       @leaks[class_edges] ||= begin
-        root = Leak.recorded_app_root(snapshots.last.path) || Dir.pwd
         sites = growing.map { |site| [site, site.suspect(class_edges: class_edges)] }
-        Leak.cluster(sites, app_root: root, trend: true)
+        Leak.cluster(sites, app_root: app_root, trend: true)
             .sort_by { |l| [-l.growth, -l.count, l.signature] }.freeze
       end
+    end
+
+    # Where the app's files are, for Leak.normalize_path: the last snapshot's
+    # (Leak.app_root).
+    #
+    # @return [String]
+    def app_root
+      @app_root ||= Leak.app_root(snapshots.last.path)
     end
 
     # What loading the snapshots found (compaction between them, what was recovered),
