@@ -567,7 +567,7 @@ module Heapdiff
         @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges], only: options[:only],
                               ignore: options[:ignore])
       end
-      write_baseline(report, options[:write_baseline]) if options[:write_baseline]
+      write_baseline(report, options) if options[:write_baseline]
       baseline ? fail_over_new(leaks, baseline, options) : fail_over(report, options)
     end
 
@@ -599,8 +599,11 @@ module Heapdiff
       @out.puts "", "Sites:"
     end
 
-    def write_baseline(report, path)
-      baseline = Baseline.write(path, report.leaks)
+    # Every leak of the report (--only/--ignore choose what is shown, not what is
+    # known), found as the check with --baseline finds them: with --no-class-edges too.
+    def write_baseline(report, options)
+      path = options[:write_baseline]
+      baseline = Baseline.write(path, report.leaks(class_edges: options[:class_edges]))
       @err.puts "heapdiff: wrote #{path}: #{baseline.size} leak#{"s" unless baseline.size == 1}"
     end
 

@@ -100,6 +100,37 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
+    it "writes the leaks it finds into --write-baseline, with --no-class-edges too" do
+      Dir.mktmpdir do |dir|
+        # 100 strings a run, in an ivar of an anonymous class that only its instance's
+        # class edge reaches: without those edges, no root reaches them.
+        program = <<~'RUBY'
+          require "objspace"
+          ObjectSpace.trace_object_allocations_start
+          klass = Class.new { class << self; attr_accessor :kept; end }
+          klass.kept = []
+          HOLDER = klass.new
+          klass = nil
+          3.times do |k|
+            100.times { HOLDER.class.kept << "x#{rand}" }
+            GC.start(full_mark: true, immediate_sweep: true)
+            File.open(File.join(ARGV[0], "#{k}.json"), "w") { |f| ObjectSpace.dump_all(output: f) }
+          end
+        RUBY
+        out, status = Open3.capture2e(RbConfig.ruby, "-e", program, dir)
+        expect(status.success?).to be(true), out
+        dumps = (0..2).map { |k| File.join(dir, "#{k}.json") }
+        baseline = File.join(dir, "b.json")
+        out, _, status = heapdiff("diff", *dumps, "--no-class-edges", "--format", "json", "--write-baseline", baseline)
+        expect(status).to eq(0)
+        shown = JSON.parse(out)["leaks"].map { |leak| leak["signature"] }
+        written = JSON.parse(File.read(baseline))["leaks"].map { |leak| leak["signature"] }
+        expect(written).to match_array(shown)
+        out, = heapdiff("diff", *dumps, "--format", "json")
+        expect(JSON.parse(out)["leaks"].map { |leak| leak["signature"] }).not_to match_array(shown)
+      end
+    end
+
     it "takes file names that are not UTF-8, as options' values and as operands" do
       Dir.mktmpdir do |dir|
         latin1 = File.join(dir, "caf\xe9.json") # a UTF-8 locale's ARGV: tagged UTF-8, invalid
