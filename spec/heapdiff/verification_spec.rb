@@ -1,5 +1,9 @@
 # frozen_string_literal: true
 
+require "fileutils"
+require "tmpdir"
+require_relative "../support/fixtures"
+
 # The verdict rules of Verification and the grouping of Siblings, on leaks given as
 # LeakGrowth records (verify_spec.rb and compare_spec.rb run them on real processes).
 RSpec.describe Heapdiff::Verification do
@@ -111,6 +115,17 @@ RSpec.describe Heapdiff::Siblings do
                                counts: [1, 1 + growth], memsize: 0, hours: nil, work: nil, intervals: 1)
     end
     Heapdiff::Siblings::Sibling.new(identity: identity, snapshots: %w[a b], leaks: leaks, sites: sites, intervals: 1)
+  end
+
+  it "says why it found too few processes: snapshots without a sidecar are left out" do
+    Dir.mktmpdir do |dir|
+      3.times { |n| FileUtils.cp(Fixtures.leak3("3.3", n), File.join(dir, format("heap-%04d.json.gz", n + 1))) }
+      expect { described_class.build(dir) }.to raise_error(
+        Heapdiff::TrendError,
+        "heapdiff: comparing needs at least two processes with two snapshots or more each, found 0 in #{dir} " \
+        "(3 snapshots without a sidecar naming their process left out)"
+      )
+    end
   end
 
   it "tells the leaks every process has from those only some have, with each process's count" do

@@ -104,8 +104,10 @@ module Heapdiff
         single, several = groups.partition { |_, snapshots| snapshots.size < 2 }
         single.each { |identity, _| warnings << "#{identity}: a single snapshot, no trend; left out" }
         if several.size < 2
+          # What was left out is why there are too few: said here, as no table follows.
           raise TrendError, "heapdiff: comparing needs at least two processes with two snapshots or more each, " \
-                            "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}"
+                            "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}" \
+                            "#{" (#{warnings.join("; ")})" unless warnings.empty?}"
         end
 
         several = several.map { |identity, snapshots| [identity, last ? snapshots.last(last) : snapshots] }
