@@ -72,9 +72,36 @@ RSpec.describe Heapdiff::Verification do
   it "warns of rates made of estimated counts, naming the leak" do
     estimated = leak("e" * 12, 100).tap { |l| l.estimated = true }
     verification = described_class.new(recording(estimated, leak("a" * 12, 10)), recording)
-    expected = "the rates of #{"e" * 12} are estimates: a site they share with another leak " \
-               "is counted in each snapshot by its share at the last one"
+    expected = "the rates of #{"e" * 12} are estimates: a site they hold part of is counted in each snapshot by " \
+               "their share of it at the last one"
     expect(verification.warnings).to eq([expected])
+  end
+
+  it "calls a leak's counts estimates, without naming another leak, when no root reaches part of its site" do
+    Dir.mktmpdir do |dir|
+      # One holder, one site: 3 strings, then 5 held and a sixth that nothing references.
+      klass = %({"address":"0x30", "type":"CLASS", "name":"String", "memsize":500}\n)
+      root = %({"type":"ROOT", "root":"vm", "references":["0x10"]}\n)
+      holder = lambda do |refs|
+        %({"address":"0x10", "type":"ARRAY", "class":"0x30", "length":#{refs.size}, "references":#{refs.to_json}, ) +
+          %("file":"app.rb", "line":1, "generation":1, "memsize":40}\n)
+      end
+      string = lambda do |address, generation|
+        %({"address":"#{address}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"s", "file":"app.rb", ) +
+          %("line":7, "generation":#{generation}, "memsize":40}\n)
+      end
+      first = %w[0x108 0x110 0x118]
+      held = first + %w[0x120 0x128]
+      paths = [[root, holder.call([]), klass],
+               [root, holder.call(first), *first.map { |a| string.call(a, 5) }, klass],
+               [root, holder.call(held), *held.map { |a| string.call(a, 5) }, string.call("0x130", 9), klass]]
+              .each_with_index.map { |lines, n| File.join(dir, "#{n}.json").tap { |path| File.write(path, lines.join) } }
+      leaks = Heapdiff.trend(paths).leaks
+      expect(leaks.map { |l| [l.count, l.estimated?] }).to eq([[5, true]])
+      warnings = Heapdiff.verify(paths, paths).warnings
+      expect(warnings.grep(/estimates/).size).to eq(1)
+      expect(warnings.join("\n")).not_to include("another leak")
+    end
   end
 
   # A leak held by +chain+ at +sites+ (its signature made up: another line is another

@@ -364,9 +364,10 @@ module Heapdiff
         "#{", …" if labels.size > 3}"
     end
 
-    # Did the count of the leak's sites need an estimate? True in a trend when a site
-    # is shared with another leak: its earlier counts are then scaled by the share at
-    # the last snapshot.
+    # Did the count of the leak's sites need an estimate? True in a trend when the leak
+    # holds only part of a site's objects (another leak holds the rest, or no root
+    # reaches some: Suspect#unreachable_count): the site's earlier counts are then
+    # scaled by the share at the last snapshot.
     #
     # @return [Boolean]
     def estimated?

@@ -20,7 +20,7 @@ module Heapdiff
   # times); +work+ the units of work from the first snapshot to the last (nil when
   # none were counted); +intervals+ the steps between snapshots.
   # +estimated+: whether the earlier counts are estimates (Leak#estimated?: a site
-  # shared with another leak is scaled by its share at the last snapshot).
+  # the leak holds part of is scaled by its share at the last snapshot).
   # +at_sites+: true when this is no leak of the recording (its sites do not grow by
   # the trend's rule there) and +counts+ are all the objects of its sites there
   # (LeakGrowth.at_sites), held through that holder or not.

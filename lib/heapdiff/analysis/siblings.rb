@@ -153,7 +153,7 @@ module Heapdiff
       estimated = processes.flat_map(&:leaks).select(&:estimated).map(&:signature).uniq
       unless estimated.empty?
         warnings += ["the counts of #{estimated.join(", ")} are estimates before the last snapshot: a site they " \
-                     "share with another leak is counted by its share at the last one"]
+                     "hold part of is counted by their share of it at the last one"]
       end
       @warnings = warnings.freeze
       @rows = same_leaks(processes).map { |growths| row(growths.compact.first.signature, growths) }

@@ -186,8 +186,8 @@ module Heapdiff
 
     # The findings over the growing sites: sites whose objects in the last snapshot are
     # held through the same holder chain are one Leak (see Report#leaks), largest
-    # growth first. Each has #counts, its count at each snapshot (a site shared
-    # between leaks is scaled by its share at the last snapshot: Leak#estimated?).
+    # growth first. Each has #counts, its count at each snapshot (a site the leak holds
+    # part of is scaled by its share at the last snapshot: Leak#estimated?).
     # Paths in signatures lose the last snapshot's recorded app root (see
     # Report#app_root).
     #

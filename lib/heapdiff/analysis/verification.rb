@@ -259,8 +259,10 @@ module Heapdiff
       at_sites = @rows.select { |row| [row.before, row.after].compact.any?(&:at_sites) }.map(&:signature)
       notes = []
       unless estimated.empty?
-        notes << "the rates of #{estimated.join(", ")} are estimates: a site they share with another leak is " \
-                 "counted in each snapshot by its share at the last one"
+        # Not "shared with another leak": the rest of a site may be no leak's (no root
+        # reaches it).
+        notes << "the rates of #{estimated.join(", ")} are estimates: a site they hold part of is counted in each " \
+                 "snapshot by their share of it at the last one"
       end
       unless at_sites.empty?
         notes << "#{at_sites.join(", ")} #{at_sites.size == 1 ? "is a leak" : "are leaks"} of one recording only: " \
