@@ -451,7 +451,8 @@ module Heapdiff
 
     # The watched objects (Heapdiff.watch) that +snapshot+'s sidecar says survived,
     # each label with the path from a root to one of them in +heap+ (that snapshot's
-    # dump): [{label:, count:, watched:, address:, path:}], or nil.
+    # dump), or why there is none: [{label:, count:, watched:, address:, path:, why:}],
+    # or nil.
     def survivor_paths(snapshot, heap, options)
       survivors = snapshot.meta&.dig("survivors")
       return nil unless survivors.is_a?(Hash) && !survivors.empty?
@@ -459,7 +460,8 @@ module Heapdiff
       survivors.map do |label, s|
         address = Array(s["addresses"]).find { |a| a.is_a?(String) && heap.at(a) }
         path = address && heap.path_to_root(heap.at(address), class_edges: options[:class_edges])
-        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s }
+        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s,
+          why: path ? nil : no_path_reason(heap, address, options) }
       end
     end
 
@@ -468,17 +470,21 @@ module Heapdiff
 
       @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
       survivors.each do |s|
-        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{survivor_holder(s)}"
+        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{s[:path] || s[:why]}"
       end
     end
 
-    # The path to a survivor, or why there is none: it survived a full GC, so an object
-    # in the dump without a path is held from outside the object graph the dump shows,
-    # such as a thread's C stack, which the GC scans conservatively (a job that has just
-    # finished can stay there until later calls overwrite it).
-    def survivor_holder(survivor)
-      return survivor[:path] if survivor[:path]
-      return "none of its addresses is in the dump" unless survivor[:address]
+    # Why a survivor at +address+ (nil: none of its addresses is in +heap+) has no path
+    # from a root. Without --no-class-edges: it survived a full GC, so an object in the
+    # dump without a path is held from outside the object graph the dump shows, such as
+    # a thread's C stack, which the GC scans conservatively (a job that has just
+    # finished can stay there until later calls overwrite it). With it, only the object
+    # → class edges it left out may reach it.
+    def no_path_reason(heap, address, options)
+      return "none of its addresses is in the dump" unless address
+      if !options[:class_edges] && heap.path_to_root(heap.at(address), class_edges: true)
+        return "no path from a root without the object → class edges that --no-class-edges leaves out"
+      end
 
       "no path from a root in the dump: held from outside the heap, such as a thread's C stack"
     end
