@@ -117,8 +117,11 @@ RSpec.describe Heapdiff::Verification do
                        held("c" * 12, ["Store::AUDIT (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:30"], 50))
     after = recording(held("b" * 12, chain, ["STRING app/store.rb:19"], 100),
                       held("d" * 12, ["Store::OTHER (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:33"], 50))
-    rows = described_class.new(before, after).map { |row| [row.signature, row.status] }
-    expect(rows).to eq([["a" * 12, :unchanged], ["c" * 12, :fixed], ["d" * 12, :new]])
+    verification = described_class.new(before, after)
+    expect(verification.map { |row| [row.signature, row.status] }).to eq([["a" * 12, :unchanged], ["c" * 12, :fixed], ["d" * 12, :new]])
+    # Found by AFTER's signature too (`heapdiff verify --fixed` takes either).
+    expect(verification["b" * 12]).to equal(verification["a" * 12])
+    expect(verification["a" * 12].signatures).to eq(["a" * 12, "b" * 12])
     # The same holder with a site in another file only is another leak.
     elsewhere = recording(held("e" * 12, chain, ["STRING app/other.rb:16"], 100))
     expect(described_class.new(recording(held("a" * 12, chain, ["STRING app/store.rb:16"], 100)), elsewhere)
@@ -177,6 +180,7 @@ RSpec.describe Heapdiff::Siblings do
     end
     siblings = described_class.new(processes)
     expect(siblings.shared.map(&:counts)).to eq([[11, 11]])
+    expect(siblings["b" * 12]).to equal(siblings.shared.first)
     expect(siblings.some).to be_empty
   end
 

@@ -173,11 +173,13 @@ module Heapdiff
       self
     end
 
-    # The row of the leak with +signature+, or nil.
+    # The row of the leak with +signature+, or nil: the row's own (its first
+    # recording's), or else the signature the leak has in another recording or process
+    # (Row#signatures; a leak whose lines moved has another one there).
     # @param signature [String] 12 hex characters
     # @return [Struct, nil]
     def [](signature)
-      @rows.find { |row| row.signature == signature }
+      @rows.find { |row| row.signature == signature } || @rows.find { |row| row.signatures.include?(signature) }
     end
   end
 end

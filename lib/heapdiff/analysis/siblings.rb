@@ -44,6 +44,12 @@ module Heapdiff
         growths.compact.sum(&:growth)
       end
 
+      # @return [Array<String>] the leak's signature in each process that has it (they
+      #   differ when Leak::Identity#same? matched it: hosts on other releases)
+      def signatures
+        [signature, *growths.compact.map(&:signature)].uniq
+      end
+
       # @return [Hash{Symbol => Object}] counts and growths in objects, one per process (nil: no leak there)
       def to_h
         { signature: signature, title: Printable.utf8(title), shared: shared?, counts: counts,

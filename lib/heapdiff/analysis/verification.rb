@@ -70,6 +70,12 @@ module Heapdiff
         ratio && [1.0 - ratio, 0.0].max
       end
 
+      # @return [Array<String>] the leak's signature in BEFORE and in AFTER (one when
+      #   they are the same; they differ when Leak::Identity#same? matched it)
+      def signatures
+        [signature, before&.signature, after&.signature].compact.uniq
+      end
+
       # @return [Hash{Symbol => Object}] rates in objects per #unit
       def to_h
         { signature: signature, title: Printable.utf8(title), status: status, unit: unit, before_rate: before_rate,
