@@ -109,6 +109,7 @@ RSpec.describe "Leaks and baselines" do
       expect(index.find(identity.new("ffffffffffff", chain, ["STRING lib/store.rb:99"])) { |v| v != :moved }).to be_nil
       expect(index.find(identity.new("ffffffffffff", chain, ["ARRAY lib/store.rb:16"]))).to be_nil
       expect(index.find(identity.new("ffffffffffff", nil, ["STRING lib/store.rb:16"]))).to be_nil
+      expect(index.inspect).to eq("#<Heapdiff::Leak::IdentityIndex 3 identities, 1 holder chain>")
     end
 
     it "reads back what it wrote: signatures decide what is known" do

@@ -119,6 +119,17 @@ module Heapdiff
         end
         hit&.last
       end
+
+      # @return [Integer] identities added
+      def size
+        @by_signature.sum { |_, entries| entries.size }
+      end
+
+      # @return [String]
+      def inspect
+        chains = @by_chain.size
+        "#<Heapdiff::Leak::IdentityIndex #{size} identities, #{chains} holder chain#{"s" unless chains == 1}>"
+      end
     end
 
     # Hex digits of #signature.
