@@ -120,6 +120,9 @@ RSpec.describe "Leaks and baselines" do
       expect(baseline.size).to eq(2)
       expect(baseline.known?("0123456789ab")).to be(true)
       expect(baseline.known?("000000000000")).to be(false)
+      # Capitals (typed by hand) are the same signature.
+      capitals = Heapdiff::Baseline.new([{ "signature" => "0123456789AB" }])
+      expect([capitals.known?("0123456789ab"), capitals.known?("0123456789AB")]).to eq([true, true])
       expect(File.stat(path).mode & 0o777).to eq(0o644)
       expect(JSON.parse(File.read(path))["leaks"].map { |e| e["title"] }).to eq(%w[A B])
     end

@@ -45,7 +45,7 @@ module Heapdiff
         end
 
         leaks.each_with_index do |leak, i|
-          next if leak.is_a?(Hash) && String === leak["signature"] && SIGNATURE.match?(leak["signature"])
+          next if leak.is_a?(Hash) && String === leak["signature"] && SIGNATURE.match?(leak["signature"].b)
 
           raise BaselineError, "heapdiff: #{path}: leak #{i + 1} has no signature of #{Leak::SIGNATURE_DIGITS} hex digits"
         end
@@ -70,6 +70,14 @@ module Heapdiff
         baseline
       end
 
+      # +text+ (SIGNATURE's hex digits, in any case) as Leak#signature writes it.
+      #
+      # @param text [String]
+      # @return [String]
+      def signature(text)
+        text.b.downcase.force_encoding(Encoding::UTF_8)
+      end
+
       private
 
       def entry(leak)
@@ -79,17 +87,19 @@ module Heapdiff
     end
 
     # @param entries [Array<Hash{String => Object}>] each with a "signature" of
-    #   Leak::SIGNATURE_DIGITS hex digits
+    #   Leak::SIGNATURE_DIGITS hex digits (read in lowercase, as Leak#signature writes
+    #   them: an entry typed in capitals still knows its leak)
     # @param path [String, Pathname, nil] where it was read from
     # @raise [TypeError] +entries+ is not an Array of Hash, +path+ not a path
     # @raise [ArgumentError] an entry without a signature
     def initialize(entries = [], path: nil)
       Arguments.list(entries, Hash, "entries").each_with_index do |entry, i|
-        next if String === entry["signature"] && SIGNATURE.match?(entry["signature"])
+        next if String === entry["signature"] && SIGNATURE.match?(entry["signature"].b)
 
         raise ArgumentError, "heapdiff: entry #{i + 1} has no \"signature\" of #{Leak::SIGNATURE_DIGITS} hex digits"
       end
       path = Arguments.path(path, "path:", nil_ok: true)
+      entries = entries.map { |e| e.merge("signature" => Baseline.signature(e["signature"])) }
       @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
       @path = path
       @index = Leak::IdentityIndex.new
@@ -104,7 +114,7 @@ module Heapdiff
     def known?(leak)
       case leak
       when Leak then !entry_for(leak).nil?
-      when String then !@index.find(Leak::Identity.new(leak, nil, [])).nil?
+      when String then SIGNATURE.match?(leak.b) && !@index.find(Leak::Identity.new(Baseline.signature(leak), nil, [])).nil?
       else raise TypeError, "heapdiff: expected a Leak or a signature, got #{Arguments.kind(leak)}"
       end
     end
