@@ -186,7 +186,7 @@ module Heapdiff
     # @return [Integer] the exit status
     def path_command(args, options)
       raise Usage, "path needs a dump and an address" unless args.size == 2
-      raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
+      raise Usage, "not an address: #{Printable.escape(args[1])} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
 
       load(args[0]) do |heap|
         object = heap.at(args[1])

@@ -146,6 +146,8 @@ RSpec.describe "exe/heapdiff" do
         expect([err.b, status]).to match([/\Aheapdiff: no such directory: .*caf/n, 2])
         _, err, status = heapdiff("verify", *leak3, "--", *leak3, "--fixed", "caf\xe9")
         expect([err.b, status]).to match([/\Aheapdiff: invalid argument: --fixed caf/n, 2])
+        _, err, status = heapdiff("path", leak3[2], "0x\xff")
+        expect([err.lines.first, status]).to eq(["heapdiff: not an address: 0x\\xFF (expected 0x…)\n", 2])
       end
     end
 
