@@ -53,6 +53,9 @@ RSpec.describe "Leaks and baselines" do
         .to eq("sidekiq-6.4.1/lib/sidekiq/api.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/share/rubygems-integration/all/gems/redis-4.8.0/lib/redis.rb", app_root: root))
         .to eq("redis-4.8.0/lib/redis.rb")
+      # A git checkout's revision may begin with a letter.
+      expect(Heapdiff::Leak.normalize_path("/home/u/.bundle/ruby/3.1.0/bundler/gems/rails-ab12cd34ef56/lib/x.rb", app_root: root))
+        .to eq("rails-ab12cd34ef56/lib/x.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/lib/ruby/3.1.0/set.rb", app_root: root)).to eq("ruby/set.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/lib/ruby/vendor_ruby/rake/task.rb", app_root: root)).to eq("vendor_ruby/rake/task.rb")
       expect(Heapdiff::Leak.normalize_path("/srv/app/app/models/user.rb", app_root: root)).to eq("app/models/user.rb")

@@ -231,7 +231,8 @@ module Heapdiff
 
       # A source path without what differs between checkouts and machines: a gem's
       # file as "NAME-VERSION/lib/x.rb" (RubyGems, Bundler, Debian's
-      # rubygems-integration); Ruby's own library as "ruby/set.rb"; Debian's
+      # rubygems-integration), or for a gem Bundler checked out from git as
+      # "NAME-REVISION/lib/x.rb" (bundler/gems/NAME-<12 hex digits>); Ruby's own library as "ruby/set.rb"; Debian's
       # vendor_ruby as "vendor_ruby/x.rb"; a file under +app_root+ relative to it;
       # a relative path ("app.rb", "./lib/x.rb", as Ruby records `ruby app.rb`) as
       # written, without "./". Anything else is left as it is.
@@ -252,7 +253,7 @@ module Heapdiff
         end
 
         text = Printable.utf8(path)
-        if (m = %r{/gems/([^/]+-\d[^/]*/.*)\z}.match(text)) then m[1]
+        if (m = %r{/gems/([^/]+-(?:\d[^/]*|\h{12})/.*)\z}.match(text)) then m[1]
         elsif (m = %r{/(vendor_ruby|site_ruby)/(?:\d+\.\d+\.\d+/)?(.*)\z}.match(text)) then "#{m[1]}/#{m[2]}"
         elsif (m = %r{/lib/ruby/\d+\.\d+\.\d+/(.*)\z}.match(text)) then "ruby/#{m[1]}"
         elsif app_root && text.start_with?(root = "#{app_root.chomp("/")}/") then text.delete_prefix(root)
