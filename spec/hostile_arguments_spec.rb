@@ -13,6 +13,7 @@ RSpec.describe "Hostile arguments to the public API" do
   sweep = <<~'RUBY'
     require "heapdiff"
     require "heapdiff/cli"
+    require "heapdiff/leak_check"
     require "heapdiff/rack"
     require "json"
     require "logger"
@@ -69,6 +70,7 @@ RSpec.describe "Hostile arguments to the public API" do
       "Baseline.write(path)" => ->(a) { Heapdiff::Baseline.write(a, report.leaks) },
       "Baseline#known?" => ->(a) { Heapdiff::Baseline.new.known?(a) },
       "Baseline.new" => ->(a) { Heapdiff::Baseline.new(a) },
+      "LeakCheck.new(baseline:)" => ->(a) { Heapdiff::LeakCheck.new(baseline: a) },
       "Baseline.new([a])" => ->(a) { Heapdiff::Baseline.new([a]) },
       "Baseline.new(path:)" => ->(a) { Heapdiff::Baseline.new([], path: a).inspect },
       "Baseline.write(leaks)" => ->(a) { Heapdiff::Baseline.write(out, a) },
