@@ -227,8 +227,10 @@ module Heapdiff
                      "#{" (a forked process's are in #{forked})" if forked}"
       end
       verification = Heapdiff.verify(*sources)
-      @out.puts options[:format] == "json" ? pretty(verification.to_h) : verification.to_s
       failures = verify_failures(verification, options[:fixed])
+      # The JSON's "passed" is the exit status's: --fixed counts too, and "failures" says why.
+      json = -> { pretty(verification.to_h.merge(passed: failures.empty?, failures: failures)) }
+      @out.puts options[:format] == "json" ? json.call : verification.to_s
       failures.each { |failure| @err.puts "heapdiff: #{failure}" }
       failures.empty? ? 0 : 1
     end

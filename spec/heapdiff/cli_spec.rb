@@ -131,6 +131,16 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
+    it "verify --format json passes as the exit status does, --fixed included, and says why not" do
+      out, err, status = heapdiff("verify", *leak3, "--", *leak3, "--format", "json")
+      expect([JSON.parse(out).values_at("passed", "failures"), status]).to eq([[true, []], 0]), err
+      # The same recording twice: its leak of 3 sites is unchanged, not fixed.
+      signature = JSON.parse(heapdiff("diff", *leak3, "--format", "json")[0])["leaks"].first["signature"]
+      out, err, status = heapdiff("verify", *leak3, "--", *leak3, "--format", "json", "--fixed", signature)
+      failure = "leak #{signature} is unchanged, not fixed (--fixed)"
+      expect([JSON.parse(out).values_at("passed", "failures"), err, status]).to eq([[false, [failure]], "heapdiff: #{failure}\n", 1])
+    end
+
     it "takes file names that are not UTF-8, as options' values and as operands" do
       Dir.mktmpdir do |dir|
         latin1 = File.join(dir, "caf\xe9.json") # a UTF-8 locale's ARGV: tagged UTF-8, invalid
