@@ -13,6 +13,7 @@ RSpec.describe "Hostile arguments to the public API" do
   sweep = <<~'RUBY'
     require "heapdiff"
     require "heapdiff/cli"
+    require "heapdiff/leak_check"
     require "heapdiff/rack"
     require "json"
     require "logger"
@@ -68,6 +69,21 @@ RSpec.describe "Hostile arguments to the public API" do
       "Baseline.load" => ->(a) { Heapdiff::Baseline.load(a) },
       "Baseline.write(path)" => ->(a) { Heapdiff::Baseline.write(a, report.leaks) },
       "Baseline#known?" => ->(a) { Heapdiff::Baseline.new.known?(a) },
+      "Baseline.new" => ->(a) { Heapdiff::Baseline.new(a) },
+      "LeakCheck.new(baseline:)" => ->(a) { Heapdiff::LeakCheck.new(baseline: a) },
+      "Baseline.new([a])" => ->(a) { Heapdiff::Baseline.new([a]) },
+      "Baseline.new(path:)" => ->(a) { Heapdiff::Baseline.new([], path: a).inspect },
+      "Baseline.write(leaks)" => ->(a) { Heapdiff::Baseline.write(out, a) },
+      "Baseline.write([a])" => ->(a) { Heapdiff::Baseline.write(out, [a]) },
+      "Baseline#new_leaks" => ->(a) { Heapdiff::Baseline.new.new_leaks(a) },
+      "Baseline#missing" => ->(a) { Heapdiff::Baseline.new.missing(a) },
+      "Baseline#entry_for" => ->(a) { Heapdiff::Baseline.new.entry_for(a) },
+      "Report#leaks(class_edges:)" => ->(a) { report.leaks(class_edges: a) },
+      "Leak.percent" => ->(a) { Heapdiff::Leak.percent(a) },
+      "Leak::Identity#same?" => ->(a) { report.leaks.first.identity.same?(a) },
+      "Leak::Identity.without_lines" => ->(a) { Heapdiff::Leak::Identity.without_lines(a) },
+      "LeakGrowth.of" => ->(a) { Heapdiff::LeakGrowth.of(a) },
+      "LeakGrowth.site_counts" => ->(a) { Heapdiff::LeakGrowth.site_counts(a) },
       "Group#sample" => ->(a) { group.sample(a) },
       "Summary#top(key)" => ->(a) { Heapdiff::Summary.new(heap).top(a) },
       "Summary#top(limit:)" => ->(a) { Heapdiff::Summary.new(heap).top(:type, limit: a) },

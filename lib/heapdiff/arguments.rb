@@ -35,8 +35,17 @@ module Heapdiff
       [value, LARGEST_COUNT].min
     end
 
-    # What +value+ is, for a message: its inspect (cut short), or its kind for an
-    # object that has no #inspect.
+    # +value+, an Array of +type+ (a Class or Module) only. Raises TypeError naming
+    # +name+ and the first item that is not one otherwise.
+    def list(value, type, name)
+      # rubocop:disable Style/CaseEquality -- Module#=== works on a BasicObject; is_a? does not exist there
+      return value if Array === value && value.all? { |item| type === item }
+
+      what = Array === value ? "an Array holding #{kind(value.find { |item| !(type === item) })}" : kind(value)
+      # rubocop:enable Style/CaseEquality
+      raise TypeError, "heapdiff: #{name} must be an Array of #{type}, got #{what}"
+    end
+
     # +value+ as a number of bytes: an Integer, or a String with an optional binary
     # suffix ("1.5G", "800M", "64k": powers of 1024, as ps and top count). Raises
     # ArgumentError for what is not one, or not positive.
@@ -50,6 +59,8 @@ module Heapdiff
       (Float(number) * BYTE_SUFFIXES.fetch(suffix.downcase)).round
     end
 
+    # What +value+ is, for a message: its inspect (cut short), or its kind for an
+    # object that has no #inspect.
     def kind(value)
       return "an instance of BasicObject" unless ::Object === value
 

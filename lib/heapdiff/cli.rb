@@ -77,7 +77,10 @@ module Heapdiff
     # @return [Integer] the exit status: 0, 1 when --fail-over is exceeded, 2 for a
     #   usage or input error, 130 when interrupted
     def run(argv)
-      argv = argv.dup
+      # A file name need not be UTF-8; OptionParser matches each option's value with a
+      # pattern, which raises ArgumentError for a String with invalid bytes. As bytes,
+      # such a name still opens the file it names.
+      argv = argv.map { |arg| String === arg && !arg.valid_encoding? ? arg.b : arg }
       command = argv.shift
       return help(@out, 0) if [nil, "-h", "--help", "help"].include?(command)
       return version if %w[-v --version version].include?(command)
@@ -187,7 +190,7 @@ module Heapdiff
     # @return [Integer] the exit status
     def path_command(args, options)
       raise Usage, "path needs a dump and an address" unless args.size == 2
-      raise Usage, "not an address: #{args[1]} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
+      raise Usage, "not an address: #{Printable.escape(args[1])} (expected 0x…)" unless args[1].match?(/\A0x\h+\z/)
 
       load(args[0]) do |heap|
         object = heap.at(args[1])
@@ -233,8 +236,10 @@ module Heapdiff
                      "#{" (a forked process's are in #{forked})" if forked}"
       end
       verification = Heapdiff.verify(*sources)
-      @out.puts options[:format] == "json" ? pretty(verification.to_h) : verification.to_s
       failures = verify_failures(verification, options[:fixed])
+      # The JSON's "passed" is the exit status's: --fixed counts too, and "failures" says why.
+      json = -> { pretty(verification.to_h.merge(passed: failures.empty?, failures: failures)) }
+      @out.puts options[:format] == "json" ? json.call : verification.to_s
       failures.each { |failure| @err.puts "heapdiff: #{failure}" }
       failures.empty? ? 0 : 1
     end
@@ -457,7 +462,8 @@ module Heapdiff
 
     # The watched objects (Heapdiff.watch) that +snapshot+'s sidecar says survived,
     # each label with the path from a root to one of them in +heap+ (that snapshot's
-    # dump): [{label:, count:, watched:, address:, path:}], or nil.
+    # dump), or why there is none: [{label:, count:, watched:, address:, path:, why:}],
+    # or nil.
     def survivor_paths(snapshot, heap, options)
       survivors = snapshot.meta&.dig("survivors")
       return nil unless survivors.is_a?(Hash) && !survivors.empty?
@@ -465,7 +471,8 @@ module Heapdiff
       survivors.map do |label, s|
         address = Array(s["addresses"]).find { |a| a.is_a?(String) && heap.at(a) }
         path = address && heap.path_to_root(heap.at(address), class_edges: options[:class_edges])
-        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s }
+        { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s,
+          why: path ? nil : no_path_reason(heap, address, options) }
       end
     end
 
@@ -474,17 +481,21 @@ module Heapdiff
 
       @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
       survivors.each do |s|
-        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{survivor_holder(s)}"
+        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{s[:path] || s[:why]}"
       end
     end
 
-    # The path to a survivor, or why there is none: it survived a full GC, so an object
-    # in the dump without a path is held from outside the object graph the dump shows,
-    # such as a thread's C stack, which the GC scans conservatively (a job that has just
-    # finished can stay there until later calls overwrite it).
-    def survivor_holder(survivor)
-      return survivor[:path] if survivor[:path]
-      return "none of its addresses is in the dump" unless survivor[:address]
+    # Why a survivor at +address+ (nil: none of its addresses is in +heap+) has no path
+    # from a root. Without --no-class-edges: it survived a full GC, so an object in the
+    # dump without a path is held from outside the object graph the dump shows, such as
+    # a thread's C stack, which the GC scans conservatively (a job that has just
+    # finished can stay there until later calls overwrite it). With it, only the object
+    # → class edges it left out may reach it.
+    def no_path_reason(heap, address, options)
+      return "none of its addresses is in the dump" unless address
+      if !options[:class_edges] && heap.path_to_root(heap.at(address), class_edges: true)
+        return "no path from a root without the object → class edges that --no-class-edges leaves out"
+      end
 
       "no path from a root in the dump: held from outside the heap, such as a thread's C stack"
     end
@@ -613,7 +624,7 @@ module Heapdiff
         @out.puts report.to_s(top: options[:top], class_edges: options[:class_edges], only: options[:only],
                               ignore: options[:ignore])
       end
-      write_baseline(report, options[:write_baseline]) if options[:write_baseline]
+      write_baseline(report, options) if options[:write_baseline]
       baseline ? fail_over_new(leaks, baseline, options) : fail_over(report, options)
     end
 
@@ -651,8 +662,11 @@ module Heapdiff
       @out.puts "  (#{more} more leak#{"s" unless more == 1})" if more.positive?
     end
 
-    def write_baseline(report, path)
-      baseline = Baseline.write(path, report.leaks)
+    # Every leak of the report (--only/--ignore choose what is shown, not what is
+    # known), found as the check with --baseline finds them: with --no-class-edges too.
+    def write_baseline(report, options)
+      path = options[:write_baseline]
+      baseline = Baseline.write(path, report.leaks(class_edges: options[:class_edges]))
       @err.puts "heapdiff: wrote #{path}: #{baseline.size} leak#{"s" unless baseline.size == 1}"
     end
 

@@ -98,7 +98,8 @@ module Heapdiff
       @per_iteration = per_iteration
       @max = max && integer(max, "max:", 0)
       @filter = SiteFilter.new(only: only, ignore: DEFAULT_IGNORE + Array(ignore), attribution: attribution)
-      @baseline = baseline.nil? || baseline.is_a?(Baseline) ? baseline : Baseline.load(baseline)
+      # Module#===, not is_a?: a BasicObject has no methods to ask.
+      @baseline = NilClass === baseline || Baseline === baseline ? baseline : Baseline.load(baseline)
     end
 
     # The key of an allocation site across the windows' reports.

@@ -102,6 +102,67 @@ RSpec.describe "exe/heapdiff" do
       end
     end
 
+    it "writes the leaks it finds into --write-baseline, with --no-class-edges too" do
+      Dir.mktmpdir do |dir|
+        # 100 strings a run, in an ivar of an anonymous class that only its instance's
+        # class edge reaches: without those edges, no root reaches them.
+        program = <<~'RUBY'
+          require "objspace"
+          ObjectSpace.trace_object_allocations_start
+          klass = Class.new { class << self; attr_accessor :kept; end }
+          klass.kept = []
+          HOLDER = klass.new
+          klass = nil
+          3.times do |k|
+            100.times { HOLDER.class.kept << "x#{rand}" }
+            GC.start(full_mark: true, immediate_sweep: true)
+            File.open(File.join(ARGV[0], "#{k}.json"), "w") { |f| ObjectSpace.dump_all(output: f) }
+          end
+        RUBY
+        out, status = Open3.capture2e(RbConfig.ruby, "-e", program, dir)
+        expect(status.success?).to be(true), out
+        dumps = (0..2).map { |k| File.join(dir, "#{k}.json") }
+        baseline = File.join(dir, "b.json")
+        out, _, status = heapdiff("diff", *dumps, "--no-class-edges", "--format", "json", "--write-baseline", baseline)
+        expect(status).to eq(0)
+        shown = JSON.parse(out)["leaks"].map { |leak| leak["signature"] }
+        written = JSON.parse(File.read(baseline))["leaks"].map { |leak| leak["signature"] }
+        expect(written).to match_array(shown)
+        out, = heapdiff("diff", *dumps, "--format", "json")
+        expect(JSON.parse(out)["leaks"].map { |leak| leak["signature"] }).not_to match_array(shown)
+      end
+    end
+
+    it "verify --format json passes as the exit status does, --fixed included, and says why not" do
+      out, err, status = heapdiff("verify", *leak3, "--", *leak3, "--format", "json")
+      expect([JSON.parse(out).values_at("passed", "failures"), status]).to eq([[true, []], 0]), err
+      # The same recording twice: its leak of 3 sites is unchanged, not fixed.
+      signature = JSON.parse(heapdiff("diff", *leak3, "--format", "json")[0])["leaks"].first["signature"]
+      out, err, status = heapdiff("verify", *leak3, "--", *leak3, "--format", "json", "--fixed", signature)
+      failure = "leak #{signature} is unchanged, not fixed (--fixed)"
+      expect([JSON.parse(out).values_at("passed", "failures"), err, status]).to eq([[false, [failure]], "heapdiff: #{failure}\n", 1])
+    end
+
+    it "takes file names that are not UTF-8, as options' values and as operands" do
+      Dir.mktmpdir do |dir|
+        latin1 = File.join(dir, "caf\xe9.json") # a UTF-8 locale's ARGV: tagged UTF-8, invalid
+        _, err, status = heapdiff("diff", *leak3, "--write-baseline", latin1)
+        expect([err.b, status]).to eq(["heapdiff: wrote #{latin1}: 2 leaks\n".b, 0])
+        expect(File.exist?(latin1)).to be(true)
+        out, _, status = heapdiff("diff", *leak3, "--baseline", latin1)
+        expect(status).to eq(0)
+        expect(out.lines.first).to start_with("Leaks: 2 (0 new, 2 known in ")
+        _, err, status = heapdiff("diff", File.join(dir, "caf\xe9-0.json"), leak3[1])
+        expect([err.b, status]).to match([/\Aheapdiff: .*caf.*-0\.json: No such file/n, 2])
+        _, err, status = heapdiff("compare", File.join(dir, "caf\xe9"))
+        expect([err.b, status]).to match([/\Aheapdiff: no such directory: .*caf/n, 2])
+        _, err, status = heapdiff("verify", *leak3, "--", *leak3, "--fixed", "caf\xe9")
+        expect([err.b, status]).to match([/\Aheapdiff: invalid argument: --fixed caf/n, 2])
+        _, err, status = heapdiff("path", leak3[2], "0x\xff")
+        expect([err.lines.first, status]).to eq(["heapdiff: not an address: 0x\\xFF (expected 0x…)\n", 2])
+      end
+    end
+
     it "diffs two dumps: what was allocated in between" do
       out, = heapdiff("diff", *leak3.first(2), "--top", "1")
       expect(sites(out)).to start_with("Allocated STRING 1001 objects")

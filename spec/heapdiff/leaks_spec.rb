@@ -53,6 +53,9 @@ RSpec.describe "Leaks and baselines" do
         .to eq("sidekiq-6.4.1/lib/sidekiq/api.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/share/rubygems-integration/all/gems/redis-4.8.0/lib/redis.rb", app_root: root))
         .to eq("redis-4.8.0/lib/redis.rb")
+      # A git checkout's revision may begin with a letter.
+      expect(Heapdiff::Leak.normalize_path("/home/u/.bundle/ruby/3.1.0/bundler/gems/rails-ab12cd34ef56/lib/x.rb", app_root: root))
+        .to eq("rails-ab12cd34ef56/lib/x.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/lib/ruby/3.1.0/set.rb", app_root: root)).to eq("ruby/set.rb")
       expect(Heapdiff::Leak.normalize_path("/usr/lib/ruby/vendor_ruby/rake/task.rb", app_root: root)).to eq("vendor_ruby/rake/task.rb")
       expect(Heapdiff::Leak.normalize_path("/srv/app/app/models/user.rb", app_root: root)).to eq("app/models/user.rb")
@@ -96,6 +99,22 @@ RSpec.describe "Leaks and baselines" do
       expect(baseline.missing([leak])).to be_empty
     end
 
+    it "finds in an IdentityIndex the first identity with the signature, else the first same leak the block accepts" do
+      chain = ["Store::ENTRIES (Array)", "MODULE Store", "ROOT vm"]
+      identity = Heapdiff::Leak::Identity
+      index = Heapdiff::Leak::IdentityIndex.new
+      index.add(identity.new("aaaaaaaaaaaa", chain, ["STRING lib/store.rb:16"]), :moved)
+      index.add(identity.new("0123456789ab", nil, []), :by_hand)
+      index.add(identity.new("0123456789ab", chain, ["HASH lib/store.rb:3"]), :second)
+      expect(index.find(identity.new("0123456789ab", chain, []))).to eq(:by_hand)
+      expect(index.find(identity.new("0123456789ab", chain, [])) { |v| v != :by_hand }).to eq(:second)
+      expect(index.find(identity.new("ffffffffffff", chain, ["STRING lib/store.rb:99"]))).to eq(:moved)
+      expect(index.find(identity.new("ffffffffffff", chain, ["STRING lib/store.rb:99"])) { |v| v != :moved }).to be_nil
+      expect(index.find(identity.new("ffffffffffff", chain, ["ARRAY lib/store.rb:16"]))).to be_nil
+      expect(index.find(identity.new("ffffffffffff", nil, ["STRING lib/store.rb:16"]))).to be_nil
+      expect(index.inspect).to eq("#<Heapdiff::Leak::IdentityIndex 3 identities, 1 holder chain>")
+    end
+
     it "reads back what it wrote: signatures decide what is known" do
       path = File.join(@dir, "heapdiff_baseline.json")
       entries = [{ "signature" => "0123456789ab", "title" => "A" }, { "signature" => "ba9876543210", "title" => "B" }]
@@ -104,6 +123,9 @@ RSpec.describe "Leaks and baselines" do
       expect(baseline.size).to eq(2)
       expect(baseline.known?("0123456789ab")).to be(true)
       expect(baseline.known?("000000000000")).to be(false)
+      # Capitals (typed by hand) are the same signature.
+      capitals = Heapdiff::Baseline.new([{ "signature" => "0123456789AB" }])
+      expect([capitals.known?("0123456789ab"), capitals.known?("0123456789AB")]).to eq([true, true])
       expect(File.stat(path).mode & 0o777).to eq(0o644)
       expect(JSON.parse(File.read(path))["leaks"].map { |e| e["title"] }).to eq(%w[A B])
     end

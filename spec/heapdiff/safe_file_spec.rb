@@ -91,6 +91,17 @@ RSpec.describe "Writing files beside another user's symlinks" do
     expect(File.read(File.join(@dir, "trend.html"))).to include("<html")
   end
 
+  it "heapdiff diff --write-baseline follows none" do
+    require "heapdiff/cli"
+    dumps = (0..2).map { |n| Fixtures.leak3("3.3", n) }
+    path = File.join(@dir, "heapdiff_baseline.json")
+    status = write_beside_symlinks(->(_pid) { ["heapdiff_baseline.json"] }) do
+      Heapdiff::CLI.new(out: StringIO.new, err: StringIO.new).run(["diff", *dumps, "--write-baseline", path])
+    end
+    expect_victim_intact(status)
+    expect([File.symlink?(path), Heapdiff::Baseline.load(path).size]).to eq([false, 2])
+  end
+
   it "Heapdiff.snapshot(path) follows none" do
     sequence = Heapdiff::Snapshot.instance_variable_get(:@sequence) + 1
     status = write_beside_symlinks(lambda do |pid|

@@ -1,5 +1,9 @@
 # frozen_string_literal: true
 
+require "fileutils"
+require "tmpdir"
+require_relative "../support/fixtures"
+
 # The verdict rules of Verification and the grouping of Siblings, on leaks given as
 # LeakGrowth records (verify_spec.rb and compare_spec.rb run them on real processes).
 RSpec.describe Heapdiff::Verification do
@@ -68,9 +72,36 @@ RSpec.describe Heapdiff::Verification do
   it "warns of rates made of estimated counts, naming the leak" do
     estimated = leak("e" * 12, 100).tap { |l| l.estimated = true }
     verification = described_class.new(recording(estimated, leak("a" * 12, 10)), recording)
-    expected = "the rates of #{"e" * 12} are estimates: a site they share with another leak " \
-               "is counted in each snapshot by its share at the last one"
+    expected = "the rates of #{"e" * 12} are estimates: a site they hold part of is counted in each snapshot by " \
+               "their share of it at the last one"
     expect(verification.warnings).to eq([expected])
+  end
+
+  it "calls a leak's counts estimates, without naming another leak, when no root reaches part of its site" do
+    Dir.mktmpdir do |dir|
+      # One holder, one site: 3 strings, then 5 held and a sixth that nothing references.
+      klass = %({"address":"0x30", "type":"CLASS", "name":"String", "memsize":500}\n)
+      root = %({"type":"ROOT", "root":"vm", "references":["0x10"]}\n)
+      holder = lambda do |refs|
+        %({"address":"0x10", "type":"ARRAY", "class":"0x30", "length":#{refs.size}, "references":#{refs.to_json}, ) +
+          %("file":"app.rb", "line":1, "generation":1, "memsize":40}\n)
+      end
+      string = lambda do |address, generation|
+        %({"address":"#{address}", "type":"STRING", "class":"0x30", "bytesize":2, "value":"s", "file":"app.rb", ) +
+          %("line":7, "generation":#{generation}, "memsize":40}\n)
+      end
+      first = %w[0x108 0x110 0x118]
+      held = first + %w[0x120 0x128]
+      paths = [[root, holder.call([]), klass],
+               [root, holder.call(first), *first.map { |a| string.call(a, 5) }, klass],
+               [root, holder.call(held), *held.map { |a| string.call(a, 5) }, string.call("0x130", 9), klass]]
+              .each_with_index.map { |lines, n| File.join(dir, "#{n}.json").tap { |path| File.write(path, lines.join) } }
+      leaks = Heapdiff.trend(paths).leaks
+      expect(leaks.map { |l| [l.count, l.estimated?] }).to eq([[5, true]])
+      warnings = Heapdiff.verify(paths, paths).warnings
+      expect(warnings.grep(/estimates/).size).to eq(1)
+      expect(warnings.join("\n")).not_to include("another leak")
+    end
   end
 
   # A leak held by +chain+ at +sites+ (its signature made up: another line is another
@@ -86,8 +117,11 @@ RSpec.describe Heapdiff::Verification do
                        held("c" * 12, ["Store::AUDIT (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:30"], 50))
     after = recording(held("b" * 12, chain, ["STRING app/store.rb:19"], 100),
                       held("d" * 12, ["Store::OTHER (Array)", "MODULE Store", "ROOT vm"], ["STRING app/store.rb:33"], 50))
-    rows = described_class.new(before, after).map { |row| [row.signature, row.status] }
-    expect(rows).to eq([["a" * 12, :unchanged], ["c" * 12, :fixed], ["d" * 12, :new]])
+    verification = described_class.new(before, after)
+    expect(verification.map { |row| [row.signature, row.status] }).to eq([["a" * 12, :unchanged], ["c" * 12, :fixed], ["d" * 12, :new]])
+    # Found by AFTER's signature too (`heapdiff verify --fixed` takes either).
+    expect(verification["b" * 12]).to equal(verification["a" * 12])
+    expect(verification["a" * 12].signatures).to eq(["a" * 12, "b" * 12])
     # The same holder with a site in another file only is another leak.
     elsewhere = recording(held("e" * 12, chain, ["STRING app/other.rb:16"], 100))
     expect(described_class.new(recording(held("a" * 12, chain, ["STRING app/store.rb:16"], 100)), elsewhere)
@@ -113,6 +147,17 @@ RSpec.describe Heapdiff::Siblings do
     Heapdiff::Siblings::Sibling.new(identity: identity, snapshots: %w[a b], leaks: leaks, sites: sites, intervals: 1)
   end
 
+  it "says why it found too few processes: snapshots without a sidecar are left out" do
+    Dir.mktmpdir do |dir|
+      3.times { |n| FileUtils.cp(Fixtures.leak3("3.3", n), File.join(dir, format("heap-%04d.json.gz", n + 1))) }
+      expect { described_class.build(dir) }.to raise_error(
+        Heapdiff::TrendError,
+        "heapdiff: comparing needs at least two processes with two snapshots or more each, found 0 in #{dir} " \
+        "(3 snapshots without a sidecar naming their process left out)"
+      )
+    end
+  end
+
   it "tells the leaks every process has from those only some have, with each process's count" do
     siblings = described_class.new([sibling(1, { "s" * 12 => 10, "o" * 12 => 30 }), sibling(2, { "s" * 12 => 20 })])
     expect(siblings.shared.map(&:signature)).to eq(["s" * 12])
@@ -135,6 +180,7 @@ RSpec.describe Heapdiff::Siblings do
     end
     siblings = described_class.new(processes)
     expect(siblings.shared.map(&:counts)).to eq([[11, 11]])
+    expect(siblings["b" * 12]).to equal(siblings.shared.first)
     expect(siblings.some).to be_empty
   end
 

@@ -43,28 +43,44 @@ RSpec.describe "Heapdiff.watch" do
   it "heapdiff report DIR says why a survivor has no path: no referrer in the dump, or not in it at all" do
     Dir.mktmpdir do |dir|
       # 0x2000 is held by an array from a root, 0x4000 by nothing in the dump, 0x9000 is
-      # not in it.
+      # not in it, 0x5100 by an array of an anonymous class that only its instance
+      # 0x6000's class edge reaches.
       dump = <<~JSONL
-        {"type":"ROOT", "root":"vm", "references":["0x1000", "0x3000"]}
+        {"type":"ROOT", "root":"vm", "references":["0x1000", "0x3000", "0x6000"]}
         {"address":"0x3000", "type":"CLASS", "name":"Job", "references":[], "memsize":100}
         {"address":"0x1000", "type":"ARRAY", "length":1, "references":["0x2000"], "memsize":40}
         {"address":"0x2000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
         {"address":"0x4000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
+        {"address":"0x6000", "type":"OBJECT", "class":"0x5000", "ivars":0, "memsize":40}
+        {"address":"0x5000", "type":"CLASS", "references":["0x1100"], "memsize":100}
+        {"address":"0x1100", "type":"ARRAY", "length":1, "references":["0x5100"], "memsize":40}
+        {"address":"0x5100", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
       JSONL
-      survivors = { "Held" => ["0x2000"], "Unheld" => ["0x4000"], "Gone" => ["0x9000"] }
+      survivors = { "Held" => ["0x2000"], "Unheld" => ["0x4000"], "Gone" => ["0x9000"], "Classed" => ["0x5100"] }
                   .transform_values { |addresses| { "count" => 1, "watched" => 2, "addresses" => addresses } }
       [1, 2].each do |n|
         File.write(File.join(dir, "heap-000#{n}.json"), dump)
         File.write(File.join(dir, "heap-000#{n}.meta.json"),
                    JSON.generate("pid" => 1, "sequence" => n, "time" => "2026-12-01T05:00:0#{n}Z", "survivors" => survivors))
       end
-      out, err, status = Open3.capture3(RbConfig.ruby, "-I#{Processes::LIB}", File.expand_path("../../exe/heapdiff", __dir__),
-                                        "report", dir)
-      expect(status.exitstatus).to eq(0), err
-      expect(out[/^Watched objects still alive at heap-0002\.json.*\z/m].lines.drop(1)).to eq(
-        ["  Held: 1 of 2 watched — ROOT vm → ARRAY 0x1000 → [0] OBJECT Job 0x2000\n",
-         "  Unheld: 1 of 2 watched — no path from a root in the dump: held from outside the heap, such as a thread's C stack\n",
-         "  Gone: 1 of 2 watched — none of its addresses is in the dump\n"]
+      report = lambda do |*options|
+        out, err, status = Open3.capture3(RbConfig.ruby, "-I#{Processes::LIB}",
+                                          File.expand_path("../../exe/heapdiff", __dir__), "report", dir, *options)
+        expect(status.exitstatus).to eq(0), err
+        out[/^Watched objects still alive at heap-0002\.json.*\z/m].lines.drop(1)
+      end
+      unheld = "  Unheld: 1 of 2 watched — no path from a root in the dump: held from outside the heap, " \
+               "such as a thread's C stack\n"
+      expect(report.call).to eq(
+        ["  Held: 1 of 2 watched — ROOT vm → ARRAY 0x1000 → [0] OBJECT Job 0x2000\n", unheld,
+         "  Gone: 1 of 2 watched — none of its addresses is in the dump\n",
+         "  Classed: 1 of 2 watched — ROOT vm → OBJECT #<Class:0x5000> 0x6000 → CLASS #<Class:0x5000> 0x5000 → " \
+         "ARRAY 0x1100 → [0] OBJECT Job 0x5100\n"]
+      )
+      # Without class edges, 0x5100 has no path, but it is in the heap's graph all the same.
+      expect(report.call("--no-class-edges").values_at(1, 3)).to eq(
+        [unheld, "  Classed: 1 of 2 watched — no path from a root without the object → class edges that --no-class-edges " \
+                 "leaves out\n"]
       )
     end
   end

@@ -45,7 +45,7 @@ module Heapdiff
         end
 
         leaks.each_with_index do |leak, i|
-          next if leak.is_a?(Hash) && SIGNATURE.match?(leak["signature"].to_s)
+          next if leak.is_a?(Hash) && String === leak["signature"] && SIGNATURE.match?(leak["signature"].b)
 
           raise BaselineError, "heapdiff: #{path}: leak #{i + 1} has no signature of #{Leak::SIGNATURE_DIGITS} hex digits"
         end
@@ -66,10 +66,19 @@ module Heapdiff
       # @param leaks [Array<Leak>]
       # @return [Baseline] the baseline written
       # @raise [BaselineError] it cannot be written
+      # @raise [TypeError] +path+ is not a path, +leaks+ not an Array of Leak
       def write(path, leaks)
-        baseline = new(leaks.map { |l| entry(l) }, path: path)
+        baseline = new(Arguments.list(leaks, Leak, "leaks").map { |l| entry(l) }, path: Arguments.path(path, "path"))
         baseline.write(path)
         baseline
+      end
+
+      # +text+ (SIGNATURE's hex digits, in any case) as Leak#signature writes it.
+      #
+      # @param text [String]
+      # @return [String]
+      def signature(text)
+        text.b.downcase.force_encoding(Encoding::UTF_8)
       end
 
       private
@@ -80,14 +89,24 @@ module Heapdiff
       end
     end
 
-    # @param entries [Array<Hash{String => Object}>] each with a "signature"
-    # @param path [String, nil] where it was read from
+    # @param entries [Array<Hash{String => Object}>] each with a "signature" of
+    #   Leak::SIGNATURE_DIGITS hex digits (read in lowercase, as Leak#signature writes
+    #   them: an entry typed in capitals still knows its leak)
+    # @param path [String, Pathname, nil] where it was read from
+    # @raise [TypeError] +entries+ is not an Array of Hash, +path+ not a path
+    # @raise [ArgumentError] an entry without a signature
     def initialize(entries = [], path: nil)
+      Arguments.list(entries, Hash, "entries").each_with_index do |entry, i|
+        next if String === entry["signature"] && SIGNATURE.match?(entry["signature"].b)
+
+        raise ArgumentError, "heapdiff: entry #{i + 1} has no \"signature\" of #{Leak::SIGNATURE_DIGITS} hex digits"
+      end
+      path = Arguments.path(path, "path:", nil_ok: true)
+      entries = entries.map { |e| e.merge("signature" => Baseline.signature(e["signature"])) }
       @entries = entries.uniq { |e| e["signature"] }.sort_by { |e| e["signature"] }.freeze
       @path = path
-      @signatures = @entries.to_h { |e| [e["signature"], e] }
-      @by_chain = @entries.select { |e| e["holder_chain"].is_a?(Array) }.group_by { |e| e["holder_chain"] }
-                          .transform_values { |es| es.map { |e| [e, identity(e)] } }
+      @index = Leak::IdentityIndex.new
+      @entries.each { |e| @index.add(identity(e), e) }
     end
 
     # Is +leak+ (a Leak, or its signature) in the baseline?
@@ -98,7 +117,7 @@ module Heapdiff
     def known?(leak)
       case leak
       when Leak then !entry_for(leak).nil?
-      when String then @signatures.key?(leak)
+      when String then SIGNATURE.match?(leak.b) && !@index.find(Leak::Identity.new(Baseline.signature(leak), nil, [])).nil?
       else raise TypeError, "heapdiff: expected a Leak or a signature, got #{Arguments.kind(leak)}"
       end
     end
@@ -108,27 +127,29 @@ module Heapdiff
     #
     # @param leak [Leak]
     # @return [Hash{String => Object}, nil]
+    # @raise [TypeError] +leak+ is not a Leak
     def entry_for(leak)
-      @signatures.fetch(leak.signature) do
-        identity = leak.identity
-        @by_chain.fetch(leak.holder_chain, []).find { |_, known| known.same?(identity) }&.first
-      end
+      raise TypeError, "heapdiff: expected a Leak, got #{Arguments.kind(leak)}" unless Leak === leak
+
+      @index.find(leak.identity)
     end
 
     # The leaks the baseline does not know, in their order.
     #
     # @param leaks [Array<Leak>]
     # @return [Array<Leak>]
+    # @raise [TypeError] +leaks+ is not an Array of Leak
     def new_leaks(leaks)
-      leaks.reject { |leak| known?(leak) }
+      Arguments.list(leaks, Leak, "leaks").reject { |leak| known?(leak) }
     end
 
     # Signatures in the baseline that none of +leaks+ has: fixed, or no longer seen.
     #
     # @param leaks [Array<Leak>]
     # @return [Array<Hash{String => Object}>] the baseline's entries
+    # @raise [TypeError] +leaks+ is not an Array of Leak
     def missing(leaks)
-      seen = leaks.filter_map { |leak| entry_for(leak) }.to_set
+      seen = Arguments.list(leaks, Leak, "leaks").filter_map { |leak| entry_for(leak) }.to_set
       entries.reject { |e| seen.include?(e) }
     end
 
@@ -138,6 +159,7 @@ module Heapdiff
     # @param leaks [Array<Leak>, nil]
     # @return [Baseline] self, or the baseline of +leaks+
     # @raise [BaselineError] it cannot be written
+    # @raise [TypeError] +path+ is not a path, +leaks+ not an Array of Leak
     def write(path, leaks = nil)
       return self.class.write(path, leaks) if leaks
 
@@ -163,7 +185,8 @@ module Heapdiff
 
     def identity(entry)
       sites = entry["sites"]
-      Leak::Identity.new(entry["signature"], entry["holder_chain"], sites.is_a?(Array) ? sites.map(&:to_s) : [])
+      chain = entry["holder_chain"]
+      Leak::Identity.new(entry["signature"], chain.is_a?(Array) ? chain : nil, sites.is_a?(Array) ? sites.map(&:to_s) : [])
     end
   end
 end

@@ -61,7 +61,9 @@ module Heapdiff
       #
       # @param other [Identity]
       # @return [Boolean]
+      # @raise [TypeError] +other+ is not an Identity
       def same?(other)
+        raise TypeError, "heapdiff: expected a Leak::Identity, got #{Arguments.kind(other)}" unless Identity === other
         return true if signature == other.signature
         return false if holder_chain.nil? || holder_chain != other.holder_chain
 
@@ -72,8 +74,61 @@ module Heapdiff
       #
       # @param keys [Array<String>, nil]
       # @return [Array<String>]
+      # @raise [TypeError] +keys+ is neither nil nor an Array of String
       def self.without_lines(keys)
-        Array(keys).map { |key| key.to_s.sub(/:\d+\z/, "") }
+        return [] if NilClass === keys
+
+        Arguments.list(keys, String, "keys").map { |key| key.sub(/:\d+\z/, "") }
+      end
+    end
+
+    # Identities to match others against by Identity#same?, each with a value (a
+    # baseline's entry, a process's row): by signature first, then by holder chain.
+    # Only identities with the same signature or the same holder chain can be the same
+    # leak, so a lookup compares with those alone: Siblings and Verification match
+    # thousands of leaks per process, which a scan of every leak made quadratic.
+    class IdentityIndex
+      def initialize
+        @by_signature = Hash.new { |h, k| h[k] = [] }
+        @by_chain = Hash.new { |h, k| h[k] = [] }
+      end
+
+      # @param identity [Identity]
+      # @param value [Object] what #find returns for it
+      # @return [self]
+      def add(identity, value)
+        entry = [identity, value].freeze
+        @by_signature[identity.signature] << entry
+        @by_chain[identity.holder_chain] << entry unless identity.holder_chain.nil?
+        self
+      end
+
+      # The value of the first identity added with +identity+'s signature, or else of
+      # the first that is the same leak by Identity#same?; among those the block (if
+      # given) accepts.
+      #
+      # @param identity [Identity]
+      # @yieldparam value [Object] a candidate's value
+      # @yieldreturn [Boolean] whether it may match
+      # @return [Object, nil]
+      def find(identity, &accept)
+        accept ||= ->(_) { true }
+        hit = @by_signature.fetch(identity.signature, []).find { |_, value| accept.call(value) }
+        hit ||= @by_chain.fetch(identity.holder_chain, []).find do |known, value|
+          accept.call(value) && known.same?(identity)
+        end
+        hit&.last
+      end
+
+      # @return [Integer] identities added
+      def size
+        @by_signature.sum { |_, entries| entries.size }
+      end
+
+      # @return [String]
+      def inspect
+        chains = @by_chain.size
+        "#<Heapdiff::Leak::IdentityIndex #{size} identities, #{chains} holder chain#{"s" unless chains == 1}>"
       end
     end
 
@@ -176,7 +231,8 @@ module Heapdiff
 
       # A source path without what differs between checkouts and machines: a gem's
       # file as "NAME-VERSION/lib/x.rb" (RubyGems, Bundler, Debian's
-      # rubygems-integration); Ruby's own library as "ruby/set.rb"; Debian's
+      # rubygems-integration), or for a gem Bundler checked out from git as
+      # "NAME-REVISION/lib/x.rb" (bundler/gems/NAME-<12 hex digits>); Ruby's own library as "ruby/set.rb"; Debian's
       # vendor_ruby as "vendor_ruby/x.rb"; a file under +app_root+ relative to it;
       # a relative path ("app.rb", "./lib/x.rb", as Ruby records `ruby app.rb`) as
       # written, without "./". Anything else is left as it is.
@@ -197,7 +253,7 @@ module Heapdiff
         end
 
         text = Printable.utf8(path)
-        if (m = %r{/gems/([^/]+-\d[^/]*/.*)\z}.match(text)) then m[1]
+        if (m = %r{/gems/([^/]+-(?:\d[^/]*|\h{12})/.*)\z}.match(text)) then m[1]
         elsif (m = %r{/(vendor_ruby|site_ruby)/(?:\d+\.\d+\.\d+/)?(.*)\z}.match(text)) then "#{m[1]}/#{m[2]}"
         elsif (m = %r{/lib/ruby/\d+\.\d+\.\d+/(.*)\z}.match(text)) then "ruby/#{m[1]}"
         elsif app_root && text.start_with?(root = "#{app_root.chomp("/")}/") then text.delete_prefix(root)
@@ -218,11 +274,25 @@ module Heapdiff
         nil
       end
 
+      # Where the app's files are for the leaks of a dump: its sidecar's app root
+      # (.recorded_app_root), else this process's working directory (a dump heapdiff
+      # did not take, analysed from the app's checkout). Report#app_root and
+      # Trend#app_root; one rule, so that a trend's leaks and its site keys
+      # (LeakGrowth.site_counts) agree.
+      #
+      # @param dump_path [String]
+      # @return [String]
+      def app_root(dump_path)
+        recorded_app_root(dump_path) || Dir.pwd
+      end
+
       # "100%", "<1%", ">99%", "43%".
       #
-      # @param share [Float]
+      # @param share [Float] 0.0..1.0
       # @return [String]
+      # @raise [TypeError] +share+ is not a Numeric
       def percent(share)
+        raise TypeError, "heapdiff: share must be a Numeric, got #{Arguments.kind(share)}" unless Numeric === share
         return "<1%" if share.positive? && share < 0.01
         return ">99%" if share < 1 && share > 0.99
 
@@ -306,9 +376,10 @@ module Heapdiff
       "#{holder_and_sites}#{n == 1 ? " at #{where}" : ", at #{where} and #{n - 1} more"}"
     end
 
-    # Did the count of the leak's sites need an estimate? True in a trend when a site
-    # is shared with another leak: its earlier counts are then scaled by the share at
-    # the last snapshot.
+    # Did the count of the leak's sites need an estimate? True in a trend when the leak
+    # holds only part of a site's objects (another leak holds the rest, or no root
+    # reaches some: Suspect#unreachable_count): the site's earlier counts are then
+    # scaled by the share at the last snapshot.
     #
     # @return [Boolean]
     def estimated?

@@ -20,7 +20,7 @@ module Heapdiff
   # times); +work+ the units of work from the first snapshot to the last (nil when
   # none were counted); +intervals+ the steps between snapshots.
   # +estimated+: whether the earlier counts are estimates (Leak#estimated?: a site
-  # shared with another leak is scaled by its share at the last snapshot).
+  # the leak holds part of is scaled by its share at the last snapshot).
   # +at_sites+: true when this is no leak of the recording (its sites do not grow by
   # the trend's rule there) and +counts+ are all the objects of its sites there
   # (LeakGrowth.at_sites), held through that holder or not.
@@ -105,10 +105,12 @@ module Heapdiff
     # with its count at each snapshot: where to look for a leak of another recording.
     # @param trend [Trend]
     # @return [Hash{String => Array<Integer>}]
+    # @raise [TypeError] +trend+ is not a Trend
     def site_counts(trend)
-      root = Leak.recorded_app_root(trend.snapshots.last.path) || Dir.pwd
+      raise TypeError, "heapdiff: expected a Trend, got #{Arguments.kind(trend)}" unless Trend === trend
+
       trend.each_with_object({}) do |site, counts|
-        key = Leak.site_key(site, root)
+        key = Leak.site_key(site, trend.app_root)
         counts[key] = counts.key?(key) ? counts[key].zip(site.counts).map(&:sum) : site.counts
       end
     end
@@ -136,7 +138,10 @@ module Heapdiff
     # each as a LeakGrowth.
     # @param trend [Trend]
     # @return [Array<LeakGrowth>] largest growth first
+    # @raise [TypeError] +trend+ is not a Trend
     def of(trend)
+      raise TypeError, "heapdiff: expected a Trend, got #{Arguments.kind(trend)}" unless Trend === trend
+
       hours = trend.hours
       work = trend.work_total
       intervals = trend.snapshots.size - 1
@@ -168,11 +173,13 @@ module Heapdiff
       self
     end
 
-    # The row of the leak with +signature+, or nil.
+    # The row of the leak with +signature+, or nil: the row's own (its first
+    # recording's), or else the signature the leak has in another recording or process
+    # (Row#signatures; a leak whose lines moved has another one there).
     # @param signature [String] 12 hex characters
     # @return [Struct, nil]
     def [](signature)
-      @rows.find { |row| row.signature == signature }
+      @rows.find { |row| row.signature == signature } || @rows.find { |row| row.signatures.include?(signature) }
     end
   end
 end

@@ -159,6 +159,9 @@ module Heapdiff
         raise ArgumentError, "heapdiff: expected a Group of this report, got #{Arguments.kind(group)}"
       end
 
+      # Any true value means true (as in Heap#path_to_root): one cache entry, and a
+      # key that any object, BasicObject included, can be.
+      class_edges = class_edges ? true : false
       @suspects ||= {}
       @holder_paths ||= { true => {}, false => {} }
       @suspects[[group.index, class_edges]] ||=
@@ -178,6 +181,7 @@ module Heapdiff
     # @return [Array<Leak>]
     # @raise [Heapdiff::Error] the report is closed
     def leaks(class_edges: true)
+      class_edges = class_edges ? true : false # see #suspect
       @leaks ||= {}
       @leaks[class_edges] ||= begin
         sites = groups.reject { |g| vm_cache?(g) }.map { |g| [g, suspect(g, class_edges: class_edges)] }
@@ -185,12 +189,11 @@ module Heapdiff
       end
     end
 
-    # Where the app's files are, for Leak.normalize_path: the last dump's sidecar's
-    # "app_root", else this process's working directory.
+    # Where the app's files are, for Leak.normalize_path: the last dump's (Leak.app_root).
     #
-    # @return [String, nil]
+    # @return [String]
     def app_root
-      @app_root ||= Leak.recorded_app_root(last_heap.path) || Dir.pwd
+      @app_root ||= Leak.app_root(last_heap.path)
     end
 
     # The report as plain data (what `heapdiff diff --format json` prints).

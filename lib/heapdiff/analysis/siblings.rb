@@ -44,6 +44,12 @@ module Heapdiff
         growths.compact.sum(&:growth)
       end
 
+      # @return [Array<String>] the leak's signature in each process that has it (they
+      #   differ when Leak::Identity#same? matched it: hosts on other releases)
+      def signatures
+        [signature, *growths.compact.map(&:signature)].uniq
+      end
+
       # @return [Hash{Symbol => Object}] counts and growths in objects, one per process (nil: no leak there)
       def to_h
         { signature: signature, title: Printable.utf8(title), shared: shared?, counts: counts,
@@ -104,8 +110,10 @@ module Heapdiff
         single, several = groups.partition { |_, snapshots| snapshots.size < 2 }
         single.each { |identity, _| warnings << "#{identity}: a single snapshot, no trend; left out" }
         if several.size < 2
+          # What was left out is why there are too few: said here, as no table follows.
           raise TrendError, "heapdiff: comparing needs at least two processes with two snapshots or more each, " \
-                            "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}"
+                            "found #{several.size} in #{dirs.map { |d| Printable.escape(d) }.join(", ")}" \
+                            "#{" (#{warnings.join("; ")})" unless warnings.empty?}"
         end
 
         several = several.map { |identity, snapshots| [identity, last ? snapshots.last(last) : snapshots] }
@@ -151,7 +159,7 @@ module Heapdiff
       estimated = processes.flat_map(&:leaks).select(&:estimated).map(&:signature).uniq
       unless estimated.empty?
         warnings += ["the counts of #{estimated.join(", ")} are estimates before the last snapshot: a site they " \
-                     "share with another leak is counted by its share at the last one"]
+                     "hold part of is counted by their share of it at the last one"]
       end
       @warnings = warnings.freeze
       @rows = same_leaks(processes).map { |growths| row(growths.compact.first.signature, growths) }
@@ -217,17 +225,20 @@ module Heapdiff
     # that has it (its signature, or its holder chain with a site in the same file:
     # hosts that run another release of a file still share its leaks).
     def same_leaks(processes)
-      found = [] # [identity, growths]
+      found = [] # growths, one per leak
+      index = Leak::IdentityIndex.new
       processes.each_with_index do |process, i|
         process.leaks.each do |leak|
           identity = leak.identity
-          entry = found.find { |known, growths| growths[i].nil? && known.signature == identity.signature } ||
-                  found.find { |known, growths| growths[i].nil? && known.same?(identity) }
-          found << (entry = [identity, Array.new(processes.size)]) unless entry
-          entry[1][i] = leak
+          growths = index.find(identity) { |known| known[i].nil? }
+          unless growths
+            found << (growths = Array.new(processes.size))
+            index.add(identity, growths)
+          end
+          growths[i] = leak
         end
       end
-      found.map(&:last)
+      found
     end
 
     # The leak of +signature+ in each process: its LeakGrowth there, or where it is no

@@ -186,8 +186,8 @@ module Heapdiff
 
     # The findings over the growing sites: sites whose objects in the last snapshot are
     # held through the same holder chain are one Leak (see Report#leaks), largest
-    # growth first. Each has #counts, its count at each snapshot (a site shared
-    # between leaks is scaled by its share at the last snapshot: Leak#estimated?).
+    # growth first. Each has #counts, its count at each snapshot (a site the leak holds
+    # part of is scaled by its share at the last snapshot: Leak#estimated?).
     # Paths in signatures lose the last snapshot's recorded app root (see
     # Report#app_root).
     #
@@ -195,13 +195,21 @@ module Heapdiff
     # @return [Array<Leak>]
     # @raise [Heapdiff::Error] the trend is closed
     def leaks(class_edges: true)
+      class_edges = class_edges ? true : false # any true value, as in Heap#path_to_root
       @leaks ||= {}
       @leaks[class_edges] ||= begin
-        root = Leak.recorded_app_root(snapshots.last.path) || Dir.pwd
         sites = growing.map { |site| [site, site.suspect(class_edges: class_edges)] }
-        Leak.cluster(sites, app_root: root, trend: true)
+        Leak.cluster(sites, app_root: app_root, trend: true)
             .sort_by { |l| [-l.growth, -l.count, l.signature] }.freeze
       end
+    end
+
+    # Where the app's files are, for Leak.normalize_path: the last snapshot's
+    # (Leak.app_root).
+    #
+    # @return [String]
+    def app_root
+      @app_root ||= Leak.app_root(snapshots.last.path)
     end
 
     # What loading the snapshots found (compaction between them, what was recovered),

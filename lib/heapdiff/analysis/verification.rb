@@ -70,6 +70,12 @@ module Heapdiff
         ratio && [1.0 - ratio, 0.0].max
       end
 
+      # @return [Array<String>] the leak's signature in BEFORE and in AFTER (one when
+      #   they are the same; they differ when Leak::Identity#same? matched it)
+      def signatures
+        [signature, before&.signature, after&.signature].compact.uniq
+      end
+
       # @return [Hash{Symbol => Object}] rates in objects per #unit
       def to_h
         { signature: signature, title: Printable.utf8(title), status: status, unit: unit, before_rate: before_rate,
@@ -235,14 +241,16 @@ module Heapdiff
     # its holder chain with a site in the same file): the fix moves lines, and with
     # them the signatures of other leaks in the files it touches.
     def build_rows
-      after = @after.dup
+      index = Leak::IdentityIndex.new
+      @after.each { |leak| index.add(leak.identity, leak) }
+      matched = {}.compare_by_identity
       rows = @before.map do |leak|
-        identity = leak.identity
-        same = after.index { |other| other.signature == leak.signature } ||
-               after.index { |other| other.identity.same?(identity) }
-        row(leak.signature, leak.title, leak, same ? after.delete_at(same) : at_sites(leak, @recordings[1]))
+        same = index.find(leak.identity) { |other| !matched.key?(other) }
+        matched[same] = true if same
+        row(leak.signature, leak.title, leak, same || at_sites(leak, @recordings[1]))
       end
-      rows + after.map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
+      rows + @after.reject { |leak| matched.key?(leak) }
+                   .map { |leak| row(leak.signature, leak.title, at_sites(leak, @recordings[0]), leak) }
     end
 
     def at_sites(leak, recording)
@@ -257,8 +265,10 @@ module Heapdiff
       at_sites = @rows.select { |row| [row.before, row.after].compact.any?(&:at_sites) }.map(&:signature)
       notes = []
       unless estimated.empty?
-        notes << "the rates of #{estimated.join(", ")} are estimates: a site they share with another leak is " \
-                 "counted in each snapshot by its share at the last one"
+        # Not "shared with another leak": the rest of a site may be no leak's (no root
+        # reaches it).
+        notes << "the rates of #{estimated.join(", ")} are estimates: a site they hold part of is counted in each " \
+                 "snapshot by their share of it at the last one"
       end
       unless at_sites.empty?
         notes << "#{at_sites.join(", ")} #{at_sites.size == 1 ? "is a leak" : "are leaks"} of one recording only: " \

@@ -112,7 +112,11 @@ module Heapdiff
           cells = [%(<code>#{h(s.key)}</code>), s.count, h(Leak.percent(s.share))]
           "<tr>#{cells.each_with_index.map { |c, i| i.zero? ? "<td>#{c}</td>" : %(<td class="num">#{c}</td>) }.join}</tr>"
         end.join
-        estimate = leak.estimated? ? " (an estimate: a site is shared with another leak)" : ""
+        estimate = ""
+        if leak.estimated?
+          estimate = " (an estimate: it holds part of a site's objects, which the earlier snapshots count by the " \
+                     "part it held at the last one)"
+        end
         <<~HTML
           <article class="leak" id="leak-#{h(leak.signature)}">
           <h3><code>#{h(leak.signature)}</code> #{h(leak.title)}</h3>
