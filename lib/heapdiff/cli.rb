@@ -143,7 +143,7 @@ module Heapdiff
       too_few_snapshots("report", args[0], snapshots.size) if snapshots.size < 2
 
       # Where the memory grew, from the sidecars alone: before any dump is loaded.
-      memory = MemoryVerdict.from_snapshots(all)
+      memory = MemoryVerdict.from_snapshots(all, work: Trend.work_total_of(Trend.work_of(all)))
       options[:memory] = memory
       @out.puts memory unless memory.verdict == :unknown || options[:format] == "json"
       trend = verdict(all, args[0], options)

@@ -92,6 +92,12 @@ RSpec.describe "What makes a real Sidekiq server grow: the leak fitted to its jo
     # The figures shown are those.
     expect(verdict).to have_attributes(bytes: verdict.growth[:ruby_objects], work: SidekiqWorkRun::JOBS * phases.size, slow: false)
     expect(verdict.to_s).to start_with(format("Memory: ruby_objects, +%.1f MB", verdict.bytes / 1e6))
+    expect(verdict.to_s.lines.first).to include("per job or request")
+    # heapdiff report DIR says the same first, rate per job included, from the sidecars.
+    out, err, status = Open3.capture3(RbConfig.ruby, "-I", File.expand_path("../../lib", __dir__),
+                                      File.expand_path("../../exe/heapdiff", __dir__), "report", @run[:dir])
+    expect(status.exitstatus).to eq(0), err
+    expect(out.lines.first).to eq(verdict.to_s.lines.first)
   end
 
   it "fits the leaking site's growth to PlaceOrderJob, at the rate the app leaked per run" do

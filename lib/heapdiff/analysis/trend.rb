@@ -69,6 +69,24 @@ module Heapdiff
         end
       end
 
+      # #work of a trend over +snapshots+, from their sidecars alone (nothing loaded):
+      # `heapdiff report DIR` rates its memory verdict per unit with it.
+      # @param snapshots [Array<Snapshot>] one process's, oldest first
+      # @return [Array<Hash{String => Hash{String => Integer}}, nil>] one per interval
+      def work_of(snapshots)
+        snapshots.drop(1).map { |s| WorkFit.normalize(s.meta && s.meta["work"]) }.freeze
+      end
+
+      # #work_total of +work+ (see #work).
+      # @param work [Array<Hash, nil>]
+      # @return [Integer, nil]
+      def work_total_of(work)
+        counted = work.compact
+        return nil if counted.empty?
+
+        counted.sum { |interval| interval.each_value.sum { |labels| labels.each_value.sum } }
+      end
+
       private
 
       # Identity across dumps means something only within one process, in time order.
@@ -149,17 +167,14 @@ module Heapdiff
     # counting started) belong to no interval and are left out.
     # @return [Array<Hash{String => Hash{String => Integer}}, nil>] one per interval
     def work
-      @work ||= snapshots.drop(1).map { |s| WorkFit.normalize(s.meta && s.meta["work"]) }.freeze
+      @work ||= Trend.work_of(snapshots)
     end
 
     # Units of work (jobs and requests of every label) from the first snapshot to the
     # last, or nil when no interval counted any.
     # @return [Integer, nil]
     def work_total
-      counted = work.compact
-      return nil if counted.empty?
-
-      counted.sum { |interval| interval.each_value.sum { |labels| labels.each_value.sum } }
+      Trend.work_total_of(work)
     end
 
     # The last snapshot, loaded (the trend keeps it for suspects and paths), with the
