@@ -12,6 +12,9 @@ RSpec.describe Heapdiff::GemAttribution do
     "/usr/share/rubygems-integration/all/gems/sidekiq-6.4.1/lib/sidekiq/api.rb" => "sidekiq",
     "/usr/lib/x86_64-linux-gnu/rubygems-integration/3.1.0/gems/json-2.6.1/lib/json.rb" => "json",
     "/usr/lib/ruby/gems/3.1.0/gems/minitest-5.15.0/lib/minitest.rb" => "minitest",
+    # Bundler's git checkouts: NAME-<12 hex digits of the commit>, digit first or not.
+    "/srv/app/vendor/bundle/ruby/3.1.0/bundler/gems/rails-abcdef012345/activerecord/lib/active_record.rb" => "rails",
+    "/srv/app/vendor/bundle/ruby/3.1.0/bundler/gems/my-gem-0123456789ab/lib/my/gem.rb" => "my-gem",
     "/usr/lib/ruby/vendor_ruby/rake/task.rb" => "rake",
     "/usr/lib/ruby/vendor_ruby/sqlite3.rb" => "sqlite3",
     "#{RbConfig::CONFIG["rubylibdir"]}/set.rb" => "ruby stdlib",

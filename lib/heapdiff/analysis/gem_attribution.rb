@@ -12,8 +12,11 @@ module Heapdiff
     APP = "app"
 
     # NAME-VERSION directories, as RubyGems, Bundler and Debian's rubygems-integration
-    # lay them out (a platform may follow the version: nokogiri-1.15.4-x86_64-linux).
-    GEM_DIR = %r{/gems/([^/]+?)-\d[^/-]*(?:-[^/]+)?/}
+    # lay them out (a platform may follow the version: nokogiri-1.15.4-x86_64-linux),
+    # and NAME-REVISION, a gem Bundler checked out from git (bundler/gems/NAME-<the
+    # commit's first 12 hex digits>, which need not begin with a digit). Captures the
+    # name. Leak.normalize_path keeps what follows "/gems/" with it.
+    GEM_DIR = %r{/gems/([^/]+?)-(?:\d[^/-]*(?:-[^/]+)?|\h{12})/}
     # Debian installs some packaged gems' files straight into vendor_ruby, where only
     # the first path component is left to name them (vendor_ruby/rake/task.rb).
     VENDOR_RUBY = %r{/vendor_ruby/(?:\d+\.\d+\.\d+/)?([^/]+?)(?:\.rb|\.so)?(?:/|\z)}

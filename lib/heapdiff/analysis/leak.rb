@@ -253,7 +253,7 @@ module Heapdiff
         end
 
         text = Printable.utf8(path)
-        if (m = %r{/gems/([^/]+-(?:\d[^/]*|\h{12})/.*)\z}.match(text)) then m[1]
+        if (m = GemAttribution::GEM_DIR.match(text)) then text[(m.begin(0) + "/gems/".size)..]
         elsif (m = %r{/(vendor_ruby|site_ruby)/(?:\d+\.\d+\.\d+/)?(.*)\z}.match(text)) then "#{m[1]}/#{m[2]}"
         elsif (m = %r{/lib/ruby/\d+\.\d+\.\d+/(.*)\z}.match(text)) then "ruby/#{m[1]}"
         elsif app_root && text.start_with?(root = "#{app_root.chomp("/")}/") then text.delete_prefix(root)
