@@ -38,11 +38,23 @@ module PumaSiblingsRun
   end
 
   # Runs the block with +pids+ stopped: the other workers serve what it requests.
+  # SIGSTOP stops a process's threads one by one as each next runs: on a busy machine
+  # a thread that has not stopped yet could still accept a request. So the block runs
+  # once every thread is stopped (state T in /proc/PID/task/*/stat).
   def alone(pids)
     pids.each { |pid| Process.kill("STOP", pid) }
+    Processes.wait_for("pids #{pids.join(", ")} to stop", timeout: 30) { pids.all? { |pid| stopped?(pid) } }
     yield
   ensure
     pids.each { |pid| Process.kill("CONT", pid) }
+  end
+
+  # Are all the threads of +pid+ stopped? The state is the field after the
+  # parenthesised command name (proc(5)).
+  def stopped?(pid)
+    Dir.glob("/proc/#{pid}/task/*/stat").all? { |stat| File.read(stat)[/\) (\S)/, 1] == "T" }
+  rescue SystemCallError
+    false
   end
 
   # Requests +path+ until each of +pids+ has served REQUESTS of them.
@@ -52,7 +64,10 @@ module PumaSiblingsRun
       return if pids.all? { |pid| served[pid] >= REQUESTS }
 
       response = Processes.http_get(port, path) or raise "no answer to #{path}"
-      served[Integer(response.body)] += 1
+      pid = Integer(response.body)
+      raise "#{path} was served by pid #{pid}, which should have been stopped" unless pids.include?(pid)
+
+      served[pid] += 1
     end
     raise "Puma gave #{path} to #{served} in #{MAX_REQUESTS} requests, not #{REQUESTS} to each of #{pids}"
   end
