@@ -3,7 +3,9 @@
 use super::flag;
 use super::keys::{pack_key, Key};
 use super::record::{Record, RecordKind, Span};
-use super::scan::{find_quote, first_quote_in, hex_prefix, is_escaped, parse_address};
+use super::scan::{
+    find_quote, first_quote_in, hex_prefix, is_escaped, member_name_in_chunk, parse_address,
+};
 use crate::error::Error;
 use crate::object_type::ObjectType;
 
@@ -177,6 +179,9 @@ impl<'a> LineParser<'a, '_> {
     /// Is `line[quote..]` the start of a member, `"name":`, with a plausible name?
     fn is_member_start(line: &[u8], quote: usize) -> bool {
         let rest = &line[quote + 1..];
+        if let Some(verdict) = member_name_in_chunk(rest) {
+            return verdict;
+        }
         let mut i = 0;
         while i < rest.len() && (rest[i].is_ascii_lowercase() || rest[i] == b'_') {
             i += 1;
