@@ -130,7 +130,9 @@ impl<'a> LineParser<'a, '_> {
     }
 
     /// Reads `"key":` and returns what the key is and its name; leaves `pos` at the
-    /// value.
+    /// value. Inlined: called once a member, its call and the return of the name through
+    /// memory cost a sixth of what it does (callgrind).
+    #[inline(always)]
     fn key(&mut self) -> Option<(Key, &'a [u8])> {
         let start = self.pos + 1;
         let rest = &self.line[start..];
