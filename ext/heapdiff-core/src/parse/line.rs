@@ -4,7 +4,7 @@ use super::flag;
 use super::keys::{pack_key, Key};
 use super::record::{Record, RecordKind, Span};
 use super::scan::{
-    find_quote, first_quote_in, hex_prefix, is_escaped, member_name_in_chunk, parse_address,
+    find_quote, hex_prefix, is_escaped, member_name_in_chunk, parse_address, quote_in_chunk,
 };
 use crate::error::Error;
 use crate::object_type::ObjectType;
@@ -141,7 +141,7 @@ impl<'a> LineParser<'a, '_> {
             // quote and pack the name in a few integer operations.
             Some(chunk) => {
                 let word = u128::from_le_bytes(*chunk);
-                match first_quote_in(word) {
+                match quote_in_chunk(chunk) {
                     Some(len) => {
                         let name_bits = (1u128 << (8 * len)) - 1;
                         (len, Some((word & name_bits) | ((len as u128) << 120)))
