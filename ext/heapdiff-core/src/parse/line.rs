@@ -125,6 +125,11 @@ impl<'a> LineParser<'a, '_> {
             };
             members += 1;
             self.member(key.0, key.1, references);
+            // The emitter's separator, `, "`: step to the next name's quote at once
+            // rather than through the loop's `,` arm and a second space skip.
+            if self.line[self.pos..].starts_with(b", \"") {
+                self.pos += 2;
+            }
         }
         Ok(())
     }
