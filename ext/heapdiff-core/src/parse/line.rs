@@ -56,6 +56,19 @@ struct LineParser<'a, 'r> {
 /// file path can contain `"`).
 const MEMBER_SEPARATORS: [&[u8]; 2] = [b", \"", b",\""];
 
+/// `NAME_BYTES[n]` keeps the first `n` bytes of a 16-byte word: a look-up where
+/// `(1u128 << 8 * n) - 1`, a shift of a two-register integer, took ten instructions a
+/// member name (callgrind).
+static NAME_BYTES: [u128; 16] = {
+    let mut masks = [0u128; 16];
+    let mut n = 1;
+    while n < 16 {
+        masks[n] = (1u128 << (8 * n)) - 1;
+        n += 1;
+    }
+    masks
+};
+
 impl<'a> LineParser<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.line.get(self.pos).copied()
@@ -148,7 +161,7 @@ impl<'a> LineParser<'a, '_> {
                 let word = u128::from_le_bytes(*chunk);
                 match quote_in_chunk(chunk) {
                     Some(len) => {
-                        let name_bits = (1u128 << (8 * len)) - 1;
+                        let name_bits = NAME_BYTES[len & 15];
                         (len, Some((word & name_bits) | ((len as u128) << 120)))
                     }
                     None => (find_quote(rest)?, None),
