@@ -3,7 +3,9 @@
 use super::flag;
 use super::keys::{pack_key, Key};
 use super::record::{Record, RecordKind, Span};
-use super::scan::{find_quote, first_quote_in, hex_prefix, is_escaped, parse_address};
+use super::scan::{
+    find_quote, hex_prefix, is_escaped, member_name_in_chunk, parse_address, quote_in_chunk,
+};
 use crate::error::Error;
 use crate::object_type::ObjectType;
 
@@ -53,6 +55,19 @@ struct LineParser<'a, 'r> {
 /// record's closing `}`; a quote followed by anything else is part of the value (a
 /// file path can contain `"`).
 const MEMBER_SEPARATORS: [&[u8]; 2] = [b", \"", b",\""];
+
+/// `NAME_BYTES[n]` keeps the first `n` bytes of a 16-byte word: a look-up where
+/// `(1u128 << 8 * n) - 1`, a shift of a two-register integer, took ten instructions a
+/// member name (callgrind).
+static NAME_BYTES: [u128; 16] = {
+    let mut masks = [0u128; 16];
+    let mut n = 1;
+    while n < 16 {
+        masks[n] = (1u128 << (8 * n)) - 1;
+        n += 1;
+    }
+    masks
+};
 
 impl<'a> LineParser<'a, '_> {
     fn peek(&self) -> Option<u8> {
@@ -123,12 +138,19 @@ impl<'a> LineParser<'a, '_> {
             };
             members += 1;
             self.member(key.0, key.1, references);
+            // The emitter's separator, `, "`: step to the next name's quote at once
+            // rather than through the loop's `,` arm and a second space skip.
+            if self.line[self.pos..].starts_with(b", \"") {
+                self.pos += 2;
+            }
         }
         Ok(())
     }
 
     /// Reads `"key":` and returns what the key is and its name; leaves `pos` at the
-    /// value.
+    /// value. Inlined: called once a member, its call and the return of the name through
+    /// memory cost a sixth of what it does (callgrind).
+    #[inline(always)]
     fn key(&mut self) -> Option<(Key, &'a [u8])> {
         let start = self.pos + 1;
         let rest = &self.line[start..];
@@ -137,9 +159,9 @@ impl<'a> LineParser<'a, '_> {
             // quote and pack the name in a few integer operations.
             Some(chunk) => {
                 let word = u128::from_le_bytes(*chunk);
-                match first_quote_in(word) {
+                match quote_in_chunk(chunk) {
                     Some(len) => {
-                        let name_bits = (1u128 << (8 * len)) - 1;
+                        let name_bits = NAME_BYTES[len & 15];
                         (len, Some((word & name_bits) | ((len as u128) << 120)))
                     }
                     None => (find_quote(rest)?, None),
@@ -177,6 +199,9 @@ impl<'a> LineParser<'a, '_> {
     /// Is `line[quote..]` the start of a member, `"name":`, with a plausible name?
     fn is_member_start(line: &[u8], quote: usize) -> bool {
         let rest = &line[quote + 1..];
+        if let Some(verdict) = member_name_in_chunk(rest) {
+            return verdict;
+        }
         let mut i = 0;
         while i < rest.len() && (rest[i].is_ascii_lowercase() || rest[i] == b'_') {
             i += 1;
