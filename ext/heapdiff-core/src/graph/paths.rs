@@ -53,6 +53,7 @@ impl HeapGraph {
     fn root_tree(&self, class_edges: bool) -> &RootTree {
         self.tree[slot(class_edges)].get_or_init(|| {
             let n = self.heap.len();
+            let class_rows = if class_edges { self.class_rows() } else { &[] };
             let mut parent = vec![NO_ROW; n];
             let mut seen = vec![0u64; n.div_ceil(64)];
             let claim = |t: usize, from: u32, parent: &mut Vec<u32>, seen: &mut Vec<u64>| {
@@ -111,10 +112,9 @@ impl HeapGraph {
                                     }
                                 }
                                 if class_edges {
-                                    if let Some(c) = self.heap.class_row(v) {
-                                        if seen_now[c / 64] & (1 << (c % 64)) == 0 {
-                                            out.push((c as u32, v as u32));
-                                        }
+                                    let c = class_rows[v] as usize;
+                                    if c < n && seen_now[c / 64] & (1 << (c % 64)) == 0 {
+                                        out.push((c as u32, v as u32));
                                     }
                                 }
                             }
