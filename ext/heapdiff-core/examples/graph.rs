@@ -1,10 +1,19 @@
 //! Times the retention analyses on one dump:
 //! `cargo run --release --example graph -- dump.json [--class-edges]` (the Ruby API's
-//! default follows class edges).
+//! default follows class edges). With `HEAPDIFF_ONE_THREAD=1` every parallel pass runs
+//! on the main thread, so that `valgrind --tool=callgrind --toggle-collect=...` counts
+//! the passes' instructions whole (it counts per thread).
 use std::time::Instant;
 
 fn main() {
     let path = std::env::args().nth(1).expect("a dump");
+    if std::env::var_os("HEAPDIFF_ONE_THREAD").is_some() {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .use_current_thread()
+            .build_global()
+            .expect("the first pool");
+    }
     let class_edges = std::env::args().nth(2).as_deref() == Some("--class-edges");
     let t = Instant::now();
     let graph = heapdiff_core::HeapGraph::new(

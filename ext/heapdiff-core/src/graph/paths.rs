@@ -80,6 +80,10 @@ impl HeapGraph {
             };
             for &(roots, class_edges) in phases {
                 let mut frontier: Vec<u32> = Vec::new();
+                // Everything reached so far had all its references claimed already:
+                // a frontier of all of it adds only class edges, so its references
+                // need not be read again (half the work of the tree with class edges).
+                let mut only_class_edges = roots.is_none();
                 match roots {
                     None => frontier.extend(
                         (0..n as u32).filter(|&v| seen[v as usize / 64] & (1 << (v % 64)) != 0),
@@ -105,7 +109,12 @@ impl HeapGraph {
                             let mut out = Vec::new();
                             for &v in chunk {
                                 let v = v as usize;
-                                for &t in self.heap.reference_rows_with_dangling(v) {
+                                let refs: &[u32] = if only_class_edges {
+                                    &[]
+                                } else {
+                                    self.heap.reference_rows_with_dangling(v)
+                                };
+                                for &t in refs {
                                     let t = t as usize;
                                     if t < n && seen_now[t / 64] & (1 << (t % 64)) == 0 {
                                         out.push((t as u32, v as u32));
@@ -128,6 +137,7 @@ impl HeapGraph {
                         }
                     }
                     frontier = next;
+                    only_class_edges = false;
                 }
             }
             RootTree { parent }
