@@ -161,25 +161,6 @@ impl HeapGraph {
         }
     }
 
-    /// The `k`-th successor of `row`: None past the last, Some(None) for a dangling
-    /// reference, Some(Some(row)) otherwise. The class edge, if asked for, comes last.
-    pub(crate) fn successor_at(
-        &self,
-        row: usize,
-        k: usize,
-        class_edges: bool,
-    ) -> Option<Option<usize>> {
-        let refs = self.heap.reference_rows_with_dangling(row);
-        match k.cmp(&refs.len()) {
-            std::cmp::Ordering::Less => {
-                let t = refs[k] as usize;
-                Some((t < self.heap.len()).then_some(t))
-            }
-            std::cmp::Ordering::Equal if class_edges => Some(self.class_of(row)),
-            _ => None,
-        }
-    }
-
     /// Who references each object: the reverse of the reference graph.
     pub fn reverse(&self, class_edges: bool) -> &Csr {
         self.reverse[slot(class_edges)].get_or_init(|| {
