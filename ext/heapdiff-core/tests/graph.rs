@@ -218,12 +218,14 @@ fn shared() -> PathBuf {
 /// The graph of the last leak3 dump of each Ruby.
 fn leak3_last_dumps() -> impl Iterator<Item = (&'static str, HeapGraph)> {
     ["3.1", "3.3", "3.4", "4.0"].into_iter().map(|ruby| {
-        let path = shared().join(format!("fixtures/leak3/ruby-{ruby}/2.jsonl.gz"));
-        (
-            ruby,
-            HeapGraph::new(load(&path, LoadOptions::default()).unwrap()),
-        )
+        let graph = HeapGraph::new(load(&path_of(ruby), LoadOptions::default()).unwrap());
+        (ruby, graph)
     })
+}
+
+/// The last leak3 dump of `ruby`.
+fn path_of(ruby: &str) -> PathBuf {
+    shared().join(format!("fixtures/leak3/ruby-{ruby}/2.jsonl.gz"))
 }
 
 #[test]
@@ -443,7 +445,23 @@ fn every_path_and_retained_size_matches_plain_algorithms_on_real_dumps() {
         let n = heap.len();
         for class_edges in [false, true] {
             let parent = reference_bfs(heap, class_edges);
-            for row in 0..n {
+            // The first queries stop the search at their object and the next ones go
+            // on from there: ask for reachable objects in a scrambled order first (an
+            // unreachable one makes the search run to its end), on a graph of its own.
+            let fresh = HeapGraph::new(load(&path_of(ruby), LoadOptions::default()).unwrap());
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+            let reachable: Vec<usize> = (0..n).filter(|&v| parent[v].is_some()).collect();
+            let mut order: Vec<usize> = (0..200)
+                .map(|_| reachable[rng.below(reachable.len())])
+                .collect();
+            order.extend(0..n);
+            for (k, row) in order.into_iter().enumerate() {
+                if k == 200 {
+                    // The search stopped short of its end: the queries were answered
+                    // from a part of the tree.
+                    assert!(!fresh.has_root_tree(class_edges), "{ruby} {class_edges}");
+                }
+                let graph = if k < 200 { &fresh } else { &graph };
                 let mut rows = vec![row];
                 let mut root = None;
                 while let Some(p) = parent[*rows.last().unwrap()] {

@@ -14,9 +14,9 @@ pub use dominators::{Dominators, SUPER_ROOT};
 pub use names::{Name, NameEntry, Names};
 pub use paths::{Path, Step};
 
-use paths::RootTree;
+use paths::{RootTree, Search};
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -35,6 +35,8 @@ pub struct HeapGraph {
     heap: Heap,
     reverse: [OnceLock<Csr>; 2],
     tree: [OnceLock<RootTree>; 2],
+    /// The breadth-first search from the roots while it is not whole (see `Search`).
+    search: [Mutex<Option<Search>>; 2],
     dominators: [OnceLock<Dominators>; 2],
     /// Each object's class row (`NO_ROW`: none), for the object → class edges.
     class_rows: OnceLock<Vec<u32>>,
@@ -70,6 +72,7 @@ impl HeapGraph {
             heap,
             reverse: Default::default(),
             tree: Default::default(),
+            search: Default::default(),
             dominators: Default::default(),
             class_rows: OnceLock::new(),
             names: OnceLock::new(),
@@ -89,7 +92,12 @@ impl HeapGraph {
             slots.iter().filter_map(OnceLock::get).map(bytes).sum()
         }
         let reverse = built(&self.reverse, Csr::heap_bytes);
-        let trees = built(&self.tree, RootTree::heap_bytes);
+        let trees = built(&self.tree, RootTree::heap_bytes)
+            + self
+                .search
+                .iter()
+                .filter_map(|s| s.try_lock().ok()?.as_ref().map(Search::heap_bytes))
+                .sum::<usize>();
         let dominators = built(&self.dominators, |d| {
             d.idom.capacity() * 4 + d.retained.capacity() * 8
         });
