@@ -25,7 +25,11 @@ fn main() {
         heap.len(),
         t.elapsed().as_secs_f64()
     );
-    let target = heap.len() - 1;
+    // The object of the first path query: HEAPDIFF_TARGET's row, else the last one.
+    let target = std::env::var("HEAPDIFF_TARGET")
+        .ok()
+        .and_then(|row| row.parse().ok())
+        .unwrap_or(heap.len() - 1);
     let t = Instant::now();
     let path = graph.path_to_root(target, class_edges);
     println!(

@@ -12,6 +12,9 @@ use crate::object_type::ObjectType;
 /// The root category of conservative stack scanning.
 const CONSERVATIVE_ROOT: &[u8] = b"machine_context";
 
+/// Frontier objects whose successors are gathered at once (in parallel).
+const GATHER_BLOCK: usize = 1 << 16;
+
 /// Where a path starts: the root record (its index in `Heap::roots`).
 const ROOT_FLAG: u32 = 1 << 31;
 
@@ -72,6 +75,10 @@ pub(crate) struct Search {
     cursor: usize,
     /// What the level claimed so far: the next level's frontier.
     next: Vec<u32>,
+    /// The level whose successors are being gathered, a block at a time, and how much
+    /// of it was gathered.
+    frontier: Vec<u32>,
+    gathered: usize,
     /// The frontier `next` will be in the current phase: whether it follows class edges,
     /// and whether it follows only them.
     class_edges: bool,
@@ -94,6 +101,7 @@ impl Search {
             + self.seen.capacity() * 8
             + self.candidates.capacity() * 8
             + self.next.capacity() * 4
+            + self.frontier.capacity() * 4
     }
 
     fn is_seen(&self, t: usize) -> bool {
@@ -120,6 +128,8 @@ impl HeapGraph {
             candidates: Vec::new(),
             cursor: 0,
             next: Vec::new(),
+            frontier: Vec::new(),
+            gathered: 0,
             class_edges: false,
             only_class_edges: false,
         }
@@ -144,7 +154,7 @@ impl HeapGraph {
                 continue;
             }
             checkpoint();
-            if search.next.is_empty() {
+            if search.gathered == search.frontier.len() && search.next.is_empty() {
                 // The phase is over: start the next one.
                 let Some(&(roots, follow_class)) = phases.get(search.phase) else {
                     return true;
@@ -174,8 +184,15 @@ impl HeapGraph {
                 }
                 continue;
             }
-            // The level is claimed: gather the next one's candidates.
-            let frontier = std::mem::take(&mut search.next);
+            if search.gathered == search.frontier.len() {
+                // The level is claimed: the next one is the frontier.
+                search.frontier = std::mem::take(&mut search.next);
+                search.gathered = 0;
+            }
+            // Gather a block of the frontier's successors: a query stops as soon as
+            // its object is claimed, often early in a level of half the heap.
+            let end = search.frontier.len().min(search.gathered + GATHER_BLOCK);
+            let block = &search.frontier[search.gathered..end];
             let class_rows = if search.class_edges {
                 self.class_rows()
             } else {
@@ -183,7 +200,7 @@ impl HeapGraph {
             };
             let only_class_edges = search.only_class_edges;
             let seen_now = &search.seen;
-            let gathered: Vec<Vec<(u32, u32)>> = frontier
+            let gathered: Vec<Vec<(u32, u32)>> = block
                 .par_chunks(4096)
                 .map(|chunk| {
                     let mut out = Vec::new();
@@ -212,7 +229,10 @@ impl HeapGraph {
                 .collect();
             search.candidates = gathered.concat();
             search.cursor = 0;
-            search.only_class_edges = false;
+            search.gathered = end;
+            if search.gathered == search.frontier.len() {
+                search.only_class_edges = false;
+            }
         }
     }
 
