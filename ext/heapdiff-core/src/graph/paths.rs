@@ -294,7 +294,11 @@ impl HeapGraph {
     /// Does a GC root reach `row` (through references, and object → class edges with
     /// `class_edges`)? Searches from the roots as far as `row` on first use.
     pub fn is_reachable(&self, row: usize, class_edges: bool) -> bool {
-        self.tree_path(row, class_edges).is_some()
+        match self.tree[slot(class_edges)].get() {
+            // The diff asks this of many objects: no path walk once the tree is whole.
+            Some(tree) => tree.parent[row] != NO_ROW,
+            None => self.tree_path(row, class_edges).is_some(),
+        }
     }
 
     /// The category (`vm`, `finalizers`, `global_tbl`, …) of the root that the
