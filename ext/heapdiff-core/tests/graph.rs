@@ -215,11 +215,22 @@ fn shared() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
 }
 
+/// The graph of the last leak3 dump of each Ruby.
+fn leak3_last_dumps() -> impl Iterator<Item = (&'static str, HeapGraph)> {
+    ["3.1", "3.3", "3.4", "4.0"].into_iter().map(|ruby| {
+        let graph = HeapGraph::new(load(&path_of(ruby), LoadOptions::default()).unwrap());
+        (ruby, graph)
+    })
+}
+
+/// The last leak3 dump of `ruby`.
+fn path_of(ruby: &str) -> PathBuf {
+    shared().join(format!("fixtures/leak3/ruby-{ruby}/2.jsonl.gz"))
+}
+
 #[test]
 fn leak3_objects_are_held_by_the_leaks_array_on_every_ruby() {
-    for ruby in ["3.1", "3.3", "3.4", "4.0"] {
-        let path = shared().join(format!("fixtures/leak3/ruby-{ruby}/2.jsonl.gz"));
-        let graph = HeapGraph::new(load(&path, LoadOptions::default()).unwrap());
+    for (ruby, graph) in leak3_last_dumps() {
         let heap = graph.heap();
         let leaks: Vec<usize> = (0..heap.len())
             .filter(|&i| {
@@ -290,6 +301,224 @@ fn leak3_suspect_of_each_known_group_is_the_leaks_array() {
             );
             assert!(top.count >= 999, "{ruby}:{line}: {:?}", suspect.holders);
             assert!(suspect.retained_size >= group.memsize, "{ruby}:{line}");
+        }
+    }
+}
+
+/// The successors of `v` in the order the graph code follows them: references in dump
+/// order, then (with `class_edges`) the object → class edge.
+fn successors(heap: &Heap, v: usize, class_edges: bool) -> Vec<usize> {
+    let mut out: Vec<usize> = heap.referents(v).collect();
+    if class_edges {
+        out.extend(heap.class_row(v));
+    }
+    out
+}
+
+/// A plain sequential breadth-first search in the documented phase order (precise
+/// roots; with class edges, references alone first, then the class edges of everything
+/// reached; the machine stack last): each row's parent, `Err(root index)` where a root
+/// marks it.
+fn reference_bfs(heap: &Heap, class_edges: bool) -> Vec<Option<Result<usize, usize>>> {
+    let n = heap.len();
+    let mut parent: Vec<Option<Result<usize, usize>>> = vec![None; n];
+    let phases: &[(Option<bool>, bool)] = if class_edges {
+        &[(Some(false), false), (None, true), (Some(true), true)]
+    } else {
+        &[(Some(false), false), (Some(true), false)]
+    };
+    for &(roots, follow_class) in phases {
+        let mut queue = VecDeque::new();
+        match roots {
+            None => queue.extend((0..n).filter(|&v| parent[v].is_some())),
+            Some(conservative) => {
+                for (r, root) in heap.roots.iter().enumerate() {
+                    if (heap.root_name(root) == b"machine_context") != conservative {
+                        continue;
+                    }
+                    for &t in &heap.root_targets[root.start as usize..root.end as usize] {
+                        let t = t as usize;
+                        if t < n && parent[t].is_none() {
+                            parent[t] = Some(Err(r));
+                            queue.push_back(t);
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(v) = queue.pop_front() {
+            for t in successors(heap, v, follow_class) {
+                if parent[t].is_none() {
+                    parent[t] = Some(Ok(v));
+                    queue.push_back(t);
+                }
+            }
+        }
+    }
+    parent
+}
+
+/// Immediate dominators by the iterative algorithm of Cooper, Harvey and Kennedy (a
+/// different algorithm from the code's Lengauer–Tarjan): `n` is the virtual root above
+/// every root-marked row; None where nothing reaches the row.
+fn reference_idoms(heap: &Heap, class_edges: bool) -> Vec<Option<usize>> {
+    let n = heap.len();
+    let succ = |v: usize| -> Vec<usize> {
+        if v == n {
+            heap.roots
+                .iter()
+                .flat_map(|r| heap.root_targets[r.start as usize..r.end as usize].iter())
+                .map(|&t| t as usize)
+                .filter(|&t| t < n)
+                .collect()
+        } else {
+            successors(heap, v, class_edges)
+        }
+    };
+    // Postorder from the virtual root, iteratively.
+    let mut post = vec![usize::MAX; n + 1];
+    let mut order = Vec::new();
+    let mut visited = vec![false; n + 1];
+    let mut stack = vec![(n, succ(n), 0)];
+    visited[n] = true;
+    while let Some((v, next, k)) = stack.last_mut() {
+        if let Some(&t) = next.get(*k) {
+            *k += 1;
+            if !visited[t] {
+                visited[t] = true;
+                let s = succ(t);
+                stack.push((t, s, 0));
+            }
+        } else {
+            post[*v] = order.len();
+            order.push(*v);
+            stack.pop();
+        }
+    }
+    let mut preds = vec![Vec::new(); n + 1];
+    for &v in &order {
+        for t in succ(v) {
+            preds[t].push(v);
+        }
+    }
+    let mut idom = vec![usize::MAX; n + 1];
+    idom[n] = n;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for &b in order.iter().rev().skip(1) {
+            let mut new = usize::MAX;
+            for &p in &preds[b] {
+                if idom[p] == usize::MAX {
+                    continue;
+                }
+                if new == usize::MAX {
+                    new = p;
+                    continue;
+                }
+                let (mut x, mut y) = (p, new);
+                while x != y {
+                    while post[x] < post[y] {
+                        x = idom[x];
+                    }
+                    while post[y] < post[x] {
+                        y = idom[y];
+                    }
+                }
+                new = x;
+            }
+            if idom[b] != new {
+                idom[b] = new;
+                changed = true;
+            }
+        }
+    }
+    (0..n)
+        .map(|v| (idom[v] != usize::MAX).then_some(idom[v]))
+        .collect()
+}
+
+#[test]
+fn every_path_and_retained_size_matches_plain_algorithms_on_real_dumps() {
+    for (ruby, graph) in leak3_last_dumps() {
+        let heap = graph.heap();
+        let n = heap.len();
+        for class_edges in [false, true] {
+            let parent = reference_bfs(heap, class_edges);
+            // The first queries stop the search at their object and the next ones go
+            // on from there: ask for reachable objects in a scrambled order first (an
+            // unreachable one makes the search run to its end), on a graph of its own.
+            let fresh = HeapGraph::new(load(&path_of(ruby), LoadOptions::default()).unwrap());
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+            let reachable: Vec<usize> = (0..n).filter(|&v| parent[v].is_some()).collect();
+            let mut order: Vec<usize> = (0..200)
+                .map(|_| reachable[rng.below(reachable.len())])
+                .collect();
+            order.extend(0..n);
+            for (k, row) in order.into_iter().enumerate() {
+                if k == 200 {
+                    // The search stopped short of its end: the queries were answered
+                    // from a part of the tree.
+                    assert!(!fresh.has_root_tree(class_edges), "{ruby} {class_edges}");
+                }
+                let graph = if k < 200 { &fresh } else { &graph };
+                let mut rows = vec![row];
+                let mut root = None;
+                while let Some(p) = parent[*rows.last().unwrap()] {
+                    match p {
+                        Ok(v) => rows.push(v),
+                        Err(r) => {
+                            root = Some(heap.root_name(&heap.roots[r]).to_vec());
+                            break;
+                        }
+                    }
+                }
+                rows.reverse();
+                let got = graph.path_to_root(row, class_edges);
+                let got = got.map(|p| {
+                    let rows: Vec<usize> = p.steps.iter().map(|s| s.row).collect();
+                    (p.root.into_bytes(), rows)
+                });
+                assert_eq!(
+                    got,
+                    root.map(|r| (r, rows)),
+                    "{ruby} row {row} {class_edges}"
+                );
+            }
+            let idom = reference_idoms(heap, class_edges);
+            let mut order: Vec<usize> = (0..n).filter(|&v| idom[v].is_some()).collect();
+            // Children before their dominators: deeper rows in the dominator tree first.
+            let depth = |mut v: usize| {
+                let mut d = 0;
+                while let Some(u) = idom[v].filter(|&u| u != n) {
+                    v = u;
+                    d += 1;
+                }
+                d
+            };
+            let depths: Vec<usize> = (0..n).map(depth).collect();
+            order.sort_by_key(|&v| std::cmp::Reverse(depths[v]));
+            let mut retained = vec![0u64; n + 1];
+            for &v in &order {
+                retained[v] += heap.columns.memsize.get(v);
+                let d = idom[v].unwrap();
+                retained[d] += retained[v];
+            }
+            for row in 0..n {
+                let expected = match idom[row] {
+                    None => None,
+                    Some(d) if d == n => Some(SUPER_ROOT as usize),
+                    Some(d) => Some(d),
+                };
+                let got = graph.dominators(class_edges).idom[row];
+                let got = (got != u32::MAX).then_some(got as usize);
+                assert_eq!(got, expected, "{ruby} row {row} {class_edges}");
+                assert_eq!(
+                    graph.retained_size(row, class_edges),
+                    retained[row],
+                    "{ruby} row {row} {class_edges}"
+                );
+            }
         }
     }
 }

@@ -51,28 +51,44 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         }
     }
 
+    // The successors of `row` the graph follows: its references (dangling ones are
+    // `>= n`), then its class with `class_edges`.
+    let class_rows = if class_edges { graph.class_rows() } else { &[] };
+    let refs = |row: usize| -> &[u32] {
+        &heap.ref_targets[heap.ref_start[row] as usize..heap.ref_start[row + 1] as usize]
+    };
+    let class_of = |row: usize| class_rows.get(row).copied().unwrap_or(NO_ROW);
+
     // Depth-first numbering. A stack entry is (preorder number, row, next successor
     // index); the virtual root's successors are the root rows.
-    let mut stack: Vec<(u32, u32, usize)> = vec![(0, NO_ROW, 0)];
+    let mut stack: Vec<(u32, u32, u32)> = vec![(0, NO_ROW, 0)];
     while let Some(top) = stack.last_mut() {
         checkpoint_every(vertex.len());
         let (p, row, k) = *top;
         top.2 += 1;
-        let next = if row == NO_ROW {
-            root_rows.get(k).map(|&t| Some(t))
-        } else {
-            graph.successor_at(row as usize, k, class_edges)
-        };
-        let t = match next {
-            None => {
-                stack.pop();
-                continue;
+        let k = k as usize;
+        let t = if row == NO_ROW {
+            match root_rows.get(k) {
+                Some(&t) => t as u32,
+                None => {
+                    stack.pop();
+                    continue;
+                }
             }
-            Some(None) => continue, // a dangling reference
-            Some(Some(t)) => t,
+        } else {
+            let refs = refs(row as usize);
+            match refs.get(k) {
+                Some(&t) => t,
+                None if k == refs.len() && class_edges => class_of(row as usize),
+                None => {
+                    stack.pop();
+                    continue;
+                }
+            }
         };
-        if pre[t] != NO_ROW {
-            continue;
+        let t = t as usize;
+        if t >= n || pre[t] != NO_ROW {
+            continue; // a dangling reference, no class, or numbered already
         }
         let number = vertex.len() as u32;
         pre[t] = number;
@@ -81,8 +97,42 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         stack.push((number, t as u32, 0));
     }
 
+    // The predecessors of each vertex, in preorder numbers, indexed by preorder number:
+    // the semi-dominator loop below reads them in reverse preorder, so they lie in the
+    // order it reads them, and need no row → number lookup there. Only reached vertices
+    // are predecessors of reached ones (an unreached predecessor cannot matter).
     let count = vertex.len();
-    let reverse = graph.reverse(class_edges);
+    let mut pred_start = vec![0u32; count + 1];
+    let for_each_edge = |f: &mut dyn FnMut(u32, u32)| {
+        for &t in &root_rows {
+            f(0, pre[t]);
+        }
+        for (w, &row) in vertex.iter().enumerate().skip(1) {
+            checkpoint_every(w);
+            let row = row as usize;
+            for &t in refs(row) {
+                if (t as usize) < n {
+                    f(w as u32, pre[t as usize]);
+                }
+            }
+            let c = class_of(row);
+            if c != NO_ROW {
+                f(w as u32, pre[c as usize]);
+            }
+        }
+    };
+    for_each_edge(&mut |_, t| pred_start[t as usize + 1] += 1);
+    for i in 0..count {
+        pred_start[i + 1] += pred_start[i];
+    }
+    let mut fill = pred_start.clone();
+    let mut preds = vec![0u32; pred_start[count] as usize];
+    for_each_edge(&mut |w, t| {
+        preds[fill[t as usize] as usize] = w;
+        fill[t as usize] += 1;
+    });
+    drop(fill);
+
     let mut semi: Vec<u32> = (0..count as u32).collect();
     let mut label: Vec<u32> = (0..count as u32).collect();
     let mut ancestor = vec![NO_ROW; count];
@@ -118,14 +168,8 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
 
     for w in (1..count).rev() {
         checkpoint_every(w);
-        let row = vertex[w] as usize;
         let mut s = semi[w];
-        let preds = reverse.neighbours(row).iter().map(|&u| pre[u as usize]);
-        let from_root = is_root_target[row].then_some(0u32);
-        for pv in preds.chain(from_root) {
-            if pv == NO_ROW {
-                continue; // a predecessor the roots do not reach
-            }
+        for &pv in &preds[pred_start[w] as usize..pred_start[w + 1] as usize] {
             let u = eval(pv, &mut ancestor, &mut label, &semi, &mut path);
             if semi[u as usize] < s {
                 s = semi[u as usize];

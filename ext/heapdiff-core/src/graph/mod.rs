@@ -14,12 +14,15 @@ pub use dominators::{Dominators, SUPER_ROOT};
 pub use names::{Name, NameEntry, Names};
 pub use paths::{Path, Step};
 
-use paths::RootTree;
+use paths::{RootTree, Search};
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use crate::cancel::checkpoint_every;
+use rayon::prelude::*;
+
+use crate::cancel::{checkpoint, checkpoint_every};
 use crate::heap::Heap;
+use crate::object_type::ObjectType;
 
 /// No vertex / not reached.
 pub const NO_ROW: u32 = u32::MAX;
@@ -32,7 +35,11 @@ pub struct HeapGraph {
     heap: Heap,
     reverse: [OnceLock<Csr>; 2],
     tree: [OnceLock<RootTree>; 2],
+    /// The breadth-first search from the roots while it is not whole (see `Search`).
+    search: [Mutex<Option<Search>>; 2],
     dominators: [OnceLock<Dominators>; 2],
+    /// Each object's class row (`NO_ROW`: none), for the object → class edges.
+    class_rows: OnceLock<Vec<u32>>,
     /// The code's names for objects, from a snapshot's names sidecar (set once).
     names: OnceLock<Names>,
 }
@@ -65,7 +72,9 @@ impl HeapGraph {
             heap,
             reverse: Default::default(),
             tree: Default::default(),
+            search: Default::default(),
             dominators: Default::default(),
+            class_rows: OnceLock::new(),
             names: OnceLock::new(),
         }
     }
@@ -83,7 +92,12 @@ impl HeapGraph {
             slots.iter().filter_map(OnceLock::get).map(bytes).sum()
         }
         let reverse = built(&self.reverse, Csr::heap_bytes);
-        let trees = built(&self.tree, RootTree::heap_bytes);
+        let trees = built(&self.tree, RootTree::heap_bytes)
+            + self
+                .search
+                .iter()
+                .filter_map(|s| s.try_lock().ok()?.as_ref().map(Search::heap_bytes))
+                .sum::<usize>();
         let dominators = built(&self.dominators, |d| {
             d.idom.capacity() * 4 + d.retained.capacity() * 8
         });
@@ -92,7 +106,55 @@ impl HeapGraph {
             .shape_ids
             .get()
             .map_or(0, |ids| ids.capacity() * (8 + 8 + 1));
-        reverse + trees + dominators + shapes
+        let class_rows = self.class_rows.get().map_or(0, |rows| rows.capacity() * 4);
+        reverse + trees + dominators + shapes + class_rows
+    }
+
+    /// The row of each object's class (`NO_ROW` where `Heap::class_row` has none),
+    /// resolved once: every pass that follows class edges reads it for every object,
+    /// and a lookup in the address index costs ~10× a read of this column.
+    pub(crate) fn class_rows(&self) -> &[u32] {
+        self.class_rows.get_or_init(|| {
+            let n = self.heap.len();
+            let mut rows = vec![NO_ROW; n];
+            for (k, block) in rows.chunks_mut(1 << 16).enumerate() {
+                checkpoint();
+                let base = k << 16;
+                block
+                    .par_chunks_mut(4096)
+                    .enumerate()
+                    .for_each(|(j, chunk)| {
+                        let first = base + j * 4096;
+                        // Neighbours in a dump are often of one class: look it up once.
+                        let mut last: Option<(u64, u32)> = None;
+                        for (i, out) in chunk.iter_mut().enumerate() {
+                            let row = first + i;
+                            let class = self.heap.columns.class[row];
+                            *out = match last {
+                                Some((c, r)) if c == class && r != NO_ROW => {
+                                    if self.heap.columns.object_type[row] == ObjectType::Imemo {
+                                        NO_ROW
+                                    } else {
+                                        r
+                                    }
+                                }
+                                _ => {
+                                    let r = self.heap.class_row(row).map_or(NO_ROW, |c| c as u32);
+                                    last = Some((class, r));
+                                    r
+                                }
+                            };
+                        }
+                    });
+            }
+            rows
+        })
+    }
+
+    /// The row of the class of the object at `row`, from `class_rows`.
+    pub(crate) fn class_of(&self, row: usize) -> Option<usize> {
+        let c = self.class_rows()[row];
+        (c != NO_ROW).then_some(c as usize)
     }
 
     /// Calls `f` with each object the one at `row` references (and its class, with `class_edges`).
@@ -101,28 +163,9 @@ impl HeapGraph {
             f(t);
         }
         if class_edges {
-            if let Some(c) = self.heap.class_row(row) {
+            if let Some(c) = self.class_of(row) {
                 f(c);
             }
-        }
-    }
-
-    /// The `k`-th successor of `row`: None past the last, Some(None) for a dangling
-    /// reference, Some(Some(row)) otherwise. The class edge, if asked for, comes last.
-    pub(crate) fn successor_at(
-        &self,
-        row: usize,
-        k: usize,
-        class_edges: bool,
-    ) -> Option<Option<usize>> {
-        let refs = self.heap.reference_rows_with_dangling(row);
-        match k.cmp(&refs.len()) {
-            std::cmp::Ordering::Less => {
-                let t = refs[k] as usize;
-                Some((t < self.heap.len()).then_some(t))
-            }
-            std::cmp::Ordering::Equal if class_edges => Some(self.heap.class_row(row)),
-            _ => None,
         }
     }
 

@@ -3,12 +3,17 @@
 
 use rayon::prelude::*;
 
+use std::sync::PoisonError;
+
 use super::{slot, HeapGraph, Name, NO_ROW};
 use crate::cancel::checkpoint;
 use crate::object_type::ObjectType;
 
 /// The root category of conservative stack scanning.
 const CONSERVATIVE_ROOT: &[u8] = b"machine_context";
+
+/// Frontier objects whose successors are gathered at once (in parallel).
+const GATHER_BLOCK: usize = 1 << 16;
 
 /// Where a path starts: the root record (its index in `Heap::roots`).
 const ROOT_FLAG: u32 = 1 << 31;
@@ -45,149 +50,274 @@ pub struct Path {
     pub steps: Vec<Step>,
 }
 
+/// A breadth-first search from the roots that stops once the object asked about is
+/// claimed, and goes on from there for the next question: a parent, once claimed, is
+/// final, so the tree it grows is the one a complete search builds. Levels: the
+/// successors of a level are gathered in parallel (the bulk of the work, reading every
+/// reference), then claimed in frontier order on one thread, so parents are exactly
+/// those of a plain sequential BFS, whatever the thread count.
+///
+/// Phases, in order: precise roots first; the conservatively scanned machine stack
+/// only for what they do not reach (a stale stack slot that happens to point at a
+/// leaked object says nothing about why it is retained). With class edges,
+/// references are followed alone first, then the class edges of everything reached: a
+/// path takes an object → class edge only where nothing else holds what it leads to
+/// (a singleton class, say).
+#[derive(Debug)]
+pub(crate) struct Search {
+    parent: Vec<u32>,
+    seen: Vec<u64>,
+    /// The next phase to start (`phases().len()`: all started).
+    phase: usize,
+    /// The level being claimed: (object, its parent) in frontier order, and how many
+    /// of them were claimed or passed over so far.
+    candidates: Vec<(u32, u32)>,
+    cursor: usize,
+    /// What the level claimed so far: the next level's frontier.
+    next: Vec<u32>,
+    /// The level whose successors are being gathered, a block at a time, and how much
+    /// of it was gathered.
+    frontier: Vec<u32>,
+    gathered: usize,
+    /// The frontier `next` will be in the current phase: whether it follows class edges,
+    /// and whether it follows only them.
+    class_edges: bool,
+    only_class_edges: bool,
+}
+
+/// Each phase: which roots it starts from (None: everything reached so far), and
+/// whether it follows class edges.
+fn phases(class_edges: bool) -> &'static [(Option<bool>, bool)] {
+    if class_edges {
+        &[(Some(false), false), (None, true), (Some(true), true)]
+    } else {
+        &[(Some(false), false), (Some(true), false)]
+    }
+}
+
+impl Search {
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.parent.capacity() * 4
+            + self.seen.capacity() * 8
+            + self.candidates.capacity() * 8
+            + self.next.capacity() * 4
+            + self.frontier.capacity() * 4
+    }
+
+    fn is_seen(&self, t: usize) -> bool {
+        self.seen[t / 64] & (1 << (t % 64)) != 0
+    }
+
+    fn claim(&mut self, t: usize, from: u32) -> bool {
+        if self.is_seen(t) {
+            return false;
+        }
+        self.seen[t / 64] |= 1 << (t % 64);
+        self.parent[t] = from;
+        true
+    }
+}
+
 impl HeapGraph {
-    /// The breadth-first tree from the roots, level by level: the successors of a level
-    /// are gathered in parallel (the bulk of the work, reading every reference), then
-    /// claimed in frontier order on one thread, so parents are exactly those of a plain
-    /// sequential BFS, whatever the thread count.
-    fn root_tree(&self, class_edges: bool) -> &RootTree {
-        self.tree[slot(class_edges)].get_or_init(|| {
-            let n = self.heap.len();
-            let mut parent = vec![NO_ROW; n];
-            let mut seen = vec![0u64; n.div_ceil(64)];
-            let claim = |t: usize, from: u32, parent: &mut Vec<u32>, seen: &mut Vec<u64>| {
-                let (word, bit) = (t / 64, 1u64 << (t % 64));
-                if seen[word] & bit != 0 {
-                    return false;
+    fn new_search(&self) -> Search {
+        let n = self.heap.len();
+        Search {
+            parent: vec![NO_ROW; n],
+            seen: vec![0u64; n.div_ceil(64)],
+            phase: 0,
+            candidates: Vec::new(),
+            cursor: 0,
+            next: Vec::new(),
+            frontier: Vec::new(),
+            gathered: 0,
+            class_edges: false,
+            only_class_edges: false,
+        }
+    }
+
+    /// Runs the search until `until` is claimed (None: to the end). Returns true when
+    /// the search is complete. Its state is whole at each `checkpoint`, so that a
+    /// cancelled query leaves a search the next one can go on with.
+    fn advance(&self, search: &mut Search, class_edges: bool, until: Option<usize>) -> bool {
+        let n = self.heap.len();
+        let phases = phases(class_edges);
+        loop {
+            if until.is_some_and(|row| search.parent[row] != NO_ROW) {
+                return false;
+            }
+            if search.cursor < search.candidates.len() {
+                let (t, v) = search.candidates[search.cursor];
+                search.cursor += 1;
+                if search.claim(t as usize, v) {
+                    search.next.push(t);
                 }
-                seen[word] |= bit;
-                parent[t] = from;
-                true
-            };
-            // Precise roots first; the conservatively scanned machine stack only for
-            // what they do not reach: a stale stack slot that happens to point at a
-            // leaked object says nothing about why it is retained. With class edges,
-            // references are followed alone first, then the class edges of everything
-            // reached: a path takes an object → class edge only where nothing else
-            // holds what it leads to (a singleton class, say).
-            // Each phase: which roots it starts from (None: everything reached so
-            // far), and whether it follows class edges.
-            let phases: &[(Option<bool>, bool)] = if class_edges {
-                &[(Some(false), false), (None, true), (Some(true), true)]
-            } else {
-                &[(Some(false), false), (Some(true), false)]
-            };
-            for &(roots, class_edges) in phases {
-                let mut frontier: Vec<u32> = Vec::new();
+                continue;
+            }
+            checkpoint();
+            if search.gathered == search.frontier.len() && search.next.is_empty() {
+                // The phase is over: start the next one.
+                let Some(&(roots, follow_class)) = phases.get(search.phase) else {
+                    return true;
+                };
+                search.phase += 1;
+                search.class_edges = follow_class;
+                // Everything reached so far had all its references claimed already:
+                // a frontier of all of it adds only class edges, so its references
+                // need not be read again.
+                search.only_class_edges = roots.is_none();
+                search.candidates.clear();
+                search.cursor = 0;
                 match roots {
-                    None => frontier.extend(
-                        (0..n as u32).filter(|&v| seen[v as usize / 64] & (1 << (v % 64)) != 0),
-                    ),
+                    None => {
+                        let reached = (0..n as u32).filter(|&v| search.is_seen(v as usize));
+                        search.next = reached.collect();
+                    }
                     Some(conservative) => {
                         for (r, t) in self.heap.root_rows() {
                             let is_stack =
                                 self.heap.root_name(&self.heap.roots[r]) == CONSERVATIVE_ROOT;
-                            if is_stack == conservative
-                                && claim(t, ROOT_FLAG | r as u32, &mut parent, &mut seen)
-                            {
-                                frontier.push(t as u32);
+                            if is_stack == conservative {
+                                search.candidates.push((t as u32, ROOT_FLAG | r as u32));
                             }
                         }
                     }
                 }
-                while !frontier.is_empty() {
-                    checkpoint();
-                    let seen_now = &seen;
-                    let candidates: Vec<Vec<(u32, u32)>> = frontier
-                        .par_chunks(4096)
-                        .map(|chunk| {
-                            let mut out = Vec::new();
-                            for &v in chunk {
-                                let v = v as usize;
-                                for &t in self.heap.reference_rows_with_dangling(v) {
-                                    let t = t as usize;
-                                    if t < n && seen_now[t / 64] & (1 << (t % 64)) == 0 {
-                                        out.push((t as u32, v as u32));
-                                    }
-                                }
-                                if class_edges {
-                                    if let Some(c) = self.heap.class_row(v) {
-                                        if seen_now[c / 64] & (1 << (c % 64)) == 0 {
-                                            out.push((c as u32, v as u32));
-                                        }
-                                    }
-                                }
-                            }
-                            out
-                        })
-                        .collect();
-                    let mut next = Vec::new();
-                    for (t, v) in candidates.into_iter().flatten() {
-                        if claim(t as usize, v, &mut parent, &mut seen) {
-                            next.push(t);
-                        }
-                    }
-                    frontier = next;
-                }
+                continue;
             }
-            RootTree { parent }
+            if search.gathered == search.frontier.len() {
+                // The level is claimed: the next one is the frontier.
+                search.frontier = std::mem::take(&mut search.next);
+                search.gathered = 0;
+            }
+            // Gather a block of the frontier's successors: a query stops as soon as
+            // its object is claimed, often early in a level of half the heap.
+            let end = search.frontier.len().min(search.gathered + GATHER_BLOCK);
+            let block = &search.frontier[search.gathered..end];
+            let class_rows = if search.class_edges {
+                self.class_rows()
+            } else {
+                &[]
+            };
+            let only_class_edges = search.only_class_edges;
+            let seen_now = &search.seen;
+            let gathered: Vec<Vec<(u32, u32)>> = block
+                .par_chunks(4096)
+                .map(|chunk| {
+                    let mut out = Vec::new();
+                    for &v in chunk {
+                        let v = v as usize;
+                        let refs: &[u32] = if only_class_edges {
+                            &[]
+                        } else {
+                            self.heap.reference_rows_with_dangling(v)
+                        };
+                        for &t in refs {
+                            let t = t as usize;
+                            if t < n && seen_now[t / 64] & (1 << (t % 64)) == 0 {
+                                out.push((t as u32, v as u32));
+                            }
+                        }
+                        if let Some(&c) = class_rows.get(v) {
+                            let c = c as usize;
+                            if c < n && seen_now[c / 64] & (1 << (c % 64)) == 0 {
+                                out.push((c as u32, v as u32));
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            search.candidates = gathered.concat();
+            search.cursor = 0;
+            search.gathered = end;
+            if search.gathered == search.frontier.len() {
+                search.only_class_edges = false;
+            }
+        }
+    }
+
+    /// The breadth-first tree from the roots, whole (see `Search`): the search goes on
+    /// to its end and is kept as the tree.
+    fn root_tree(&self, class_edges: bool) -> &RootTree {
+        self.tree[slot(class_edges)].get_or_init(|| {
+            let mut guard = self.search[slot(class_edges)]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let search = guard.get_or_insert_with(|| self.new_search());
+            self.advance(search, class_edges, None);
+            let search = guard.take().expect("searched");
+            RootTree {
+                parent: search.parent,
+            }
         })
     }
 
+    /// The rows of the shortest path to `row`, root first, and the root record that
+    /// marks its first one; None when no root reaches it. Searches only as far as
+    /// `row` while the tree is not whole.
+    fn tree_path(&self, row: usize, class_edges: bool) -> Option<(usize, Vec<usize>)> {
+        let walk = |parent: &[u32]| {
+            let mut rows = vec![row];
+            loop {
+                let p = parent[*rows.last().expect("a row")];
+                if p == NO_ROW {
+                    return None;
+                }
+                if p & ROOT_FLAG != 0 {
+                    rows.reverse();
+                    return Some(((p & !ROOT_FLAG) as usize, rows));
+                }
+                rows.push(p as usize);
+                if rows.len() > parent.len() {
+                    return None; // cannot happen in a BFS tree; guards against a cycle
+                }
+            }
+        };
+        if let Some(tree) = self.tree[slot(class_edges)].get() {
+            return walk(&tree.parent);
+        }
+        {
+            let mut guard = self.search[slot(class_edges)]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.tree[slot(class_edges)].get().is_none() {
+                let search = guard.get_or_insert_with(|| self.new_search());
+                if !self.advance(search, class_edges, Some(row)) {
+                    return walk(&search.parent);
+                }
+            }
+        }
+        // Not reached before the search's end: keep the whole tree.
+        walk(&self.root_tree(class_edges).parent)
+    }
+
     /// Does a GC root reach `row` (through references, and object → class edges with
-    /// `class_edges`)? Builds the breadth-first tree from the roots on first use.
+    /// `class_edges`)? Searches from the roots as far as `row` on first use.
     pub fn is_reachable(&self, row: usize, class_edges: bool) -> bool {
-        self.root_tree(class_edges).parent[row] != NO_ROW
+        match self.tree[slot(class_edges)].get() {
+            // The diff asks this of many objects: no path walk once the tree is whole.
+            Some(tree) => tree.parent[row] != NO_ROW,
+            None => self.tree_path(row, class_edges).is_some(),
+        }
     }
 
     /// The category (`vm`, `finalizers`, `global_tbl`, …) of the root that the
     /// shortest path to `row` starts from, or None when no root reaches it.
     pub fn root_category(&self, row: usize, class_edges: bool) -> Option<&[u8]> {
-        let tree = self.root_tree(class_edges);
-        let mut at = row;
-        // A tree path visits each row once at most.
-        for _ in 0..=self.heap.len() {
-            let p = tree.parent[at];
-            if p == NO_ROW {
-                return None;
-            }
-            if p & ROOT_FLAG != 0 {
-                return Some(
-                    self.heap
-                        .root_name(&self.heap.roots[(p & !ROOT_FLAG) as usize]),
-                );
-            }
-            at = p as usize;
-        }
-        None
+        let (root, _) = self.tree_path(row, class_edges)?;
+        Some(self.heap.root_name(&self.heap.roots[root]))
     }
 
-    /// Has the breadth-first tree been built (so that a path query is cheap)?
+    /// Has the breadth-first tree been built whole (so that a path query is cheap)?
     pub fn has_root_tree(&self, class_edges: bool) -> bool {
         self.tree[slot(class_edges)].get().is_some()
     }
 
     /// The shortest path from a root to `row`, or None when no root reaches it.
     pub fn path_to_root(&self, row: usize, class_edges: bool) -> Option<Path> {
-        let tree = self.root_tree(class_edges);
-        let mut rows = vec![row];
-        let mut at = row;
-        loop {
-            let p = tree.parent[at];
-            if p == NO_ROW {
-                return None;
-            }
-            if p & ROOT_FLAG != 0 {
-                let root = &self.heap.roots[(p & !ROOT_FLAG) as usize];
-                rows.reverse();
-                return Some(self.labelled_path(self.heap.root_name(root), &rows));
-            }
-            at = p as usize;
-            rows.push(at);
-            if rows.len() > self.heap.len() {
-                return None; // cannot happen in a BFS tree; guards against a cycle
-            }
-        }
+        let (root, rows) = self.tree_path(row, class_edges)?;
+        let root = &self.heap.roots[root];
+        Some(self.labelled_path(self.heap.root_name(root), &rows))
     }
 
     /// Up to `limit` shortest paths to `row` that reach it through different
