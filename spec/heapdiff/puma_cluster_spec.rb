@@ -40,11 +40,7 @@ module PumaClusterRun
   # takes three snapshots of each worker with leaking requests between them, then
   # sends the master the signal too. Returns what it saw.
   def run(tmp, heapdiff)
-    dir = File.join(tmp, "snapshots")
-    counts = File.join(tmp, "counts")
-    Dir.mkdir(counts)
-    env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
-            "COUNTS_DIR" => counts }
+    env, dir, counts = Processes.recording_env(tmp)
     Processes.with_puma(tmp, APP, heapdiff, env: env) do |master, port, log|
       # Booted, as Puma logs it, is after on_worker_boot: a signal sent before a worker's
       # recorder trapped it would be lost (SIGWINCH is ignored by default).

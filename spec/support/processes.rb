@@ -104,17 +104,25 @@ module Processes
   # and a reader of the counts (pid => that worker's COUNTS_DIR/PID.json); returns what
   # the block returns.
   def with_recording_workers(tmp, app)
-    dir = File.join(tmp, "snapshots")
-    counts = File.join(tmp, "counts")
-    Dir.mkdir(counts)
-    env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
-            "COUNTS_DIR" => counts }
+    env, dir, counts = recording_env(tmp)
     heapdiff = "require \"heapdiff\"\non_worker_boot { Heapdiff::Env.start }"
     with_puma(tmp, app, heapdiff, env: env) do |_master, port, log|
       pids = puma_workers(log, port)
       read = -> { pids.to_h { |pid| [pid, JSON.parse(File.read(File.join(counts, "#{pid}.json")))] } }
       yield pids, pids.to_h { |pid| [pid, File.join(dir, "pid-#{pid}")] }, port, read
     end
+  end
+
+  # The environment of a Puma cluster whose processes record snapshots on SIGWINCH
+  # into TMP/snapshots (Heapdiff::Env) and whose app writes its counts into
+  # TMP/counts (made here): [env, the snapshots' directory, the counts' directory].
+  def recording_env(tmp)
+    dir = File.join(tmp, "snapshots")
+    counts = File.join(tmp, "counts")
+    Dir.mkdir(counts)
+    env = { "HEAPDIFF" => "1", "HEAPDIFF_DIR" => dir, "HEAPDIFF_EVERY" => "0", "HEAPDIFF_SIGNAL" => "WINCH",
+            "COUNTS_DIR" => counts }
+    [env, dir, counts]
   end
 
   # The pids of the 2 workers of the cluster #with_puma started, once both booted (as

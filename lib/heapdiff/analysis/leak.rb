@@ -262,28 +262,21 @@ module Heapdiff
         end
       end
 
-      # The app root a dump's sidecar recorded (the dumped process's working
-      # directory), or nil without one.
-      #
-      # @param dump_path [String]
-      # @return [String, nil]
-      def recorded_app_root(dump_path)
-        root = Snapshot.read(dump_path).meta&.dig("app_root")
-        root.is_a?(String) ? root : nil
-      rescue Heapdiff::Error
-        nil
-      end
-
-      # Where the app's files are for the leaks of a dump: its sidecar's app root
-      # (.recorded_app_root), else this process's working directory (a dump heapdiff
-      # did not take, analysed from the app's checkout). Report#app_root and
-      # Trend#app_root; one rule, so that a trend's leaks and its site keys
-      # (LeakGrowth.site_counts) agree.
+      # Where the app's files are for the leaks of a dump: the app root its sidecar
+      # recorded (the dumped process's working directory), else this process's working
+      # directory (a dump heapdiff did not take, analysed from the app's checkout).
+      # Report#app_root and Trend#app_root; one rule, so that a trend's leaks and its
+      # site keys (LeakGrowth.site_counts) agree.
       #
       # @param dump_path [String]
       # @return [String]
       def app_root(dump_path)
-        recorded_app_root(dump_path) || Dir.pwd
+        root = begin
+          Snapshot.read(dump_path).meta&.dig("app_root")
+        rescue Heapdiff::Error
+          nil
+        end
+        root.is_a?(String) ? root : Dir.pwd
       end
 
       # "100%", "<1%", ">99%", "43%".
