@@ -207,4 +207,61 @@ RSpec.describe "Leak signatures and baselines across runs" do
     _out, _err, status = heapdiff("report", snapshots3, "--baseline", baseline, "--fail-over", (truth3["audit"] - 1).to_s)
     expect(status.exitstatus).to eq(1)
   end
+
+  # A pool of numbered threads, as Puma names its own ("puma srv tp 001", …), each
+  # with its own buffer in Thread.current: one leak, whichever threads served.
+  pool_program = <<~'RUBY'
+    # ruby pool.rb THREADS FIRST: THREADS threads named "app tp FIRST", "app tp FIRST+1",
+    # … (like Puma's pool, whose numbers grow as threads are replaced), each keeping the
+    # strings it made in Thread.current[:buffer]; snapshots after 60, 240 and 300 items
+    # dealt round robin. Prints how many the pool kept of items 60...240.
+    require "heapdiff"
+    require "json"
+    Heapdiff.trace_allocations!
+    threads, first = ARGV.map(&:to_i)
+    queues = Array.new(threads) { Queue.new }
+    done = Queue.new
+    pool = queues.each_with_index.map do |queue, i|
+      Thread.new do
+        Thread.current.name = format("app tp %03d", first + i)
+        Thread.current[:buffer] = []
+        while (id = queue.pop)
+          Thread.current[:buffer] << "item-#{id}"
+          done << id
+        end
+      end
+    end
+    [0...60, 60...240, 240...300].each do |range|
+      range.each { |id| queues[id % threads] << id }
+      range.size.times { done.pop }
+      Heapdiff.snapshot(dir: "snapshots")
+    end
+    kept = pool.sum { |t| t[:buffer].count { |s| (60...240).cover?(s[/\d+/].to_i) } }
+    puts JSON.generate(kept: kept)
+  RUBY
+
+  def run_pool(name, threads, first, program)
+    dir = File.join(@root, name)
+    FileUtils.mkdir_p(dir)
+    File.write(File.join(dir, "pool.rb"), program)
+    out, err, status = Open3.capture3(RbConfig.ruby, "-I", Processes::LIB, "pool.rb", threads.to_s, first.to_s, chdir: dir)
+    raise "pool.rb failed: #{err}" unless status.success?
+
+    [JSON.parse(out.lines.last), File.join(dir, "snapshots")]
+  end
+
+  define_method(:pool_source) { pool_program }
+
+  it "makes the buffers of a pool of numbered threads one leak, with one signature in runs of other threads" do
+    truth1, snapshots1 = run_pool("pool-one", 3, 1, pool_source)
+    truth2, snapshots2 = run_pool("pool-two", 2, 7, pool_source)
+    buffers = [snapshots1, snapshots2].map do |snapshots|
+      leaks_of(snapshots).select { |l| l.holder_chain.first.start_with?("Thread.current[:buffer]") }
+    end
+    expect(buffers.map(&:size)).to eq([1, 1])
+    one, two = buffers.map(&:first)
+    expect(one.holder_chain.first).to eq('Thread.current[:buffer] (fiber-local, thread "app tp N", Array)')
+    expect([one.count, two.count]).to eq([truth1["kept"], truth2["kept"]])
+    expect(two.signature).to eq(one.signature)
+  end
 end

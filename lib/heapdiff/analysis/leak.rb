@@ -138,6 +138,10 @@ module Heapdiff
     ADDRESS = /0x\h+/
     # A source file in a name, before its ":LINE" ("Thread (/app/lib/worker.rb:12)").
     NAMED_FILE = %r{/[^\s():,"]+(?=:\d+)}
+    # A thread's name in a name ('thread "puma srv tp 003"', 'Thread "worker-2"'): its
+    # digits are a pool's sequence number or a pid, which differ between the threads
+    # of one pool and between runs.
+    THREAD_NAME = /(?<=\bthread "|\bThread ")(?:[^"\\]|\\.)*(?=")/
 
     attr_reader :holder_chain, :sites, :count, :memsize, :counts
 
@@ -211,7 +215,10 @@ module Heapdiff
       # finalizer table (ObjectSpace.define_finalizer): ROOT finalizers").
       #
       # Paths in names (an unnamed thread is named by the file and line that started
-      # it) are normalized as the sites' are (.normalize_path with +app_root+).
+      # it) are normalized as the sites' are (.normalize_path with +app_root+), and the
+      # digits of a thread's name read "N": the threads of a pool (Puma's "puma srv tp
+      # 001" to "005", each with its own Thread.current[:sql_log]) are one leak, whichever
+      # of them served the leaking requests in this run.
       #
       # @param holder [Suspect::Holder]
       # @param app_root [String, nil] see .normalize_path
@@ -225,8 +232,10 @@ module Heapdiff
         steps = path.steps
         named = steps.select { |s| named_step?(s) }
         chain = named.empty? ? steps : named
-        chain.reverse.map { |s| step_words(s).gsub(NAMED_FILE) { |file| normalize_path(file, app_root: app_root) } } +
-          ["ROOT #{path.root}"]
+        chain.reverse.map do |s|
+          step_words(s).gsub(NAMED_FILE) { |file| normalize_path(file, app_root: app_root) }
+                       .gsub(THREAD_NAME) { |name| name.gsub(/\d+/, "N") }
+        end + ["ROOT #{path.root}"]
       end
 
       # A source path without what differs between checkouts and machines: a gem's
