@@ -36,12 +36,11 @@ impl HeapGraph {
 
 /// Lengauer–Tarjan over the heap plus a virtual root above all GC roots, in preorder
 /// numbers (0 is the virtual root). Iterative throughout: heaps have million-long chains.
+/// Each phase is its own function, so that a profile shows what each costs.
+#[inline(never)]
 fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
     let heap = graph.heap();
     let n = heap.len();
-    let mut pre = vec![NO_ROW; n]; // row → preorder number
-    let mut vertex: Vec<u32> = vec![NO_ROW]; // preorder → row (0: virtual root)
-    let mut parent: Vec<u32> = vec![NO_ROW];
     let mut is_root_target = vec![false; n];
     let mut root_rows: Vec<usize> = Vec::new();
     for (_, t) in heap.root_rows() {
@@ -50,17 +49,57 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
             root_rows.push(t);
         }
     }
-
-    // The successors of `row` the graph follows: its references (dangling ones are
-    // `>= n`), then its class with `class_edges`.
-    let class_rows = if class_edges { graph.class_rows() } else { &[] };
-    let refs = |row: usize| -> &[u32] {
-        &heap.ref_targets[heap.ref_start[row] as usize..heap.ref_start[row + 1] as usize]
+    drop(is_root_target);
+    let edges = Edges {
+        heap,
+        class_rows: if class_edges { graph.class_rows() } else { &[] },
+        root_rows,
     };
-    let class_of = |row: usize| class_rows.get(row).copied().unwrap_or(NO_ROW);
+    let order = number(&edges);
+    let (pred_start, preds) = predecessors(&edges, &order);
+    let idom = semi_dominators(&order.parent, &pred_start, &preds);
+    drop(preds);
+    retained_sizes(heap, &order.vertex, &idom)
+}
 
-    // Depth-first numbering. A stack entry is (preorder number, row, next successor
-    // index); the virtual root's successors are the root rows.
+/// The graph the dominator tree is of: the root rows, each object's references
+/// (dangling ones are `>= n`), then its class (with class edges).
+struct Edges<'a> {
+    heap: &'a crate::heap::Heap,
+    /// Each object's class row (`NO_ROW`: none); empty without class edges.
+    class_rows: &'a [u32],
+    root_rows: Vec<usize>,
+}
+
+impl Edges<'_> {
+    fn refs(&self, row: usize) -> &[u32] {
+        self.heap.reference_rows_with_dangling(row)
+    }
+
+    fn class_of(&self, row: usize) -> u32 {
+        self.class_rows.get(row).copied().unwrap_or(NO_ROW)
+    }
+}
+
+/// A depth-first numbering from the virtual root.
+struct Preorder {
+    /// Row → preorder number (`NO_ROW`: not reached).
+    pre: Vec<u32>,
+    /// Preorder number → row (0: the virtual root).
+    vertex: Vec<u32>,
+    /// Preorder number → its DFS tree parent's number.
+    parent: Vec<u32>,
+}
+
+#[inline(never)]
+fn number(edges: &Edges) -> Preorder {
+    let n = edges.heap.len();
+    let class_edges = !edges.class_rows.is_empty();
+    let mut pre = vec![NO_ROW; n];
+    let mut vertex: Vec<u32> = vec![NO_ROW];
+    let mut parent: Vec<u32> = vec![NO_ROW];
+    // A stack entry is (preorder number, row, next successor index); the virtual
+    // root's successors are the root rows.
     let mut stack: Vec<(u32, u32, u32)> = vec![(0, NO_ROW, 0)];
     while let Some(top) = stack.last_mut() {
         checkpoint_every(vertex.len());
@@ -68,7 +107,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         top.2 += 1;
         let k = k as usize;
         let t = if row == NO_ROW {
-            match root_rows.get(k) {
+            match edges.root_rows.get(k) {
                 Some(&t) => t as u32,
                 None => {
                     stack.pop();
@@ -76,10 +115,10 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
                 }
             }
         } else {
-            let refs = refs(row as usize);
+            let refs = edges.refs(row as usize);
             match refs.get(k) {
                 Some(&t) => t,
-                None if k == refs.len() && class_edges => class_of(row as usize),
+                None if k == refs.len() && class_edges => edges.class_of(row as usize),
                 None => {
                     stack.pop();
                     continue;
@@ -96,26 +135,36 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         parent.push(p);
         stack.push((number, t as u32, 0));
     }
+    Preorder {
+        pre,
+        vertex,
+        parent,
+    }
+}
 
-    // The predecessors of each vertex, in preorder numbers, indexed by preorder number:
-    // the semi-dominator loop below reads them in reverse preorder, so they lie in the
-    // order it reads them, and need no row → number lookup there. Only reached vertices
-    // are predecessors of reached ones (an unreached predecessor cannot matter).
+/// The predecessors of each vertex, in preorder numbers, indexed by preorder number:
+/// the semi-dominator loop reads them in reverse preorder, so they lie in the order it
+/// reads them, and need no row → number lookup there. Only reached vertices are
+/// predecessors of reached ones (an unreached predecessor cannot matter).
+#[inline(never)]
+fn predecessors(edges: &Edges, order: &Preorder) -> (Vec<u32>, Vec<u32>) {
+    let n = edges.heap.len();
+    let (pre, vertex) = (&order.pre, &order.vertex);
     let count = vertex.len();
     let mut pred_start = vec![0u32; count + 1];
     let for_each_edge = |f: &mut dyn FnMut(u32, u32)| {
-        for &t in &root_rows {
+        for &t in &edges.root_rows {
             f(0, pre[t]);
         }
         for (w, &row) in vertex.iter().enumerate().skip(1) {
             checkpoint_every(w);
             let row = row as usize;
-            for &t in refs(row) {
+            for &t in edges.refs(row) {
                 if (t as usize) < n {
                     f(w as u32, pre[t as usize]);
                 }
             }
-            let c = class_of(row);
+            let c = edges.class_of(row);
             if c != NO_ROW {
                 f(w as u32, pre[c as usize]);
             }
@@ -131,8 +180,14 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         preds[fill[t as usize] as usize] = w;
         fill[t as usize] += 1;
     });
-    drop(fill);
+    (pred_start, preds)
+}
 
+/// The immediate dominator of each vertex, in preorder numbers: Lengauer–Tarjan's
+/// semi-dominators with path compression (the simple version).
+#[inline(never)]
+fn semi_dominators(parent: &[u32], pred_start: &[u32], preds: &[u32]) -> Vec<u32> {
+    let count = parent.len();
     let mut semi: Vec<u32> = (0..count as u32).collect();
     let mut label: Vec<u32> = (0..count as u32).collect();
     let mut ancestor = vec![NO_ROW; count];
@@ -197,8 +252,14 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
             idom[w] = idom[idom[w] as usize];
         }
     }
+    idom
+}
 
-    // Retained sizes: children before parents, i.e. reverse preorder.
+/// Retained sizes (children before parents, i.e. reverse preorder), and the tree in rows.
+#[inline(never)]
+fn retained_sizes(heap: &crate::heap::Heap, vertex: &[u32], idom: &[u32]) -> Dominators {
+    let n = heap.len();
+    let count = vertex.len();
     let mut retained_pre = vec![0u64; count];
     for w in (1..count).rev() {
         retained_pre[w] += heap.columns.memsize.get(vertex[w] as usize);
