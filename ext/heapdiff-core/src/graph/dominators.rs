@@ -2,6 +2,7 @@
 
 use super::{slot, HeapGraph, NO_ROW};
 use crate::cancel::checkpoint_every;
+use crate::heap::Heap;
 
 /// The dominator tree: `idom[v]` is the closest object every path from the roots to `v`
 /// passes through (`SUPER_ROOT` when only the roots themselves do).
@@ -65,7 +66,7 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
 /// The graph the dominator tree is of: the root rows, each object's references
 /// (dangling ones are `>= n`), then its class (with class edges).
 struct Edges<'a> {
-    heap: &'a crate::heap::Heap,
+    heap: &'a Heap,
     /// Each object's class row (`NO_ROW`: none); empty without class edges.
     class_rows: &'a [u32],
     root_rows: Vec<usize>,
@@ -93,52 +94,83 @@ struct Preorder {
 
 #[inline(never)]
 fn number(edges: &Edges) -> Preorder {
-    let n = edges.heap.len();
+    let heap = edges.heap;
+    let n = heap.len();
     let class_edges = !edges.class_rows.is_empty();
-    let mut pre = vec![NO_ROW; n];
-    let mut vertex: Vec<u32> = vec![NO_ROW];
-    let mut parent: Vec<u32> = vec![NO_ROW];
-    // A stack entry is (preorder number, row, next successor index); the virtual
-    // root's successors are the root rows.
-    let mut stack: Vec<(u32, u32, u32)> = vec![(0, NO_ROW, 0)];
-    while let Some(top) = stack.last_mut() {
-        checkpoint_every(vertex.len());
-        let (p, row, k) = *top;
-        top.2 += 1;
-        let k = k as usize;
-        let t = if row == NO_ROW {
-            match edges.root_rows.get(k) {
-                Some(&t) => t as u32,
-                None => {
-                    stack.pop();
-                    continue;
-                }
-            }
-        } else {
-            let refs = edges.refs(row as usize);
-            match refs.get(k) {
-                Some(&t) => t,
-                None if k == refs.len() && class_edges => edges.class_of(row as usize),
-                None => {
-                    stack.pop();
-                    continue;
-                }
-            }
-        };
-        let t = t as usize;
-        if t >= n || pre[t] != NO_ROW {
-            continue; // a dangling reference, no class, or numbered already
-        }
-        let number = vertex.len() as u32;
-        pre[t] = number;
-        vertex.push(t as u32);
-        parent.push(p);
-        stack.push((number, t as u32, 0));
+    let mut order = Preorder {
+        pre: vec![NO_ROW; n],
+        vertex: Vec::with_capacity(n + 1),
+        parent: Vec::with_capacity(n + 1),
+    };
+    order.vertex.push(NO_ROW);
+    order.parent.push(NO_ROW);
+    // A stack entry is (preorder number, row, position of its next reference in
+    // `ref_targets`, end of its references); one past the end comes its class, with
+    // class edges. Each root row not numbered yet starts a search: the virtual
+    // root's successors are the root rows, in order.
+    let mut stack: Vec<(u32, u32, u32, u32)> = Vec::new();
+    // Numbers `t`, reached from the vertex numbered `p`, and puts it on the stack.
+    #[inline(always)]
+    fn enter(
+        heap: &Heap,
+        order: &mut Preorder,
+        stack: &mut Vec<(u32, u32, u32, u32)>,
+        t: usize,
+        p: u32,
+    ) {
+        let number = order.vertex.len() as u32;
+        checkpoint_every(number as usize);
+        order.pre[t] = number;
+        order.vertex.push(t as u32);
+        order.parent.push(p);
+        stack.push((number, t as u32, heap.ref_start[t], heap.ref_start[t + 1]));
     }
-    Preorder {
-        pre,
-        vertex,
-        parent,
+    for &root in &edges.root_rows {
+        if order.pre[root] != NO_ROW {
+            continue;
+        }
+        enter(heap, &mut order, &mut stack, root, 0);
+        while let Some(top) = stack.last_mut() {
+            let (p, row, k, end) = *top;
+            top.2 += 1;
+            let t = if k < end {
+                heap.ref_targets[k as usize]
+            } else if k == end && class_edges {
+                edges.class_rows[row as usize]
+            } else {
+                stack.pop();
+                continue;
+            };
+            let t = t as usize;
+            if t >= n || order.pre[t] != NO_ROW {
+                continue; // a dangling reference, no class, or numbered already
+            }
+            enter(heap, &mut order, &mut stack, t, p);
+        }
+    }
+    order
+}
+
+/// Calls `f(w, t)` for each edge between reached vertices, in preorder numbers: the
+/// virtual root's to the root rows, then each vertex's, in preorder.
+fn for_each_edge(edges: &Edges, order: &Preorder, mut f: impl FnMut(u32, u32)) {
+    let n = edges.heap.len();
+    let pre = &order.pre;
+    for &t in &edges.root_rows {
+        f(0, pre[t]);
+    }
+    for (w, &row) in order.vertex.iter().enumerate().skip(1) {
+        checkpoint_every(w);
+        let row = row as usize;
+        for &t in edges.refs(row) {
+            if (t as usize) < n {
+                f(w as u32, pre[t as usize]);
+            }
+        }
+        let c = edges.class_of(row);
+        if c != NO_ROW {
+            f(w as u32, pre[c as usize]);
+        }
     }
 }
 
@@ -148,35 +180,15 @@ fn number(edges: &Edges) -> Preorder {
 /// predecessors of reached ones (an unreached predecessor cannot matter).
 #[inline(never)]
 fn predecessors(edges: &Edges, order: &Preorder) -> (Vec<u32>, Vec<u32>) {
-    let n = edges.heap.len();
-    let (pre, vertex) = (&order.pre, &order.vertex);
-    let count = vertex.len();
+    let count = order.vertex.len();
     let mut pred_start = vec![0u32; count + 1];
-    let for_each_edge = |f: &mut dyn FnMut(u32, u32)| {
-        for &t in &edges.root_rows {
-            f(0, pre[t]);
-        }
-        for (w, &row) in vertex.iter().enumerate().skip(1) {
-            checkpoint_every(w);
-            let row = row as usize;
-            for &t in edges.refs(row) {
-                if (t as usize) < n {
-                    f(w as u32, pre[t as usize]);
-                }
-            }
-            let c = edges.class_of(row);
-            if c != NO_ROW {
-                f(w as u32, pre[c as usize]);
-            }
-        }
-    };
-    for_each_edge(&mut |_, t| pred_start[t as usize + 1] += 1);
+    for_each_edge(edges, order, |_, t| pred_start[t as usize + 1] += 1);
     for i in 0..count {
         pred_start[i + 1] += pred_start[i];
     }
     let mut fill = pred_start.clone();
     let mut preds = vec![0u32; pred_start[count] as usize];
-    for_each_edge(&mut |w, t| {
+    for_each_edge(edges, order, |w, t| {
         preds[fill[t as usize] as usize] = w;
         fill[t as usize] += 1;
     });
@@ -195,31 +207,6 @@ fn semi_dominators(parent: &[u32], pred_start: &[u32], preds: &[u32]) -> Vec<u32
     let mut bucket_head = vec![NO_ROW; count];
     let mut bucket_next = vec![NO_ROW; count];
     let mut path: Vec<u32> = Vec::new();
-
-    let eval = |v: u32,
-                ancestor: &mut Vec<u32>,
-                label: &mut Vec<u32>,
-                semi: &Vec<u32>,
-                path: &mut Vec<u32>|
-     -> u32 {
-        if ancestor[v as usize] == NO_ROW {
-            return v;
-        }
-        // Path compression, iteratively.
-        let mut x = v;
-        while ancestor[ancestor[x as usize] as usize] != NO_ROW {
-            path.push(x);
-            x = ancestor[x as usize];
-        }
-        while let Some(y) = path.pop() {
-            let a = ancestor[y as usize];
-            if semi[label[a as usize] as usize] < semi[label[y as usize] as usize] {
-                label[y as usize] = label[a as usize];
-            }
-            ancestor[y as usize] = ancestor[a as usize];
-        }
-        label[v as usize]
-    };
 
     for w in (1..count).rev() {
         checkpoint_every(w);
@@ -255,9 +242,41 @@ fn semi_dominators(parent: &[u32], pred_start: &[u32], preds: &[u32]) -> Vec<u32
     idom
 }
 
+/// The vertex of least semi-dominator on the forest path above `v` (`v` itself at a
+/// forest root). Most calls end at one of the two first checks: the path compression
+/// is kept out of line, so that they are a few instructions inline.
+#[inline(always)]
+fn eval(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) -> u32 {
+    let a = ancestor[v as usize];
+    if a == NO_ROW {
+        return v;
+    }
+    if ancestor[a as usize] != NO_ROW {
+        compress(v, ancestor, label, semi, path);
+    }
+    label[v as usize]
+}
+
+/// Path compression, iteratively (chains are millions long).
+#[inline(never)]
+fn compress(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) {
+    let mut x = v;
+    while ancestor[ancestor[x as usize] as usize] != NO_ROW {
+        path.push(x);
+        x = ancestor[x as usize];
+    }
+    while let Some(y) = path.pop() {
+        let a = ancestor[y as usize];
+        if semi[label[a as usize] as usize] < semi[label[y as usize] as usize] {
+            label[y as usize] = label[a as usize];
+        }
+        ancestor[y as usize] = ancestor[a as usize];
+    }
+}
+
 /// Retained sizes (children before parents, i.e. reverse preorder), and the tree in rows.
 #[inline(never)]
-fn retained_sizes(heap: &crate::heap::Heap, vertex: &[u32], idom: &[u32]) -> Dominators {
+fn retained_sizes(heap: &Heap, vertex: &[u32], idom: &[u32]) -> Dominators {
     let n = heap.len();
     let count = vertex.len();
     let mut retained_pre = vec![0u64; count];
