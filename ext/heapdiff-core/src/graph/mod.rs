@@ -18,11 +18,8 @@ use paths::{RootTree, Search};
 
 use std::sync::{Mutex, OnceLock};
 
-use rayon::prelude::*;
-
-use crate::cancel::{checkpoint, checkpoint_every};
+use crate::cancel::checkpoint_every;
 use crate::heap::Heap;
-use crate::object_type::ObjectType;
 
 /// No vertex / not reached.
 pub const NO_ROW: u32 = u32::MAX;
@@ -38,8 +35,6 @@ pub struct HeapGraph {
     /// The breadth-first search from the roots while it is not whole (see `Search`).
     search: [Mutex<Option<Search>>; 2],
     dominators: [OnceLock<Dominators>; 2],
-    /// Each object's class row (`NO_ROW`: none), for the object → class edges.
-    class_rows: OnceLock<Vec<u32>>,
     /// The code's names for objects, from a snapshot's names sidecar (set once).
     names: OnceLock<Names>,
 }
@@ -74,7 +69,6 @@ impl HeapGraph {
             tree: Default::default(),
             search: Default::default(),
             dominators: Default::default(),
-            class_rows: OnceLock::new(),
             names: OnceLock::new(),
         }
     }
@@ -106,49 +100,13 @@ impl HeapGraph {
             .shape_ids
             .get()
             .map_or(0, |ids| ids.capacity() * (8 + 8 + 1));
-        let class_rows = self.class_rows.get().map_or(0, |rows| rows.capacity() * 4);
-        reverse + trees + dominators + shapes + class_rows
+        reverse + trees + dominators + shapes
     }
 
-    /// The row of each object's class (`NO_ROW` where `Heap::class_row` has none),
-    /// resolved once: every pass that follows class edges reads it for every object,
-    /// and a lookup in the address index costs ~10× a read of this column.
+    /// The row of each object's class (`NO_ROW`, which is `heap::NO_CLASS`, where
+    /// `Heap::class_row` has none).
     pub(crate) fn class_rows(&self) -> &[u32] {
-        self.class_rows.get_or_init(|| {
-            let n = self.heap.len();
-            let mut rows = vec![NO_ROW; n];
-            for (k, block) in rows.chunks_mut(1 << 16).enumerate() {
-                checkpoint();
-                let base = k << 16;
-                block
-                    .par_chunks_mut(4096)
-                    .enumerate()
-                    .for_each(|(j, chunk)| {
-                        let first = base + j * 4096;
-                        // Neighbours in a dump are often of one class: look it up once.
-                        let mut last: Option<(u64, u32)> = None;
-                        for (i, out) in chunk.iter_mut().enumerate() {
-                            let row = first + i;
-                            let class = self.heap.columns.class[row];
-                            *out = match last {
-                                Some((c, r)) if c == class && r != NO_ROW => {
-                                    if self.heap.columns.object_type[row] == ObjectType::Imemo {
-                                        NO_ROW
-                                    } else {
-                                        r
-                                    }
-                                }
-                                _ => {
-                                    let r = self.heap.class_row(row).map_or(NO_ROW, |c| c as u32);
-                                    last = Some((class, r));
-                                    r
-                                }
-                            };
-                        }
-                    });
-            }
-            rows
-        })
+        &self.heap.class_rows
     }
 
     /// The row of the class of the object at `row`, from `class_rows`.
