@@ -56,8 +56,8 @@ fn compute_dominators(graph: &HeapGraph, class_edges: bool) -> Dominators {
         class_rows: if class_edges { graph.class_rows() } else { &[] },
         root_rows,
     };
-    let order = number(&edges);
-    let (pred_start, preds) = predecessors(&edges, &order);
+    let mut order = number(&edges);
+    let (pred_start, preds) = predecessors(&edges, &mut order);
     let idom = semi_dominators(&order.parent, &pred_start, &preds);
     drop(preds);
     retained_sizes(heap, &order.vertex, &idom)
@@ -90,6 +90,9 @@ struct Preorder {
     vertex: Vec<u32>,
     /// Preorder number → its DFS tree parent's number.
     parent: Vec<u32>,
+    /// Row → how many edges from reached vertices (and the virtual root) lead to it:
+    /// the numbering follows each of them once, so it counts them for `predecessors`.
+    in_degree: Vec<u32>,
 }
 
 #[inline(never)]
@@ -101,6 +104,7 @@ fn number(edges: &Edges) -> Preorder {
         pre: vec![NO_ROW; n],
         vertex: Vec::with_capacity(n + 1),
         parent: Vec::with_capacity(n + 1),
+        in_degree: vec![0; n],
     };
     order.vertex.push(NO_ROW);
     order.parent.push(NO_ROW);
@@ -126,6 +130,7 @@ fn number(edges: &Edges) -> Preorder {
         stack.push((number, t as u32, heap.ref_start[t], heap.ref_start[t + 1]));
     }
     for &root in &edges.root_rows {
+        order.in_degree[root] += 1;
         if order.pre[root] != NO_ROW {
             continue;
         }
@@ -142,8 +147,12 @@ fn number(edges: &Edges) -> Preorder {
                 continue;
             };
             let t = t as usize;
-            if t >= n || order.pre[t] != NO_ROW {
-                continue; // a dangling reference, no class, or numbered already
+            if t >= n {
+                continue; // a dangling reference, or no class
+            }
+            order.in_degree[t] += 1;
+            if order.pre[t] != NO_ROW {
+                continue;
             }
             enter(heap, &mut order, &mut stack, t, p);
         }
@@ -179,13 +188,14 @@ fn for_each_edge(edges: &Edges, order: &Preorder, mut f: impl FnMut(u32, u32)) {
 /// reads them, and need no row → number lookup there. Only reached vertices are
 /// predecessors of reached ones (an unreached predecessor cannot matter).
 #[inline(never)]
-fn predecessors(edges: &Edges, order: &Preorder) -> (Vec<u32>, Vec<u32>) {
+fn predecessors(edges: &Edges, order: &mut Preorder) -> (Vec<u32>, Vec<u32>) {
     let count = order.vertex.len();
     let mut pred_start = vec![0u32; count + 1];
-    for_each_edge(edges, order, |_, t| pred_start[t as usize + 1] += 1);
-    for i in 0..count {
-        pred_start[i + 1] += pred_start[i];
+    // Nothing leads to the virtual root (0); the others' counts the numbering made.
+    for w in 1..count {
+        pred_start[w + 1] = pred_start[w] + order.in_degree[order.vertex[w] as usize];
     }
+    order.in_degree = Vec::new();
     let mut fill = pred_start.clone();
     let mut preds = vec![0u32; pred_start[count] as usize];
     for_each_edge(edges, order, |w, t| {
