@@ -16,9 +16,6 @@ use crate::source::Source;
 /// Marks an absent `u32` number (line, generation, length, shape id).
 pub const ABSENT: u32 = u32::MAX;
 
-/// In `Heap::class_rows`: the object has no class record in the dump.
-pub const NO_CLASS: u32 = u32::MAX;
-
 /// One row per heap object, in dump order. Only what analysis needs is kept here
 /// (about 60 bytes an object); the rest of a record is read back from the file.
 #[derive(Default, Debug)]
@@ -279,9 +276,6 @@ pub struct Heap {
     /// A target `t >= len()` is a dangling reference: `dangling[t - len()]`.
     pub ref_start: Vec<u32>,
     pub ref_targets: Vec<u32>,
-    /// The row of each object's class (`NO_CLASS`: none in the dump; always for an
-    /// IMEMO, whose class member is bogus before 3.2), resolved at load.
-    pub class_rows: Vec<u32>,
     pub dangling: Vec<u64>,
     pub roots: Vec<Root>,
     pub root_targets: Vec<u32>,
@@ -306,7 +300,6 @@ impl Heap {
         self.columns.heap_bytes()
             + vec_bytes(&self.ref_start)
             + vec_bytes(&self.ref_targets)
-            + vec_bytes(&self.class_rows)
             + vec_bytes(&self.dangling)
             + vec_bytes(&self.root_targets)
             + vec_bytes(&self.roots)
@@ -458,8 +451,11 @@ impl Heap {
     /// The row of the object's class, when the dump has it (not for IMEMO, whose class
     /// member is bogus before 3.2).
     pub fn class_row(&self, row: usize) -> Option<usize> {
-        let class = self.class_rows[row];
-        (class != NO_CLASS).then_some(class as usize)
+        let class = self.columns.class[row];
+        if class == 0 || self.columns.object_type[row] == ObjectType::Imemo {
+            return None;
+        }
+        self.find(class)
     }
 
     /// Rows the roots mark, each root record's in order, duplicates kept.

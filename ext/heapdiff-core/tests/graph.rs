@@ -310,20 +310,9 @@ fn leak3_suspect_of_each_known_group_is_the_leaks_array() {
 fn successors(heap: &Heap, v: usize, class_edges: bool) -> Vec<usize> {
     let mut out: Vec<usize> = heap.referents(v).collect();
     if class_edges {
-        out.extend(class_row_by_address(heap, v));
+        out.extend(heap.class_row(v));
     }
     out
-}
-
-/// The row of the class of `v`, looked up by its class address (not read from the
-/// class-row column that the loader fills, which this checks): none for an IMEMO,
-/// whose class member is bogus before Ruby 3.2.
-fn class_row_by_address(heap: &Heap, v: usize) -> Option<usize> {
-    let class = heap.columns.class[v];
-    if class == 0 || heap.columns.object_type[v] == ObjectType::Imemo {
-        return None;
-    }
-    heap.find(class)
 }
 
 /// A plain sequential breadth-first search in the documented phase order (precise
@@ -447,24 +436,6 @@ fn reference_idoms(heap: &Heap, class_edges: bool) -> Vec<Option<usize>> {
     (0..n)
         .map(|v| (idom[v] != usize::MAX).then_some(idom[v]))
         .collect()
-}
-
-#[test]
-fn class_rows_resolved_at_load_match_a_lookup_of_each_class_address() {
-    for (ruby, graph) in leak3_last_dumps() {
-        let heap = graph.heap();
-        let mut with_class = 0;
-        for v in 0..heap.len() {
-            let expected = class_row_by_address(heap, v);
-            assert_eq!(heap.class_row(v), expected, "{ruby} row {v}");
-            with_class += usize::from(expected.is_some());
-        }
-        assert!(
-            with_class > heap.len() / 2,
-            "{ruby}: {with_class} of {}",
-            heap.len()
-        );
-    }
 }
 
 #[test]

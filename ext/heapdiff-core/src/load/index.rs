@@ -8,7 +8,7 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::address_index::AddressIndex;
-use crate::heap::{Columns, Heap, LoadStats, Root, Shape, NO_CLASS, SAMPLE_LIMIT};
+use crate::heap::{Columns, Heap, LoadStats, Root, Shape, SAMPLE_LIMIT};
 use crate::intern::Interner;
 use crate::object_type::ObjectType;
 use crate::parse::flag;
@@ -142,7 +142,6 @@ impl IndexBuilder {
         let index = AddressIndex::build(&columns.address);
         stats.duplicate_addresses = index.duplicates();
         name_metaclasses(&columns, &index, &mut class_names, &mut strings);
-        let class_rows = class_rows(&columns, &index);
         if cancelled(cancel) {
             return Err(Error::Cancelled);
         }
@@ -186,7 +185,6 @@ impl IndexBuilder {
             columns,
             ref_start,
             ref_targets,
-            class_rows,
             dangling,
             roots,
             root_targets,
@@ -234,48 +232,6 @@ fn name_metaclasses(
         let id = strings.intern(&text);
         class_names.insert(meta, id);
     }
-}
-
-/// Each object's class row (`NO_CLASS`: none, an IMEMO's bogus class, or a class the
-/// dump lacks), resolved here once, in parallel: the graph's passes read it for every
-/// object (the object → class edges), where a lookup in the address index costs ~10×
-/// a read of the column.
-fn class_rows(columns: &Columns, index: &AddressIndex) -> Vec<u32> {
-    // Classes are a few thousand records: a map of them answers most lookups for less
-    // than the address index (a block map, then a search in the block). Only rows the
-    // index itself finds for their address go in, so that both give the same row.
-    let classes: HashMap<u64, u32> = (0..columns.len())
-        .filter(|&i| {
-            matches!(
-                columns.object_type[i],
-                ObjectType::Class | ObjectType::Module | ObjectType::IClass
-            ) && index.find(&columns.address, columns.address[i]) == Some(i)
-        })
-        .map(|i| (columns.address[i], i as u32))
-        .collect();
-    let mut rows = vec![NO_CLASS; columns.len()];
-    rows.par_chunks_mut(4096)
-        .enumerate()
-        .for_each(|(j, chunk)| {
-            // Neighbours in a dump are often of one class: look it up once.
-            let mut last = (0u64, NO_CLASS);
-            for (i, out) in chunk.iter_mut().enumerate() {
-                let row = j * 4096 + i;
-                let class = columns.class[row];
-                if class == 0 || columns.object_type[row] == ObjectType::Imemo {
-                    continue; // before 3.2 an IMEMO's class is bogus (0x8, 0x11)
-                }
-                if class != last.0 {
-                    let found = match classes.get(&class) {
-                        Some(&r) => Some(r as usize),
-                        None => index.find(&columns.address, class),
-                    };
-                    last = (class, found.map_or(NO_CLASS, |r| r as u32));
-                }
-                *out = last.1;
-            }
-        });
-    rows
 }
 
 /// Turns addresses into row indices; an address with no record becomes `n + k`, where
