@@ -18,6 +18,8 @@ use paths::{RootTree, Search};
 
 use std::sync::{Mutex, OnceLock};
 
+use hashbrown::HashMap;
+
 use rayon::prelude::*;
 
 use crate::cancel::{checkpoint, checkpoint_every};
@@ -111,12 +113,28 @@ impl HeapGraph {
     }
 
     /// The row of each object's class (`NO_ROW` where `Heap::class_row` has none),
-    /// resolved once: every pass that follows class edges reads it for every object,
-    /// and a lookup in the address index costs ~10× a read of this column.
+    /// resolved once, on the first pass that follows class edges: every such pass reads
+    /// it for every object, and a lookup in the address index costs ~10× a read of
+    /// this column. Built here rather than at load, so that the dumps a diff only
+    /// compares (never asked what holds an object) do not carry it: 4 bytes an object.
     pub(crate) fn class_rows(&self) -> &[u32] {
         self.class_rows.get_or_init(|| {
-            let n = self.heap.len();
-            let mut rows = vec![NO_ROW; n];
+            let heap = &self.heap;
+            let columns = &heap.columns;
+            // Classes are a few thousand records: a map of them answers most lookups
+            // for less than the address index (a block map, then a search in the
+            // block). Only rows the index itself finds for their address go in, so
+            // that both give the same row.
+            let classes: HashMap<u64, u32> = (0..heap.len())
+                .filter(|&i| {
+                    matches!(
+                        columns.object_type[i],
+                        ObjectType::Class | ObjectType::Module | ObjectType::IClass
+                    ) && heap.find(columns.address[i]) == Some(i)
+                })
+                .map(|i| (columns.address[i], i as u32))
+                .collect();
+            let mut rows = vec![NO_ROW; heap.len()];
             for (k, block) in rows.chunks_mut(1 << 16).enumerate() {
                 checkpoint();
                 let base = k << 16;
@@ -126,24 +144,21 @@ impl HeapGraph {
                     .for_each(|(j, chunk)| {
                         let first = base + j * 4096;
                         // Neighbours in a dump are often of one class: look it up once.
-                        let mut last: Option<(u64, u32)> = None;
+                        let mut last = (0u64, NO_ROW);
                         for (i, out) in chunk.iter_mut().enumerate() {
                             let row = first + i;
-                            let class = self.heap.columns.class[row];
-                            *out = match last {
-                                Some((c, r)) if c == class && r != NO_ROW => {
-                                    if self.heap.columns.object_type[row] == ObjectType::Imemo {
-                                        NO_ROW
-                                    } else {
-                                        r
-                                    }
-                                }
-                                _ => {
-                                    let r = self.heap.class_row(row).map_or(NO_ROW, |c| c as u32);
-                                    last = Some((class, r));
-                                    r
-                                }
-                            };
+                            let class = columns.class[row];
+                            if class == 0 || columns.object_type[row] == ObjectType::Imemo {
+                                continue; // as Heap::class_row: an IMEMO's class is bogus before 3.2
+                            }
+                            if class != last.0 {
+                                let found = match classes.get(&class) {
+                                    Some(&r) => Some(r as usize),
+                                    None => heap.find(class),
+                                };
+                                last = (class, found.map_or(NO_ROW, |r| r as u32));
+                            }
+                            *out = last.1;
                         }
                     });
             }

@@ -69,9 +69,11 @@ pub(crate) struct Search {
     seen: Vec<u64>,
     /// The next phase to start (`phases().len()`: all started).
     phase: usize,
-    /// The level being claimed: (object, its parent) in frontier order, and how many
-    /// of them were claimed or passed over so far.
-    candidates: Vec<(u32, u32)>,
+    /// The level being claimed: (object, its parent) in frontier order, in the parts
+    /// the gathering threads made (not joined into one: a copy of every candidate),
+    /// and how far they were claimed or passed over: the part, the position in it.
+    candidates: Vec<Vec<(u32, u32)>>,
+    part: usize,
     cursor: usize,
     /// What the level claimed so far: the next level's frontier.
     next: Vec<u32>,
@@ -99,7 +101,7 @@ impl Search {
     pub(super) fn heap_bytes(&self) -> usize {
         self.parent.capacity() * 4
             + self.seen.capacity() * 8
-            + self.candidates.capacity() * 8
+            + self.candidates.iter().map(Vec::capacity).sum::<usize>() * 8
             + self.next.capacity() * 4
             + self.frontier.capacity() * 4
     }
@@ -108,13 +110,37 @@ impl Search {
         self.seen[t / 64] & (1 << (t % 64)) != 0
     }
 
-    fn claim(&mut self, t: usize, from: u32) -> bool {
-        if self.is_seen(t) {
-            return false;
+    /// Claims the level's candidates in order, each object for the first that reaches
+    /// it, until `until` is claimed (then true) or none are left.
+    fn claim_candidates(&mut self, until: Option<usize>) -> bool {
+        let until = until.map_or(NO_ROW, |row| row as u32);
+        let Search {
+            parent,
+            seen,
+            candidates,
+            part,
+            cursor,
+            next,
+            ..
+        } = self;
+        while let Some(candidates) = candidates.get(*part) {
+            while let Some(&(t, from)) = candidates.get(*cursor) {
+                *cursor += 1;
+                let (word, bit) = (t as usize / 64, 1 << (t % 64));
+                if seen[word] & bit != 0 {
+                    continue;
+                }
+                seen[word] |= bit;
+                parent[t as usize] = from;
+                next.push(t);
+                if t == until {
+                    return true;
+                }
+            }
+            *part += 1;
+            *cursor = 0;
         }
-        self.seen[t / 64] |= 1 << (t % 64);
-        self.parent[t] = from;
-        true
+        false
     }
 }
 
@@ -126,6 +152,7 @@ impl HeapGraph {
             seen: vec![0u64; n.div_ceil(64)],
             phase: 0,
             candidates: Vec::new(),
+            part: 0,
             cursor: 0,
             next: Vec::new(),
             frontier: Vec::new(),
@@ -145,13 +172,8 @@ impl HeapGraph {
             if until.is_some_and(|row| search.parent[row] != NO_ROW) {
                 return false;
             }
-            if search.cursor < search.candidates.len() {
-                let (t, v) = search.candidates[search.cursor];
-                search.cursor += 1;
-                if search.claim(t as usize, v) {
-                    search.next.push(t);
-                }
-                continue;
+            if search.claim_candidates(until) {
+                return false;
             }
             checkpoint();
             if search.gathered == search.frontier.len() && search.next.is_empty() {
@@ -166,6 +188,7 @@ impl HeapGraph {
                 // need not be read again.
                 search.only_class_edges = roots.is_none();
                 search.candidates.clear();
+                search.part = 0;
                 search.cursor = 0;
                 match roots {
                     None => {
@@ -173,13 +196,15 @@ impl HeapGraph {
                         search.next = reached.collect();
                     }
                     Some(conservative) => {
+                        let mut roots = Vec::new();
                         for (r, t) in self.heap.root_rows() {
                             let is_stack =
                                 self.heap.root_name(&self.heap.roots[r]) == CONSERVATIVE_ROOT;
                             if is_stack == conservative {
-                                search.candidates.push((t as u32, ROOT_FLAG | r as u32));
+                                roots.push((t as u32, ROOT_FLAG | r as u32));
                             }
                         }
+                        search.candidates.push(roots);
                     }
                 }
                 continue;
@@ -200,10 +225,12 @@ impl HeapGraph {
             };
             let only_class_edges = search.only_class_edges;
             let seen_now = &search.seen;
-            let gathered: Vec<Vec<(u32, u32)>> = block
+            search.candidates = block
                 .par_chunks(4096)
                 .map(|chunk| {
-                    let mut out = Vec::new();
+                    // Objects have about three references: room for most chunks' candidates.
+                    let per_object = if only_class_edges { 1 } else { 4 };
+                    let mut out = Vec::with_capacity(chunk.len() * per_object);
                     for &v in chunk {
                         let v = v as usize;
                         let refs: &[u32] = if only_class_edges {
@@ -227,7 +254,7 @@ impl HeapGraph {
                     out
                 })
                 .collect();
-            search.candidates = gathered.concat();
+            search.part = 0;
             search.cursor = 0;
             search.gathered = end;
             if search.gathered == search.frontier.len() {
