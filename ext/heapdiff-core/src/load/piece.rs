@@ -48,6 +48,12 @@ pub(super) fn parse_piece(
         offset,
         ..ParsedPiece::default()
     };
+    // Room for the piece's records up front (lines run 150-400 bytes): growing fifteen
+    // columns by doubling from empty, piece after piece, cost 2.6% of a load (callgrind).
+    let rows = data.len() / 256;
+    let _ = chunk.columns.try_reserve(rows);
+    let _ = chunk.reference_ends.try_reserve(rows);
+    let _ = chunk.references.try_reserve(data.len() / 64);
     let mut scratch = Scratch::default();
     // The first NUL byte at or after the current record, found once for the piece and
     // again only after a record that held it: one memchr a line cost 1.6% of a load, and
