@@ -339,6 +339,11 @@ impl<'a> LineParser<'a, '_> {
                         if digits > 0 && hex.get(digits) == Some(&b'"') {
                             out.push(address);
                             self.pos = start + 2 + digits + 1;
+                            // The emitter's `, "`: on to the next quote, without the
+                            // loop's space skip and `,` arm.
+                            if self.line[self.pos..].starts_with(b", \"") {
+                                self.pos += 2;
+                            }
                             continue;
                         }
                     }
