@@ -24,6 +24,15 @@ impl Interner {
         Self::default()
     }
 
+    /// Room for `n` strings before the table grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Interner {
+            ids: HashTable::with_capacity(n),
+            strings: Vec::with_capacity(n),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
     pub fn intern(&mut self, bytes: &[u8]) -> u32 {
         let hasher = &self.hasher;
         let strings = &self.strings;
