@@ -94,7 +94,7 @@ impl<'a> LineParser<'a, '_> {
         }
         self.pos += 1;
         let mut members = 0usize;
-        loop {
+        'members: loop {
             self.skip_spaces();
             match self.peek() {
                 None => {
@@ -126,21 +126,22 @@ impl<'a> LineParser<'a, '_> {
                     continue;
                 }
             }
-            let key = match self.key() {
-                Some(key) => key,
-                None => {
+            // At a name's quote. The emitter's layout, `"name":value, "name":value`, runs
+            // here member after member: its separator `, "` leads straight to the next
+            // name, without the space skip and the dispatch above.
+            loop {
+                let Some((key, name)) = self.key() else {
                     if members == 0 {
                         return Err(Error::not_a_record("not a JSON object"));
                     }
                     self.record.incomplete = true;
+                    break 'members;
+                };
+                members += 1;
+                self.member(key, name, references);
+                if !self.line[self.pos..].starts_with(b", \"") {
                     break;
                 }
-            };
-            members += 1;
-            self.member(key.0, key.1, references);
-            // The emitter's separator, `, "`: step to the next name's quote at once
-            // rather than through the loop's `,` arm and a second space skip.
-            if self.line[self.pos..].starts_with(b", \"") {
                 self.pos += 2;
             }
         }
@@ -338,6 +339,11 @@ impl<'a> LineParser<'a, '_> {
                         if digits > 0 && hex.get(digits) == Some(&b'"') {
                             out.push(address);
                             self.pos = start + 2 + digits + 1;
+                            // The emitter's `, "`: on to the next quote, without the
+                            // loop's space skip and `,` arm.
+                            if self.line[self.pos..].starts_with(b", \"") {
+                                self.pos += 2;
+                            }
                             continue;
                         }
                     }
