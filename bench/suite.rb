@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 # The benchmark suite (`rake bench`): heapdiff against heapy, with `cat` as the floor,
-# on seeded three-dump sets of about 150 MB, 440 MB, 1.1 GB and 5.5 GB (100k, 400k, 1M
+# on seeded three-dump sets of about 150 MB, 440 MB, 1.1 GB and 5.3 GB (100k, 400k, 1M
 # and 5M objects a dump; bench/generate.rb's Rails libraries alone make 48 MB a dump,
 # so no set is smaller than ~146 MB). `bin/setup --bench` installs what it needs (Rails'
 # libraries from Debian, GNU time); heapy takes minutes on the largest set.
