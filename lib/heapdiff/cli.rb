@@ -462,18 +462,26 @@ module Heapdiff
 
     # The watched objects (Heapdiff.watch) that +snapshot+'s sidecar says survived,
     # each label with the path from a root to one of them in +heap+ (that snapshot's
-    # dump), or why there is none: [{label:, count:, watched:, address:, path:, why:}],
-    # or nil.
+    # dump), or why there is none: [{label:, count:, watched:, address:, path:,
+    # conservative:, why:}], or nil. Of the sampled addresses, one that a precise root
+    # reaches is shown before one held only from a machine stack.
     def survivor_paths(snapshot, heap, options)
       survivors = snapshot.meta&.dig("survivors")
       return nil unless survivors.is_a?(Hash) && !survivors.empty?
 
       survivors.map do |label, s|
-        address = Array(s["addresses"]).find { |a| a.is_a?(String) && heap.at(a) }
-        path = address && heap.path_to_root(heap.at(address), class_edges: options[:class_edges])
+        address, path = survivor_path(heap, s["addresses"], options)
         { label: label, count: s["count"], watched: s["watched"], address: address, path: path&.to_s,
-          why: path ? nil : no_path_reason(heap, address, options) }
+          conservative: path&.conservative? || false, why: path ? nil : no_path_reason(heap, address, options) }
       end
+    end
+
+    # [address, path] for the first of +addresses+ in +heap+ with a precise path, else
+    # the first with any path, else the first in the heap (path nil).
+    def survivor_path(heap, addresses, options)
+      found = Array(addresses).select { |a| a.is_a?(String) && heap.at(a) }
+      paths = found.map { |a| [a, heap.path_to_root(heap.at(a), class_edges: options[:class_edges])] }
+      paths.find { |_, path| path && !path.conservative? } || paths.find { |_, path| path } || [found.first, nil]
     end
 
     def survivors_output(survivors, snapshot)
@@ -481,9 +489,15 @@ module Heapdiff
 
       @out.puts "Watched objects still alive at #{File.basename(snapshot.path)} (they should have died):"
       survivors.each do |s|
-        @out.puts "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{s[:path] || s[:why]}"
+        line = "  #{Printable.escape(s[:label])}: #{s[:count]} of #{s[:watched]} watched — #{s[:path] || s[:why]}"
+        line += CONSERVATIVE_NOTE if s[:conservative]
+        @out.puts line
       end
     end
+
+    # After a survivor's path from a thread's machine stack (Path#conservative?).
+    CONSERVATIVE_NOTE = " (held only from a thread's machine stack, which the GC scans conservatively: " \
+                        "maybe a stale slot that later calls overwrite, not a reference the code keeps)"
 
     # Why a survivor at +address+ (nil: none of its addresses is in +heap+) has no path
     # from a root. Without --no-class-edges: it survived a full GC, so an object in the

@@ -11,10 +11,10 @@ require_relative "../../examples/sidekiq_leak/run"
 # finished job is watched. LeakyJob keeps its instances in LeakyJob::REGISTRY,
 # CleanJob keeps nothing (spec/support/apps/sidekiq_watch.rb). The middleware
 # snapshots the server after every JOBS jobs, three times. Each phase alternates the
-# two classes, then ends with TAIL LeakyJobs: a finished job's payload can stay
-# referenced from the processor thread's C stack (conservatively: no path in the
-# dump) until later jobs overwrite it, so that the jobs a snapshot follows are ones
-# whose instances are meant to live. The app counts its runs per class and its
+# two classes, then ends with TAIL LeakyJobs: a finished job's instance or payload can
+# stay referenced from the processor thread's machine stack (the "machine_context"
+# root, scanned conservatively) until later jobs overwrite the slot, so that the jobs
+# a snapshot follows are mostly ones whose instances are meant to live. The app counts its runs per class and its
 # registry.
 module SidekiqWatchRun
   APP = File.expand_path("../support/apps/sidekiq_watch.rb", __dir__)
@@ -58,15 +58,26 @@ RSpec.describe "Watched jobs of a real Sidekiq server: the instances a leaky job
     expect(snapshots.map { |s| s.meta["pid"] }.uniq).to eq([counts["pid"]])
   end
 
-  it "records in each sidecar every LeakyJob run so far as alive, and no CleanJob" do
+  # Survivors besides LeakyJob's instances: a finished job (instance or payload) can stay
+  # referenced from the processor thread's machine stack, which the GC scans
+  # conservatively, until later calls overwrite the slot (about one run in three has a
+  # CleanJob of the last phase there). Each such label's sampled addresses in the dump
+  # must be held only from "machine_context": no precise root reaches them.
+  def conservative_only?(snapshot, label, survivor)
+    heap = Heapdiff.load(snapshot.path)
+    paths = survivor["addresses"].filter_map { |a| heap.at(a) }.map { |o| heap.path_to_root(o) }
+    expect(paths).to all(be_nil.or(be_conservative)), "#{snapshot.path}: #{label} #{paths.map(&:to_s)}"
+  end
+
+  it "records in each sidecar every LeakyJob run so far as alive, and CleanJobs only from a machine stack" do
     snapshots.each_with_index do |snapshot, i|
       alive = per_phase["LeakyJob"] * (i + 1)
       survivors = snapshot.meta["survivors"]
       expect(survivors).to include("LeakyJob" => include("count" => alive, "watched" => alive)), snapshot.path
-      # Besides, at most the payloads (args) of some of the TAIL LeakyJobs last run, from
-      # the C stack (one, when it happens, on the host's Sidekiq 6.4).
-      expect(survivors.keys - ["LeakyJob"]).to all(eq("LeakyJob args")), "#{snapshot.path}: #{survivors}"
-      expect(survivors.fetch("LeakyJob args", {}).fetch("count", 0)).to be < SidekiqWatchRun::TAIL
+      survivors.except("LeakyJob").each do |label, survivor|
+        expect(survivor["count"]).to be < SidekiqWatchRun::TAIL, "#{snapshot.path}: #{label} #{survivor}"
+        conservative_only?(snapshot, label, survivor)
+      end
     end
   end
 
@@ -77,8 +88,8 @@ RSpec.describe "Watched jobs of a real Sidekiq server: the instances a leaky job
     leaked = counts["registry"]
     section = out[/^Watched objects still alive at heap-0003\.json.*\z/m]
     expect(section).to match(/^  LeakyJob: #{leaked} of #{leaked} watched — ROOT .* → LeakyJob::REGISTRY ARRAY 0x\h+ \(#{leaked} refs\) → \[\d+\] OBJECT LeakyJob 0x\h+( \(\d+ refs?\))?$/)
-    expect(section).not_to include("CleanJob")
-    # At most some of the last jobs' payloads besides (see the sidecars' example).
-    expect(section.lines.drop(2)).to all(start_with("  LeakyJob args: ")).and(have_attributes(size: be <= 1))
+    # Any other line is a job held only from a machine stack, and says so.
+    others = section.lines.drop(1).reject { |line| line.start_with?("  LeakyJob: ") }
+    expect(others).to all(match(/ — ROOT machine_context → .*\(held only from a thread's machine stack, which the GC scans conservatively: /))
   end
 end

@@ -40,13 +40,17 @@ RSpec.describe "Heapdiff.watch" do
     expect(out.lines.last).to eq("#{Heapdiff::Watch::LABELS + 1} 50\n")
   end
 
-  it "heapdiff report DIR says why a survivor has no path: no referrer in the dump, or not in it at all" do
+  it "heapdiff report DIR says why a survivor has no path (no referrer in the dump, or not in it at all), " \
+     "and when only a machine stack holds it" do
     Dir.mktmpdir do |dir|
       # 0x2000 is held by an array from a root, 0x4000 by nothing in the dump, 0x9000 is
       # not in it, 0x5100 by an array of an anonymous class that only its instance
-      # 0x6000's class edge reaches.
+      # 0x6000's class edge reaches, 0x7000 by a thread's machine stack only (scanned
+      # conservatively), 0x2000 by both.
       dump = <<~JSONL
         {"type":"ROOT", "root":"vm", "references":["0x1000", "0x3000", "0x6000"]}
+        {"type":"ROOT", "root":"machine_context", "references":["0x7000", "0x2000"]}
+        {"address":"0x7000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
         {"address":"0x3000", "type":"CLASS", "name":"Job", "references":[], "memsize":100}
         {"address":"0x1000", "type":"ARRAY", "length":1, "references":["0x2000"], "memsize":40}
         {"address":"0x2000", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
@@ -56,7 +60,8 @@ RSpec.describe "Heapdiff.watch" do
         {"address":"0x1100", "type":"ARRAY", "length":1, "references":["0x5100"], "memsize":40}
         {"address":"0x5100", "type":"OBJECT", "class":"0x3000", "ivars":0, "memsize":40}
       JSONL
-      survivors = { "Held" => ["0x2000"], "Unheld" => ["0x4000"], "Gone" => ["0x9000"], "Classed" => ["0x5100"] }
+      survivors = { "Held" => %w[0x7000 0x2000], "Unheld" => ["0x4000"], "Gone" => ["0x9000"], "Classed" => ["0x5100"],
+                    "Stacked" => ["0x7000"] }
                   .transform_values { |addresses| { "count" => 1, "watched" => 2, "addresses" => addresses } }
       [1, 2].each do |n|
         File.write(File.join(dir, "heap-000#{n}.json"), dump)
@@ -75,7 +80,9 @@ RSpec.describe "Heapdiff.watch" do
         ["  Held: 1 of 2 watched — ROOT vm → ARRAY 0x1000 → [0] OBJECT Job 0x2000\n", unheld,
          "  Gone: 1 of 2 watched — none of its addresses is in the dump\n",
          "  Classed: 1 of 2 watched — ROOT vm → OBJECT #<Class:0x5000> 0x6000 → CLASS #<Class:0x5000> 0x5000 → " \
-         "ARRAY 0x1100 → [0] OBJECT Job 0x5100\n"]
+         "ARRAY 0x1100 → [0] OBJECT Job 0x5100\n",
+         "  Stacked: 1 of 2 watched — ROOT machine_context → OBJECT Job 0x7000 (held only from a thread's machine stack, " \
+         "which the GC scans conservatively: maybe a stale slot that later calls overwrite, not a reference the code keeps)\n"]
       )
       # Without class edges, 0x5100 has no path, but it is in the heap's graph all the same.
       expect(report.call("--no-class-edges").values_at(1, 3)).to eq(

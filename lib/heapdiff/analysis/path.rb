@@ -28,6 +28,9 @@ module Heapdiff
       end
     end
 
+    # The root category of the machine stacks (gc.c's mark_current_machine_context).
+    CONSERVATIVE_ROOT = "machine_context"
+
     # The root category: "vm", "global_tbl", "machine_context"…
     attr_reader :root, :steps
 
@@ -55,6 +58,16 @@ module Heapdiff
       steps.size
     end
     alias length size
+
+    # Whether the path starts at a thread's machine stack ("machine_context"), which
+    # the GC scans conservatively: any word that looks like an object's address keeps
+    # it, such as a stale slot of a call that has returned. The search tries every
+    # precise root first, so such a path means no precise root reaches the target.
+    #
+    # @return [Boolean]
+    def conservative?
+      root == CONSERVATIVE_ROOT
+    end
 
     # The object the path leads to.
     #
