@@ -495,23 +495,26 @@ module Heapdiff
       end
     end
 
-    # After a survivor's path from a thread's machine stack (Path#conservative?).
+    # After a survivor's path from the dumping thread's machine stack (Path#conservative?).
     CONSERVATIVE_NOTE = " (held only from a thread's machine stack, which the GC scans conservatively: " \
                         "maybe a stale slot that later calls overwrite, not a reference the code keeps)"
 
     # Why a survivor at +address+ (nil: none of its addresses is in +heap+) has no path
-    # from a root. Without --no-class-edges: it survived a full GC, so an object in the
-    # dump without a path is held from outside the object graph the dump shows, such as
-    # a thread's C stack, which the GC scans conservatively (a job that has just
-    # finished can stay there until later calls overwrite it). With it, only the object
-    # → class edges it left out may reach it.
+    # from a root. Without --no-class-edges: it survived the full GC before the dump,
+    # and the dump lists every root, machine stacks included (the current thread's as
+    # "machine_context", other threads' as their Thread's references), so either it
+    # was let go between that GC and the dump (a dump lists objects no GC has swept
+    # yet), or something the dump does not show holds it. The report cannot tell
+    # which. With --no-class-edges, only the object → class edges it left out may
+    # reach it.
     def no_path_reason(heap, address, options)
       return "none of its addresses is in the dump" unless address
       if !options[:class_edges] && heap.path_to_root(heap.at(address), class_edges: true)
         return "no path from a root without the object → class edges that --no-class-edges leaves out"
       end
 
-      "no path from a root in the dump: held from outside the heap, such as a thread's C stack"
+      "no path from a root in the dump: let go after the full GC before the dump, " \
+        "or held by something the dump does not show"
     end
 
     # Loads side by side (Heapdiff.diff does), after a progress line for each.

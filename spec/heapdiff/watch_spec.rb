@@ -74,8 +74,8 @@ RSpec.describe "Heapdiff.watch" do
         expect(status.exitstatus).to eq(0), err
         out[/^Watched objects still alive at heap-0002\.json.*\z/m].lines.drop(1)
       end
-      unheld = "  Unheld: 1 of 2 watched — no path from a root in the dump: held from outside the heap, " \
-               "such as a thread's C stack\n"
+      unheld = "  Unheld: 1 of 2 watched — no path from a root in the dump: let go after the full GC before the dump, " \
+               "or held by something the dump does not show\n"
       expect(report.call).to eq(
         ["  Held: 1 of 2 watched — ROOT vm → ARRAY 0x1000 → [0] OBJECT Job 0x2000\n", unheld,
          "  Gone: 1 of 2 watched — none of its addresses is in the dump\n",

@@ -59,10 +59,13 @@ module Heapdiff
     end
     alias length size
 
-    # Whether the path starts at a thread's machine stack ("machine_context"), which
-    # the GC scans conservatively: any word that looks like an object's address keeps
-    # it, such as a stale slot of a call that has returned. The search tries every
-    # precise root first, so such a path means no precise root reaches the target.
+    # Whether the path starts at the dumping thread's machine stack
+    # ("machine_context"), which the GC scans conservatively: any word that looks like
+    # an object's address keeps it, such as a stale slot of a call that has returned.
+    # The search tries every precise root first, so such a path means no precise root
+    # reaches the target. Other threads' machine stacks are in their Thread's
+    # references (Ruby's rb_execution_context_mark), indistinguishable in the dump
+    # from their Ruby frames': a path through a Thread is not conservative here.
     #
     # @return [Boolean]
     def conservative?
