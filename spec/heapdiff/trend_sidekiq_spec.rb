@@ -178,19 +178,19 @@ RSpec.describe "The trend of a real leaking Sidekiq server over six snapshots" d
       dom, = Chromium.dump_dom(url)
       chart = dom[%r{<div id="chart" class="chart">(.*?)</div>}m, 1]
       # The points sit where their sidecars' times put them (plot from x=70 to x=920).
+      # The page gets each snapshot's seconds from the first to the millisecond (a
+      # millisecond is 0.1-0.3 px on these spans), and writes positions to 0.1 px.
       times = trend.memory.map(&:time)
-      span = times.last - times.first
+      seconds = times.map { |t| (t - times.first).round(3) }
+      span = seconds.last
       xs = chart.scan(/<circle class="objects-dot" cx="([\d.]+)"/).flatten.map(&:to_f)
-      expected_xs = times.map { |t| 70 + ((t - times.first) * 850 / span) }
-      # Within 0.25 px: the page gets times to the millisecond (about 0.1 px here) and
-      # writes positions to 0.1 px.
-      xs.zip(expected_xs).each { |x, e| expect(x).to be_within(0.25).of(e) }
+      expected_xs = seconds.map { |s| 70 + (s * 850 / span) }
+      xs.zip(expected_xs).each { |x, e| expect(x).to be_within(0.051).of(e) }
       # Ticks at round times, each where its time is, labels distinct.
       ticks = chart.scan(/<text class="time" x="([\d.]+)"[^>]*>([\d.]+) s</).map { |x, v| [x.to_f, v.to_f] }
       expect(ticks.size).to be_between(3, 6)
       expect(ticks.map(&:last).uniq.size).to eq(ticks.size)
-      # The same 0.25 px as the points: the page's span is to the millisecond, this one is not.
-      ticks.each { |x, v| expect(x).to be_within(0.25).of(70 + (v * 850 / span)) }
+      ticks.each { |x, v| expect(x).to be_within(0.051).of(70 + (v * 850 / span)) }
       expect(chart).to include("time since the first snapshot (#{times.first.getutc.strftime("%Y-%m-%d %H:%M:%S")} UTC)")
       # Both value axes start at zero.
       expect(chart).to match(%r{>0 MB</text>}).and match(%r{>0</text>})
